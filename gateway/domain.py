@@ -1,0 +1,142 @@
+"""The domain event: one Parcours 3 record, parsed and checked, as the gateway keeps and sends it.
+
+An `Event` is a frozen value. It never holds the social security number (`nir`): the adapter drops
+that column before an `Event` exists (brief §3, §6). The free-text comment is present only when the
+data-minimisation setting lets it through.
+
+Identity of an event across nights is its *key*, ``code_ml-id_evenement`` (brief §4). Its *content
+hash* covers exactly what is sent to DUDE, so that "same key, same content" means "nothing new to
+send" and a changed content means a new version (brief §3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import date, datetime
+from typing import Any
+
+from gateway.codes import EventType, Operation
+
+#: Fields that travel to DUDE (with the identity and event type), in the order they are hashed.
+WIRE_FIELDS = (
+    "code_ml", "id_evenement", "identifiant_pe", "nom", "prenom", "date_naissance", "conseiller",
+    "type_evenement", "date_evenement", "date_debut", "date_fin", "modalite", "premier_entretien",
+    "formacode", "organisme", "code_prestation", "num_offre", "siret", "code_rome", "type_contrat",
+    "resultat", "parcours", "motif", "commentaire",
+)
+
+#: Optional typed fields, the Parcours 3 column names (brief §3).
+DETAIL_FIELDS = (
+    "date_debut", "date_fin", "modalite", "premier_entretien", "formacode", "organisme",
+    "code_prestation", "num_offre", "siret", "code_rome", "type_contrat", "resultat", "parcours",
+    "motif",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event as recorded in Parcours 3, parsed and pre-flight checked."""
+
+    code_ml: str
+    id_evenement: str
+    identifiant_pe: str
+    nom: str
+    prenom: str
+    date_naissance: date
+    conseiller: str
+    type_evenement: EventType
+    date_evenement: date
+    operation: Operation = Operation.CREATE
+    num_dossier: str | None = None
+    date_debut: date | None = None
+    date_fin: date | None = None
+    modalite: str | None = None
+    premier_entretien: bool | None = None
+    formacode: str | None = None
+    organisme: str | None = None
+    code_prestation: str | None = None
+    num_offre: str | None = None
+    siret: str | None = None
+    code_rome: str | None = None
+    type_contrat: str | None = None
+    resultat: str | None = None
+    parcours: str | None = None
+    motif: str | None = None
+    commentaire: str | None = None
+    saisi_le: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        """The stable key DUDE knows the event by: ``code_ml-id_evenement`` (brief §4)."""
+        return f"{self.code_ml}-{self.id_evenement}"
+
+    @property
+    def is_cancellation(self) -> bool:
+        return self.operation is Operation.CANCEL
+
+    def content_hash(self) -> str:
+        """SHA-256 of what DUDE receives (plus whether it cancels), stable across runs and machines."""
+        record = to_record(self)
+        payload = [record.get(name) for name in WIRE_FIELDS]
+        payload.append(self.is_cancellation)
+        blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def with_changes(self, **changes: Any) -> Event:
+        return replace(self, **changes)
+
+
+_DATE_FIELDS = {"date_naissance", "date_evenement", "date_debut", "date_fin"}
+
+
+def to_record(event: Event) -> dict[str, Any]:
+    """A JSON-ready dict (ISO dates, codes as strings, ``None`` fields left out) for the store."""
+    out: dict[str, Any] = {}
+    for f in fields(Event):
+        value = getattr(event, f.name)
+        if value is None:
+            continue
+        if isinstance(value, (date, datetime)):
+            value = value.isoformat()
+        elif isinstance(value, (EventType, Operation)):
+            value = value.value
+        out[f.name] = value
+    return out
+
+
+def from_record(record: dict[str, Any]) -> Event:
+    """The inverse of `to_record`: rebuild an `Event` from what the store kept."""
+    values = dict(record)
+    for name in _DATE_FIELDS:
+        if values.get(name) is not None:
+            values[name] = date.fromisoformat(values[name])
+    if values.get("saisi_le") is not None:
+        values["saisi_le"] = datetime.fromisoformat(values["saisi_le"])
+    values["type_evenement"] = EventType(values["type_evenement"])
+    values["operation"] = Operation(values.get("operation", "C"))
+    return Event(**values)
+
+
+def event_as_dict(event: Event) -> dict[str, Any]:
+    """All fields with native types (for templates and tests)."""
+    return asdict(event)
+
+
+#: The typed fields each event type carries, in XML order, with whether each is required (brief §3).
+#: A field not listed for a type is not kept on the event. ``date_fin`` of a PEM is required for
+#: CDD/CTT contracts only (`gateway.codes.CONTRACTS_WITH_END`), which `gateway.preflight` checks.
+TYPE_FIELDS: dict[EventType, tuple[tuple[str, bool], ...]] = {
+    EventType.ENT: (("modalite", True), ("premier_entretien", True)),
+    EventType.PFO: (("formacode", True), ("organisme", False), ("date_debut", False), ("date_fin", False)),
+    EventType.EFO: (("formacode", True), ("organisme", True), ("date_debut", True), ("date_fin", False)),
+    EventType.MER: (("num_offre", True), ("siret", True), ("code_rome", False), ("resultat", True)),
+    EventType.PPR: (("code_prestation", True), ("organisme", False)),
+    EventType.EPR: (("code_prestation", True), ("organisme", False), ("date_debut", True), ("date_fin", False)),
+    EventType.PEM: (("type_contrat", True), ("siret", True), ("code_rome", False), ("date_debut", True),
+                    ("date_fin", False)),
+    EventType.SOR: (("motif", True),),
+    EventType.MAN: (("motif", True),),
+    EventType.CPA: (("parcours", True),),
+}

@@ -1,0 +1,166 @@
+"""The gateway's one error tree. Every error carries a stable, machine-readable code.
+
+Where the brief defines a reject code (§4: ``L01``…``L07``, ``E01``…``E10``) that code is the error's
+code, so the same string is stored on the event row, shown in the console, returned by the API and
+asserted by the tests. Other errors carry a stable upper-case code of their own.
+
+Each class also inherits the standard exception a caller would naturally catch (``ValueError``,
+``LookupError``, ``OSError``…), as signxml does, so callers may catch whichever they think in.
+Errors raised by lxml, xmlschema, signxml, SQLAlchemy or httpx are translated where those libraries
+are called (``raise … from exc``): nothing above the adapters catches a foreign exception type.
+
+::
+
+    GatewayError                         code
+    ├── ConfigurationError               CONFIG            (ValueError)
+    ├── KeyMaterialError                 KEYS              (ValueError)
+    ├── ExportFileError                  P3_FILE           (ValueError)  a whole export refused
+    ├── RecordRejected                   E01…E10           (ValueError)  one record refused
+    ├── DocumentRejected                 L01…L07           (ValueError)  one XML document refused
+    │   ├── HostileXmlError              L03
+    │   ├── SchemaViolation              L04  (.errors: per-event paths)
+    │   ├── SignatureInvalid             L01
+    │   └── CertificateRejected          L02
+    ├── UnexpectedDocument               DOC_MISMATCH      (ValueError)  valid, but not the one awaited
+    ├── TransportError                   DUDE_UNREACHABLE  (OSError)     worth retrying
+    │   └── RemoteServerError            DUDE_SERVER_ERROR
+    ├── SendingPaused                    SENDING_PAUSED
+    ├── StoreError                       STORE             (RuntimeError)
+    ├── NotFound                         NOT_FOUND         (LookupError)
+    ├── PermissionDenied                 FORBIDDEN         (PermissionError)
+    └── Conflict                         CONFLICT          (RuntimeError)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.codes import RejectCode
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+    code: str = "GATEWAY"
+
+    def __init__(self, message: str, *, code: str | RejectCode | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = str(code)
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+class ConfigurationError(GatewayError, ValueError):
+    code = "CONFIG"
+
+
+class KeyMaterialError(GatewayError, ValueError):
+    """A key or certificate cannot be read, does not match, or is unsafe to use."""
+
+    code = "KEYS"
+
+
+class ExportFileError(GatewayError, ValueError):
+    """A whole Parcours 3 export is refused (unreadable, a required column missing, not CSV)."""
+
+    code = "P3_FILE"
+
+    def __init__(self, message: str, *, path: str, code: str | None = None):
+        super().__init__(f"{path}: {message}", code=code)
+        self.path = path
+
+
+class RecordRejected(GatewayError, ValueError):
+    """One record fails pre-flight: it carries an event-level reject code and the field at fault."""
+
+    def __init__(self, code: RejectCode, message: str, *, field: str | None = None):
+        super().__init__(message, code=code)
+        self.reject = code
+        self.field = field
+
+
+class DocumentRejected(GatewayError, ValueError):
+    """A whole XML document (envelope, receipt, report) is refused with an envelope-level code."""
+
+    code = "L03"
+
+    def __init__(self, message: str, *, code: RejectCode | str | None = None):
+        super().__init__(message, code=code)
+
+    @property
+    def reject(self) -> RejectCode:
+        return RejectCode(self.code)
+
+
+class HostileXmlError(DocumentRejected):
+    """Not well-formed, or a forbidden construct (DTD, entity, too large, too deep)."""
+
+    code = "L03"
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaErrorDetail:
+    """One XSD violation: where it is (XPath-like), which event it falls in (if any), and why."""
+
+    path: str
+    message: str
+    event_id: str | None = None
+    line: int | None = None
+
+
+class SchemaViolation(DocumentRejected):
+    code = "L04"
+
+    def __init__(self, message: str, *, errors: Sequence[SchemaErrorDetail] = ()):
+        super().__init__(message)
+        self.errors = tuple(errors)
+
+
+class SignatureInvalid(DocumentRejected):
+    code = "L01"
+
+
+class CertificateRejected(DocumentRejected):
+    code = "L02"
+
+
+class UnexpectedDocument(GatewayError, ValueError):
+    """A valid, well-signed document that does not answer what was asked (another envelope, a replay)."""
+
+    code = "DOC_MISMATCH"
+
+
+class TransportError(GatewayError, OSError):
+    """DUDE could not be reached or did not answer in time: the envelope is sent again later."""
+
+    code = "DUDE_UNREACHABLE"
+
+
+class RemoteServerError(TransportError):
+    code = "DUDE_SERVER_ERROR"
+
+
+class SendingPaused(GatewayError):
+    """An operator paused all sending; nothing leaves until it is resumed."""
+
+    code = "SENDING_PAUSED"
+
+
+class StoreError(GatewayError, RuntimeError):
+    code = "STORE"
+
+
+class NotFound(GatewayError, LookupError):
+    code = "NOT_FOUND"
+
+
+class PermissionDenied(GatewayError, PermissionError):
+    code = "FORBIDDEN"
+
+
+class Conflict(GatewayError, RuntimeError):
+    code = "CONFLICT"

@@ -1,0 +1,118 @@
+"""The gateway's settings: one class, loaded once, passed down.
+
+Every setting comes from an environment variable with the ``GATEWAY_`` prefix (or a ``.env`` file in
+the working directory, for development): ``GATEWAY_DATABASE_URL``, ``GATEWAY_DUDE_URL``… No other
+module reads the environment. The defaults are the embedded ones of the brief (§8): SQLite and keys
+in a local data folder, DUDE played by the emulator on a loopback port.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Where the published XSDs live (brief §7: ``schemas/xsd/`` at the top of the repository).
+XSD_DIR = Path(__file__).resolve().parent.parent / "schemas" / "xsd"
+
+
+class Settings(BaseSettings):
+    """Settings of one gateway instance. Frozen: build a new one with ``model_copy(update=…)``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", env_file=".env", env_file_encoding="utf-8", frozen=True,
+        extra="ignore",
+    )
+
+    # Where things are kept
+    data_dir: Path = Field(Path("gateway-data"), description="Data folder: database, keys, emulator state.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite in the data folder. "
+        "For PostgreSQL: postgresql+psycopg://user:password@host/dbname")
+
+    # The other side
+    dude_url: str = Field("http://127.0.0.1:8790/dude/v1", description="Base URL of DUDE's exchange endpoint.")
+    sender_code: str = Field("PARCOURS3", pattern=r"^[A-Z0-9_-]{1,20}$", description="`Emetteur` of every envelope.")
+    recipient_code: str = Field("DUDE", pattern=r"^[A-Z0-9_-]{1,20}$", description="`Destinataire` of every envelope.")
+    envelope_max_events: int = Field(5000, ge=1, le=100_000, description="Events per envelope, at most.")
+
+    # Keys (brief §6)
+    key_file: Path | None = Field(None, description="Gateway private key (PEM). Default: <data_dir>/keys/gateway.key.pem")
+    cert_file: Path | None = Field(None, description="Gateway certificate (PEM). Default: <data_dir>/keys/gateway.cert.pem")
+    key_password: SecretStr | None = Field(None, description="Password of the private key, if it has one.")
+    key_password_file: Path | None = Field(None, description="File holding the private key's password.")
+    trust_dir: Path | None = Field(None, description="Certificates trusted for DUDE's receipts and reports. "
+                                   "Default: <data_dir>/keys/trust")
+
+    # Parcours 3 input (brief §3)
+    input_encoding: str = Field("auto", description="auto (UTF-8 if detected, else Windows-1252), cp1252 or utf-8.")
+    identifiant_pe_pattern: str = Field(r"[0-9]{7}[A-Z]", description="Pattern of the agency's jobseeker id.")
+    send_comments: bool = Field(False, description="Data minimisation: free-text comments are dropped unless true.")
+    timezone: str = Field("Europe/Paris", description="Time zone of Parcours 3 timestamps and of the nightly run.")
+
+    # Sending and reconciliation
+    http_timeout_seconds: float = Field(60.0, gt=0)
+    send_attempts: int = Field(4, ge=1, le=20, description="Attempts per envelope within one run.")
+    retry_backoff_seconds: float = Field(0.5, ge=0, description="First back-off; doubled each attempt, with jitter.")
+    retry_backoff_max_seconds: float = Field(30.0, ge=0)
+    report_wait_seconds: float = Field(60.0, ge=0, description="How long a run waits for reports before leaving "
+                                       "them to the next polls.")
+    report_poll_interval_seconds: float = Field(0.5, gt=0)
+    report_timeout_seconds: float = Field(6 * 3600.0, gt=0, description="Without a report after this, the "
+                                          "envelope is polled again, then its events become SANS_REPONSE.")
+    report_max_polls: int = Field(3, ge=1, description="Polls after the timeout before SANS_REPONSE.")
+    max_document_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest XML document accepted.")
+
+    @field_validator("identifiant_pe_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
+        return value
+
+    @field_validator("input_encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        value = value.lower()
+        if value not in {"auto", "cp1252", "utf-8", "utf-8-sig"}:
+            raise ValueError("expected auto, cp1252, utf-8 or utf-8-sig")
+        return value
+
+    # Derived paths -------------------------------------------------------------------------
+
+    @cached_property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'gateway.db').as_posix()}"
+
+    @cached_property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @cached_property
+    def gateway_key_file(self) -> Path:
+        return self.key_file or self.keys_dir / "gateway.key.pem"
+
+    @cached_property
+    def gateway_cert_file(self) -> Path:
+        return self.cert_file or self.keys_dir / "gateway.cert.pem"
+
+    @cached_property
+    def gateway_trust_dir(self) -> Path:
+        return self.trust_dir or self.keys_dir / "trust"
+
+    @cached_property
+    def emulator_dir(self) -> Path:
+        """Keys, registry and ledger of the DUDE emulator run by the demo."""
+        return self.data_dir / "emulator"
+
+    def key_password_bytes(self) -> bytes | None:
+        if self.key_password is not None:
+            return self.key_password.get_secret_value().encode()
+        if self.key_password_file is not None:
+            return self.key_password_file.read_text(encoding="utf-8").strip().encode()
+        return None
