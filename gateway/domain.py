@@ -78,11 +78,7 @@ class Event:
 
     def content_hash(self) -> str:
         """SHA-256 of what DUDE receives (plus whether it cancels), stable across runs and machines."""
-        record = to_record(self)
-        payload = [record.get(name) for name in WIRE_FIELDS]
-        payload.append(self.is_cancellation)
-        blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        return record_hash(to_record(self))
 
     def with_changes(self, **changes: Any) -> Event:
         return replace(self, **changes)
@@ -104,6 +100,14 @@ def to_record(event: Event) -> dict[str, Any]:
             value = value.value
         out[f.name] = value
     return out
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    """`Event.content_hash` computed from a stored record (saves rebuilding the `Event`)."""
+    payload = [record.get(name) for name in WIRE_FIELDS]
+    payload.append(record.get("operation") == Operation.CANCEL.value)
+    blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def from_record(record: dict[str, Any]) -> Event:

@@ -20,6 +20,7 @@ are called (``raise … from exc``): nothing above the adapters catches a foreig
     │   ├── HostileXmlError              L03
     │   ├── SchemaViolation              L04  (.errors: per-event paths)
     │   ├── SignatureInvalid             L01
+    │   ├── EnvelopeRefused              L0x  DUDE's own verdict, when it could not even answer a receipt
     │   └── CertificateRejected          L02
     ├── UnexpectedDocument               DOC_MISMATCH      (ValueError)  valid, but not the one awaited
     ├── TransportError                   DUDE_UNREACHABLE  (OSError)     worth retrying
@@ -27,6 +28,7 @@ are called (``raise … from exc``): nothing above the adapters catches a foreig
     ├── SendingPaused                    SENDING_PAUSED
     ├── StoreError                       STORE             (RuntimeError)
     ├── NotFound                         NOT_FOUND         (LookupError)
+    │   └── NoReport                     NO_REPORT         DUDE knows no report for an envelope
     ├── PermissionDenied                 FORBIDDEN         (PermissionError)
     └── Conflict                         CONFLICT          (RuntimeError)
 """
@@ -128,6 +130,10 @@ class CertificateRejected(DocumentRejected):
     code = "L02"
 
 
+class EnvelopeRefused(DocumentRejected):
+    """DUDE refused an envelope outright (HTTP 400 with a code), without a receipt to read."""
+
+
 class UnexpectedDocument(GatewayError, ValueError):
     """A valid, well-signed document that does not answer what was asked (another envelope, a replay)."""
 
@@ -156,6 +162,10 @@ class StoreError(GatewayError, RuntimeError):
 
 class NotFound(GatewayError, LookupError):
     code = "NOT_FOUND"
+
+
+class NoReport(NotFound):
+    code = "NO_REPORT"
 
 
 class PermissionDenied(GatewayError, PermissionError):

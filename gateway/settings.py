@@ -9,7 +9,6 @@ in a local data folder, DUDE played by the emulator on a loopback port.
 from __future__ import annotations
 
 import re
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -85,27 +84,27 @@ class Settings(BaseSettings):
 
     # Derived paths -------------------------------------------------------------------------
 
-    @cached_property
+    @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'gateway.db').as_posix()}"
 
-    @cached_property
+    @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
 
-    @cached_property
+    @property
     def gateway_key_file(self) -> Path:
         return self.key_file or self.keys_dir / "gateway.key.pem"
 
-    @cached_property
+    @property
     def gateway_cert_file(self) -> Path:
         return self.cert_file or self.keys_dir / "gateway.cert.pem"
 
-    @cached_property
+    @property
     def gateway_trust_dir(self) -> Path:
         return self.trust_dir or self.keys_dir / "trust"
 
-    @cached_property
+    @property
     def emulator_dir(self) -> Path:
         """Keys, registry and ledger of the DUDE emulator run by the demo."""
         return self.data_dir / "emulator"

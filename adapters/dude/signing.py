@@ -1,0 +1,202 @@
+"""Enveloped XML signatures (XMLDSig) with signxml, and the trust store that checks them (brief §4, §6).
+
+Signing: RSA-SHA256 (or ECDSA P-256/SHA-256 for an EC key), SHA-256 digests, exclusive
+canonicalisation, the signer's X.509 certificate in ``KeyInfo``. ``xmlsec1 --verify --trusted-pem
+CERT`` accepts what `Signer` produces (the tests check it).
+
+Verification: the certificate carried in the document must be one of the trust store's, and valid
+at the time of the check (a trust store holds several certificates with their validity windows, so
+a key can be rotated without a gap: add the new certificate, then switch the key). The signature is
+then checked with that *trusted* certificate, never with whatever the document carries, and only
+what was signed is returned (signxml's "see what is signed" rule): callers must read the returned
+element, not the bytes they received.
+
+signxml's exceptions are translated here: ``L02`` for a certificate that is unknown, not yet valid or
+expired, ``L01`` for everything else about the signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from lxml import etree
+from signxml import (
+    CanonicalizationMethod, DigestAlgorithm, SignatureConfiguration, SignatureMethod, XMLSigner,
+    XMLVerifier,
+)
+from signxml.exceptions import InvalidCertificate, InvalidInput, InvalidSignature, SignXMLException
+
+from adapters.dude.events_xml import DS_NS
+from gateway.errors import CertificateRejected, KeyMaterialError, SignatureInvalid
+
+# signxml logs every canonicalised document at DEBUG: names and birth dates. Logs name event keys,
+# never people (brief §6), so its debug output is never let through, whatever the root level.
+logging.getLogger("signxml").setLevel(logging.INFO)
+
+EXC_C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
+_ALLOWED_METHODS = frozenset({SignatureMethod.RSA_SHA256, SignatureMethod.ECDSA_SHA256})
+_VERIFY_CONFIG = SignatureConfiguration(
+    location="./", expect_references=1, signature_methods=_ALLOWED_METHODS,
+    digest_algorithms=frozenset({DigestAlgorithm.SHA256}),
+)
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 fingerprint of a certificate (hex), how logs and the CLI name a certificate."""
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+class Signer:
+    """Signs documents with one private key and its certificate. Build once, use for every envelope."""
+
+    def __init__(self, *, key_pem: bytes, cert_pem: bytes, password: bytes | None = None):
+        try:
+            self._key = serialization.load_pem_private_key(key_pem, password=password)
+        except (ValueError, TypeError) as exc:
+            raise KeyMaterialError(f"cannot read the private key (wrong password or not PEM): {exc}") from exc
+        try:
+            self.certificate = x509.load_pem_x509_certificate(cert_pem)
+        except ValueError as exc:
+            raise KeyMaterialError(f"cannot read the certificate: {exc}") from exc
+        if self._key.public_key().public_numbers() != self.certificate.public_key().public_numbers():
+            raise KeyMaterialError("the private key does not match the certificate")
+        if isinstance(self._key, rsa.RSAPrivateKey):
+            if self._key.key_size < 2048:
+                raise KeyMaterialError(f"RSA key of {self._key.key_size} bits: at least 2048 required")
+            method = SignatureMethod.RSA_SHA256
+        elif isinstance(self._key, ec.EllipticCurvePrivateKey) and self._key.curve.name == "secp256r1":
+            method = SignatureMethod.ECDSA_SHA256
+        else:
+            raise KeyMaterialError("unsupported key: RSA (2048 bits or more) or ECDSA P-256 only")
+        self._cert_pem = cert_pem.decode("ascii")
+        self._signer = XMLSigner(signature_algorithm=method, digest_algorithm=DigestAlgorithm.SHA256,
+                                 c14n_algorithm=EXC_C14N)
+
+    @classmethod
+    def from_files(cls, key_file: Path, cert_file: Path, *, password: bytes | None = None) -> Signer:
+        try:
+            return cls(key_pem=key_file.read_bytes(), cert_pem=cert_file.read_bytes(), password=password)
+        except FileNotFoundError as exc:
+            raise KeyMaterialError(f"missing key material: {exc.filename} (run `gateway keys init`)") from exc
+
+    def sign(self, root: etree._Element) -> etree._Element:
+        """Return a signed copy of ``root`` (an enveloped ``ds:Signature`` as its last child)."""
+        try:
+            return self._signer.sign(root, key=self._key, cert=self._cert_pem)
+        except SignXMLException as exc:
+            raise KeyMaterialError(f"signing failed: {exc}") from exc
+
+    def sign_to_bytes(self, root: etree._Element) -> bytes:
+        return serialize(self.sign(root))
+
+
+def serialize(root: etree._Element) -> bytes:
+    """The bytes sent on the wire: UTF-8 with an XML declaration, no reformatting after signing."""
+    return etree.tostring(root, encoding="UTF-8", xml_declaration=True)
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedCertificate:
+    certificate: x509.Certificate
+    source: str
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.certificate)
+
+    def valid_at(self, when: datetime) -> bool:
+        return self.certificate.not_valid_before_utc <= when <= self.certificate.not_valid_after_utc
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """What a valid signature covers: the signed element, and the trusted certificate that signed it."""
+
+    root: etree._Element
+    signer: TrustedCertificate
+
+
+class TrustStore:
+    """The certificates whose signatures are accepted, each within its own validity window."""
+
+    def __init__(self, certificates: Iterable[TrustedCertificate]):
+        self._by_der: dict[bytes, TrustedCertificate] = {
+            c.certificate.public_bytes(serialization.Encoding.DER): c for c in certificates
+        }
+
+    @classmethod
+    def from_dir(cls, directory: Path) -> TrustStore:
+        """Every certificate in every ``*.pem``/``*.crt`` file of ``directory``."""
+        if not directory.is_dir():
+            raise KeyMaterialError(f"trust store {directory} does not exist (run `gateway keys init`)")
+        found = []
+        for path in sorted([*directory.glob("*.pem"), *directory.glob("*.crt")]):
+            try:
+                found += [TrustedCertificate(c, path.name) for c in x509.load_pem_x509_certificates(path.read_bytes())]
+            except ValueError as exc:
+                raise KeyMaterialError(f"{path}: not a PEM certificate: {exc}") from exc
+        return cls(found)
+
+    @classmethod
+    def from_pem(cls, *pems: bytes, source: str = "pem") -> TrustStore:
+        return cls(TrustedCertificate(c, source) for pem in pems for c in x509.load_pem_x509_certificates(pem))
+
+    def __len__(self) -> int:
+        return len(self._by_der)
+
+    @property
+    def certificates(self) -> list[TrustedCertificate]:
+        return list(self._by_der.values())
+
+    def verify(self, root: etree._Element, *, at: datetime | None = None) -> Verified:
+        """Check the enveloped signature of ``root`` and return what it signed.
+
+        Raises `SignatureInvalid` (``L01``) when the signature is missing, malformed, uses a
+        weak algorithm or does not match; `CertificateRejected` (``L02``) when the certificate
+        is not in this store or not valid at ``at`` (default: now).
+        """
+        at = at or datetime.now(UTC)
+        signature = root.find(f"{{{DS_NS}}}Signature")
+        if signature is None:
+            raise SignatureInvalid("no enveloped ds:Signature")
+        cert_el = signature.find(f"{{{DS_NS}}}KeyInfo/{{{DS_NS}}}X509Data/{{{DS_NS}}}X509Certificate")
+        if cert_el is None or not (cert_el.text or "").strip():
+            raise SignatureInvalid("the signature carries no X.509 certificate in KeyInfo")
+        try:
+            der = base64.b64decode("".join(cert_el.text.split()), validate=True)
+        except ValueError as exc:
+            raise SignatureInvalid("the certificate in KeyInfo is not base64") from exc
+        trusted = self._by_der.get(der)
+        if trusted is None:
+            raise CertificateRejected("the signing certificate is not in the trust store")
+        if not trusted.valid_at(at):
+            c = trusted.certificate
+            raise CertificateRejected(
+                f"certificate {trusted.fingerprint[:16]} is valid from {c.not_valid_before_utc:%Y-%m-%d} "
+                f"to {c.not_valid_after_utc:%Y-%m-%d}, not at {at:%Y-%m-%d %H:%M}")
+        config = SignatureConfiguration(
+            location=_VERIFY_CONFIG.location, expect_references=1,
+            signature_methods=_VERIFY_CONFIG.signature_methods,
+            digest_algorithms=_VERIFY_CONFIG.digest_algorithms, verification_time=at,
+        )
+        try:
+            result = XMLVerifier().verify(root, x509_cert=trusted.certificate, expect_config=config)
+        except InvalidCertificate as exc:
+            raise CertificateRejected(str(exc)) from exc
+        except (InvalidSignature, InvalidInput, SignXMLException) as exc:
+            raise SignatureInvalid(f"signature check failed: {exc}") from exc
+        except (ValueError, etree.LxmlError) as exc:  # malformed ds: elements signxml did not anticipate
+            raise SignatureInvalid(f"signature unreadable: {exc}") from exc
+        signed = result.signed_xml
+        if signed is None or signed.tag != root.tag:
+            raise SignatureInvalid("the signature does not cover the whole document")
+        return Verified(root=signed, signer=trusted)

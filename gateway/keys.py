@@ -1,0 +1,123 @@
+"""Development key pairs and self-signed certificates for both sides of the exchange (brief §6).
+
+`init_dev_keys` gives the gateway and the DUDE emulator each a key and a certificate, and puts each
+certificate in the other's trust store, so a night runs with no set-up. In production the gateway's
+key comes from the operator's PKI and DUDE's certificate from the agency; the same files are used
+(``GATEWAY_KEY_FILE``, ``GATEWAY_CERT_FILE``, ``GATEWAY_TRUST_DIR``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from gateway.errors import KeyMaterialError
+from gateway.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Where one side keeps its key, its certificate, and the certificates it trusts."""
+
+    key_file: Path
+    cert_file: Path
+    trust_dir: Path
+
+
+def gateway_identity(settings: Settings) -> Identity:
+    return Identity(settings.gateway_key_file, settings.gateway_cert_file, settings.gateway_trust_dir)
+
+
+def emulator_identity(settings: Settings) -> Identity:
+    keys = settings.emulator_dir / "keys"
+    return Identity(keys / "dude.key.pem", keys / "dude.cert.pem", keys / "trust")
+
+
+def make_self_signed(common_name: str, *, days: int = 730, key_size: int = 2048,
+                     not_before: datetime | None = None, password: bytes | None = None) -> tuple[bytes, bytes]:
+    """A new RSA key (PEM, encrypted if ``password``) and a self-signed certificate (PEM)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    name = x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Passerelle Parcours 3 - DUDE (développement)"),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ])
+    start = not_before or datetime.now(UTC) - timedelta(minutes=5)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(start + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=True, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    encryption = (serialization.BestAvailableEncryption(password) if password
+                  else serialization.NoEncryption())
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def write_identity(identity: Identity, key_pem: bytes, cert_pem: bytes) -> None:
+    """Write a key (mode 0600, created so) and its certificate (0644)."""
+    identity.key_file.parent.mkdir(parents=True, exist_ok=True)
+    identity.trust_dir.mkdir(parents=True, exist_ok=True)
+    tmp = identity.key_file.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key_pem)
+    os.replace(tmp, identity.key_file)
+    identity.cert_file.write_bytes(cert_pem)
+    identity.cert_file.chmod(0o644)
+
+
+def trust(identity: Identity, cert_file: Path, *, as_name: str) -> Path:
+    """Add a certificate to ``identity``'s trust store."""
+    identity.trust_dir.mkdir(parents=True, exist_ok=True)
+    target = identity.trust_dir / as_name
+    shutil.copyfile(cert_file, target)
+    return target
+
+
+@dataclass(frozen=True, slots=True)
+class DevKeys:
+    gateway: Identity
+    emulator: Identity
+    created: bool
+
+
+def init_dev_keys(settings: Settings, *, overwrite: bool = False, days: int = 730) -> DevKeys:
+    """Create both sides' keys and cross-trust them; keep existing keys unless ``overwrite``."""
+    gw, emu = gateway_identity(settings), emulator_identity(settings)
+    exists = gw.key_file.exists() and emu.key_file.exists()
+    if exists and not overwrite:
+        return DevKeys(gw, emu, created=False)
+    if gw.key_file.exists() and not overwrite and settings.key_file is not None:
+        raise KeyMaterialError(f"{gw.key_file} exists and is configured explicitly; not overwriting it")
+    password = settings.key_password_bytes()
+    write_identity(gw, *make_self_signed(f"{settings.sender_code} passerelle", days=days, password=password))
+    write_identity(emu, *make_self_signed(f"{settings.recipient_code} emulateur", days=days))
+    trust(gw, emu.cert_file, as_name="dude.cert.pem")
+    trust(emu, gw.cert_file, as_name="gateway.cert.pem")
+    return DevKeys(gw, emu, created=True)
+
+
+def certificate_pem(path: Path) -> str:
+    try:
+        pem = path.read_bytes()
+        x509.load_pem_x509_certificate(pem)
+    except FileNotFoundError as exc:
+        raise KeyMaterialError(f"no certificate at {path} (run `gateway keys init`)") from exc
+    except ValueError as exc:
+        raise KeyMaterialError(f"{path} is not a PEM certificate: {exc}") from exc
+    return pem.decode("ascii")
