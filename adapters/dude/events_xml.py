@@ -115,7 +115,7 @@ def read_event(element: etree._Element) -> dict[str, Any]:
         out["type_evenement"] = ELEMENT_TO_TYPE[local].value
         for child in typed:
             name = ELEMENT_FIELDS[etree.QName(child).localname]
-            out[name] = (child.text == "true") if name == "premier_entretien" else child.text
+            out[name] = (child.text.strip() in ("true", "1")) if name == "premier_entretien" else child.text
     comment = next(children, None)
     if comment is not None:
         out["commentaire"] = comment.text or ""

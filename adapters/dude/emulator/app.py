@@ -1,0 +1,206 @@
+"""The emulator over HTTP: one route table, served by a real ASGI app and by ``httpx.MockTransport``.
+
+STYLE.md 7: "the emulator as a plain handler behind the same interface as the real endpoint, so tests
+can plug it into httpx.MockTransport and the demo can serve it on a port". Both doors go through
+`dispatch`, which owns the route table; neither holds any logic of its own beyond reading the body.
+
+Routes (base ``/dude/v1``, as `gateway.settings.Settings.dude_url` expects)::
+
+    POST /dude/v1/lots                          200 signed AccuseReception (RECU or REJETE)
+                                                400 problem (no IdLot readable), 413 problem (L07)
+    GET  /dude/v1/lots/{id_lot}/compte-rendu    200 signed CompteRendu, 202 not yet, 404 NO_REPORT
+    GET  /dude/v1/ledger                        200 JSON: the ledger summary (tests, demo)
+    GET  /dude/v1/ledger/evenements/{key}       200 JSON: every version of one event key
+    GET  /healthz                               200 JSON
+
+Any other path is a 404 problem, another method a 405 problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from adapters.dude.emulator.config import EmulatorConfig
+from adapters.dude.emulator.core import Emulator, EmulatorAnswer, json_answer, problem
+
+log = logging.getLogger(__name__)
+
+BASE = "/dude/v1"
+PUSH_INTERVAL_SECONDS = 0.2
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+Handler = Callable[[Emulator, dict[str, str], bytes], EmulatorAnswer]
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+def _route(method: str, path: str, handler: Handler) -> _Route:
+    return _Route(method, re.compile(path), handler)
+
+
+ROUTES: tuple[_Route, ...] = (
+    _route("POST", rf"{BASE}/lots", lambda emu, _, body: emu.receive(body)),
+    _route("GET", rf"{BASE}/lots/(?P<id_lot>[^/]+)/compte-rendu", lambda emu, p, _: emu.report(p["id_lot"])),
+    _route("GET", rf"{BASE}/ledger", lambda emu, _, __: json_answer(emu.ledger_summary())),
+    _route("GET", rf"{BASE}/ledger/evenements/(?P<key>[^/]+)",
+           lambda emu, p, _: json_answer(emu.ledger_events(p["key"]))),
+    _route("GET", r"/healthz", lambda emu, _, __: json_answer({"status": "ok"})),
+)
+
+
+def dispatch(emulator: Emulator, method: str, path: str, body: bytes = b"") -> EmulatorAnswer:
+    """The one place a request becomes a call on `Emulator` (both the ASGI app and the mock use it)."""
+    allowed = []
+    for route in ROUTES:
+        match = route.pattern.fullmatch(path)
+        if match is None:
+            continue
+        if route.method != method.upper():
+            allowed.append(route.method)
+            continue
+        try:
+            return route.handler(emulator, match.groupdict(), body)
+        except Exception:  # a bug in the emulator must still answer, and be seen in the logs
+            log.exception("emulator failed on %s %s", method, path)
+            return problem(500, "Erreur interne de l'émulateur", code="INTERNAL",
+                           detail="voir le journal de l'émulateur")
+    if allowed:
+        return problem(405, "Méthode non admise", code="METHOD_NOT_ALLOWED",
+                       detail=f"{method} {path} : {', '.join(allowed)} seulement",
+                       headers=(("Allow", ", ".join(allowed)),))
+    return problem(404, "Ressource inconnue", code="NOT_FOUND", detail=f"pas de ressource {path}")
+
+
+# -- the ASGI door ------------------------------------------------------------------------------------
+
+class ReportPusher:
+    """Calls `Emulator.deliver_due_reports` every ``interval`` seconds in a daemon thread."""
+
+    def __init__(self, emulator: Emulator, *, interval: float = PUSH_INTERVAL_SECONDS):
+        self.emulator, self.interval = emulator, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="dude-emulator-push", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.emulator.config.callback_timeout_seconds + 5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.emulator.deliver_due_reports()
+            except Exception:  # keep pushing whatever one round did
+                log.exception("report delivery round failed")
+
+
+async def _read_capped(request: Request, cap: int) -> bytes | int:
+    """The body, or its size so far as soon as it exceeds ``cap`` (the rest is never read)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        return int(declared)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            return size
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(emulator: Emulator) -> Starlette:
+    """An ASGI app serving ``emulator``; pushes reports in the background when a callback is set."""
+
+    async def endpoint(request: Request) -> Response:
+        body = await _read_capped(request, emulator.config.max_bytes)
+        if isinstance(body, int):
+            answer = emulator.refuse_too_large(body)
+        else:  # receive() is CPU-bound: keep the event loop free for the other requests
+            answer = await run_in_threadpool(dispatch, emulator, request.method, request.url.path, body)
+        return Response(answer.body, status_code=answer.status_code, media_type=answer.content_type,
+                        headers=dict(answer.headers))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pusher = ReportPusher(emulator) if emulator.config.callback_url else None
+        if pusher is not None:
+            pusher.start()
+        try:
+            yield
+        finally:
+            if pusher is not None:
+                pusher.stop()
+
+    app = Starlette(routes=[Route("/{path:path}", endpoint, methods=_ALL_METHODS)], lifespan=lifespan)
+    app.state.emulator = emulator
+    return app
+
+
+# -- the in-process door ------------------------------------------------------------------------------
+
+def mock_transport(emulator: Emulator) -> httpx.MockTransport:
+    """``httpx.Client(transport=mock_transport(emu), base_url="http://dude")``: no server, same routes."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = dispatch(emulator, request.method, request.url.path, request.read())
+        return httpx.Response(answer.status_code, content=answer.body,
+                              headers={"Content-Type": answer.content_type, **dict(answer.headers)})
+
+    return httpx.MockTransport(handler)
+
+
+# -- serving on a port --------------------------------------------------------------------------------
+
+def serve(config: EmulatorConfig, *, host: str = "127.0.0.1", port: int = 8790) -> None:
+    """Run the emulator until interrupted (the demo's ``DUDE``), quietly: warnings only, no access log."""
+    with Emulator(config) as emulator:
+        uvicorn.run(create_app(emulator), host=host, port=port, log_level="warning", access_log=False)
+
+
+@contextlib.contextmanager
+def serve_in_thread(emulator: Emulator, *, host: str = "127.0.0.1", port: int = 0,
+                    startup_timeout: float = 10.0) -> Iterator[str]:
+    """Serve ``emulator`` from a background thread; yields its base URL (``http://host:port``).
+
+    ``port=0`` takes a free port. On exit the server stops (lifespan shutdown included); the
+    emulator itself stays open, it belongs to the caller.
+    """
+    server = uvicorn.Server(uvicorn.Config(create_app(emulator), host=host, port=port, log_level="warning",
+                                           access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, name="dude-emulator-http", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the emulator did not start on {host}:{port}")
+        time.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=startup_timeout)
