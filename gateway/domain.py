@@ -87,18 +87,22 @@ class Event:
 _DATE_FIELDS = {"date_naissance", "date_evenement", "date_debut", "date_fin"}
 
 
+_FIELD_NAMES = tuple(f.name for f in fields(Event))
+
+
 def to_record(event: Event) -> dict[str, Any]:
     """A JSON-ready dict (ISO dates, codes as strings, ``None`` fields left out) for the store."""
     out: dict[str, Any] = {}
-    for f in fields(Event):
-        value = getattr(event, f.name)
+    for name in _FIELD_NAMES:
+        value = getattr(event, name)
         if value is None:
             continue
-        if isinstance(value, (date, datetime)):
+        kind = type(value)
+        if kind is date or kind is datetime:
             value = value.isoformat()
-        elif isinstance(value, (EventType, Operation)):
+        elif kind is EventType or kind is Operation:
             value = value.value
-        out[f.name] = value
+        out[name] = value
     return out
 
 

@@ -1,0 +1,35 @@
+"""The ``gateway`` command: every command has ``--help``; long work shows progress; ``--json`` for scripts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from gateway.cli.common import setup_logging
+from gateway.cli.inspect import envelopes_app, rejects
+from gateway.cli.night import demo, run
+from gateway.cli.tools import emulator_app, fixtures_app, keys_app
+
+app = typer.Typer(
+    name="gateway", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Parcours 3 → DUDE exchange gateway. Start with `gateway demo`.",
+)
+
+
+@app.callback()
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress (stderr).")] = False) -> None:
+    setup_logging(verbose)
+
+
+app.command()(demo)
+app.command()(run)
+app.command()(rejects)
+app.add_typer(envelopes_app, name="envelopes")
+app.add_typer(keys_app, name="keys")
+app.add_typer(fixtures_app, name="fixtures")
+app.add_typer(emulator_app, name="emulator")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,67 @@
+"""What every command shares: settings, output (rich for people, ``--json`` for scripts), logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gateway.errors import ConfigurationError, GatewayError
+from gateway.settings import Settings
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data folder (default: GATEWAY_DATA_DIR or ./gateway-data).")]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (``GATEWAY_*``, ``.env``), with command-line options on top."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid settings: {exc}") from exc
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fail(exc: GatewayError) -> typer.Exit:
+    err_console.print(f"[bold red]Erreur {exc.code}[/] : {exc.message}")
+    return typer.Exit(code=2)
+
+
+@contextmanager
+def progress_bars(enabled: bool):
+    """Yield a ``progress(stage, done, total)`` callback drawing one bar per stage (stderr)."""
+    if not enabled:
+        yield lambda stage, done, total: None
+        return
+    bars = Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err_console, transient=False)
+    tasks: dict[str, int] = {}
+
+    def progress(stage: str, done: int, total: int | None) -> None:
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(stage, total=total)
+        bars.update(tasks[stage], completed=done, total=total)
+
+    with bars:
+        yield progress

@@ -1,0 +1,78 @@
+"""``gateway demo`` and ``gateway run``: the night, for a newcomer and for the integrator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway.cli.common import (
+    DataDirOpt, JsonOpt, console, err_console, fail, load_settings, print_json, progress_bars,
+)
+from gateway.cli.report import fr, render_summary
+from gateway.context import Gateway
+from gateway.errors import GatewayError
+
+
+def demo(
+    events: Annotated[int, typer.Option(min=1, help="Events in the generated night.")] = 20_000,
+    data_dir: DataDirOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generated night (same seed, same night).")] = 1,
+    port: Annotated[int | None, typer.Option(help="Loopback port of the emulator (default: a free one).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a whole realistic night from nothing: keys, exports, emulator, batch, reports, summary."""
+    from gateway.demo import run_demo
+
+    settings = load_settings(data_dir=data_dir)
+    try:
+        with progress_bars(not json_out) as progress:
+            result = run_demo(settings, events=events, seed=seed, port=port, progress=progress)
+    except GatewayError as exc:
+        raise fail(exc) from exc
+    summary = result.summary
+    if json_out:
+        print_json({**summary.as_dict(), "data_dir": str(settings.data_dir),
+                    "exports": [str(p) for p in result.night.export_files],
+                    "emulator_ledger": result.ledger})
+        return
+    render_summary(summary, console, title=f"Démonstration : {fr(events)} événements")
+    console.print(
+        "\n[bold]Et ensuite ?[/]\n"
+        f"  gateway rejects --data-dir {settings.data_dir}            les rejets, avec leur explication\n"
+        f"  gateway rejects --code E03 --data-dir {settings.data_dir}  un seul motif\n"
+        f"  gateway envelopes list --data-dir {settings.data_dir}     les lots signés envoyés\n"
+        f"  gateway run --input {result.night.export_files[0]} --dry-run --data-dir {settings.data_dir}\n"
+        "                                                     ce qu'un nouvel envoi ferait (rien : déjà transmis)")
+
+
+def run(
+    inputs: Annotated[list[Path], typer.Option("--input", "-i", exists=True, dir_okay=False, readable=True,
+                                                help="Parcours 3 export(s) to send (repeat the option).")],
+    data_dir: DataDirOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be sent, skipped and rejected; send nothing.")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for DUDE's reports (later polls pick them up).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a batch over Parcours 3 exports against the configured DUDE endpoint (GATEWAY_DUDE_URL)."""
+    from gateway.pipeline.run import run_batch
+
+    settings = load_settings(data_dir=data_dir)
+    try:
+        gw = Gateway.open(settings)
+        try:
+            with progress_bars(not json_out) as progress:
+                summary = run_batch(gw, inputs, trigger="cli", dry_run=dry_run, progress=progress,
+                                    wait_for_reports=not no_wait)
+        finally:
+            gw.close()
+    except GatewayError as exc:
+        raise fail(exc) from exc
+    if json_out:
+        print_json(summary.as_dict())
+    else:
+        render_summary(summary, console, title="Exécution")
+    if summary.file_errors:
+        err_console.print(f"[yellow]{len(summary.file_errors)} fichier(s) refusé(s).[/]")
+        raise typer.Exit(code=1)

@@ -1,0 +1,51 @@
+"""Rendering a run summary for people (rich tables, in French)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from gateway.codes import EnvelopeState, EventState
+from gateway.pipeline.run import RunSummary
+
+
+def fr(n: int) -> str:
+    """A count the French way: 20 000."""
+    return f"{n:,}".replace(",", "\u202f")
+
+
+def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit") -> None:
+    total = sum(summary.states.values())
+    table = Table(title=f"{title} — exécution n° {summary.run_id}" + (" (à blanc)" if summary.dry_run else ""))
+    table.add_column("État final")
+    table.add_column("Événements", justify="right")
+    table.add_column("Signification")
+    for state, count in sorted(summary.states.items(), key=lambda kv: -kv[1]):
+        table.add_row(state, fr(count), EventState(state).label)
+    table.add_row("[bold]Total[/]", f"[bold]{fr(total)}[/]", "")
+    console.print(table)
+
+    ing = summary.ingest
+    console.print(
+        f"Lignes lues : {fr(ing.lines)} — nouveaux : {fr(ing.new_events)}, nouvelles versions : "
+        f"{fr(ing.new_versions)}, déjà connus (non renvoyés) : {fr(ing.duplicates)}, invalides : {fr(ing.invalid)}")
+    if summary.dry_run and summary.would_send is not None:
+        console.print(f"[bold]À envoyer cette nuit : {fr(summary.would_send)}[/]")
+
+    if summary.rejects:
+        rej = Table(title="Principaux motifs de rejet")
+        rej.add_column("Code")
+        rej.add_column("Nombre", justify="right")
+        rej.add_column("Libellé")
+        for item in summary.top_rejects():
+            rej.add_row(item["code"], str(item["count"]), item["label"])
+        console.print(rej)
+
+    if summary.envelopes:
+        parts = [f"{EnvelopeState(k).label.lower()} : {v}" for k, v in sorted(summary.envelopes.items())
+                 if k in EnvelopeState.__members__]
+        console.print("Lots : " + ", ".join(parts))
+    for err in summary.file_errors:
+        console.print(f"[red]Fichier refusé[/] {err['file']} ({err['code']}) : {err['message']}")
+    if summary.durations:
+        console.print("Durées : " + ", ".join(f"{k} {v:.2f} s" for k, v in summary.durations.items()))

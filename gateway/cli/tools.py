@@ -1,0 +1,98 @@
+"""``gateway keys``, ``gateway fixtures`` and ``gateway emulator``: set-up and test tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway.cli.common import DataDirOpt, JsonOpt, console, fail, load_settings, print_json
+from gateway.errors import GatewayError
+
+keys_app = typer.Typer(help="Development keys and certificates.", no_args_is_help=True)
+fixtures_app = typer.Typer(help="Realistic test data.", no_args_is_help=True)
+emulator_app = typer.Typer(help="The DUDE emulator (the other side, for tests and the demo).", no_args_is_help=True)
+
+
+@keys_app.command("init")
+def keys_init(
+    data_dir: DataDirOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing keys.")] = False,
+    days: Annotated[int, typer.Option(min=1, help="Validity of the certificates, in days.")] = 730,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create key pairs and self-signed certificates for the gateway and the emulator, each trusting the other."""
+    from gateway.keys import init_dev_keys
+
+    settings = load_settings(data_dir=data_dir)
+    try:
+        made = init_dev_keys(settings, overwrite=force, days=days)
+    except GatewayError as exc:
+        raise fail(exc) from exc
+    info = {"created": made.created,
+            "gateway": {"key": str(made.gateway.key_file), "certificate": str(made.gateway.cert_file),
+                        "trust_dir": str(made.gateway.trust_dir)},
+            "emulator": {"key": str(made.emulator.key_file), "certificate": str(made.emulator.cert_file),
+                         "trust_dir": str(made.emulator.trust_dir)}}
+    if json_out:
+        print_json(info)
+        return
+    verb = "Créées" if made.created else "Déjà présentes (--force pour les remplacer)"
+    console.print(f"{verb} :\n  passerelle : {made.gateway.key_file}, {made.gateway.cert_file}\n"
+                  f"  émulateur  : {made.emulator.key_file}, {made.emulator.cert_file}")
+
+
+@keys_app.command("show-cert")
+def keys_show_cert(data_dir: DataDirOpt = None) -> None:
+    """Print the gateway's certificate (PEM), to register it with DUDE."""
+    from gateway.keys import certificate_pem
+
+    settings = load_settings(data_dir=data_dir)
+    try:
+        typer.echo(certificate_pem(settings.gateway_cert_file), nl=False)
+    except GatewayError as exc:
+        raise fail(exc) from exc
+
+
+@fixtures_app.command("generate")
+def fixtures_generate(
+    events: Annotated[int, typer.Option(min=1, help="Events in the night.")] = 20_000,
+    out: Annotated[Path, typer.Option(file_okay=False, help="Output folder.")] = Path("nuit"),
+    seed: Annotated[int, typer.Option(help="Same seed, same night.")] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Generate a realistic national night of Parcours 3 exports and the matching DUDE registry."""
+    from gateway.fixturegen import generate_night
+
+    night = generate_night(out, events=events, seed=seed)
+    if json_out:
+        print_json({"exports": [str(p) for p in night.export_files], "registry": str(night.registry_file),
+                    "manifest": str(night.manifest_file), "expected": night.expected})
+        return
+    console.print(f"{len(night.export_files)} exports dans {out}, registre {night.registry_file}, "
+                  f"manifeste {night.manifest_file}")
+
+
+@emulator_app.command("serve")
+def emulator_serve(
+    port: Annotated[int, typer.Option(help="Loopback port.")] = 8790,
+    registry: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Jobseeker registry (CSV, brief §4).")] = None,
+    data_dir: DataDirOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    report_delay: Annotated[float, typer.Option(min=0, help="Seconds before a report is available.")] = 1.0,
+    callback_url: Annotated[str | None, typer.Option(help="Where to push reports (the gateway's callback).")] = None,
+) -> None:
+    """Serve the DUDE emulator over HTTP (POST /dude/v1/lots, GET /dude/v1/lots/{id}/compte-rendu)."""
+    from adapters.dude.emulator.app import serve
+    from adapters.dude.emulator.config import EmulatorConfig
+    from gateway.keys import init_dev_keys
+
+    settings = load_settings(data_dir=data_dir)
+    init_dev_keys(settings)
+    overrides = {"report_delay_seconds": report_delay, "callback_url": callback_url}
+    if registry is not None:
+        overrides["registry_file"] = registry
+    config = EmulatorConfig.for_settings(settings, **overrides)
+    console.print(f"Émulateur DUDE sur http://{host}:{port}/dude/v1 (registre : {config.registry_file})")
+    serve(config, host=host, port=port)

@@ -1,0 +1,66 @@
+"""Everything a pipeline stage needs, built once per process from the settings.
+
+The CLI, the API and the scheduler each open one `Gateway` and pass it down; stages never read
+settings files, keys or the environment on their own. Tests build one on a temporary data folder
+and plug the emulator in through ``transport``; ``clock`` and ``sleep`` are injectable so that
+time-outs and back-off can be tested without waiting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+
+import httpx
+from sqlalchemy.engine import Engine
+
+from adapters.dude.client import DudeClient
+from adapters.dude.signing import Signer, TrustStore
+from gateway.settings import Settings
+from gateway.store.db import create_schema, make_engine
+from gateway.store.models import utcnow
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    engine: Engine
+    transport: httpx.BaseTransport | None = None
+    clock: Callable[[], datetime] = utcnow
+    sleep: Callable[[float], None] = time.sleep
+    _client: DudeClient | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def open(cls, settings: Settings, *, transport: httpx.BaseTransport | None = None,
+             clock: Callable[[], datetime] = utcnow, sleep: Callable[[float], None] = time.sleep,
+             create: bool = True) -> Gateway:
+        engine = make_engine(settings.db_url)
+        if create:
+            create_schema(engine)
+        return cls(settings=settings, engine=engine, transport=transport, clock=clock, sleep=sleep)
+
+    @cached_property
+    def signer(self) -> Signer:
+        s = self.settings
+        return Signer.from_files(s.gateway_key_file, s.gateway_cert_file, password=s.key_password_bytes())
+
+    @cached_property
+    def dude_trust(self) -> TrustStore:
+        """Certificates whose signatures on receipts and reports are accepted."""
+        return TrustStore.from_dir(self.settings.gateway_trust_dir)
+
+    @property
+    def client(self) -> DudeClient:
+        if self._client is None:
+            self._client = DudeClient(self.settings.dude_url, timeout=self.settings.http_timeout_seconds,
+                                      transport=self.transport)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self.engine.dispose()

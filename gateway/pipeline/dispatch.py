@@ -1,0 +1,262 @@
+"""Stage 2: pending events → signed envelopes → DUDE → receipts (brief §4, §5).
+
+The outbox rule: an envelope is built, validated, signed and **written with its events before it
+is sent**, in one transaction (envelope ``SIGNE``, events ``ENVOYE``). Then each attempt is counted
+(``ENVOYE``) before the POST. Whatever crashes, the store says what to do next:
+
+* events still ``EN_ATTENTE`` were in no envelope: they go in a new one;
+* an envelope ``SIGNE`` or ``ENVOYE`` without a receipt is sent again, byte for byte, with the same
+  ``IdLot``: DUDE answers a second post of an ``IdLot`` with the first receipt and processes nothing
+  twice (brief §4), so a resend can never duplicate an event.
+
+A receipt is trusted only once its signature checks against the trust store and it names the
+envelope that was sent; anything else counts as a failed attempt, and the envelope is sent again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from adapters.dude import schema
+from adapters.dude.envelope import OutgoingEvent, build_envelope
+from adapters.dude.messages import open_signed, parse_receipt
+from adapters.dude.signing import serialize
+from gateway.codes import EnvelopeState, EventState, RejectCode
+from gateway.context import Gateway
+from gateway.errors import (
+    DocumentRejected, EnvelopeRefused, GatewayError, SchemaViolation, TransportError, UnexpectedDocument,
+)
+from gateway.pipeline.transitions import move_envelope_events, set_envelope_state, set_event_states
+from gateway.store.models import DOC_LOT, DOC_RECEIPT, documents_t, envelopes_t, events_t, history_t
+
+log = logging.getLogger("gateway.dispatch")
+
+UNANSWERED = (EnvelopeState.SIGNE.value, EnvelopeState.ENVOYE.value)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    envelope_id: str
+    state: str  # RECU, REJETE, or ENVOYE (still unanswered after this run's attempts)
+    attempts: int
+    error: str | None = None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _claim_pending(conn: Connection, limit: int) -> list[sa.Row]:
+    query = (sa.select(events_t.c.id, events_t.c.version, events_t.c.operation, events_t.c.payload)
+             .where(events_t.c.state == EventState.EN_ATTENTE.value).order_by(events_t.c.id).limit(limit))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return conn.execute(query).all()
+
+
+def seal_next_envelope(gw: Gateway, *, run_id: int | None) -> str | None:
+    """Put up to N pending events in a new signed envelope and store it; ``None`` when none is pending.
+
+    Events that fail the XSD (which pre-flight should have prevented) become ``INVALIDE`` with
+    ``E09`` and the path of the error, and the envelope is built without them.
+    """
+    settings = gw.settings
+    with gw.engine.begin() as conn:
+        rows = _claim_pending(conn, settings.envelope_max_events)
+        if not rows:
+            return None
+        now = gw.clock()
+        envelope_id = str(uuid.uuid4())
+        items = {r.id: OutgoingEvent(json.loads(r.payload), r.version, r.operation) for r in rows}
+        produced_at = now.astimezone(ZoneInfo(settings.timezone))
+        while True:
+            root = build_envelope(items.values(), id_lot=envelope_id, sender=settings.sender_code,
+                                  recipient=settings.recipient_code, produced_at=produced_at)
+            try:
+                schema.validate(root)
+                break
+            except SchemaViolation as exc:
+                bad = _invalidate_schema_failures(conn, items, exc, now=now, run_id=run_id)
+                if not bad:
+                    raise
+                if not items:
+                    return _ALL_INVALID
+        body = serialize(gw.signer.sign(root))
+        conn.execute(envelopes_t.insert().values(
+            id=envelope_id, run_id=run_id, state=EnvelopeState.SIGNE.value, event_count=len(items),
+            byte_size=len(body), created_at=now, attempts=0, polls=0))
+        conn.execute(documents_t.insert().values(envelope_id=envelope_id, kind=DOC_LOT, at=now,
+                                                 sha256=_sha256(body), body=body))
+        ids = list(items)
+        updated = 0
+        for start in range(0, len(ids), 900):
+            part = ids[start:start + 900]
+            updated += conn.execute(
+                events_t.update().where(events_t.c.id.in_(part), events_t.c.state == EventState.EN_ATTENTE.value)
+                .values(state=EventState.ENVOYE.value, envelope_id=envelope_id, updated_at=now)).rowcount
+        if updated != len(ids):  # another worker took some of them: start again from what is left
+            raise _Contended()
+        conn.execute(history_t.insert().from_select(
+            ["event_id", "state", "at", "cause", "code", "envelope_id", "run_id", "actor"],
+            sa.select(events_t.c.id, sa.literal(EventState.ENVOYE.value),
+                      sa.literal(now, type_=history_t.c.at.type), sa.literal(f"mis dans le lot {envelope_id}"),
+                      sa.literal(None, type_=sa.String), sa.literal(envelope_id),
+                      sa.literal(run_id, type_=sa.Integer), sa.literal(None, type_=sa.String))
+            .where(events_t.c.envelope_id == envelope_id)))
+        set_envelope_state(conn, envelope_id, EnvelopeState.SIGNE.value, now=now,
+                           cause=f"{len(ids)} événements signés")
+    log.info("envelope %s sealed: %d events, %d bytes", envelope_id, len(ids), len(body))
+    return envelope_id
+
+
+_ALL_INVALID = ""  # every claimed event failed the XSD: nothing sealed, but more may be pending
+
+
+class _Contended(GatewayError):
+    code = "CONTENDED"
+
+    def __init__(self):
+        super().__init__("pending events were claimed by another worker")
+
+
+def _invalidate_schema_failures(conn: Connection, items: dict[int, OutgoingEvent], exc: SchemaViolation, *,
+                                now: datetime, run_id: int | None) -> list[int]:
+    by_key = {f"{o.record['code_ml']}-{o.record['id_evenement']}": i for i, o in items.items()}
+    bad: dict[int, str] = {}
+    for detail in exc.errors:
+        if detail.event_id in by_key:
+            bad.setdefault(by_key[detail.event_id], f"{detail.path} : {detail.message}"[:500])
+    set_event_states(conn, [{"id": i, "state": EventState.INVALIDE.value, "code": RejectCode.E09.value,
+                             "message": f"non conforme au schéma : {msg}"} for i, msg in bad.items()],
+                     now=now, envelope_id=None, run_id=run_id, cause="non conforme au schéma XSD",
+                     allowed_from=[EventState.EN_ATTENTE])
+    for i in bad:
+        items.pop(i)
+    for i, msg in bad.items():
+        log.warning("event id=%d invalid against the XSD: %s", i, msg)
+    return list(bad)
+
+
+def seal_all(gw: Gateway, *, run_id: int | None, on_sealed: Callable[[str], None] | None = None) -> list[str]:
+    """Seal envelopes until nothing is pending; calls ``on_sealed`` after each (to send it at once)."""
+    sealed = []
+    while True:
+        try:
+            envelope_id = seal_next_envelope(gw, run_id=run_id)
+        except _Contended:
+            continue
+        if envelope_id == _ALL_INVALID:
+            continue
+        if envelope_id is None:
+            return sealed
+        sealed.append(envelope_id)
+        if on_sealed:
+            on_sealed(envelope_id)
+
+
+def unanswered_envelopes(gw: Gateway) -> list[str]:
+    """Envelopes written but never acknowledged (a crash, or DUDE unreachable): to be sent again."""
+    with gw.engine.connect() as conn:
+        return list(conn.execute(sa.select(envelopes_t.c.id).where(envelopes_t.c.state.in_(UNANSWERED))
+                                 .order_by(envelopes_t.c.created_at, envelopes_t.c.id)).scalars())
+
+
+def _backoff(gw: Gateway, attempt: int) -> float:
+    s = gw.settings
+    base = min(s.retry_backoff_max_seconds, s.retry_backoff_seconds * (2 ** (attempt - 1)))
+    return base * (0.5 + random.random() / 2)  # "equal jitter": spreads retries, keeps a floor
+
+
+def send_envelope(gw: Gateway, envelope_id: str, *, run_id: int | None = None) -> SendResult:
+    """Send (or send again) a sealed envelope until DUDE acknowledges it or attempts run out."""
+    with gw.engine.connect() as conn:
+        body = conn.execute(sa.select(documents_t.c.body).where(
+            documents_t.c.envelope_id == envelope_id, documents_t.c.kind == DOC_LOT)).scalar_one()
+        state = conn.execute(sa.select(envelopes_t.c.state).where(envelopes_t.c.id == envelope_id)).scalar_one()
+    if state not in UNANSWERED:
+        return SendResult(envelope_id, state, 0)
+    error = None
+    attempts = gw.settings.send_attempts
+    for attempt in range(1, attempts + 1):
+        now = gw.clock()
+        with gw.engine.begin() as conn:
+            conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(
+                attempts=envelopes_t.c.attempts + 1,
+                first_sent_at=sa.func.coalesce(envelopes_t.c.first_sent_at, now)))
+            if state == EnvelopeState.SIGNE.value:
+                set_envelope_state(conn, envelope_id, EnvelopeState.ENVOYE.value, now=now, cause="premier envoi")
+                state = EnvelopeState.ENVOYE.value
+        try:
+            receipt_bytes = gw.client.post_envelope(body)
+            receipt_root = open_signed(receipt_bytes, trust=gw.dude_trust, expected="AccuseReception",
+                                       max_bytes=gw.settings.max_document_bytes)
+            receipt = parse_receipt(receipt_root.root)
+            if receipt.id_lot != envelope_id:
+                raise UnexpectedDocument(f"receipt for envelope {receipt.id_lot}, not {envelope_id} (replayed?)")
+        except EnvelopeRefused as exc:
+            _record_rejected_without_receipt(gw, envelope_id, exc, run_id=run_id)
+            return SendResult(envelope_id, EnvelopeState.REJETE.value, attempt, str(exc))
+        except DocumentRejected as exc:  # DUDE's receipt failed our checks: do not trust it, send again
+            error = f"accusé de réception refusé : {exc}"
+        except (TransportError, UnexpectedDocument) as exc:
+            error = str(exc)
+        else:
+            _apply_receipt(gw, envelope_id, receipt, receipt_bytes, run_id=run_id)
+            return SendResult(envelope_id, receipt.status, attempt)
+        log.warning("envelope %s attempt %d/%d failed: %s", envelope_id, attempt, attempts, error)
+        with gw.engine.begin() as conn:
+            retry_at = gw.clock() + timedelta(seconds=_backoff(gw, attempt))
+            conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(
+                last_error=error[:1000], next_attempt_at=retry_at))
+        if attempt < attempts:
+            gw.sleep(_backoff(gw, attempt))
+    return SendResult(envelope_id, EnvelopeState.ENVOYE.value, attempts, error)
+
+
+def _record_rejected_without_receipt(gw: Gateway, envelope_id: str, exc: DocumentRejected, *,
+                                     run_id: int | None) -> None:
+    now = gw.clock()
+    code = exc.code
+    with gw.engine.begin() as conn:
+        set_envelope_state(conn, envelope_id, EnvelopeState.REJETE.value, now=now,
+                           cause=f"refusé par le DUDE sans accusé de réception ({code})",
+                           reject_code=code, reject_message=exc.message[:1000], receipt_at=now)
+        move_envelope_events(conn, envelope_id, from_states=[EventState.ENVOYE], to=EventState.REJETE, now=now,
+                             cause=f"lot {envelope_id} refusé ({code})", run_id=run_id, code=code,
+                             message=exc.message[:1000])
+
+
+def _apply_receipt(gw: Gateway, envelope_id: str, receipt, receipt_bytes: bytes, *, run_id: int | None) -> None:
+    now = gw.clock()
+    with gw.engine.begin() as conn:
+        conn.execute(documents_t.insert().values(envelope_id=envelope_id, kind=DOC_RECEIPT, at=now,
+                                                 sha256=_sha256(receipt_bytes), body=receipt_bytes))
+        if receipt.accepted:
+            poll_at = now + timedelta(seconds=gw.settings.report_poll_interval_seconds)
+            set_envelope_state(conn, envelope_id, EnvelopeState.RECU.value, now=now,
+                               cause=f"accusé de réception : {receipt.events_received} événements reçus",
+                               receipt_at=now, next_poll_at=poll_at, last_error=None)
+            move_envelope_events(conn, envelope_id, from_states=[EventState.ENVOYE], to=EventState.TRANSMIS,
+                                 now=now, cause=f"accusé de réception du lot {envelope_id}", run_id=run_id)
+        else:
+            code = receipt.reject_code.value if receipt.reject_code else RejectCode.L04.value
+            message = receipt.reject_message or RejectCode(code).label
+            set_envelope_state(conn, envelope_id, EnvelopeState.REJETE.value, now=now,
+                               cause=f"lot rejeté par le DUDE ({code})", receipt_at=now, reject_code=code,
+                               reject_message=message[:1000], last_error=None)
+            move_envelope_events(conn, envelope_id, from_states=[EventState.ENVOYE], to=EventState.REJETE,
+                                 now=now, cause=f"lot {envelope_id} rejeté en bloc ({code})", run_id=run_id,
+                                 code=code, message=message[:1000])
+    log.info("envelope %s: receipt %s", envelope_id, receipt.status)
+

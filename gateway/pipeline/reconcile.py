@@ -1,0 +1,168 @@
+"""Stage 3: DUDE's reports → each event ``ACCEPTE`` or ``REJETE``; silence → ``SANS_REPONSE`` (brief §4, §5).
+
+A report may come by polling or pushed to the callback, twice, late, or never:
+
+* it is trusted only after `open_signed` (safe parse, trusted signature, XSD) and only if every
+  result it carries names an event of the envelope it claims to report on; otherwise it is refused
+  whole and nothing changes;
+* a second copy of a report already applied changes nothing (``DUPLICATE``);
+* a report arriving after its envelope was given up (``SANS_REPONSE``) is still applied: it is the
+  best information there is;
+* an envelope without a report ``report_timeout_seconds`` after its receipt is polled
+  ``report_max_polls`` more times, then it and its events become ``SANS_REPONSE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+
+import sqlalchemy as sa
+
+from adapters.dude.messages import Report, open_signed, parse_report
+from gateway.codes import EnvelopeState, EventState
+from gateway.context import Gateway
+from gateway.errors import NoReport, TransportError, UnexpectedDocument
+from gateway.pipeline.transitions import move_envelope_events, set_envelope_state, set_event_states
+from gateway.store.models import DOC_REPORT, documents_t, envelopes_t, events_t
+
+log = logging.getLogger("gateway.reconcile")
+
+#: Event states a report may settle (ENVOYE: the receipt was lost but DUDE did process the envelope).
+SETTLEABLE = (EventState.ENVOYE, EventState.TRANSMIS, EventState.SANS_REPONSE)
+AWAITING_REPORT = (EnvelopeState.RECU.value,)
+
+
+class ReportOutcome(str, Enum):
+    APPLIED = "APPLIED"
+    DUPLICATE = "DUPLICATE"
+    NOT_READY = "NOT_READY"
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedReport:
+    envelope_id: str
+    outcome: ReportOutcome
+    accepted: int = 0
+    rejected: int = 0
+
+
+def apply_report(gw: Gateway, data: bytes, *, via: str = "polling") -> AppliedReport:
+    """Check and apply one report document. Raises (and changes nothing) when it cannot be trusted."""
+    verified = open_signed(data, trust=gw.dude_trust, expected="CompteRendu",
+                           max_bytes=gw.settings.max_document_bytes)
+    report = parse_report(verified.root)
+    now = gw.clock()
+    with gw.engine.begin() as conn:
+        lock = sa.select(envelopes_t.c.id, envelopes_t.c.state, envelopes_t.c.run_id).where(
+            envelopes_t.c.id == report.id_lot)
+        if conn.dialect.name == "postgresql":
+            lock = lock.with_for_update()
+        envelope = conn.execute(lock).first()
+        if envelope is None:
+            raise UnexpectedDocument(f"report for envelope {report.id_lot}, which this gateway never sent")
+        if envelope.state == EnvelopeState.TRAITE.value:
+            log.info("envelope %s: duplicate report (%s) ignored", report.id_lot, via)
+            return AppliedReport(report.id_lot, ReportOutcome.DUPLICATE)
+        if envelope.state == EnvelopeState.REJETE.value:
+            raise UnexpectedDocument(f"report for envelope {report.id_lot}, which DUDE rejected as a whole")
+        ours = {(r.key, r.version): r.id for r in conn.execute(
+            sa.select(events_t.c.id, events_t.c.key, events_t.c.version)
+            .where(events_t.c.envelope_id == report.id_lot))}
+        changes = _changes(report, ours)
+        applied = set_event_states(conn, changes, now=now, envelope_id=report.id_lot, run_id=envelope.run_id,
+                                   cause=f"compte rendu du lot {report.id_lot} ({via})", allowed_from=SETTLEABLE)
+        conn.execute(documents_t.insert().values(envelope_id=report.id_lot, kind=DOC_REPORT, at=now,
+                                                 sha256=hashlib.sha256(data).hexdigest(), body=data, note=via))
+        late = envelope.state == EnvelopeState.SANS_REPONSE.value
+        set_envelope_state(conn, report.id_lot, EnvelopeState.TRAITE.value, now=now,
+                           cause=f"compte rendu {'tardif ' if late else ''}rapproché ({via}) : "
+                                 f"{report.accepted_count} acceptés, {report.rejected_count} rejetés",
+                           report_at=now, next_poll_at=None, accepted_count=report.accepted_count,
+                           rejected_count=report.rejected_count)
+    log.info("envelope %s: report applied (%s), %d events moved", report.id_lot, via, applied)
+    return AppliedReport(report.id_lot, ReportOutcome.APPLIED, report.accepted_count, report.rejected_count)
+
+
+def _changes(report: Report, ours: dict[tuple[str, int], int]) -> list[dict]:
+    changes = []
+    for result in report.results:
+        event_id = ours.get((result.key, result.version))
+        if event_id is None:
+            raise UnexpectedDocument(
+                f"report for envelope {report.id_lot} names event {result.key} v{result.version}, "
+                "which was not in that envelope")
+        if result.accepted:
+            changes.append({"id": event_id, "state": EventState.ACCEPTE.value, "code": None, "message": None})
+        else:
+            changes.append({"id": event_id, "state": EventState.REJETE.value, "code": result.code.value,
+                            "message": (result.message or result.code.label)[:1000]})
+    return changes
+
+
+def poll_reports(gw: Gateway, *, envelope_ids: list[str] | None = None, force: bool = False) -> list[AppliedReport]:
+    """Ask DUDE for the reports that are due (or all awaited ones with ``force``); apply what comes."""
+    now = gw.clock()
+    query = sa.select(envelopes_t.c.id).where(envelopes_t.c.state.in_(AWAITING_REPORT))
+    if envelope_ids is not None:
+        query = query.where(envelopes_t.c.id.in_(envelope_ids))
+    if not force:
+        query = query.where(sa.or_(envelopes_t.c.next_poll_at.is_(None), envelopes_t.c.next_poll_at <= now))
+    with gw.engine.connect() as conn:
+        due = list(conn.execute(query.order_by(envelopes_t.c.receipt_at)).scalars())
+    results = []
+    for envelope_id in due:
+        try:
+            data = gw.client.get_report(envelope_id)
+        except NoReport:
+            data = None
+        except TransportError as exc:
+            log.warning("envelope %s: report poll failed: %s", envelope_id, exc)
+            data = None
+        if data is None:
+            _not_yet(gw, envelope_id)
+            results.append(AppliedReport(envelope_id, ReportOutcome.NOT_READY))
+            continue
+        results.append(apply_report(gw, data, via="polling"))
+    return results
+
+
+def _not_yet(gw: Gateway, envelope_id: str) -> None:
+    now = gw.clock()
+    s = gw.settings
+    with gw.engine.begin() as conn:
+        env = conn.execute(sa.select(envelopes_t.c.receipt_at, envelopes_t.c.polls)
+                           .where(envelopes_t.c.id == envelope_id)).one()
+        overdue = env.receipt_at is not None and now - env.receipt_at >= timedelta(seconds=s.report_timeout_seconds)
+        if not overdue:
+            conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(
+                next_poll_at=now + timedelta(seconds=s.report_poll_interval_seconds)))
+            return
+        polls = env.polls + 1
+        if polls < s.report_max_polls:
+            spacing = max(s.report_poll_interval_seconds, s.report_timeout_seconds / (4 * s.report_max_polls))
+            conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(
+                polls=polls, next_poll_at=now + timedelta(seconds=spacing)))
+            log.warning("envelope %s: no report after the time-out, polled again (%d/%d)",
+                        envelope_id, polls, s.report_max_polls)
+            return
+        set_envelope_state(conn, envelope_id, EnvelopeState.SANS_REPONSE.value, now=now, polls=polls,
+                           next_poll_at=None,
+                           cause=f"pas de compte rendu {s.report_timeout_seconds:.0f} s après l'accusé "
+                                 f"de réception, ni après {polls} relances")
+        moved = move_envelope_events(conn, envelope_id, from_states=[EventState.TRANSMIS],
+                                     to=EventState.SANS_REPONSE, now=now,
+                                     cause=f"lot {envelope_id} sans compte rendu")
+    log.warning("envelope %s: SANS_REPONSE, %d events without an answer", envelope_id, moved)
+
+
+def awaiting(gw: Gateway, envelope_ids: list[str] | None = None) -> int:
+    """How many envelopes still await their report."""
+    query = sa.select(sa.func.count()).select_from(envelopes_t).where(envelopes_t.c.state.in_(AWAITING_REPORT))
+    if envelope_ids is not None:
+        query = query.where(envelopes_t.c.id.in_(envelope_ids))
+    with gw.engine.connect() as conn:
+        return conn.execute(query).scalar_one()

@@ -1,0 +1,1 @@
+"""The store: tables, engine, and the bulk statements of the hot path."""

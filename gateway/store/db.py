@@ -1,0 +1,71 @@
+"""Opening the store: one engine per process, SQLite (WAL) by default, PostgreSQL by URL (brief §8)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, SQLModel
+
+from gateway.errors import StoreError
+from gateway.store import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets readers (the console, the API) work while a night is written; NORMAL sync is
+    # durable at every checkpoint and safe against application crashes, which is what the
+    # outbox needs; foreign keys are off by default in SQLite.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for ``url``; creates the SQLite file's folder if needed."""
+    try:
+        if url.startswith("sqlite"):
+            path = sa.engine.make_url(url).database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
+            sa_event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = sa.create_engine(url, echo=echo, pool_pre_ping=True)
+    except (SQLAlchemyError, ValueError) as exc:
+        raise StoreError(f"cannot open the database {sa.engine.make_url(url).render_as_string()}: {exc}") from exc
+    return engine
+
+
+def create_schema(engine: Engine) -> None:
+    """Create missing tables (migrations, when they exist, take over this job)."""
+    try:
+        SQLModel.metadata.create_all(engine)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot create the schema: {exc}") from exc
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session in one transaction: committed if the block succeeds, rolled back otherwise."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise StoreError(f"database error: {exc.__class__.__name__}: {exc}") from exc
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"

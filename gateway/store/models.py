@@ -1,0 +1,167 @@
+"""What the reconciliation store keeps (brief §5), as SQLModel tables.
+
+The ORM classes describe the model; the hot paths (ingesting a night, moving thousands of events
+from one state to the next) use SQLAlchemy Core statements on the same tables, because adding ORM
+objects one by one is ~8 times slower (brief §9).
+
+Nothing is overwritten without a trace: every state an event goes through is a row of
+`EventHistory` (time, cause, code, envelope, actor). Raw documents (signed envelopes as sent,
+receipts and reports as received) are kept in `Document` for audit until the retention purge.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware timestamps on every backend: stored in UTC, read back aware.
+
+    SQLite has no time zone type and would hand back naive datetimes; PostgreSQL keeps
+    ``timestamptz``. Either way the application only ever sees aware UTC datetimes.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: every timestamp must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Run(SQLModel, table=True):
+    """One batch, whoever started it (schedule, CLI, API, demo): inputs, counts, times, outcome."""
+
+    __tablename__ = "runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    trigger: str = Field(max_length=20)
+    dry_run: bool = False
+    inputs: str = Field(default="[]", description="JSON list of input file names")
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    outcome: str = Field(default="EN_COURS", max_length=20, index=True)
+    counts: str = Field(default="{}", description="JSON: counts per state and per stage")
+    error: str | None = None
+
+
+class EventRow(SQLModel, table=True):
+    """One version of one event (a key may have several rows, one per version)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        sa.UniqueConstraint("key", "version", name="uq_events_key_version"),
+        sa.Index("ix_events_state_id", "state", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=120, description="code_ml-id_evenement (indexed by uq_events_key_version)")
+    version: int
+    operation: str = Field(max_length=1, description="Operation on the wire: C, M or A")
+    event_type: str | None = Field(default=None, max_length=3)
+    code_ml: str | None = Field(default=None, max_length=10, index=True)
+    identifiant_pe: str | None = Field(default=None, max_length=20, index=True)
+    date_evenement: date | None = Field(default=None, index=True)
+    payload: str = Field(description="JSON: the event's fields (never the NIR)")
+    content_hash: str = Field(max_length=64)
+    state: str = Field(max_length=20, index=True)
+    reject_code: str | None = Field(default=None, max_length=3, index=True)
+    reject_message: str | None = None
+    source_file: str | None = Field(default=None, max_length=255)
+    source_line: int | None = None
+    run_id: int | None = Field(default=None, foreign_key="runs.id", index=True)
+    envelope_id: str | None = Field(default=None, foreign_key="envelopes.id", index=True, max_length=36)
+    supersedes_id: int | None = Field(default=None, foreign_key="events.id")
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class EventHistory(SQLModel, table=True):
+    """One state an event went through, and why."""
+
+    __tablename__ = "event_history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="events.id", index=True)
+    state: str = Field(max_length=20)
+    at: datetime = Field(sa_type=UTCDateTime)
+    cause: str = Field(max_length=255)
+    code: str | None = Field(default=None, max_length=3)
+    envelope_id: str | None = Field(default=None, max_length=36)
+    run_id: int | None = None
+    actor: str | None = Field(default=None, max_length=120)
+
+
+class Envelope(SQLModel, table=True):
+    """One signed ``LotEvenements``; its id is the ``IdLot``, kept across resends."""
+
+    __tablename__ = "envelopes"
+
+    id: str = Field(primary_key=True, max_length=36)
+    run_id: int | None = Field(default=None, foreign_key="runs.id", index=True)
+    state: str = Field(max_length=20, index=True)
+    event_count: int
+    byte_size: int = 0
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    first_sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    receipt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    report_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = None
+    reject_code: str | None = Field(default=None, max_length=3)
+    reject_message: str | None = None
+    polls: int = 0
+    next_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    accepted_count: int | None = None
+    rejected_count: int | None = None
+
+
+class EnvelopeHistory(SQLModel, table=True):
+    __tablename__ = "envelope_history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    envelope_id: str = Field(foreign_key="envelopes.id", index=True, max_length=36)
+    state: str = Field(max_length=20)
+    at: datetime = Field(sa_type=UTCDateTime)
+    cause: str = Field(max_length=255)
+
+
+class Document(SQLModel, table=True):
+    """A raw document exchanged with DUDE, byte for byte, for audit."""
+
+    __tablename__ = "documents"
+
+    id: int | None = Field(default=None, primary_key=True)
+    envelope_id: str | None = Field(default=None, index=True, max_length=36)
+    kind: str = Field(max_length=20, description="LOT, ACCUSE_RECEPTION or COMPTE_RENDU")
+    at: datetime = Field(sa_type=UTCDateTime)
+    sha256: str = Field(max_length=64)
+    body: bytes = Field(sa_type=sa.LargeBinary)
+    note: str | None = None
+
+
+DOC_LOT, DOC_RECEIPT, DOC_REPORT = "LOT", "ACCUSE_RECEPTION", "COMPTE_RENDU"
+
+events_t: sa.Table = EventRow.__table__  # type: ignore[assignment]
+history_t: sa.Table = EventHistory.__table__  # type: ignore[assignment]
+envelopes_t: sa.Table = Envelope.__table__  # type: ignore[assignment]
+envelope_history_t: sa.Table = EnvelopeHistory.__table__  # type: ignore[assignment]
+documents_t: sa.Table = Document.__table__  # type: ignore[assignment]
+runs_t: sa.Table = Run.__table__  # type: ignore[assignment]

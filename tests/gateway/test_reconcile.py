@@ -1,0 +1,201 @@
+"""Reports that come twice, late, never, or forged; receipts that lie; sends cut in the middle."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from adapters.dude.emulator.app import mock_transport
+from adapters.dude.emulator.config import EmulatorConfig
+from adapters.dude.emulator.core import Emulator
+from adapters.dude.messages import EventResult, Report, build_report
+from adapters.dude.signing import Signer, serialize
+from gateway.codes import RejectCode
+from gateway.context import Gateway
+from gateway.errors import CertificateRejected, SignatureInvalid, UnexpectedDocument
+from gateway.keys import make_self_signed
+from gateway.pipeline import dispatch, reconcile
+from gateway.pipeline.reconcile import ReportOutcome, apply_report
+from gateway.pipeline.run import run_batch
+from gateway.store.models import envelopes_t, events_t, history_t
+from tests.factories import p3_line, write_export
+
+
+def snapshot(gw) -> tuple:
+    with gw.engine.connect() as conn:
+        events = conn.execute(sa.select(events_t.c.key, events_t.c.version, events_t.c.state,
+                                        events_t.c.reject_code).order_by(events_t.c.id)).all()
+        envelopes = conn.execute(sa.select(envelopes_t.c.id, envelopes_t.c.state)).all()
+        history = conn.execute(sa.select(sa.func.count()).select_from(history_t)).scalar_one()
+    return [tuple(e) for e in events], [tuple(e) for e in envelopes], history
+
+
+def gateway_for(settings, transport: httpx.BaseTransport, *, clock=None, **updates) -> Gateway:
+    """A gateway on ``settings`` with some of them changed, talking through ``transport``."""
+    extra = {"clock": clock} if clock else {}
+    return Gateway.open(settings.model_copy(update={"dude_url": "http://dude.test/dude/v1", **updates}),
+                        transport=transport, sleep=lambda seconds: None, **extra)
+
+
+def only_envelope(gw) -> str:
+    with gw.engine.connect() as conn:
+        return conn.execute(sa.select(envelopes_t.c.id)).scalar_one()
+
+
+def night(tmp_path: Path, n: int = 5, name: str = "P3_69001_20261128.csv") -> Path:
+    lines = [p3_line(id_evenement=str(i)) for i in range(n)]
+    lines.append(p3_line(id_evenement="99", identifiant_pe="7654321Z"))  # E01 at DUDE
+    return write_export(tmp_path / name, lines)
+
+
+def test_a_report_received_twice_changes_nothing_the_second_time(gw, emulator, tmp_path: Path) -> None:
+    run_batch(gw, [night(tmp_path)])
+    before = snapshot(gw)
+    report = emulator.report(only_envelope(gw)).body
+    assert apply_report(gw, report, via="callback").outcome is ReportOutcome.DUPLICATE
+    assert snapshot(gw) == before
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def slow_dude(settings, dev_keys, registry_file):
+    """An emulator whose reports take an hour, on a clock the test moves."""
+    clock = Clock()
+    config = EmulatorConfig.for_settings(settings, registry_file=registry_file, ledger_path=None,
+                                         report_delay_seconds=3600, clock=clock)
+    with Emulator(config) as emu:
+        yield emu, clock
+
+
+def test_no_report_in_time_gives_sans_reponse_then_a_late_report_still_settles(settings, slow_dude, tmp_path):
+    emu, dude_clock = slow_dude
+    clock = Clock()
+    gw = gateway_for(settings, mock_transport(emu), clock=clock, report_wait_seconds=0, report_timeout_seconds=600,
+                     report_max_polls=2)
+    summary = run_batch(gw, [night(tmp_path)])
+    assert summary.states == {"TRANSMIS": 6}
+    envelope_id = only_envelope(gw)
+
+    clock.now += timedelta(seconds=601)  # past the time-out: polled again, report_max_polls times
+    reconcile.poll_reports(gw, force=True)
+    assert snapshot(gw)[1] == [(envelope_id, "RECU")]
+    reconcile.poll_reports(gw, force=True)
+    events, envelopes, _ = snapshot(gw)
+    assert envelopes == [(envelope_id, "SANS_REPONSE")]
+    assert {state for _, _, state, _ in events} == {"SANS_REPONSE"}
+
+    dude_clock.now += timedelta(hours=2)  # DUDE finally produces it; it is pushed to the callback
+    outcome = apply_report(gw, emu.report(envelope_id).body, via="callback")
+    assert outcome.outcome is ReportOutcome.APPLIED
+    events, envelopes, _ = snapshot(gw)
+    assert envelopes == [(envelope_id, "TRAITE")]
+    assert sorted({(state, code) for _, _, state, code in events}) == [("ACCEPTE", None), ("REJETE", "E01")]
+    gw.close()
+
+
+def forged_report(signer: Signer, envelope_id: str, results: tuple[EventResult, ...]) -> bytes:
+    return serialize(signer.sign(build_report(Report(envelope_id, datetime.now(UTC), results))))
+
+
+def test_forged_reports_are_refused_and_change_nothing(settings, slow_dude, dev_keys, tmp_path: Path) -> None:
+    gw = gateway_for(settings, mock_transport(slow_dude[0]), report_wait_seconds=0)
+    run_batch(gw, [night(tmp_path)])  # DUDE's genuine report is an hour away: the envelope awaits it
+    envelope_id = only_envelope(gw)
+    before = snapshot(gw)
+    accept_all = tuple(EventResult(f"69001-{i}", 1, True) for i in (0, 1, 2, 3, 4, 99))
+    dude = Signer.from_files(dev_keys.emulator.key_file, dev_keys.emulator.cert_file)
+    stranger_key, stranger_cert = make_self_signed("faux DUDE")
+
+    with pytest.raises(CertificateRejected):  # signed by an unknown key
+        apply_report(gw, forged_report(Signer(key_pem=stranger_key, cert_pem=stranger_cert), envelope_id, accept_all))
+    genuine_shape = forged_report(dude, envelope_id, accept_all[:-1] + (
+        EventResult("69001-99", 1, False, RejectCode.E01, "inconnu"),))
+    with pytest.raises(SignatureInvalid):  # DUDE's signature, one verdict changed afterwards
+        apply_report(gw, genuine_shape.replace(b'statut="REJETE"', b'statut="ACCEPTE"'))
+    with pytest.raises(UnexpectedDocument):  # well signed, but for another envelope
+        apply_report(gw, forged_report(dude, str(uuid.uuid4()), accept_all))
+    with pytest.raises(UnexpectedDocument):  # well signed, right envelope, an event it never held
+        apply_report(gw, forged_report(dude, envelope_id, accept_all + (EventResult("69001-12345", 1, True),)))
+    assert snapshot(gw) == before
+    gw.close()
+
+
+class CutAfterDelivery(httpx.BaseTransport):
+    """DUDE gets the envelope and answers, but the answer never comes back (the connection is cut)."""
+
+    def __init__(self, inner: httpx.BaseTransport, cuts: int) -> None:
+        self.inner, self.cuts = inner, cuts
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.method == "POST" and self.cuts > 0:
+            self.cuts -= 1
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+
+class BrokenReceiptSignature(httpx.BaseTransport):
+    def __init__(self, inner: httpx.BaseTransport, times: int) -> None:
+        self.inner, self.times = inner, times
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.method == "POST" and self.times > 0:
+            self.times -= 1
+            body = response.read()
+            start = body.index(b"SignatureValue>") + len(b"SignatureValue>")
+            body = body[:start] + bytes([body[start] ^ 0x01]) + body[start + 1:]  # one bit of the value flipped
+            return httpx.Response(response.status_code, content=body, headers=response.headers)
+        return response
+
+
+@pytest.mark.parametrize("wrapper", [CutAfterDelivery, BrokenReceiptSignature], ids=["coupure", "accuse-altere"])
+def test_a_lost_or_untrustworthy_receipt_means_resending_the_same_idlot(settings, emulator, tmp_path, wrapper) -> None:
+    flaky = wrapper(mock_transport(emulator), 10)  # more than one run's attempts
+    gw = gateway_for(settings, flaky, send_attempts=3)
+    first = run_batch(gw, [night(tmp_path)])
+    assert first.states == {"ENVOYE": 6} and first.sending["sans_accuse"] == 1
+    envelope_id = only_envelope(gw)
+    assert emulator.ledger_summary()["lots"] == 1  # DUDE did get it
+
+    flaky.cuts = flaky.times = 0  # the network heals; the next run starts by resending
+    second = run_batch(gw, [])
+    assert second.sending["reprises"] == 1
+    events, envelopes, _ = snapshot(gw)
+    assert envelopes == [(envelope_id, "TRAITE")]
+    assert sorted({s for _, _, s, _ in events}) == ["ACCEPTE", "REJETE"]
+    ledger = emulator.ledger_summary()
+    assert ledger["lots"] == 1
+    assert ledger["events_applied_more_than_once"] == [] and ledger["lots_processed_more_than_once"] == []
+    with gw.engine.connect() as conn:
+        attempts = conn.execute(sa.select(envelopes_t.c.attempts)).scalar_one()
+    assert attempts == 4
+    gw.close()
+
+
+def test_a_crash_between_sealing_and_sending_is_resumed(gw, emulator, tmp_path: Path) -> None:
+    from gateway.pipeline.ingest import ingest
+    from adapters.parcours3.mapping import parse_export
+    from gateway.preflight import PreflightConfig
+
+    outcomes = parse_export(night(tmp_path), PreflightConfig.from_settings(gw.settings))
+    ingest(gw.engine, outcomes, run_id=None, now=gw.clock())
+    [sealed] = dispatch.seal_all(gw, run_id=None)  # ...and the process dies here, before any POST
+    assert emulator.ledger_summary()["lots"] == 0
+
+    summary = run_batch(gw, [])
+    assert summary.sending["reprises"] == 1
+    assert snapshot(gw)[1] == [(sealed, "TRAITE")]
+    assert emulator.ledger_summary()["lots"] == 1
