@@ -27,7 +27,7 @@ from gateway.codes import EnvelopeState, EventState
 from gateway.context import Gateway
 from gateway.errors import NoReport, TransportError, UnexpectedDocument
 from gateway.pipeline.transitions import move_envelope_events, set_envelope_state, set_event_states
-from gateway.store.models import DOC_REPORT, documents_t, envelopes_t, events_t
+from gateway.store.models import DOC_REPORT, documents_t, envelopes_t, events_t, history_t
 
 log = logging.getLogger("gateway.reconcile")
 
@@ -69,9 +69,12 @@ def apply_report(gw: Gateway, data: bytes, *, via: str = "polling") -> AppliedRe
             return AppliedReport(report.id_lot, ReportOutcome.DUPLICATE)
         if envelope.state == EnvelopeState.REJETE.value:
             raise UnexpectedDocument(f"report for envelope {report.id_lot}, which DUDE rejected as a whole")
-        ours = {(r.key, r.version): r.id for r in conn.execute(
-            sa.select(events_t.c.id, events_t.c.key, events_t.c.version)
-            .where(events_t.c.envelope_id == report.id_lot))}
+        # Every event that ever travelled in this envelope (a resend may since have moved some of
+        # them to another one): a result naming anything else is a forgery or a mix-up.
+        travelled = sa.select(history_t.c.event_id).where(history_t.c.envelope_id == report.id_lot)
+        ours = {(r.key, r.version): (r.id if r.envelope_id == report.id_lot else None) for r in conn.execute(
+            sa.select(events_t.c.id, events_t.c.key, events_t.c.version, events_t.c.envelope_id)
+            .where(sa.or_(events_t.c.envelope_id == report.id_lot, events_t.c.id.in_(travelled))))}
         changes = _changes(report, ours)
         applied = set_event_states(conn, changes, now=now, envelope_id=report.id_lot, run_id=envelope.run_id,
                                    cause=f"compte rendu du lot {report.id_lot} ({via})", allowed_from=SETTLEABLE)
@@ -87,14 +90,19 @@ def apply_report(gw: Gateway, data: bytes, *, via: str = "polling") -> AppliedRe
     return AppliedReport(report.id_lot, ReportOutcome.APPLIED, report.accepted_count, report.rejected_count)
 
 
-def _changes(report: Report, ours: dict[tuple[str, int], int]) -> list[dict]:
+def _changes(report: Report, ours: dict[tuple[str, int | None], int]) -> list[dict]:
+    """The state changes a report asks for. ``ours`` maps (key, version) of every event that travelled
+    in the envelope to its id, or to None when it has since been resent in another envelope (the
+    newer attempt decides its state: this result is ignored)."""
     changes = []
     for result in report.results:
-        event_id = ours.get((result.key, result.version))
-        if event_id is None:
+        if (result.key, result.version) not in ours:
             raise UnexpectedDocument(
                 f"report for envelope {report.id_lot} names event {result.key} v{result.version}, "
                 "which was not in that envelope")
+        event_id = ours[(result.key, result.version)]
+        if event_id is None:
+            continue
         if result.accepted:
             changes.append({"id": event_id, "state": EventState.ACCEPTE.value, "code": None, "message": None})
         else:
