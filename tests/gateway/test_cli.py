@@ -1,0 +1,102 @@
+"""The command line as an integrator uses it: the demo from nothing, then looking at what happened."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.tools import xmllint_validates, xmlsec1_verifies
+
+COMMANDS = [["demo"], ["run"], ["rejects"], ["envelopes", "list"], ["envelopes", "show"], ["keys", "init"],
+            ["keys", "show-cert"], ["fixtures", "generate"], ["emulator", "serve"]]
+
+
+def gateway(*args: str, data_dir: Path | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    command = [sys.executable, "-m", "gateway", *args]
+    if data_dir is not None:
+        command += ["--data-dir", str(data_dir)]
+    proc = subprocess.run(command, capture_output=True, timeout=timeout, env=env, cwd=data_dir.parent if data_dir else None)
+    if check:
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    return proc
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help(command: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, dict]:
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    proc = gateway("demo", "--events", "1500", "--json", data_dir=data_dir)
+    return data_dir, json.loads(proc.stdout)
+
+
+def test_demo_ends_every_line_in_one_final_state(demo) -> None:
+    _, summary = demo
+    states = summary["states"]
+    assert sum(states.values()) == summary["ingest"]["lines"] == 1500
+    assert set(states) == {"ACCEPTE", "REJETE", "INVALIDE"}
+    assert {r["code"] for r in summary["top_rejects"]} >= {"E01", "E03", "E09"}
+    assert all(r["label"] for r in summary["top_rejects"])
+    ledger = summary["emulator_ledger"]
+    assert ledger["events_applied_more_than_once"] == [] and ledger["lots_processed_more_than_once"] == []
+    assert ledger["events"] == states["ACCEPTE"] + states["REJETE"]
+
+
+def test_every_envelope_as_sent_passes_xmllint_and_xmlsec1(demo, tmp_path: Path) -> None:
+    data_dir, _ = demo
+    envelopes = json.loads(gateway("envelopes", "list", "--json", data_dir=data_dir).stdout)["envelopes"]
+    assert envelopes and all(e["state"] == "TRAITE" for e in envelopes)
+    cert = tmp_path / "gateway.pem"
+    cert.write_bytes(gateway("keys", "show-cert", data_dir=data_dir).stdout)
+    for envelope in envelopes:
+        path = tmp_path / f"{envelope['id']}.xml"
+        path.write_bytes(gateway("envelopes", "show", envelope["id"], data_dir=data_dir).stdout)
+        assert xmllint_validates(path)[0]
+        ok, err = xmlsec1_verifies(path, cert)
+        assert ok, err
+
+
+def test_rejects_name_their_code_label_file_and_line(demo) -> None:
+    data_dir, summary = demo
+    listed = json.loads(gateway("rejects", "--code", "E08", "--json", data_dir=data_dir).stdout)["rejects"]
+    expected = next(r["count"] for r in summary["top_rejects"] if r["code"] == "E08")
+    assert len(listed) == expected
+    for reject in listed:
+        assert reject["code"] == "E08" and reject["label"] == "SIRET invalide" and reject["hint"]
+        assert reject["source_file"].startswith("P3_") and reject["source_line"] >= 2
+
+
+def test_rerunning_the_night_would_send_nothing(demo) -> None:
+    data_dir, summary = demo
+    exports = sorted((data_dir / "nuit").glob("P3_*.csv"))
+    args = [a for p in exports for a in ("--input", str(p))]
+    dry = json.loads(gateway("run", *args, "--dry-run", "--json", data_dir=data_dir).stdout)
+    assert dry["would_send"] == 0
+    assert dry["ingest"]["new_events"] == dry["ingest"]["new_versions"] == dry["ingest"]["invalid"] == 0
+    assert dry["ingest"]["duplicates"] == 1500
+
+
+def test_unknown_reject_code_is_a_clear_error(demo) -> None:
+    data_dir, _ = demo
+    proc = gateway("rejects", "--code", "X99", data_dir=data_dir, check=False)
+    assert proc.returncode == 2 and b"X99" in proc.stdout + proc.stderr
+
+
+def test_unknown_envelope_is_a_clear_error(demo) -> None:
+    data_dir, _ = demo
+    proc = gateway("envelopes", "show", "00000000-0000-4000-8000-000000000000", data_dir=data_dir, check=False)
+    assert proc.returncode == 1 and "Introuvable" in proc.stderr.decode()
