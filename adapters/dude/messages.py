@@ -111,7 +111,7 @@ def open_signed(data: bytes, *, trust: TrustStore, expected: str, max_bytes: int
     root = safe_xml.parse(data, max_bytes=max_bytes, what=expected)
     if root.tag != q(expected):
         raise UnexpectedDocument(f"expected {expected}, got {etree.QName(root).localname}")
-    verified = trust.verify(root, at=at)
+    verified = trust.verify(root, at=at, data=data)
     schema.validate(verified.root)
     return verified
 
@@ -137,16 +137,17 @@ def parse_receipt(root: etree._Element) -> Receipt:
 def parse_report(root: etree._Element) -> Report:
     """Read a report from its verified, schema-valid element; its counts must agree with its results."""
     results = []
-    for el in root.iterfind(f"{q('Resultats')}/{q('Resultat')}"):
-        motif = el.find(q("Motif"))
-        accepted = el.get("statut") == ACCEPTE
-        if not accepted and motif is None:
-            raise SchemaViolation(f"Resultat {el.get('id')} is REJETE without a Motif")
-        results.append(EventResult(
-            key=el.get("id"), version=int(el.get("version")), accepted=accepted,
-            code=None if accepted else RejectCode(motif.get("code")),
-            message=None if accepted else (motif.text or ""),
-        ))
+    motif_tag = q("Motif")
+    for el in root.iterfind(f"{q('Resultats')}/{q('Resultat')}"):  # one per event: keep the loop lean
+        get = el.get
+        if get("statut") == ACCEPTE:
+            results.append(EventResult(get("id"), int(get("version")), True))
+            continue
+        motif = el.find(motif_tag)
+        if motif is None:
+            raise SchemaViolation(f"Resultat {get('id')} is REJETE without a Motif")
+        results.append(EventResult(get("id"), int(get("version")), False, RejectCode(motif.get("code")),
+                                   motif.text or ""))
     report = Report(id_lot=_child_text(root, "IdLot"),
                     processed_at=datetime.fromisoformat(_child_text(root, "DateTraitement")),
                     results=tuple(results))

@@ -18,8 +18,11 @@ from gateway.errors import HostileXmlError
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 
-def _parser() -> etree.XMLParser:
-    # A new parser per call: lxml parsers are not thread-safe and the emulator serves concurrently.
+def hardened_parser() -> etree.XMLParser:
+    """A new parser with entities, DTDs and network off (also handed to signxml, which parses again).
+
+    A new parser per call: lxml parsers are not thread-safe and the emulator serves concurrently.
+    """
     return etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
         huge_tree=False, remove_blank_text=False, collect_ids=False,
@@ -39,7 +42,7 @@ def parse(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "docum
     if len(data) > max_bytes:
         raise HostileXmlError(f"{what} too large: {len(data)} bytes, at most {max_bytes}")
     try:
-        root = etree.fromstring(bytes(data), parser=_parser())
+        root = etree.fromstring(bytes(data), parser=hardened_parser())
     except etree.XMLSyntaxError as exc:
         raise HostileXmlError(f"{what} is not well-formed XML: {exc}") from exc
     if root is None:

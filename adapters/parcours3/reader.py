@@ -131,7 +131,10 @@ class _Lines:
 
     @property
     def record_decoded_well(self) -> bool:
-        return all(ok for _, _, ok in self.record)
+        record = self.record
+        if len(record) == 1:  # the usual one-line record, asked for every record: no generator
+            return record[0][2]
+        return all(ok for _, _, ok in record)
 
     def resync(self) -> None:
         """Forget the current record and read its lines again from its second one."""

@@ -34,6 +34,7 @@ log = logging.getLogger("gateway.reconcile")
 #: Event states a report may settle (ENVOYE: the receipt was lost but DUDE did process the envelope).
 SETTLEABLE = (EventState.ENVOYE, EventState.TRANSMIS, EventState.SANS_REPONSE)
 AWAITING_REPORT = (EnvelopeState.RECU.value,)
+_ACCEPTE, _REJETE = EventState.ACCEPTE.value, EventState.REJETE.value
 
 
 class ReportOutcome(str, Enum):
@@ -69,15 +70,23 @@ def apply_report(gw: Gateway, data: bytes, *, via: str = "polling") -> AppliedRe
             return AppliedReport(report.id_lot, ReportOutcome.DUPLICATE)
         if envelope.state == EnvelopeState.REJETE.value:
             raise UnexpectedDocument(f"report for envelope {report.id_lot}, which DUDE rejected as a whole")
-        # Every event that ever travelled in this envelope (a resend may since have moved some of
-        # them to another one): a result naming anything else is a forgery or a mix-up.
-        travelled = sa.select(history_t.c.event_id).where(history_t.c.envelope_id == report.id_lot)
-        ours = {(r.key, r.version): (r.id if r.envelope_id == report.id_lot else None) for r in conn.execute(
-            sa.select(events_t.c.id, events_t.c.key, events_t.c.version, events_t.c.envelope_id)
-            .where(sa.or_(events_t.c.envelope_id == report.id_lot, events_t.c.id.in_(travelled))))}
-        changes = _changes(report, ours)
-        applied = set_event_states(conn, changes, now=now, envelope_id=report.id_lot, run_id=envelope.run_id,
-                                   cause=f"compte rendu du lot {report.id_lot} ({via})", allowed_from=SETTLEABLE)
+        ours = _events_of(conn, report)
+        accepted, rejected = _changes(report, ours)
+        cause = f"compte rendu du lot {report.id_lot} ({via})"
+        applied = set_event_states(conn, rejected, now=now, envelope_id=report.id_lot, run_id=envelope.run_id,
+                                   cause=cause, allowed_from=SETTLEABLE)
+        named = set(accepted) | {c["id"] for c in rejected}
+        if named == {event_id for event_id in ours.values() if event_id is not None}:
+            # The usual report: every event of the envelope named. Accept all but the rejected ones in
+            # one set-based move (one UPDATE, one INSERT … SELECT into the history), instead of one
+            # UPDATE per event: a night's acceptances cost milliseconds, not seconds.
+            applied += move_envelope_events(conn, report.id_lot, from_states=SETTLEABLE, to=EventState.ACCEPTE,
+                                            now=now, cause=cause, run_id=envelope.run_id,
+                                            except_ids={c["id"] for c in rejected})
+        else:  # a report naming only some of the envelope's events: move exactly those
+            applied += set_event_states(conn, [{"id": i, "state": _ACCEPTE, "code": None, "message": None}
+                                               for i in accepted], now=now, envelope_id=report.id_lot,
+                                        run_id=envelope.run_id, cause=cause, allowed_from=SETTLEABLE)
         conn.execute(documents_t.insert().values(envelope_id=report.id_lot, kind=DOC_REPORT, at=now,
                                                  sha256=hashlib.sha256(data).hexdigest(), body=data, note=via))
         late = envelope.state == EnvelopeState.SANS_REPONSE.value
@@ -90,25 +99,51 @@ def apply_report(gw: Gateway, data: bytes, *, via: str = "polling") -> AppliedRe
     return AppliedReport(report.id_lot, ReportOutcome.APPLIED, report.accepted_count, report.rejected_count)
 
 
-def _changes(report: Report, ours: dict[tuple[str, int | None], int]) -> list[dict]:
-    """The state changes a report asks for. ``ours`` maps (key, version) of every event that travelled
-    in the envelope to its id, or to None when it has since been resent in another envelope (the
-    newer attempt decides its state: this result is ignored)."""
-    changes = []
+def _events_of(conn: sa.Connection, report: Report) -> dict[tuple[str, int], int | None]:
+    """(key, version) → id of every event that travelled in the reported envelope: its id while it is
+    still in that envelope, None when a resend has since moved it to another one.
+
+    The events still in the envelope are found through its index; only results naming something
+    else send us to the history (every envelope an event travelled in is there), a rare case: a
+    resend, or a report that is a forgery or a mix-up.
+    """
+    ours: dict[tuple[str, int], int | None] = {
+        (key, version): event_id for event_id, key, version in conn.execute(
+            sa.select(events_t.c.id, events_t.c.key, events_t.c.version)
+            .where(events_t.c.envelope_id == report.id_lot)).tuples()}
+    others = {r.key for r in report.results if (r.key, r.version) not in ours}
+    if others:
+        travelled = sa.select(history_t.c.event_id).where(history_t.c.envelope_id == report.id_lot)
+        for start in range(0, len(others), 500):
+            part = sorted(others)[start:start + 500]
+            for event_id, key, version, envelope_id in conn.execute(
+                    sa.select(events_t.c.id, events_t.c.key, events_t.c.version, events_t.c.envelope_id)
+                    .where(events_t.c.key.in_(part), events_t.c.id.in_(travelled))).tuples():
+                ours[(key, version)] = event_id if envelope_id == report.id_lot else None
+    return ours
+
+
+def _changes(report: Report, ours: dict[tuple[str, int], int | None]) -> tuple[list[int], list[dict]]:
+    """The state changes a report asks for: (ids accepted, changes rejected). ``ours`` maps (key, version)
+    of every event that travelled in the envelope to its id, or to None when it has since been resent in
+    another envelope (the newer attempt decides its state: this result is ignored)."""
+    accepted: list[int] = []
+    rejected: list[dict] = []
     for result in report.results:
-        if (result.key, result.version) not in ours:
+        found = (result.key, result.version)
+        if found not in ours:
             raise UnexpectedDocument(
                 f"report for envelope {report.id_lot} names event {result.key} v{result.version}, "
                 "which was not in that envelope")
-        event_id = ours[(result.key, result.version)]
+        event_id = ours[found]
         if event_id is None:
             continue
         if result.accepted:
-            changes.append({"id": event_id, "state": EventState.ACCEPTE.value, "code": None, "message": None})
+            accepted.append(event_id)
         else:
-            changes.append({"id": event_id, "state": EventState.REJETE.value, "code": result.code.value,
-                            "message": (result.message or result.code.label)[:1000]})
-    return changes
+            rejected.append({"id": event_id, "state": _REJETE, "code": result.code.value,
+                             "message": (result.message or result.code.label)[:1000]})
+    return accepted, rejected
 
 
 def poll_reports(gw: Gateway, *, envelope_ids: list[str] | None = None, force: bool = False) -> list[AppliedReport]:

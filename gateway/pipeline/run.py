@@ -4,11 +4,25 @@ Order of work, each step safe to repeat after a crash:
 
 1. send again the envelopes a previous run sealed but never got a receipt for (same ``IdLot``);
 2. read each export, pre-flight it and store the outcomes (a bad file is reported, the others go on);
-3. seal pending events into signed envelopes and send each one as soon as it is sealed (sealing the
-   next envelope overlaps with sending the previous one);
+3. seal pending events into signed envelopes as soon as a full envelope's worth is stored (while the
+   rest of the exports is still being read), then what is left, and send each one as soon as it is
+   sealed;
 4. poll for the reports until every envelope of the run is settled or ``report_wait_seconds`` pass
    (later polls, by the scheduler or the next run, pick up the rest);
 5. record the run's counts and outcome.
+
+Why steps 2 to 4 overlap (the night is a pipeline, issue 7): DUDE checks an envelope (signature,
+XSD, business rules) in its own process while the gateway reads and seals the next one, and reports
+already due are applied between two chunks of the exports. `_Dispatcher` sends with `SENDERS` threads
+so that DUDE can check one envelope while it processes the previous one; two envelopes carrying
+versions of the same event are still sent one after the other (the second waits for the first's
+receipt), so DUDE never sees an ``M`` before its ``C``. Every step keeps the outbox rule: an envelope
+is stored, with its events ``ENVOYE``, before it is posted.
+
+``durations`` add up to the run's wall time: ``lecture`` (reading, pre-flight, storing), ``scellement``
+(XML, XSD, signature, storing the envelope), ``envoi`` (recording receipts, and reports already due,
+as they come back while reading, then waiting for the last receipts), ``comptes_rendus`` (waiting
+for the last reports).
 
 A *dry run* does step 2 in a transaction that is rolled back, and says what would be sent, skipped
 and rejected.
@@ -22,6 +36,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -93,9 +108,14 @@ def start_run(gw: Gateway, *, trigger: str, inputs: Sequence[Path], dry_run: boo
 
 
 def run_batch(gw: Gateway, inputs: Sequence[Path], *, trigger: str = "cli", dry_run: bool = False,
-              progress: Progress = _noop, wait_for_reports: bool = True) -> RunSummary:
-    """Run one batch over ``inputs`` and return its summary (also stored on the run row)."""
+              progress: Progress = _noop, wait_for_reports: bool = True,
+              on_started: Callable[[int], None] | None = None) -> RunSummary:
+    """Run one batch over ``inputs`` and return its summary (also stored on the run row).
+
+    ``on_started(run_id)`` is called once the run row exists (the API answers 202 with that id)."""
     summary = start_run(gw, trigger=trigger, inputs=inputs, dry_run=dry_run)
+    if on_started is not None:
+        on_started(summary.run_id)
     try:
         if dry_run:
             _dry_run(gw, inputs, summary, progress)
@@ -121,12 +141,13 @@ def _timed(summary: RunSummary, stage: str):
 
 
 def _ingest_files(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress: Progress,
-                  connection=None) -> None:
+                  connection=None, on_chunk: Callable[[IngestStats], None] | None = None) -> None:
     config = PreflightConfig.from_settings(gw.settings)
     for index, path in enumerate(inputs):
         try:
             outcomes = parse_export(Path(path), config, encoding=gw.settings.input_encoding)
-            stats = ingest(gw.engine, outcomes, run_id=summary.run_id, now=gw.clock(), connection=connection)
+            stats = ingest(gw.engine, outcomes, run_id=summary.run_id, now=gw.clock(), connection=connection,
+                           on_chunk=on_chunk)
         except (ExportFileError, OSError) as exc:
             code = getattr(exc, "code", "P3_FILE")
             summary.file_errors.append({"file": Path(path).name, "code": code, "message": str(exc)})
@@ -156,33 +177,111 @@ def _real_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress
             result = dispatch.send_envelope(gw, envelope_id, run_id=summary.run_id)
             summary.sending["reprises"] += 1
             log.info("resumed envelope %s: %s", envelope_id, result.state)
-    with _timed(summary, "lecture"):
-        _ingest_files(gw, inputs, summary, progress)
-    with _timed(summary, "envoi"):
-        _seal_and_send(gw, summary, progress)
+    full = gw.settings.envelope_max_events
+    with _Dispatcher(gw, summary, poll_reports=wait_for_reports) as dispatcher:
+        def seal(at_least: int) -> None:
+            with _timed(summary, "scellement"):
+                dispatch.seal_pending(gw, run_id=summary.run_id, at_least=at_least, on_sealed=dispatcher.submit)
+            with _timed(summary, "envoi"):
+                dispatcher.catch_up()
+
+        started = time.perf_counter()
+        _ingest_files(gw, inputs, summary, progress, on_chunk=lambda stats: seal(full))
+        seal(1)
+        summary.durations["lecture"] = (time.perf_counter() - started - summary.durations.get("scellement", 0.0)
+                                        - summary.durations.get("envoi", 0.0))
+        with _timed(summary, "envoi"):
+            dispatcher.wait_for_receipts(progress)
     if wait_for_reports:
         with _timed(summary, "comptes_rendus"):
             _wait_for_reports(gw, summary, progress)
 
 
-def _seal_and_send(gw: Gateway, summary: RunSummary, progress: Progress) -> None:
-    with gw.engine.connect() as conn:
-        pending = conn.execute(sa.select(sa.func.count()).select_from(events_t).where(
-            events_t.c.state == EventState.EN_ATTENTE.value)).scalar_one()
-    total = -(-pending // gw.settings.envelope_max_events) if pending else 0
-    futures: list[Future] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="send") as sender:
-        def on_sealed(envelope_id: str) -> None:
-            futures.append(sender.submit(dispatch.send_envelope, gw, envelope_id, run_id=summary.run_id))
+#: Envelopes on the wire at once. Two: DUDE can check the signature and schema of one while it
+#: applies its business rules to the previous one (and the gateway seals the next meanwhile); more
+#: would only queue at DUDE.
+SENDERS = 2
 
-        dispatch.seal_all(gw, run_id=summary.run_id, on_sealed=on_sealed)
-        for done, future in enumerate(futures, start=1):
-            result = future.result()
-            summary.sending["envoyes"] += 1
-            summary.sending["tentatives"] += result.attempts
-            if result.state == EnvelopeState.ENVOYE.value:
-                summary.sending["sans_accuse"] += 1
-            progress("envoi", done, max(total, len(futures)))
+
+class _Dispatcher:
+    """Sends the envelopes of a run as they are sealed; records their receipts and the reports that come
+    due, in the run's own thread.
+
+    ``submit(sealed)`` queues an envelope for one of the `SENDERS` threads, which post it and check
+    DUDE's receipt (`dispatch.transmit`); an envelope sharing an event key with one still on the wire
+    waits for that one's answer first (versions of an event reach DUDE in order). ``catch_up()``,
+    called by the run between two chunks of the exports, records the receipts that came back
+    (`dispatch.apply_answer`) and applies the reports that are due (``report_poll_interval_seconds``
+    after their receipt), so that only the last ones are left to `_wait_for_reports`.
+
+    Why the run's own thread writes the receipts and reports rather than the threads that fetch them:
+    a second writer would make one of the two sleep on SQLite's write lock (SQLite retries a blocked
+    writer after 1, 2, 5, 10… ms) and compete for the interpreter lock with reading and sealing, for
+    no gain: the work is the same, and the sender threads are then free as soon as DUDE has answered.
+    """
+
+    def __init__(self, gw: Gateway, summary: RunSummary, *, poll_reports: bool):
+        self.gw, self.summary = gw, summary
+        self._pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="send")
+        self._futures: list[Future] = []
+        self._answered = 0  # futures whose outcome is recorded (in submission order)
+        self._on_the_wire: list[tuple[frozenset[str], Future]] = []
+        self._acknowledged: list[str] = []
+        self._poll_reports = poll_reports
+
+    def __enter__(self) -> _Dispatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)
+
+    def submit(self, sealed: dispatch.SealedEnvelope) -> None:
+        self._on_the_wire = [(keys, f) for keys, f in self._on_the_wire if not f.done()]
+        before = [f for keys, f in self._on_the_wire if not keys.isdisjoint(sealed.keys)]
+        future = self._pool.submit(self._transmit, sealed.envelope_id, before)
+        self._on_the_wire.append((sealed.keys, future))
+        self._futures.append(future)
+
+    def _transmit(self, envelope_id: str, before: list[Future]) -> dispatch.Acknowledged | dispatch.SendResult:
+        wait_for(before)  # earlier tasks only (FIFO pool): they are running or done, no deadlock
+        return dispatch.transmit(self.gw, envelope_id, run_id=self.summary.run_id)
+
+    def _record(self, future: Future) -> None:
+        outcome = future.result()
+        if isinstance(outcome, dispatch.Acknowledged):
+            outcome = dispatch.apply_answer(self.gw, outcome, run_id=self.summary.run_id)
+        sending = self.summary.sending
+        sending["envoyes"] += 1
+        sending["tentatives"] += outcome.attempts
+        if outcome.state == EnvelopeState.ENVOYE.value:
+            sending["sans_accuse"] += 1
+        elif outcome.state == EnvelopeState.RECU.value:
+            self._acknowledged.append(outcome.envelope_id)
+
+    def catch_up(self) -> None:
+        """Record the answers already back (in order), then apply the reports already due."""
+        while self._answered < len(self._futures) and self._futures[self._answered].done():
+            self._record(self._futures[self._answered])
+            self._answered += 1
+        if not self._poll_reports or not self._acknowledged:
+            return
+        try:
+            results = reconcile.poll_reports(self.gw, envelope_ids=self._acknowledged)
+        except GatewayError as exc:  # left to the final wait, which raises it
+            log.warning("report polling during sending stopped: %s", exc)
+            self._poll_reports = False
+            return
+        settled = {r.envelope_id for r in results if r.outcome is not reconcile.ReportOutcome.NOT_READY}
+        self._acknowledged = [i for i in self._acknowledged if i not in settled]
+
+    def wait_for_receipts(self, progress: Progress) -> None:
+        total = len(self._futures)
+        if 0 < self._answered < total:
+            progress("envoi", self._answered, total)
+        while self._answered < total:
+            self._record(self._futures[self._answered])
+            self._answered += 1
+            progress("envoi", self._answered, total)
 
 
 def _wait_for_reports(gw: Gateway, summary: RunSummary, progress: Progress) -> None:

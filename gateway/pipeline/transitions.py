@@ -7,7 +7,7 @@ plus one ``INSERT … SELECT`` into the history, whatever the number of events.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -19,10 +19,15 @@ from gateway.store.models import envelope_history_t, envelopes_t, events_t, hist
 
 def move_envelope_events(conn: Connection, envelope_id: str, *, from_states: Iterable[EventState],
                          to: EventState, now: datetime, cause: str, run_id: int | None = None,
-                         code: str | None = None, message: str | None = None) -> int:
-    """Move every event of ``envelope_id`` that is in ``from_states`` to ``to``; returns the count."""
+                         code: str | None = None, message: str | None = None,
+                         except_ids: Collection[int] = ()) -> int:
+    """Move every event of ``envelope_id`` that is in ``from_states`` (and not in ``except_ids``) to
+    ``to``; returns the count. A report uses ``except_ids`` to accept all but its rejected events in
+    one statement."""
     from_values = [s.value for s in from_states]
     where = sa.and_(events_t.c.envelope_id == envelope_id, events_t.c.state.in_(from_values))
+    if except_ids:
+        where = sa.and_(where, events_t.c.id.not_in(list(except_ids)))
     # History first, while the WHERE still selects the rows about to move.
     conn.execute(history_t.insert().from_select(
         ["event_id", "state", "at", "cause", "code", "envelope_id", "run_id", "actor"],

@@ -153,3 +153,25 @@ def test_dry_run_says_what_would_happen_and_writes_no_event(gw, tmp_path: Path) 
     with gw.engine.connect() as conn:
         stored = json.loads(conn.execute(sa.text("SELECT counts FROM runs")).scalar_one())
     assert stored["dry_run"] is True and stored["would_send"] == 4
+
+
+def test_an_event_holding_a_character_xml_cannot_carry_is_invalid_and_blocks_nothing(gw, tmp_path: Path) -> None:
+    """Pre-flight strips control characters from Parcours 3 text, but a stored event may still hold one
+    (another way in): sealing makes that event INVALIDE (E09) and sends the others."""
+    from adapters.parcours3.mapping import parse_export
+    from gateway.pipeline.ingest import ingest
+    from gateway.preflight import PreflightConfig
+
+    export = write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement=str(i)) for i in range(3)])
+    ingest(gw.engine, parse_export(export, PreflightConfig.from_settings(gw.settings)), run_id=None, now=gw.clock())
+    with gw.engine.begin() as conn:
+        payload = json.loads(conn.execute(
+            sa.select(events_t.c.payload).where(events_t.c.key == "69001-1")).scalar_one())
+        conn.execute(events_t.update().where(events_t.c.key == "69001-1").values(
+            payload=json.dumps({**payload, "nom": "Zo\x01é"})))
+
+    run_batch(gw, [])
+
+    assert states(gw) == {"69001-0 v1": "ACCEPTE", "69001-1 v1": "INVALIDE", "69001-2 v1": "ACCEPTE"}
+    with gw.engine.connect() as conn:
+        assert conn.execute(sa.select(events_t.c.reject_code).where(events_t.c.key == "69001-1")).scalar_one() == "E09"

@@ -199,3 +199,52 @@ def test_a_crash_between_sealing_and_sending_is_resumed(gw, emulator, tmp_path: 
     assert summary.sending["reprises"] == 1
     assert snapshot(gw)[1] == [(sealed, "TRAITE")]
     assert emulator.ledger_summary()["lots"] == 1
+
+
+def test_a_report_naming_only_some_events_moves_exactly_those(settings, slow_dude, dev_keys, tmp_path) -> None:
+    gw = gateway_for(settings, mock_transport(slow_dude[0]), report_wait_seconds=0)
+    run_batch(gw, [night(tmp_path)])
+    envelope_id = only_envelope(gw)
+    dude = Signer.from_files(dev_keys.emulator.key_file, dev_keys.emulator.cert_file)
+    partial = (EventResult("69001-0", 1, True), EventResult("69001-99", 1, False, RejectCode.E01, "inconnu"))
+
+    assert apply_report(gw, forged_report(dude, envelope_id, partial)).outcome is ReportOutcome.APPLIED
+
+    events, envelopes, _ = snapshot(gw)
+    assert envelopes == [(envelope_id, "TRAITE")]
+    assert {key: (state, code) for key, _, state, code in events} == {
+        "69001-0": ("ACCEPTE", None), "69001-99": ("REJETE", "E01"),
+        **{f"69001-{i}": ("TRANSMIS", None) for i in (1, 2, 3, 4)}}
+    with gw.engine.connect() as conn:
+        last = dict(conn.execute(sa.select(events_t.c.key, history_t.c.state).join_from(
+            history_t, events_t, history_t.c.event_id == events_t.c.id).order_by(history_t.c.id)).all())
+    assert last["69001-0"] == "ACCEPTE" and last["69001-99"] == "REJETE" and last["69001-1"] == "TRANSMIS"
+    gw.close()
+
+
+class SlowFirstPost(httpx.BaseTransport):
+    """The first envelope takes its time on the way to DUDE (a slow link, a busy DUDE)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner, self.posts = inner, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            self.posts += 1
+            if self.posts == 1:
+                import time
+
+                time.sleep(0.5)
+        return self.inner.handle_request(request)
+
+
+def test_versions_of_one_event_in_two_envelopes_reach_dude_in_order(settings, emulator, tmp_path) -> None:
+    """Envelopes travel two at a time, but one carrying an ``M`` waits for the envelope carrying its
+    ``C``: even when the first is slow, DUDE never sees the modification first (no ``E06``)."""
+    gw = gateway_for(settings, SlowFirstPost(mock_transport(emulator)))  # envelope_max_events=50
+    lines = [p3_line(id_evenement=str(i)) for i in range(60)]
+    lines.append({**lines[0], "modalite": "TEL", "operation": "M"})  # version 2 of event 0, in envelope 2
+    summary = run_batch(gw, [write_export(tmp_path / "P3_69001_20261128.csv", lines)])
+    assert summary.sending["envoyes"] == 2
+    assert summary.states == {"ACCEPTE": 61}
+    gw.close()

@@ -140,7 +140,7 @@ class Emulator:
             return self._refuse(_readable_id(root), now, RejectCode.L03,
                                 f"racine {etree.QName(root).localname!r} au lieu de LotEvenements")
         try:
-            signed = self.trust.verify(root, at=now).root
+            signed = self.trust.verify(root, at=now, data=body).root
         except DocumentRejected as exc:
             return self._refuse(_readable_id(root), now, exc.reject, exc.message)
         id_lot = _readable_id(signed)  # from here on, only what was signed
@@ -180,22 +180,29 @@ class Emulator:
         """The business rules, event by event in document order, then the report and the receipt."""
         today = self.config.today_at(now)
         view = self.ledger.snapshot(record["key"] for record in lot.records)
+        registry, check, is_duplicate = self.registry, rules.check, rules.is_duplicate
         outcomes, results = [], []
+        rejected = duplicates = 0
+        # Positional construction below: this loop runs for every event of the night.
         for record, digest in zip(lot.records, lot.digests, strict=True):
             key, version = record["key"], record["version"]
-            duplicate = rules.is_duplicate(record, digest, view)
-            verdict = None if duplicate else rules.check(
-                record, content_hash=digest, registry=self.registry, ledger=view, today=today)
-            code, message = verdict if verdict is not None else (None, None)
-            applied = verdict is None and not duplicate
-            if applied:
-                view.accept(key, version, digest)
-            outcomes.append(EventOutcome(
-                key=key, version=version, content_hash=digest, operation=record["operation"],
-                type_evenement=record.get("type_evenement"), accepted=verdict is None,
-                code=code.value if code else None, message=message, applied=applied))
-            results.append(EventResult(key=key, version=version, accepted=verdict is None, code=code,
-                                       message=message))
+            duplicate = is_duplicate(record, digest, view)
+            verdict = None if duplicate else check(record, content_hash=digest, registry=registry, ledger=view,
+                                                   today=today)
+            if verdict is None:
+                if duplicate:
+                    duplicates += 1
+                else:
+                    view.accept(key, version, digest)
+                outcomes.append(EventOutcome(key, version, digest, record["operation"], record.get("type_evenement"),
+                                             True, None, None, not duplicate))
+                results.append(EventResult(key, version, True))
+            else:
+                code, message = verdict
+                rejected += 1
+                outcomes.append(EventOutcome(key, version, digest, record["operation"], record.get("type_evenement"),
+                                             False, code.value, message, False))
+                results.append(EventResult(key, version, False, code, message))
         # FAULT POINT report-availability: how late the report becomes available.
         delay = (faults.report_delay_seconds if faults.report_delay_seconds is not None
                  else self.config.report_delay_seconds)
@@ -205,10 +212,8 @@ class Emulator:
         receipt = self._receipt(id_lot, now, None, None, events=lot.count)
         self.ledger.record_processed_lot(id_lot=id_lot, received_at=now, sender=lot.sender, receipt=receipt,
                                          report=report, report_available_at=available_at, outcomes=outcomes)
-        rejected = sum(1 for o in outcomes if not o.accepted)
         log.info("lot %s received: %d events, %d accepted (%d duplicates), %d rejected", id_lot,
-                 lot.count, lot.count - rejected, sum(1 for o in outcomes if o.accepted and not o.applied),
-                 rejected)
+                 lot.count, lot.count - rejected, duplicates, rejected)
         return EmulatorAnswer(200, XML, receipt)
 
     def _refuse(self, id_lot: str | None, now: datetime, code: RejectCode, detail: str) -> EmulatorAnswer:

@@ -58,6 +58,7 @@ _DETAILS = {t.value: tuple(name for name, _ in fields) for t, fields in TYPE_FIE
 _DATED_PERIODS = ("PFO", "EFO", "EPR", "PEM")
 _SIRET_TYPES = ("MER", "PEM")
 _CONTRACTS_WITH_END = frozenset(c.value for c in CONTRACTS_WITH_END)
+_PEM = EventType.PEM.value
 
 
 class LedgerView(Protocol):
@@ -93,11 +94,12 @@ def check(record: Mapping[str, Any], *, content_hash: str, registry: Registry, l
                                 "le DUDE : l'envoyer en création.")
 
     # 2. Can it be read?
-    type_code = record.get("type_evenement")
-    prefix = key.partition("-")[0]
-    if prefix != record.get("code_ml"):
+    get = record.get
+    type_code = get("type_evenement")
+    code_ml = get("code_ml")
+    if key.partition("-")[0] != code_ml:
         return RejectCode.E09, (f"L'identifiant de l'événement {key} ne commence pas par le code de la "
-                                f"mission locale émettrice ({record.get('code_ml')}).")
+                                f"mission locale émettrice ({code_ml}).")
     has_details = False
     for name in _DETAILS.get(type_code, ()):
         if name in record:
@@ -107,33 +109,40 @@ def check(record: Mapping[str, Any], *, content_hash: str, registry: Registry, l
         return RejectCode.E09, "Une annulation (opération A) doit porter l'élément Annulation, sans détail."
     if operation != "A" and not has_details:
         return RejectCode.E09, "L'élément Annulation n'est admis qu'avec l'opération A."
-    dates: dict[str, date | None] = {}
-    for name in ("date_evenement", "date_naissance", "date_debut", "date_fin"):
-        text = record.get(name)
-        dates[name] = parsed = None if text is None else parse_date(text)
-        if text is not None and parsed is None:
-            return RejectCode.E09, f"{_LABELS[name]} : date illisible."
-    event_day, birth_day = dates["date_evenement"], dates["date_naissance"]
+    # Four dates at most, each parsed once; the loop is unrolled because it runs for every event.
+    event_day = birth_day = start = end = None
+    text = get("date_evenement")
+    if text is not None and (event_day := parse_date(text)) is None:
+        return RejectCode.E09, f"{_LABELS['date_evenement']} : date illisible."
+    text = get("date_naissance")
+    if text is not None and (birth_day := parse_date(text)) is None:
+        return RejectCode.E09, f"{_LABELS['date_naissance']} : date illisible."
+    text = get("date_debut")
+    if text is not None and (start := parse_date(text)) is None:
+        return RejectCode.E09, f"{_LABELS['date_debut']} : date illisible."
+    text = get("date_fin")
+    if text is not None and (end := parse_date(text)) is None:
+        return RejectCode.E09, f"{_LABELS['date_fin']} : date illisible."
     if event_day is None or birth_day is None:
         return RejectCode.E09, "Date de l'événement ou date de naissance absente."
 
     # 3. Who
-    person = registry.get(record.get("identifiant_pe") or "")
+    person = registry.get(get("identifiant_pe") or "")
     if person is None:
         return RejectCode.E01, "Identifiant demandeur d'emploi inconnu du fichier du DUDE."
-    if person.code_ml != record["code_ml"]:
+    if person.code_ml != code_ml:
         return RejectCode.E02, (f"Le demandeur d'emploi n'est pas confié à la mission locale "
-                                f"{record['code_ml']}.")
+                                f"{code_ml}.")
     if person.date_fin_cotraitance is not None and event_day > person.date_fin_cotraitance:
-        return RejectCode.E02, (f"La co-traitance avec la mission locale {record['code_ml']} a pris fin le "
+        return RejectCode.E02, (f"La co-traitance avec la mission locale {code_ml} a pris fin le "
                                 f"{_fr(person.date_fin_cotraitance)}, avant la date de l'événement "
                                 f"({_fr(event_day)}).")
-    differing = [label for label, same in (
-        ("nom", name_key(record.get("nom") or "") == person.nom_key),
-        ("prénom", name_key(record.get("prenom") or "") == person.prenom_key),
-        ("date de naissance", birth_day == person.date_naissance),
-    ) if not same]
-    if differing:
+    same_nom = name_key(get("nom") or "") == person.nom_key
+    same_prenom = name_key(get("prenom") or "") == person.prenom_key
+    same_birth = birth_day == person.date_naissance
+    if not (same_nom and same_prenom and same_birth):
+        differing = [label for label, same in (("nom", same_nom), ("prénom", same_prenom),
+                                               ("date de naissance", same_birth)) if not same]
         return RejectCode.E03, f"Identité différente du dossier du DUDE : {', '.join(differing)}."
     if operation == "A":
         return None
@@ -151,18 +160,18 @@ def check(record: Mapping[str, Any], *, content_hash: str, registry: Registry, l
                                 f"les {MIN_AGE} à {MAX_AGE} ans inclus.")
 
     # 5. What
-    missing = [name for name in _REQUIRED.get(type_code, ()) if record.get(name) is None]
-    if missing:
-        return RejectCode.E09, f"Champ obligatoire absent pour ce type d'événement : {', '.join(missing)}."
-    if (type_code == EventType.PEM.value and record.get("type_contrat") in _CONTRACTS_WITH_END
-            and dates["date_fin"] is None):
+    required = _REQUIRED.get(type_code, ())
+    for name in required:
+        if get(name) is None:
+            missing = [name for name in required if get(name) is None]
+            return RejectCode.E09, f"Champ obligatoire absent pour ce type d'événement : {', '.join(missing)}."
+    if type_code == _PEM and get("type_contrat") in _CONTRACTS_WITH_END and end is None:
         return RejectCode.E09, (f"Date de fin obligatoire pour une période d'emploi en "
                                 f"{record['type_contrat']}.")
-    start, end = dates["date_debut"], dates["date_fin"]
     if type_code in _DATED_PERIODS and start is not None and end is not None and end < start:
         return RejectCode.E10, f"Date de fin ({_fr(end)}) antérieure à la date de début ({_fr(start)})."
     if type_code in _SIRET_TYPES:
-        siret = record.get("siret") or ""
+        siret = get("siret") or ""
         if not siret_is_valid(siret):
             return RejectCode.E08, f"SIRET {siret} invalide : 14 chiffres et une clé de contrôle juste attendus."
     return None

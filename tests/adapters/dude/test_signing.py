@@ -146,3 +146,17 @@ def test_small_rsa_key_is_refused() -> None:
     key, cert = make_self_signed("faible", key_size=1024)
     with pytest.raises(KeyMaterialError, match="2048"):
         Signer(key_pem=key, cert_pem=cert)
+
+
+def test_signing_in_place_gives_the_same_standard_signature(signer, dude_side_trust, dev_keys, tmp_path) -> None:
+    """The sealing path signs the envelope's own tree (no copy): same bytes as signing a copy, and
+    xmlsec1 accepts them."""
+    envelope = an_envelope(3)
+    expected = serialize(signer.sign(envelope))
+    signed = signer.sign_in_place(envelope)
+    assert signed is envelope
+    assert serialize(signed) == expected  # RSA PKCS#1 v1.5 is deterministic: same document, same bytes
+    path = tmp_path / "lot.xml"
+    path.write_bytes(expected)
+    assert xmlsec1_verifies(path, dev_keys.gateway.cert_file)[0]
+    assert len(list(iter_events(dude_side_trust.verify(safe_xml.parse(expected), data=expected).root))) == 3
