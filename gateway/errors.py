@@ -29,8 +29,15 @@ are called (``raise … from exc``): nothing above the adapters catches a foreig
     ├── StoreError                       STORE             (RuntimeError)
     ├── NotFound                         NOT_FOUND         (LookupError)
     │   └── NoReport                     NO_REPORT         DUDE knows no report for an envelope
+    ├── Unauthenticated                  UNAUTHENTICATED   (PermissionError)  API: no, unknown or revoked token
     ├── PermissionDenied                 FORBIDDEN         (PermissionError)
-    └── Conflict                         CONFLICT          (RuntimeError)
+    ├── Conflict                         CONFLICT          (RuntimeError)
+    │   └── RunInProgress                RUN_IN_PROGRESS   a run is already going on
+    ├── RequestRejected                  VALIDATION        (ValueError)  API: a request it cannot take (.errors)
+    │   ├── PayloadTooLarge              TOO_LARGE         body over the size limit, refused before it is read
+    │   └── InvalidCursor                INVALID_CURSOR    a page cursor that is not one of ours
+    ├── MethodNotAllowed                 METHOD_NOT_ALLOWED
+    └── NotReady                         NOT_READY         the API cannot serve yet (database, keys)
 """
 
 from __future__ import annotations
@@ -174,3 +181,50 @@ class PermissionDenied(GatewayError, PermissionError):
 
 class Conflict(GatewayError, RuntimeError):
     code = "CONFLICT"
+
+
+class Unauthenticated(GatewayError, PermissionError):
+    """No bearer token, or one the store does not know or has revoked (brief §6)."""
+
+    code = "UNAUTHENTICATED"
+
+
+class RunInProgress(Conflict):
+    code = "RUN_IN_PROGRESS"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One thing wrong with a request: where (``events.3.nom``, ``state``…) and why (French)."""
+
+    field: str
+    message: str
+    type: str = "invalid"
+
+
+class RequestRejected(GatewayError, ValueError):
+    """A request the API cannot take as it is; ``errors`` name the field(s) at fault."""
+
+    code = "VALIDATION"
+
+    def __init__(self, message: str, *, errors: Sequence[FieldError] = (), code: str | None = None):
+        super().__init__(message, code=code)
+        self.errors = tuple(errors)
+
+
+class PayloadTooLarge(RequestRejected):
+    code = "TOO_LARGE"
+
+
+class InvalidCursor(RequestRejected):
+    code = "INVALID_CURSOR"
+
+
+class MethodNotAllowed(GatewayError):
+    code = "METHOD_NOT_ALLOWED"
+
+
+class NotReady(GatewayError):
+    """The API is up but cannot do its job: database unreachable, keys not loaded."""
+
+    code = "NOT_READY"

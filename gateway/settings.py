@@ -65,6 +65,19 @@ class Settings(BaseSettings):
     report_max_polls: int = Field(3, ge=1, description="Polls after the timeout before SANS_REPONSE.")
     max_document_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest XML document accepted.")
 
+    # Partner HTTP API (issue 3)
+    api_host: str = Field("127.0.0.1", description="Address `gateway serve` listens on.")
+    api_port: int = Field(8780, ge=1, le=65535, description="Port `gateway serve` listens on.")
+    api_max_events_per_request: int = Field(5000, ge=1, le=100_000,
+                                            description="Events in one bulk submission, at most.")
+    api_max_body_bytes: int = Field(16 * 1024 * 1024, gt=0, description="Largest JSON request body; "
+                                    "DUDE's callback takes up to max_document_bytes.")
+    api_page_max: int = Field(1000, ge=1, le=10_000, description="Most items in one page of a list.")
+    input_dir: Path | None = Field(None, description="Where runs started through the API find their "
+                                   "Parcours 3 exports. Default: <data_dir>/entrees")
+    run_stale_seconds: float = Field(3 * 3600.0, gt=0, description="A run still EN_COURS after this is "
+                                     "taken as crashed: it no longer blocks a new run started by the API.")
+
     @field_validator("identifiant_pe_pattern")
     @classmethod
     def _pattern_compiles(cls, value: str) -> str:
@@ -103,6 +116,11 @@ class Settings(BaseSettings):
     @property
     def gateway_trust_dir(self) -> Path:
         return self.trust_dir or self.keys_dir / "trust"
+
+    @property
+    def runs_input_dir(self) -> Path:
+        """Exports a run started through the API may read (nothing outside it)."""
+        return self.input_dir or self.data_dir / "entrees"
 
     @property
     def emulator_dir(self) -> Path:

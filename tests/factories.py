@@ -91,3 +91,11 @@ def write_registry(path, people: list[tuple[str, str, str, str, str]], *, since:
     rows = [REGISTRY_HEADER] + [f"{pe};{nom};{prenom};{born};{ml};{since};" for pe, nom, prenom, born, ml in people]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path
+
+
+def json_event(type_: EventType = EventType.ENT, **overrides: Any) -> dict[str, Any]:
+    """One valid event as a partner sends it to the API (P3 column names, ISO dates); an override
+    of ``None`` leaves the field out."""
+    item: dict[str, Any] = to_record(make_event(type_))
+    item.update(overrides)
+    return {k: v for k, v in item.items() if v is not None}

@@ -9,6 +9,7 @@ import typer
 from gateway.cli.common import setup_logging
 from gateway.cli.inspect import envelopes_app, rejects
 from gateway.cli.night import demo, run
+from gateway.cli.server import clients_app, serve
 from gateway.cli.tools import emulator_app, fixtures_app, keys_app
 
 app = typer.Typer(
@@ -25,10 +26,12 @@ def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log pro
 app.command()(demo)
 app.command()(run)
 app.command()(rejects)
+app.command()(serve)
 app.add_typer(envelopes_app, name="envelopes")
 app.add_typer(keys_app, name="keys")
 app.add_typer(fixtures_app, name="fixtures")
 app.add_typer(emulator_app, name="emulator")
+app.add_typer(clients_app, name="clients")
 
 
 def main() -> None:

@@ -35,9 +35,12 @@ def demo(
     if json_out:
         print_json({**summary.as_dict(), "data_dir": str(settings.data_dir),
                     "exports": [str(p) for p in result.night.export_files],
-                    "emulator_ledger": result.ledger})
+                    "emulator_ledger": result.ledger, "reports_via": result.reports_via})
         return
     render_summary(summary, console, title=f"Démonstration : {fr(events)} événements")
+    via = result.reports_via
+    console.print(f"Comptes rendus : {fr(via.get('callback', 0))} reçus par le rappel de l'API "
+                  f"(POST /api/v1/dude/comptes-rendus), {fr(via.get('polling', 0))} par relève")
     console.print(
         "\n[bold]Et ensuite ?[/]\n"
         f"  gateway rejects --data-dir {settings.data_dir}            les rejets, avec leur explication\n"

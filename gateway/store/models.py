@@ -65,9 +65,19 @@ class EventRow(SQLModel, table=True):
     """One version of one event (a key may have several rows, one per version)."""
 
     __tablename__ = "events"
+    # Indexes: what support staff and the pipeline search by (brief §5), and no more, because each
+    # one is written on every insert and on every state change of a night's events. ``state`` is
+    # served by (state, id), which is also the pending queue's order. ``reject_code`` and
+    # ``envelope_id`` are partial (only rows that have one): a night's events are inserted without
+    # either and most are never rejected, and an equality search implies IS NOT NULL, so both
+    # SQLite and PostgreSQL use them.
     __table_args__ = (
         sa.UniqueConstraint("key", "version", name="uq_events_key_version"),
         sa.Index("ix_events_state_id", "state", "id"),
+        sa.Index("ix_events_reject_code", "reject_code", sqlite_where=sa.text("reject_code IS NOT NULL"),
+                 postgresql_where=sa.text("reject_code IS NOT NULL")),
+        sa.Index("ix_events_envelope_id", "envelope_id", sqlite_where=sa.text("envelope_id IS NOT NULL"),
+                 postgresql_where=sa.text("envelope_id IS NOT NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -80,13 +90,14 @@ class EventRow(SQLModel, table=True):
     date_evenement: date | None = Field(default=None, index=True)
     payload: str = Field(description="JSON: the event's fields (never the NIR)")
     content_hash: str = Field(max_length=64)
-    state: str = Field(max_length=20, index=True)
-    reject_code: str | None = Field(default=None, max_length=3, index=True)
+    state: str = Field(max_length=20, description="indexed by ix_events_state_id")
+    reject_code: str | None = Field(default=None, max_length=3, description="indexed by ix_events_reject_code")
     reject_message: str | None = None
     source_file: str | None = Field(default=None, max_length=255)
     source_line: int | None = None
     run_id: int | None = Field(default=None, foreign_key="runs.id", index=True)
-    envelope_id: str | None = Field(default=None, foreign_key="envelopes.id", index=True, max_length=36)
+    envelope_id: str | None = Field(default=None, foreign_key="envelopes.id", max_length=36,
+                                    description="indexed by ix_events_envelope_id")
     supersedes_id: int | None = Field(default=None, foreign_key="events.id")
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
@@ -165,3 +176,46 @@ envelopes_t: sa.Table = Envelope.__table__  # type: ignore[assignment]
 envelope_history_t: sa.Table = EnvelopeHistory.__table__  # type: ignore[assignment]
 documents_t: sa.Table = Document.__table__  # type: ignore[assignment]
 runs_t: sa.Table = Run.__table__  # type: ignore[assignment]
+
+
+# --- the partner API (issue 3) --------------------------------------------------------------
+
+
+class ApiClient(SQLModel, table=True):
+    """One bearer token of the API (brief §6): its role, the missions locales it may see, its hash.
+
+    Only the SHA-256 of the token is kept (`gateway.api.auth` explains why that suffices); the token
+    itself is shown once, at creation. ``ml_codes`` is a JSON list, empty for ``admin``.
+    """
+
+    __tablename__ = "api_clients"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    role: str = Field(max_length=10)
+    ml_codes: str = Field(default="[]", description="JSON list of 5-digit mission locale codes")
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One action of a person or a system on the store (brief §6: "every support action is in an audit
+    log"): resends, closings, runs started, clients created or revoked. Kept like the history."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime, index=True)
+    actor: str = Field(max_length=120)
+    client_id: int | None = None
+    action: str = Field(max_length=30)
+    target: str | None = Field(default=None, max_length=255, description="event key, run id, client id…")
+    filter: str | None = Field(default=None, description="JSON: the filter a bulk action matched")
+    count: int = 0
+    comment: str | None = None
+    detail: str | None = Field(default=None, description="JSON: what the action found or refused")
+
+
+api_clients_t: sa.Table = ApiClient.__table__  # type: ignore[assignment]
+audit_t: sa.Table = AuditEntry.__table__  # type: ignore[assignment]

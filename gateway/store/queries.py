@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.codes import EventState
-from gateway.store.models import documents_t, envelopes_t, events_t
+from gateway.store.models import (
+    documents_t, envelope_history_t, envelopes_t, events_t, history_t, runs_t,
+)
 
 REJECTED_STATES = (EventState.REJETE.value, EventState.INVALIDE.value)
 
@@ -25,6 +28,12 @@ class EventFilter:
     identifiant_pe: str | None = None
     envelope_id: str | None = None
     run_id: int | None = None
+    #: Event date (``date_evenement``), inclusive bounds.
+    date_from: date | None = None
+    date_to: date | None = None
+    #: Last change of state (``updated_at``), inclusive lower bound, exclusive upper bound.
+    updated_from: datetime | None = None
+    updated_to: datetime | None = None
 
     def where(self) -> list[sa.ColumnElement]:
         c = events_t.c
@@ -45,6 +54,14 @@ class EventFilter:
             clauses.append(c.envelope_id == self.envelope_id)
         if self.run_id is not None:
             clauses.append(c.run_id == self.run_id)
+        if self.date_from is not None:
+            clauses.append(c.date_evenement >= self.date_from)
+        if self.date_to is not None:
+            clauses.append(c.date_evenement <= self.date_to)
+        if self.updated_from is not None:
+            clauses.append(c.updated_at >= self.updated_from)
+        if self.updated_to is not None:
+            clauses.append(c.updated_at < self.updated_to)
         return clauses
 
 
@@ -70,3 +87,98 @@ def envelope_document(conn: Connection, envelope_id: str, kind: str) -> bytes | 
     return conn.execute(sa.select(documents_t.c.body).where(
         documents_t.c.envelope_id == envelope_id, documents_t.c.kind == kind)
         .order_by(documents_t.c.id.desc()).limit(1)).scalar()
+
+
+# --- scoped reads for the API and the console (issue 3) -------------------------------------------
+# ``scope`` is the set of mission locale codes a caller may see, None for all (`gateway.api.auth`).
+
+
+def _in_scope(scope: frozenset[str] | None) -> list[sa.ColumnElement]:
+    return [] if scope is None else [events_t.c.code_ml.in_(sorted(scope))]
+
+
+def event_versions(conn: Connection, key: str, scope: frozenset[str] | None) -> list[sa.Row]:
+    """Every version of ``key`` the caller may see, oldest first (empty: missing or out of scope)."""
+    return conn.execute(sa.select(events_t).where(events_t.c.key == key, *_in_scope(scope))
+                        .order_by(events_t.c.version)).all()
+
+
+def event_history(conn: Connection, event_ids: list[int]) -> list[sa.Row]:
+    h = history_t
+    return conn.execute(sa.select(h, events_t.c.version).join(events_t, events_t.c.id == h.c.event_id)
+                        .where(h.c.event_id.in_(event_ids)).order_by(h.c.id)).all()
+
+
+def _envelope_visible(scope: frozenset[str] | None) -> list[sa.ColumnElement]:
+    if scope is None:
+        return []
+    return [sa.exists().where(events_t.c.envelope_id == envelopes_t.c.id, *_in_scope(scope))]
+
+
+def _run_visible(scope: frozenset[str] | None) -> list[sa.ColumnElement]:
+    """A scoped caller sees the runs that read or sent one of its events."""
+    if scope is None:
+        return []
+    read = sa.exists().where(events_t.c.run_id == runs_t.c.id, *_in_scope(scope))
+    sent = sa.exists().where(envelopes_t.c.run_id == runs_t.c.id, *_envelope_visible(scope))
+    return [sa.or_(read, sent)]
+
+
+def list_runs(conn: Connection, scope: frozenset[str] | None, *, limit: int, before_id: int | None) -> list[sa.Row]:
+    """Runs newest first (keyset on id)."""
+    query = sa.select(runs_t).where(*_run_visible(scope))
+    if before_id is not None:
+        query = query.where(runs_t.c.id < before_id)
+    return conn.execute(query.order_by(runs_t.c.id.desc()).limit(limit)).all()
+
+
+def get_run(conn: Connection, run_id: int, scope: frozenset[str] | None) -> sa.Row | None:
+    return conn.execute(sa.select(runs_t).where(runs_t.c.id == run_id, *_run_visible(scope))).first()
+
+
+def run_counts(conn: Connection, run_ids: list[int], scope: frozenset[str] | None) -> tuple[dict, dict]:
+    """Per run: events it read, by state; envelopes it sealed, by state (both within ``scope``)."""
+    states: dict[int, dict[str, int]] = {i: {} for i in run_ids}
+    envelopes: dict[int, dict[str, int]] = {i: {} for i in run_ids}
+    if not run_ids:
+        return states, envelopes
+    for run_id, state, count in conn.execute(
+            sa.select(events_t.c.run_id, events_t.c.state, sa.func.count())
+            .where(events_t.c.run_id.in_(run_ids), *_in_scope(scope)).group_by(events_t.c.run_id, events_t.c.state)):
+        states[run_id][state] = count
+    for run_id, state, count in conn.execute(
+            sa.select(envelopes_t.c.run_id, envelopes_t.c.state, sa.func.count())
+            .where(envelopes_t.c.run_id.in_(run_ids), *_envelope_visible(scope))
+            .group_by(envelopes_t.c.run_id, envelopes_t.c.state)):
+        envelopes[run_id][state] = count
+    return states, envelopes
+
+
+def envelopes_page(conn: Connection, scope: frozenset[str] | None, *, limit: int,
+                   after: tuple[datetime, str] | None = None, envelope_id: str | None = None) -> list[sa.Row]:
+    """Envelopes newest first (keyset on creation time, then id); a scoped caller sees those holding
+    one of its events."""
+    e = envelopes_t.c
+    query = sa.select(envelopes_t).where(*_envelope_visible(scope))
+    if envelope_id is not None:
+        query = query.where(e.id == envelope_id)
+    if after is not None:
+        query = query.where(sa.or_(e.created_at < after[0], sa.and_(e.created_at == after[0], e.id > after[1])))
+    return conn.execute(query.order_by(e.created_at.desc(), e.id).limit(limit)).all()
+
+
+def envelope_event_states(conn: Connection, envelope_ids: list[str],
+                          scope: frozenset[str] | None) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {i: {} for i in envelope_ids}
+    if envelope_ids:
+        for envelope_id, state, count in conn.execute(
+                sa.select(events_t.c.envelope_id, events_t.c.state, sa.func.count())
+                .where(events_t.c.envelope_id.in_(envelope_ids), *_in_scope(scope))
+                .group_by(events_t.c.envelope_id, events_t.c.state)):
+            out[envelope_id][state] = count
+    return out
+
+
+def envelope_history(conn: Connection, envelope_id: str) -> list[sa.Row]:
+    return conn.execute(sa.select(envelope_history_t).where(envelope_history_t.c.envelope_id == envelope_id)
+                        .order_by(envelope_history_t.c.id)).all()

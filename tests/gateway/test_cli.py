@@ -13,7 +13,8 @@ import pytest
 from tests.tools import xmllint_validates, xmlsec1_verifies
 
 COMMANDS = [["demo"], ["run"], ["rejects"], ["envelopes", "list"], ["envelopes", "show"], ["keys", "init"],
-            ["keys", "show-cert"], ["fixtures", "generate"], ["emulator", "serve"]]
+            ["keys", "show-cert"], ["fixtures", "generate"], ["emulator", "serve"], ["serve"], ["clients", "create"],
+            ["clients", "list"], ["clients", "revoke"]]
 
 
 def gateway(*args: str, data_dir: Path | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:

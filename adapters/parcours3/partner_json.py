@@ -1,0 +1,137 @@
+"""Partner JSON → the same `Outcome` as a Parcours 3 export line (brief §2: "partner system (HTTP JSON)").
+
+A partner sends one JSON object per event whose field names are the Parcours 3 column names (brief §3),
+with two differences that suit JSON: dates are ISO 8601 (``AAAA-MM-JJ``), ``saisi_le`` an ISO 8601
+timestamp (Paris time when it has no offset), and ``premier_entretien`` may be ``true``/``false`` as
+well as ``O``/``N``. Everything else is the text a Parcours 3 export would hold.
+
+Why it goes through `adapters.parcours3.mapping.parse_record` instead of a parser of its own: the
+brief wants the *same* pre-flight rules whichever way an event comes in. So each object is turned
+into the text fields of a Parcours 3 record (ISO dates become ``JJ/MM/AAAA``) and handed to the very
+function that checks export lines; only a date that is not ISO is refused here, with a message in
+ISO terms (``E09``).
+
+What a partner sent is kept as sent when it is refused: a `Rejection` carries the JSON fields
+(never ``nir``; ``commentaire`` only when comments may be passed on), so the console shows the
+partner's own values and a resend re-runs this very function on them (`gateway.support`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from adapters.parcours3.mapping import parse_record, record_key
+from adapters.parcours3.reader import SourceRecord
+from gateway.codes import RejectCode
+from gateway.preflight import PERSONAL_FIELDS, Outcome, PreflightConfig, Rejection
+
+#: Fields holding a date, ISO in JSON, ``JJ/MM/AAAA`` in Parcours 3.
+DATE_FIELDS = ("date_naissance", "date_evenement", "date_debut", "date_fin")
+#: Fields never kept, whatever a partner sends (brief §3, §6).
+DROPPED_FIELDS = frozenset({"nir"})
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_NAIVE_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}")
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_zone = lru_cache(maxsize=8)(ZoneInfo)
+
+
+class _NotIso(Exception):
+    def __init__(self, name: str, value: str, expected: str):
+        super().__init__(name)
+        self.name, self.value, self.expected = name, value, expected
+
+
+def json_fields(item: Mapping[str, Any]) -> dict[str, str]:
+    """The partner's fields as text, as they will be kept: no ``nir``, no empty value, no control
+    character a database would refuse; booleans of ``premier_entretien`` as ``O``/``N``."""
+    fields: dict[str, str] = {}
+    for name, value in item.items():
+        if value is None or name in DROPPED_FIELDS:
+            continue
+        if isinstance(value, bool):
+            value = "O" if value else "N"
+        elif not isinstance(value, str):
+            value = str(value)
+        fields[name] = value if value.isprintable() else _UNSTORABLE.sub("", value)
+    return fields
+
+
+@lru_cache(maxsize=8192)  # birth and event dates repeat a lot within a request
+def _iso_date_to_p3(value: str) -> str | None:
+    """``AAAA-MM-JJ`` → ``JJ/MM/AAAA``; ``None`` if not an ISO date, ``""`` if one that does not exist."""
+    if _ISO_DATE.fullmatch(value) is None:
+        return None
+    try:
+        date(int(value[:4]), int(value[5:7]), int(value[8:]))
+    except ValueError:
+        return ""
+    return f"{value[8:]}/{value[5:7]}/{value[:4]}"
+
+
+def _p3_date(name: str, value: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    converted = _iso_date_to_p3(value)
+    if converted is None:
+        raise _NotIso(name, value, "une date AAAA-MM-JJ")
+    if not converted:
+        raise _NotIso(name, value, "une date AAAA-MM-JJ qui existe")
+    return converted
+
+
+def _p3_timestamp(value: str, config: PreflightConfig) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    if _NAIVE_TIMESTAMP.fullmatch(value):  # the usual case, Paris time already: text only, no conversion
+        return f"{value[8:10]}/{value[5:7]}/{value[:4]} {value[11:19]}"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _NotIso("saisi_le", value, "un horodatage ISO 8601 (AAAA-MM-JJTHH:MM:SS)") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(_zone(config.timezone))
+    return moment.strftime("%d/%m/%Y %H:%M:%S")
+
+
+def to_p3_fields(fields: Mapping[str, str], config: PreflightConfig) -> dict[str, str]:
+    """The Parcours 3 text of a partner's fields (raises `_NotIso` for a date that is not ISO)."""
+    p3 = dict(fields)
+    for name in DATE_FIELDS:
+        value = p3.get(name)
+        if value:
+            p3[name] = _p3_date(name, value)
+    value = p3.get("saisi_le")
+    if value:
+        p3["saisi_le"] = _p3_timestamp(value, config)
+    return p3
+
+
+def parse_item(item: Mapping[str, Any], config: PreflightConfig, *, source_file: str,
+               source_line: int) -> Outcome:
+    """One partner object → `Valid` or `Rejection`, by exactly the rules of a Parcours 3 line.
+
+    ``source_file``/``source_line`` say where it came from (the API names the client and the
+    request, and the position in it), as a file name and a line do for an export.
+    """
+    fields = json_fields(item)
+    shown = fields if config.send_comments else {k: v for k, v in fields.items() if k != "commentaire"}
+    try:
+        p3 = to_p3_fields(fields, config)
+    except _NotIso as exc:
+        quoted = "" if exc.name in PERSONAL_FIELDS else f" « {exc.value[:40]} »"
+        return Rejection(code=RejectCode.E09, field=exc.name, source_file=source_file,
+                         source_line=source_line, key=record_key(fields), fields=shown,
+                         message=f"Champ mal formé : {exc.name}{quoted} (attendu : {exc.expected}).")
+    outcome = parse_record(SourceRecord(source_file, source_line, p3), config)
+    if isinstance(outcome, Rejection):
+        return replace(outcome, fields=shown)
+    return outcome

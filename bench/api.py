@@ -1,0 +1,191 @@
+"""Benchmark of the partner API on loopback: bulk submission throughput and the latency of reading one
+event. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/api.py                  # 20,000 events in requests of 5,000; 2,000 reads per level
+    .venv/bin/python bench/api.py --events 5000    # quicker
+    .venv/bin/python bench/api.py --json           # the same figures, machine-readable
+
+The API runs as ``gateway serve`` in a child process (its own interpreter, as in production), on a
+fresh SQLite store; the client is httpx in this process. Bulk submission posts pre-serialised bodies one
+after the other (each request: JSON parsing, pre-flight, one ingest, the per-event answer), first new
+events, then the same requests again (all duplicates: the idempotent path); besides the wall time, the server's own CPU time is read from ``/proc``, a figure
+that other processes on a shared machine do not inflate. Reads fetch random keys,
+``GET /api/v1/events/{key}`` (authentication, the event, its versions and history), with 1, 4 and 16
+clients at once; p50/p99 are per request, as the client sees them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gateway.api.auth import create_client  # noqa: E402
+from gateway.context import Gateway  # noqa: E402
+from gateway.demo import free_port  # noqa: E402
+from gateway.settings import Settings  # noqa: E402
+from gateway.store.models import utcnow  # noqa: E402
+
+MISSIONS = [f"{69001 + i:05d}" for i in range(40)]
+
+
+def make_event(index: int, rng: random.Random) -> dict:
+    """A realistic partner event; about 2 % fail pre-flight (a SIRET with a wrong key)."""
+    ml = MISSIONS[index % len(MISSIONS)]
+    base = {"id_evenement": str(100000 + index), "code_ml": ml, "num_dossier": str(40000 + index),
+            "identifiant_pe": f"{rng.randrange(10**7):07d}{rng.choice('ABCDEFGH')}", "nom": "Lefèvre",
+            "prenom": "Zoé", "date_naissance": f"{rng.randint(2001, 2008)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            "conseiller": f"CONS{index % 97:02d}", "date_evenement": "2026-11-20", "saisi_le": "2026-11-20T10:15:00",
+            "nir": "204056912345678"}
+    kind = index % 4
+    if kind == 0:
+        return {**base, "type_evenement": "ENT", "modalite": "IND", "premier_entretien": "O"}
+    if kind == 1:
+        return {**base, "type_evenement": "CPA", "parcours": "ACC"}
+    if kind == 2:
+        siret = "73282932000075" if rng.random() < 0.08 else "73282932000074"
+        return {**base, "type_evenement": "MER", "num_offre": "123456A", "siret": siret, "resultat": "ATT"}
+    return {**base, "type_evenement": "PFO", "formacode": "22435", "organisme": "AFPA Lyon"}
+
+
+def start_server(data_dir: Path, port: int) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    process = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port), "--data-dir",
+                                str(data_dir)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"gateway serve did not start: {process.stderr.read().decode()}")
+        time.sleep(0.1)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the server has used so far: a figure other processes on the machine do not
+    inflate, unlike wall time."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def bulk(base_url: str, token: str, bodies: list[bytes], events: int, pid: int) -> dict:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    outcomes: dict[str, int] = {}
+    with httpx.Client(base_url=base_url, timeout=300) as client:
+        cpu = cpu_seconds(pid)
+        start = time.perf_counter()
+        for body in bodies:
+            answer = client.post("/api/v1/events/bulk", content=body, headers=headers)
+            answer.raise_for_status()
+            for outcome, count in answer.json()["counts"].items():
+                outcomes[outcome] = outcomes.get(outcome, 0) + count
+        seconds = time.perf_counter() - start
+        cpu = cpu_seconds(pid) - cpu
+    return {"events": events, "requests": len(bodies), "seconds": round(seconds, 3),
+            "events_per_second": round(events / seconds), "server_cpu_seconds": round(cpu, 3),
+            "events_per_server_cpu_second": round(events / cpu) if cpu > 0 else None, "outcomes": outcomes}
+
+
+async def reads(base_url: str, token: str, keys: list[str], *, concurrency: int, total: int) -> dict:
+    headers = {"Authorization": f"Bearer {token}"}
+    latencies: list[float] = []
+    rng = random.Random(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits, headers=headers) as client:
+        await client.get(f"/api/v1/events/{keys[0]}")  # warm the connection pool
+
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                key = rng.choice(keys)
+                t0 = time.perf_counter()
+                answer = await client.get(f"/api/v1/events/{key}")
+                latencies.append(time.perf_counter() - t0)
+                if answer.status_code != 200:
+                    raise SystemExit(f"GET {key}: {answer.status_code} {answer.text[:200]}")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(total // concurrency) for _ in range(concurrency)))
+        seconds = time.perf_counter() - start
+    latencies.sort()
+    p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    return {"clients": concurrency, "requests": len(latencies), "p50_ms": round(p(0.50), 2),
+            "p99_ms": round(p(0.99), 2), "mean_ms": round(statistics.fmean(latencies) * 1000, 2),
+            "requests_per_second": round(len(latencies) / seconds)}
+
+
+def bench(events: int, batch: int, reads_per_level: int, workdir: Path, seed: int) -> dict:
+    settings = Settings(_env_file=None, data_dir=workdir / "data", api_max_events_per_request=max(batch, 1))
+    gw = Gateway.open(settings)
+    _, token = create_client(gw.engine, name="bench", role="admin", now=utcnow())
+    gw.close()
+    rng = random.Random(seed)
+    items = [make_event(i, rng) for i in range(events)]
+    bodies = [json.dumps({"events": items[i:i + batch]}).encode() for i in range(0, events, batch)]
+    keys = [f"{e['code_ml']}-{e['id_evenement']}" for e in items]
+
+    port = free_port()
+    server = start_server(settings.data_dir, port)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        first = bulk(base_url, token, bodies, events, server.pid)
+        again = bulk(base_url, token, bodies, events, server.pid)
+        levels = [asyncio.run(reads(base_url, token, keys, concurrency=c, total=reads_per_level)) for c in (1, 4, 16)]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return {"events": events, "batch": batch, "body_bytes": sum(map(len, bodies)), "bulk_new": first,
+            "bulk_again": again, "reads": levels}
+
+
+def fr(n: int) -> str:
+    return f"{n:,}".replace(",", "\u202f")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=5000, help="events per request")
+    parser.add_argument("--reads", type=int, default=2000, help="reads per concurrency level")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-api-") as tmp:
+        result = bench(args.events, args.batch, args.reads, Path(tmp), args.seed)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    print(f"API — soumission en nombre : {fr(result['events'])} événements, requêtes de {fr(result['batch'])} "
+          f"({result['body_bytes'] / 1e6:.1f} Mo au total)")
+    for label, key in (("nouveaux", "bulk_new"), ("renvoyés (déjà reçus)", "bulk_again")):
+        b = result[key]
+        print(f"  {label:<24}{b['seconds']:>8.3f} s {fr(b['events_per_second']):>9} évts/s   (serveur : "
+              f"{b['server_cpu_seconds']:.3f} s de CPU, {fr(b['events_per_server_cpu_second'] or 0)} évts par "
+              f"seconde de CPU)  {b['outcomes']}")
+    print("API — lecture d'un événement (GET /api/v1/events/{clé})")
+    print(f"  {'clients':>8}{'p50 (ms)':>10}{'p99 (ms)':>10}{'moy. (ms)':>11}{'req/s':>8}")
+    for r in result["reads"]:
+        print(f"  {r['clients']:>8}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['mean_ms']:>11.2f}"
+              f"{r['requests_per_second']:>8}")
+
+
+if __name__ == "__main__":
+    main()

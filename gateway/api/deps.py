@@ -1,0 +1,74 @@
+"""The API's dependencies, as type aliases (STYLE, full-stack-fastapi-template: ``SessionDep =
+Annotated[Session, Depends(get_db)]``): the `Gateway`, a database connection, the authenticated
+`Principal`, and the role checks.
+
+Authentication reads the store on every request (`gateway.api.auth`), so a revoked token is refused
+by the very next request. Role checks answer 403 (the role says nothing about any event); what a
+role may *see* is its scope, applied by each query, and an event outside it is a 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Connection
+
+from gateway.api.auth import Principal, Role, authenticate
+from gateway.context import Gateway
+from gateway.errors import PermissionDenied
+
+_bearer = HTTPBearer(auto_error=False, scheme_name="jeton",
+                     description="Jeton d'accès créé par `gateway clients create` (en-tête "
+                                 "`Authorization: Bearer p3g_…`).")
+
+
+async def get_gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+def get_conn(gw: GatewayDep) -> Iterator[Connection]:
+    with gw.engine.connect() as conn:
+        yield conn
+
+
+ConnDep = Annotated[Connection, Depends(get_conn)]
+
+
+def get_principal(gw: GatewayDep,
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    # Its own short connection, in one worker-thread hop: the lookup is on the path of every request.
+    with gw.engine.connect() as conn:
+        return authenticate(conn, credentials.credentials if credentials else None)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require(*roles: Role) -> Callable[[Principal], Principal]:
+    allowed = frozenset(roles)
+    names = ", ".join(r.value for r in roles)
+
+    async def check(principal: PrincipalDep) -> Principal:
+        if principal.role not in allowed:
+            raise PermissionDenied(f"rôle {principal.role.value} : cette opération est réservée à {names}")
+        return principal
+
+    return check
+
+
+AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
+SupportDep = Annotated[Principal, Depends(require(Role.ADMIN, Role.SUPPORT))]
+SubmitterDep = Annotated[Principal, Depends(require(Role.ADMIN, Role.PARTNER))]
+
+
+async def get_request_id(request: Request) -> str:
+    return request.scope.get("state", {}).get("request_id") or "-"
+
+
+RequestIdDep = Annotated[str, Depends(get_request_id)]

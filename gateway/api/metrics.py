@@ -1,0 +1,101 @@
+"""Prometheus metrics (issue 3): what the store says, read at each scrape, and what the API serves.
+
+The business figures are *read from the store* when Prometheus scrapes, not counted in memory: they
+stay true across restarts and whichever instance (API, scheduler, ``gateway run``) did the work, and
+several instances sharing one database report the same numbers. They are whole-gateway figures, so
+``/metrics`` asks for an admin token (Prometheus: ``authorization: {credentials: p3g_…}``).
+
+* ``gateway_events{state}`` — events by state (every version);
+* ``gateway_envelopes{state}`` — envelopes by state;
+* ``gateway_envelopes_sent_total`` — envelopes posted at least once;
+* ``gateway_envelope_attempts_total``, ``gateway_envelope_retries_total`` — posts, and posts after the first;
+* ``gateway_report_latency_seconds`` — receipt to reconciled report, per envelope (histogram);
+* ``gateway_run_duration_seconds`` — finished runs (histogram); ``gateway_runs_in_progress``;
+* ``gateway_api_requests_total{method,operation,status}``, ``gateway_api_request_duration_seconds{operation}``
+  (``operation``: the endpoint's name, such as ``read_event``).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway.codes import EnvelopeState, EventState
+from gateway.context import Gateway
+from gateway.store.models import envelopes_t, events_t, runs_t
+
+REPORT_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 6 * 3600, 12 * 3600, 24 * 3600)
+RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+def _histogram(name: str, doc: str, values: Iterable[float], buckets: tuple[float, ...]) -> HistogramMetricFamily:
+    values = sorted(values)
+    cumulative = [(str(float(b)), float(bisect_left(values, b + 1e-9))) for b in buckets]
+    cumulative.append(("+Inf", float(len(values))))
+    return HistogramMetricFamily(name, doc, buckets=cumulative, sum_value=float(sum(values)))
+
+
+class StoreCollector(Collector):
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    def describe(self) -> Iterator[Metric]:  # names only: no database query when registering
+        yield GaugeMetricFamily("gateway_events", "Événements par état", labels=["state"])
+        yield GaugeMetricFamily("gateway_envelopes", "Lots par état", labels=["state"])
+        yield CounterMetricFamily("gateway_envelopes_sent", "Lots envoyés au moins une fois")
+        yield CounterMetricFamily("gateway_envelope_attempts", "Envois de lots (tentatives)")
+        yield CounterMetricFamily("gateway_envelope_retries", "Envois de lots après le premier")
+        yield HistogramMetricFamily("gateway_report_latency_seconds", "Accusé de réception → compte rendu")
+        yield HistogramMetricFamily("gateway_run_duration_seconds", "Durée des exécutions terminées")
+        yield GaugeMetricFamily("gateway_runs_in_progress", "Exécutions en cours")
+
+    def collect(self) -> Iterator[Metric]:
+        e, v, r = events_t.c, envelopes_t.c, runs_t.c
+        with self.gw.engine.connect() as conn:
+            events = dict(conn.execute(sa.select(e.state, sa.func.count()).group_by(e.state)).all())
+            envelopes = dict(conn.execute(sa.select(v.state, sa.func.count()).group_by(v.state)).all())
+            sent, attempts = conn.execute(sa.select(
+                sa.func.count(v.first_sent_at), sa.func.coalesce(sa.func.sum(v.attempts), 0))).one()
+            latencies = [(rep - rec).total_seconds() for rec, rep in conn.execute(
+                sa.select(v.receipt_at, v.report_at).where(v.receipt_at.is_not(None), v.report_at.is_not(None)))]
+            durations = [(end - start).total_seconds() for start, end in conn.execute(
+                sa.select(r.started_at, r.finished_at).where(r.finished_at.is_not(None)))]
+            running = conn.execute(sa.select(sa.func.count()).where(r.outcome == "EN_COURS")).scalar_one()
+        gauge = GaugeMetricFamily("gateway_events", "Événements par état", labels=["state"])
+        for state in EventState:
+            gauge.add_metric([state.value], events.get(state.value, 0))
+        yield gauge
+        gauge = GaugeMetricFamily("gateway_envelopes", "Lots par état", labels=["state"])
+        for state in EnvelopeState:
+            gauge.add_metric([state.value], envelopes.get(state.value, 0))
+        yield gauge
+        yield CounterMetricFamily("gateway_envelopes_sent", "Lots envoyés au moins une fois", value=sent)
+        yield CounterMetricFamily("gateway_envelope_attempts", "Envois de lots (tentatives)", value=attempts)
+        yield CounterMetricFamily("gateway_envelope_retries", "Envois de lots après le premier",
+                                  value=max(0, attempts - sent))
+        yield _histogram("gateway_report_latency_seconds", "Accusé de réception → compte rendu", latencies,
+                         REPORT_BUCKETS)
+        yield _histogram("gateway_run_duration_seconds", "Durée des exécutions terminées", durations, RUN_BUCKETS)
+        yield GaugeMetricFamily("gateway_runs_in_progress", "Exécutions en cours", value=running)
+
+
+class ApiMetrics:
+    """One registry per app (tests create many apps; the global registry would refuse duplicates)."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(StoreCollector(gw))
+        self.requests = Counter("gateway_api_requests", "Requêtes de l'API", ["method", "operation", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("gateway_api_request_duration_seconds", "Durée des requêtes de l'API", ["operation"],
+                                 registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+
+    def observe(self, method: str, operation: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, operation, str(status)).inc()
+        self.latency.labels(operation).observe(seconds)

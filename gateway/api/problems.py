@@ -1,0 +1,238 @@
+"""Every error of the API as one document: ``application/problem+json`` (RFC 9457).
+
+The ``code`` member is the stable code of `gateway.errors` (``NOT_FOUND``, ``FORBIDDEN``, ``L01``,
+``E09``…), the one the store, the console and the tests use (STYLE "one error tree with stable
+codes"); ``title`` and ``detail`` are French, for people. A request the API cannot take (invalid
+JSON, a wrong or unknown field) is a 422 whose ``errors`` name each field at fault
+(``events.3.date_evenement``, ``state``…).
+
+The handlers here turn our errors, FastAPI's validation errors and Starlette's HTTP errors (unknown
+path 404, wrong method 405, body too large 413) into that one shape; `error_responses` documents
+them on every operation, and `finish_openapi` puts the `Problem` model in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from gateway.codes import RejectCode
+from gateway.errors import (
+    Conflict, DocumentRejected, FieldError, GatewayError, MethodNotAllowed, NotFound, NotReady, PayloadTooLarge,
+    PermissionDenied, RequestRejected, SendingPaused, StoreError, TransportError, Unauthenticated,
+    UnexpectedDocument,
+)
+
+log = logging.getLogger("gateway.api")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:p3-dude:probleme:"
+
+#: Status of each kind of error, most specific first.
+_STATUS: tuple[tuple[type[GatewayError], int], ...] = (
+    (Unauthenticated, 401), (PermissionDenied, 403), (NotFound, 404), (MethodNotAllowed, 405),
+    (PayloadTooLarge, 413), (RequestRejected, 422), (Conflict, 409), (UnexpectedDocument, 409),
+    (DocumentRejected, 400), (NotReady, 503), (StoreError, 503), (SendingPaused, 503), (TransportError, 502),
+)
+TITLES = {
+    400: "Document refusé", 401: "Authentification requise", 403: "Accès refusé", 404: "Ressource introuvable",
+    405: "Méthode non admise", 409: "Conflit avec l'état actuel", 413: "Requête trop volumineuse",
+    422: "Requête invalide", 500: "Erreur interne", 502: "DUDE injoignable", 503: "Service indisponible",
+}
+#: Codes of the HTTP errors Starlette and FastAPI raise themselves.
+_HTTP_CODES = {400: RequestRejected.code, 401: Unauthenticated.code, 403: PermissionDenied.code,
+               404: NotFound.code, 405: MethodNotAllowed.code, 409: Conflict.code, 413: PayloadTooLarge.code,
+               422: RequestRejected.code}
+
+
+class ProblemField(BaseModel):
+    field: str = Field(description="Où : le champ, avec sa position (`events.3.nom`, `state`, `body`…).")
+    message: str = Field(description="Pourquoi, en français.")
+    type: str = Field(description="Nature de l'erreur, stable (`missing`, `extra_forbidden`, `string_type`…).")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document, with the gateway's stable ``code``."""
+
+    type: str = Field(description="URI du type de problème (`urn:p3-dude:probleme:<code>`).")
+    title: str = Field(description="Résumé en français.")
+    status: int = Field(description="Code HTTP.")
+    detail: str = Field(description="Explication en français.")
+    code: str = Field(description="Code stable de l'arbre d'erreurs : `NOT_FOUND`, `FORBIDDEN`, `L01`…")
+    instance: str | None = Field(None, description="Le chemin de la requête.")
+    request_id: str | None = Field(None, description="Identifiant de la requête (en-tête `X-Request-ID`).")
+    errors: list[ProblemField] | None = Field(None, description="Les champs en cause (422).")
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "type": "urn:p3-dude:probleme:NOT_FOUND", "title": "Ressource introuvable", "status": 404,
+        "detail": "événement 69001-1001 introuvable", "code": "NOT_FOUND",
+        "instance": "/api/v1/events/69001-1001", "request_id": "3f2a9c1d4e5b6a7c"}]}}
+
+
+def status_of(exc: GatewayError) -> int:
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def problem_body(status: int, code: str, detail: str, *, title: str | None = None, instance: str | None = None,
+                 request_id: str | None = None, errors: list[FieldError] | tuple[FieldError, ...] = ()) -> bytes:
+    body: dict[str, Any] = {"type": TYPE_PREFIX + code, "title": title or TITLES.get(status, "Erreur"),
+                            "status": status, "detail": detail, "code": code}
+    if instance is not None:
+        body["instance"] = instance
+    if request_id is not None:
+        body["request_id"] = request_id
+    if errors:
+        body["errors"] = [{"field": e.field, "message": e.message, "type": e.type} for e in errors]
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def problem_response(request: Request, status: int, code: str, detail: str, *, title: str | None = None,
+                     errors=(), headers: dict[str, str] | None = None) -> Response:
+    rid = request.scope.get("state", {}).get("request_id")
+    body = problem_body(status, code, detail, title=title, instance=request.url.path, request_id=rid,
+                        errors=errors)
+    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+# --- translating FastAPI's validation errors ------------------------------------------------------
+
+_FRENCH = {
+    "missing": "champ obligatoire", "extra_forbidden": "champ inconnu",
+    "string_type": "doit être une chaîne de caractères", "string_too_long": "trop long (au plus {max_length} caractères)",
+    "string_too_short": "trop court (au moins {min_length} caractère(s))",
+    "string_pattern_mismatch": "format attendu : {pattern}", "int_parsing": "doit être un entier",
+    "int_type": "doit être un entier", "bool_parsing": "doit être un booléen", "bool_type": "doit être un booléen",
+    "enum": "valeur non admise (attendu : {expected})", "literal_error": "valeur non admise (attendu : {expected})",
+    "date_parsing": "date AAAA-MM-JJ attendue", "date_from_datetime_parsing": "date AAAA-MM-JJ attendue",
+    "date_type": "date AAAA-MM-JJ attendue", "datetime_parsing": "horodatage ISO 8601 attendu",
+    "datetime_from_date_parsing": "horodatage ISO 8601 attendu", "datetime_type": "horodatage ISO 8601 attendu",
+    "timezone_aware": "horodatage avec fuseau horaire attendu (par exemple 2026-11-20T10:00:00+01:00)",
+    "json_invalid": "JSON invalide", "list_type": "doit être une liste", "dict_type": "doit être un objet JSON",
+    "model_attributes_type": "doit être un objet JSON", "model_type": "doit être un objet JSON",
+    "too_long": "au plus {max_length} élément(s)", "too_short": "au moins {min_length} élément(s)",
+    "greater_than_equal": "doit être supérieur ou égal à {ge}", "less_than_equal": "doit être inférieur ou égal à {le}",
+    "greater_than": "doit être supérieur à {gt}", "value_error": "{error}",
+}
+
+
+def field_errors(exc: RequestValidationError) -> list[FieldError]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        name = ".".join(loc[1:]) if len(loc) > 1 else (loc[0] if loc else "body")
+        if err.get("type") == "json_invalid":
+            name = "body"
+        template = _FRENCH.get(err.get("type", ""))
+        try:
+            message = template.format(**(err.get("ctx") or {})) if template else err.get("msg", "invalide")
+        except (KeyError, IndexError):
+            message = err.get("msg", "invalide")
+        out.append(FieldError(name, message, err.get("type", "invalid")))
+    return out
+
+
+def _summary(errors: list[FieldError]) -> str:
+    shown = "; ".join(f"{e.field} : {e.message}" for e in errors[:3])
+    more = f" (et {len(errors) - 3} autre(s))" if len(errors) > 3 else ""
+    return f"Requête invalide — {shown}{more}"
+
+
+# --- handlers --------------------------------------------------------------------------------------
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the OpenAPI document gives for the request's path (whatever the routers' nesting)."""
+    table = getattr(request.app.state, "allowed_methods", None)
+    if table is None:
+        table = []
+        for template, operations in request.app.openapi().get("paths", {}).items():
+            pattern = re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$")
+            table.append((pattern, sorted(m.upper() for m in operations)))
+        request.app.state.allowed_methods = table
+    path = request.url.path
+    return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that make every error a problem document."""
+
+    async def on_gateway_error(request: Request, exc: GatewayError) -> Response:
+        status = status_of(exc)
+        title = RejectCode(exc.code).label if isinstance(exc, DocumentRejected) and exc.code in RejectCode.__members__ \
+            else None
+        headers = {"WWW-Authenticate": 'Bearer realm="passerelle"'} if status == 401 else None
+        if status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+        return problem_response(request, status, exc.code, exc.message, title=title,
+                                errors=getattr(exc, "errors", ()) if isinstance(exc, RequestRejected) else (),
+                                headers=headers)
+
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = field_errors(exc)
+        return problem_response(request, 422, RequestRejected.code, _summary(errors), errors=errors)
+
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        status = exc.status_code
+        if status == 400:  # FastAPI could not even decode the body (not UTF-8, not JSON): the issue wants a 422
+            error = FieldError("body", "corps illisible : JSON en UTF-8 attendu", "json_invalid")
+            return problem_response(request, 422, RequestRejected.code, _summary([error]), errors=[error])
+        headers = dict(exc.headers or {})
+        if status == 405:  # Starlette names the methods of the first route matching the path only
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        code = _HTTP_CODES.get(status, GatewayError.code)
+        detail = {404: f"pas de ressource {request.url.path}",
+                  405: f"{request.method} non admis sur {request.url.path}",
+                  413: "corps de requête trop volumineux"}.get(status, str(exc.detail))
+        return problem_response(request, status, code, detail, headers=headers or None)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return problem_response(request, 500, "INTERNAL", "erreur interne : voir le journal de la passerelle")
+
+    app.add_exception_handler(GatewayError, on_gateway_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+# --- OpenAPI ----------------------------------------------------------------------------------------
+
+_DESCRIPTIONS = {
+    400: "Document refusé (signature, certificat, XML, schéma : code L01…L04).",
+    401: "Jeton absent, inconnu ou révoqué.",
+    403: "Rôle insuffisant pour cette opération.",
+    404: "Introuvable — ou hors du périmètre du client : la réponse est la même.",
+    405: "Méthode non admise.",
+    409: "Conflit avec l'état actuel.",
+    413: "Corps de requête trop volumineux (refusé avant d'être lu en entier).",
+    422: "Requête invalide : les champs en cause sont nommés dans `errors`.",
+    503: "Service indisponible.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for an operation: each status documented with the `Problem` model."""
+    return {status: {"description": _DESCRIPTIONS.get(status, TITLES.get(status, "Erreur")),
+                     "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            for status in statuses}
+
+
+def finish_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add `Problem` (and what it refers to) to the document's components."""
+    problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(problem.pop("$defs", {}))
+    components["Problem"] = problem
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    return schema

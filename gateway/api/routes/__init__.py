@@ -1,0 +1,1 @@
+"""One module per resource (STYLE, full-stack-fastapi-template: ``api/routes/<resource>.py``)."""

@@ -1,0 +1,127 @@
+"""``/api/v1/events``: submit events (partner, admin), search them and read one (every role, in its scope).
+
+Reading one event answers its **latest version** (``?version=N`` for another one), with the list of
+all versions and the history of every version, so one call shows what support needs (brief §5).
+Another mission locale's event, or one whose mission locale could not be read (admin only), is
+answered exactly as a missing one: 404 ``NOT_FOUND``, same body.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from gateway.api import pagination, schemas, views
+from gateway.api.auth import Principal
+from gateway.api.deps import ConnDep, GatewayDep, PrincipalDep, RequestIdDep, SubmitterDep
+from gateway.api.problems import error_responses
+from gateway.context import Gateway
+from gateway.errors import FieldError, NotFound, PermissionDenied, RequestRejected
+from gateway.store.queries import EventFilter, event_history, event_versions, list_events
+from gateway.submission import ALREADY, REFUSED, submit
+
+router = APIRouter(prefix="/events", tags=["événements"])
+
+KeyPath = Annotated[str, Path(max_length=300, description="Clé de l'événement, `code_ml-id_evenement`.",
+                              examples=["69001-1001"])]
+
+
+def _item(event: schemas.EventIn) -> dict[str, Any]:
+    return event.__dict__  # read only; unset fields are None, which pre-flight treats as absent
+
+
+def event_filter(q: schemas.EventFilterIn, principal: Principal, *, key: str | None = None) -> EventFilter:
+    """The caller's criteria, always within its scope."""
+    return EventFilter(
+        states=tuple(s.value for s in q.states) if q.states else None,
+        reject_code=q.reject_code.value if q.reject_code else None, code_ml=q.code_ml, code_ml_in=principal.scope,
+        key=key, identifiant_pe=q.identifiant_pe, envelope_id=q.envelope_id, run_id=q.run_id,
+        date_from=q.date_from, date_to=q.date_to, updated_from=q.updated_from, updated_to=q.updated_to)
+
+
+@router.post("", status_code=201, response_model=schemas.SubmissionItem, summary="Soumettre un événement",
+             responses={200: {"model": schemas.SubmissionItem,
+                              "description": "Déjà reçu : même clé, même contenu que la dernière version."},
+                        201: {"description": "Enregistré : nouvel événement ou nouvelle version (valide ou "
+                                             "INVALIDE avec son code de rejet)."},
+                        **error_responses(401, 403, 413, 422)})
+def submit_event(event: schemas.EventIn, principal: SubmitterDep, gw: GatewayDep, request_id: RequestIdDep,
+                 response: Response) -> schemas.SubmissionItem:
+    """Pré-contrôle (les mêmes règles qu'une ligne d'export Parcours 3), puis enregistrement.
+    Un événement d'une autre mission locale est refusé (403) ; un événement sans clé lisible, 422."""
+    [item] = submit(gw, [_item(event)], client=principal.name, scope=principal.scope,
+                    request_id=request_id).results
+    if item.outcome == REFUSED:
+        if item.code == "FORBIDDEN":
+            raise PermissionDenied(item.message)
+        raise RequestRejected(item.message, code=item.code,
+                              errors=[FieldError(item.field or "body", item.message, item.code)])
+    if item.outcome == ALREADY:
+        response.status_code = 200
+    return views.submission_item(item)
+
+
+@router.post("/bulk", response_model=schemas.SubmissionOut, summary="Soumettre des événements en nombre",
+             responses=error_responses(401, 403, 413, 422))
+def submit_events(body: schemas.EventBulkIn, principal: SubmitterDep, gw: GatewayDep,
+                  request_id: RequestIdDep) -> Response:
+    """Chaque événement reçoit sa réponse (clé, version, état ou code de rejet), dans l'ordre de la requête ;
+    ceux d'une mission locale hors du périmètre sont refusés un par un (`FORBIDDEN`), les autres enregistrés.
+    Renvoyer la même requête ne crée rien (`DEJA_RECU`)."""
+    most = gw.settings.api_max_events_per_request
+    if len(body.events) > most:
+        raise RequestRejected(f"au plus {most} événements par requête ({len(body.events)} reçus)",
+                              errors=[FieldError("events", f"au plus {most} élément(s)", "too_long")])
+    result = submit(gw, [_item(e) for e in body.events], client=principal.name, scope=principal.scope,
+                    request_id=request_id)
+    answer = {"request_id": result.request_id, "counts": result.counts(),
+              "results": views.submission_dicts(result.results)}
+    return Response(json.dumps(answer, ensure_ascii=False).encode("utf-8"), media_type="application/json")
+
+
+@router.get("", response_model=schemas.Page[schemas.EventPublic], summary="Rechercher des événements",
+            responses=error_responses(401, 422))
+def search_events(query: Annotated[schemas.EventQuery, Query()], principal: PrincipalDep, conn: ConnDep,
+                  gw: GatewayDep) -> schemas.Page[schemas.EventPublic]:
+    """Par état, code de rejet, mission locale, identifiant France Travail, lot, exécution, date de
+    l'événement, date du dernier changement ; par ordre d'arrivée, page par page (`next_cursor`). Les
+    événements arrivés pendant le parcours apparaissent à la fin, sans décaler les pages déjà lues."""
+    flt = event_filter(query, principal, key=query.key)
+    criteria = {**query.model_dump(mode="json", exclude={"cursor", "limit"}), "scope": sorted(principal.scope or [])}
+    after = pagination.decode(query.cursor, criteria)
+    limit = min(query.limit, gw.settings.api_page_max)
+    after_id = after.get("id") if after else None
+    rows = list_events(conn, flt, limit=limit + 1, after_id=after_id if isinstance(after_id, int) else None)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return schemas.Page[schemas.EventPublic](
+        items=[views.event_public(r) for r in rows],
+        next_cursor=pagination.encode({"id": rows[-1].id}, criteria) if more else None)
+
+
+@router.get("/{key}", response_model=schemas.EventDetail, summary="Lire un événement",
+            responses=error_responses(401, 404, 422))
+async def read_event(key: KeyPath, query: Annotated[schemas.VersionQuery, Query()], principal: PrincipalDep,
+                     gw: GatewayDep) -> schemas.EventDetail:
+    """Ses champs, son état, son rejet avec le libellé et l'indication de correction, le lot dans lequel il a
+    voyagé, toutes ses versions et tout son historique."""
+    # The hottest read: its database work in one worker-thread hop, the answer checked on the event loop.
+    return await run_in_threadpool(_read_event, gw, key, query.version, principal.scope)
+
+
+def _read_event(gw: Gateway, key: str, version: int | None, scope: frozenset[str] | None) -> schemas.EventDetail:
+    with gw.engine.connect() as conn:
+        versions = event_versions(conn, key, scope)
+        if not versions:
+            raise NotFound(f"événement {key} introuvable")
+        if version is None:
+            row = versions[-1]
+        else:
+            row = next((v for v in versions if v.version == version), None)
+            if row is None:
+                raise NotFound(f"événement {key} introuvable en version {version}")
+        history = event_history(conn, [v.id for v in versions])
+    return views.event_detail(row, versions, history)

@@ -1,0 +1,62 @@
+"""``/healthz`` (the process answers), ``/readyz`` (it can do its job: database reachable, keys loaded),
+``/metrics`` (Prometheus, admin token). Outside ``/api/v1``, where orchestrators and scrapers look."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from gateway.api import schemas
+from gateway.api.deps import AdminDep, GatewayDep
+from gateway.api.problems import error_responses
+from gateway.context import Gateway
+from gateway.errors import GatewayError, NotReady
+
+router = APIRouter(tags=["exploitation"])
+
+
+@router.get("/healthz", response_model=schemas.Health, summary="Vivant")
+async def healthz() -> schemas.Health:
+    return schemas.Health(status="ok")
+
+
+def _checks(gw: Gateway) -> dict[str, str]:
+    checks = {}
+    try:
+        with gw.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except SQLAlchemyError as exc:
+        checks["database"] = f"injoignable : {exc.__class__.__name__}"
+    try:
+        gw.signer  # noqa: B018  (loads the key and certificate once)
+        checks["signing_key"] = "ok"
+    except (GatewayError, OSError) as exc:
+        checks["signing_key"] = f"non chargée : {exc}"
+    try:
+        checks["trust_store"] = "ok" if len(gw.dude_trust) else "vide : aucun certificat du DUDE"
+    except (GatewayError, OSError) as exc:
+        checks["trust_store"] = f"non chargé : {exc}"
+    return checks
+
+
+@router.get("/readyz", response_model=schemas.Readiness, summary="Prêt", responses=error_responses(503))
+async def readyz(gw: GatewayDep) -> schemas.Readiness:
+    checks = await run_in_threadpool(_checks, gw)
+    failing = {k: v for k, v in checks.items() if v != "ok"}
+    if failing:
+        raise NotReady("; ".join(f"{k} : {v}" for k, v in failing.items()))
+    return schemas.Readiness(status="ok", checks=checks)
+
+
+@router.get("/metrics", summary="Métriques Prometheus", response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "Format texte de Prometheus."}, **error_responses(401, 403)})
+async def metrics(request: Request, principal: AdminDep) -> Response:
+    registry = request.app.state.metrics.registry
+    body = await run_in_threadpool(generate_latest, registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,356 @@
+"""The API's models, named by role (STYLE, full-stack-fastapi-template): ``…In`` what a client sends,
+``…Public`` what it reads, ``…Detail`` one item with everything, `Page` a slice of a list.
+
+Request models forbid unknown fields (a typo is a 422 naming the field, not a silently lost value)
+and carry an example each. The event fields are the Parcours 3 column names (brief §3). Only the two
+that make the event's key (``code_ml``, ``id_evenement``) are required by the schema: without a key
+there is no event to answer about. The others are *optional* in the schema on purpose: a missing or
+malformed value is a pre-flight reject of that one event (``E09`` naming the field), exactly as for a
+line of an export, not a refusal of the request. Their lengths are bounded generously, to protect the
+server; the business limits are pre-flight's.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from gateway.codes import EventState, EventType, RejectCode
+
+T = TypeVar("T")
+
+Code = Annotated[str, StringConstraints(max_length=32)]
+Text = Annotated[str, StringConstraints(max_length=1000)]
+DateText = Annotated[str, StringConstraints(max_length=32)]
+CodeMl = Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$")]
+IdEvenement = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
+#: An opaque page cursor (`gateway.api.pagination`): base64url text, given back unchanged.
+Cursor = Annotated[str, StringConstraints(max_length=200, pattern=r"^[A-Za-z0-9_-]*$")]
+
+EXAMPLE_EVENT = {
+    "id_evenement": "1001", "code_ml": "69001", "num_dossier": "40001", "identifiant_pe": "1234567A",
+    "nom": "Lefèvre", "prenom": "Zoé", "date_naissance": "2004-05-06", "conseiller": "CONS01",
+    "type_evenement": "ENT", "operation": "C", "date_evenement": "2026-11-20", "modalite": "IND",
+    "premier_entretien": "O", "saisi_le": "2026-11-20T10:15:00+01:00",
+}
+
+
+def _f(description: str, **kw: Any) -> Any:
+    return Field(None, description=description, **kw)
+
+
+class EventIn(BaseModel):
+    """One event as a partner sends it: Parcours 3 column names, ISO dates (brief §3)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_EVENT]})
+
+    id_evenement: IdEvenement = Field(description="Identifiant de l'événement dans Parcours 3 (chiffres). Avec "
+                                                  "`code_ml`, il fait la clé : sans clé lisible, pas d'événement.")
+    code_ml: CodeMl = Field(description="Code de la mission locale (5 chiffres) ; doit être dans le périmètre "
+                                        "du client, sinon l'événement est refusé (`FORBIDDEN`).")
+    num_dossier: Code | None = _f("Numéro du dossier du jeune dans Parcours 3 (chiffres).")
+    identifiant_pe: Code | None = _f("Identifiant France Travail du jeune (7 chiffres et une lettre par "
+                                     "défaut). Obligatoire.")
+    nom: Text | None = _f("Nom du jeune. Obligatoire.")
+    prenom: Text | None = _f("Prénom du jeune. Obligatoire.")
+    date_naissance: DateText | None = _f("Date de naissance, AAAA-MM-JJ. Obligatoire.")
+    nir: Text | None = _f("Numéro de sécurité sociale : accepté pour compatibilité, aussitôt écarté, "
+                          "jamais enregistré ni transmis.", json_schema_extra={"writeOnly": True})
+    conseiller: Code | None = _f("Code du conseiller (1 à 10 lettres ou chiffres). Obligatoire.")
+    type_evenement: Code | None = _f("Type d'événement : " + ", ".join(t.value for t in EventType) + ". Obligatoire.")
+    operation: Code | None = _f("C création (par défaut), M modification, A annulation.")
+    date_evenement: DateText | None = _f("Date de l'événement, AAAA-MM-JJ. Obligatoire.")
+    date_debut: DateText | None = _f("Début de la période (formation, prestation, emploi), AAAA-MM-JJ.")
+    date_fin: DateText | None = _f("Fin de la période, AAAA-MM-JJ.")
+    modalite: Code | None = _f("Entretien : IND, COL, TEL ou MEL.")
+    premier_entretien: bool | Code | None = _f("Premier entretien après l'orientation : O/N ou true/false.")
+    formacode: Code | None = _f("Formacode (5 chiffres).")
+    organisme: Text | None = _f("Organisme de formation ou prestataire (100 caractères au plus).")
+    code_prestation: Code | None = _f("Code de prestation (3 lettres et 2 chiffres).")
+    num_offre: Code | None = _f("Numéro d'offre (6 chiffres et une lettre).")
+    siret: Code | None = _f("SIRET de l'établissement employeur (14 chiffres, clé de Luhn).")
+    code_rome: Code | None = _f("Code ROME (une lettre de A à N et 4 chiffres).")
+    type_contrat: Code | None = _f("CDD, CTT, CAE, CIE, APP ou PRO.")
+    resultat: Code | None = _f("Mise en relation : ATT, RET, NRE ou ABA.")
+    parcours: Code | None = _f("Nouveau parcours : ACC, MOB ou ACT.")
+    motif: Code | None = _f("Motif de sortie (EMP, FQU, ABA, DEM, AGE, AUT) ou de manquement (ABS, REF, AUT).")
+    commentaire: Text | None = _f("Texte libre ; écarté sauf si la passerelle est réglée pour transmettre "
+                                  "les commentaires (minimisation des données).")
+    saisi_le: DateText | None = _f("Horodatage de saisie, ISO 8601 (heure de Paris sans fuseau).")
+
+
+class EventBulkIn(BaseModel):
+    """Several events in one request (at most `api_max_events_per_request`)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"events": [
+        EXAMPLE_EVENT, {**EXAMPLE_EVENT, "id_evenement": "1002", "type_evenement": "CPA", "parcours": "ACC",
+                        "modalite": None, "premier_entretien": None}]}]})
+
+    events: list[EventIn] = Field(min_length=1, description="Les événements, traités chacun pour soi.")
+
+
+class RejectPublic(BaseModel):
+    """Why an event is refused: the code of the catalogue (brief §4), its French label and the hint
+    telling support staff what to correct in Parcours 3."""
+
+    code: str = Field(description="E01…E10, L01…L07 ; pour un refus de l'API : FORBIDDEN, CONFLICT.")
+    label: str | None = Field(None, description="Libellé français du code.")
+    hint: str | None = Field(None, description="Quoi corriger dans Parcours 3.")
+    message: str | None = Field(None, description="Le détail propre à cet événement.")
+    field: str | None = Field(None, description="Le champ en cause, quand il est connu.")
+
+
+class SubmissionItem(BaseModel):
+    index: int = Field(description="Position dans la requête (à partir de 0).")
+    outcome: Literal["CREE", "NOUVELLE_VERSION", "DEJA_RECU", "REFUSE"] = Field(
+        description="CREE : version 1 enregistrée ; NOUVELLE_VERSION ; DEJA_RECU : même clé, même contenu que "
+                    "la dernière version, rien de nouveau ; REFUSE : non enregistré (voir `reject`).")
+    key: str | None = Field(None, description="Clé de l'événement, `code_ml-id_evenement`.")
+    version: int | None = None
+    state: EventState | None = None
+    reject: RejectPublic | None = None
+
+
+class SubmissionOut(BaseModel):
+    request_id: str
+    counts: dict[str, int] = Field(description="Nombre d'événements par `outcome`.")
+    results: list[SubmissionItem]
+
+
+class HistoryEntry(BaseModel):
+    version: int
+    state: EventState
+    at: datetime
+    cause: str
+    code: str | None = Field(None, description="Code du rejet ; pour un renvoi, celui du rejet remplacé.")
+    envelope_id: str | None = Field(None, description="Lot ; pour un renvoi, celui du rejet remplacé.")
+    run_id: int | None = None
+    actor: str | None = Field(None, description="Qui a agi (support), sinon vide.")
+
+
+class VersionSummary(BaseModel):
+    version: int
+    operation: str
+    state: EventState
+    reject_code: str | None = None
+    envelope_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class EventPublic(BaseModel):
+    key: str
+    version: int
+    operation: str = Field(description="Opération envoyée au DUDE : C, M ou A.")
+    event_type: str | None = None
+    code_ml: str | None = None
+    identifiant_pe: str | None = None
+    date_evenement: date | None = None
+    state: EventState
+    state_label: str
+    reject: RejectPublic | None = None
+    source_file: str | None = Field(None, description="Fichier Parcours 3, ou `API:<client>:<requête>`.")
+    source_line: int | None = Field(None, description="Ligne du fichier, ou position dans la requête.")
+    run_id: int | None = None
+    envelope_id: str | None = Field(None, description="Le dernier lot dans lequel l'événement a voyagé.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class EventDetail(EventPublic):
+    fields: dict[str, Any] = Field(description="Les champs enregistrés (jamais le NIR) ; pour un événement "
+                                               "invalide, tels que reçus.")
+    versions: list[VersionSummary] = Field(description="Toutes les versions de la clé, de la première à la dernière.")
+    envelopes: list[str] = Field(description="Les lots dans lesquels cette version a voyagé, dans l'ordre.")
+    history: list[HistoryEntry] = Field(description="Tous les états de toutes les versions, dans l'ordre.")
+
+
+class Page(BaseModel, Generic[T]):
+    """A slice of a list; pass ``next_cursor`` back as ``cursor`` for the next one (``null``: the end)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class RunPublic(BaseModel):
+    id: int
+    trigger: str
+    dry_run: bool
+    inputs: list[str]
+    started_at: datetime
+    finished_at: datetime | None = None
+    outcome: str
+    states: dict[str, int] = Field(description="Événements lus par cette exécution, par état (ceux du périmètre).")
+    envelopes: dict[str, int] = Field(description="Lots de cette exécution, par état (ceux qui portent des "
+                                                  "événements du périmètre).")
+
+
+class RunDetail(RunPublic):
+    error: str | None = Field(None, description="Administrateur seulement.")
+    summary: dict[str, Any] | None = Field(None, description="Le résumé complet de l'exécution (administrateur "
+                                                             "seulement : il compte toutes les missions locales).")
+
+
+class RunStartIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"inputs": [], "dry_run": False}, {"inputs": ["P3_69001_20261128.csv"], "dry_run": True}]})
+
+    inputs: list[Annotated[str, StringConstraints(min_length=1, max_length=255)]] = Field(
+        default_factory=list, max_length=1000,
+        description="Exports Parcours 3 à lire, par nom, dans le dossier d'entrée de la passerelle ; vide : "
+                    "envoyer les événements déjà en attente.")
+    dry_run: bool = Field(False, description="Dire ce qui serait envoyé, sans rien envoyer.")
+    wait_for_reports: bool = Field(True, description="Attendre les comptes rendus avant de terminer.")
+
+
+class RunStarted(BaseModel):
+    run_id: int
+    outcome: str = "EN_COURS"
+    location: str
+
+
+class EnvelopeHistoryEntry(BaseModel):
+    state: str
+    at: datetime
+    cause: str
+
+
+class EnvelopePublic(BaseModel):
+    id: str
+    run_id: int | None = None
+    state: str
+    state_label: str
+    created_at: datetime
+    first_sent_at: datetime | None = None
+    receipt_at: datetime | None = None
+    report_at: datetime | None = None
+    attempts: int
+    reject: RejectPublic | None = None
+    states: dict[str, int] = Field(description="Événements du périmètre du client dans ce lot, par état.")
+    event_count: int | None = Field(None, description="Événements du lot (administrateur seulement).")
+    accepted_count: int | None = Field(None, description="Administrateur seulement.")
+    rejected_count: int | None = Field(None, description="Administrateur seulement.")
+
+
+class EnvelopeDetail(EnvelopePublic):
+    byte_size: int | None = Field(None, description="Administrateur seulement.")
+    last_error: str | None = Field(None, description="Administrateur seulement.")
+    history: list[EnvelopeHistoryEntry]
+
+
+class EventFilterIn(BaseModel):
+    """Which events a bulk resend acts on; at least one criterion. The caller's scope always applies."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1, "examples": [
+        {"reject_code": "E03", "code_ml": "69001"}, {"states": ["SANS_REPONSE"], "date_from": "2026-11-01"}]})
+
+    states: list[EventState] = Field(None, min_length=1, max_length=10,  # type: ignore[assignment]
+                                     description="États (seuls INVALIDE, REJETE et SANS_REPONSE se renvoient).")
+    reject_code: RejectCode = Field(None, examples=["E03"])  # type: ignore[assignment]
+    code_ml: CodeMl = Field(None, examples=["69001"])  # type: ignore[assignment]
+    identifiant_pe: Code = Field(None, examples=["1234567A"])  # type: ignore[assignment]
+    envelope_id: Annotated[str, StringConstraints(max_length=36)] = Field(  # type: ignore[assignment]
+        None, description="IdLot.", examples=["3f2a9c1d-4e5b-4a7c-9d8e-1f2a3b4c5d6e"])
+    run_id: int = Field(None, ge=1, le=2**62, examples=[12])  # type: ignore[assignment]
+    date_from: date = Field(None, description="Date d'événement, à partir de (incluse).")  # type: ignore[assignment]
+    date_to: date = Field(None, description="Date d'événement, jusqu'à (incluse).")  # type: ignore[assignment]
+    updated_from: AwareDatetime = Field(None, description="Dernier changement d'état, à partir de.")  # type: ignore[assignment]
+    updated_to: AwareDatetime = Field(None, description="Dernier changement d'état, avant.")  # type: ignore[assignment]
+
+
+class EventQuery(EventFilterIn):
+    """Search criteria and paging (query string); ``state`` may be repeated."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={})
+
+    states: list[EventState] = Field(None, alias="state", max_length=10,  # type: ignore[assignment]
+                                     description="État (répétable).")
+    key: Annotated[str, StringConstraints(max_length=120)] = Field(None)  # type: ignore[assignment]
+    limit: int = Field(100, ge=1, le=1000, description="Taille de la page.")
+    cursor: Cursor = Field(None, description="Le `next_cursor` de la page précédente, tel quel.")  # type: ignore[assignment]
+
+
+class PageQuery(BaseModel):
+    """Paging of a list (query string); an unknown parameter is a 422 naming it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(50, ge=1, le=1000, description="Taille de la page.")
+    cursor: Cursor = Field(None, description="Le `next_cursor` de la page précédente, tel quel.")  # type: ignore[assignment]
+
+
+class AuditQuery(PageQuery):
+    action: Annotated[str, StringConstraints(max_length=30)] = Field(  # type: ignore[assignment]
+        None, description="RESEND, RESEND_FILTER, CLOSE, RUN_START, CLIENT_CREATE, CLIENT_REVOKE.")
+
+
+class VersionQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(None, ge=1, le=1_000_000,  # type: ignore[assignment]
+                         description="Une version précise ; par défaut la dernière.")
+
+
+class StillInvalidOut(BaseModel):
+    key: str
+    version: int
+    reject: RejectPublic
+
+
+class ResendOut(BaseModel):
+    audit_id: int
+    matched: int = Field(description="Événements trouvés dans un état à renvoyer.")
+    resent: int = Field(description="Événements remis EN_ATTENTE par cet appel (0 s'ils l'étaient déjà).")
+    resent_keys: list[str]
+    still_invalid: list[StillInvalidOut] = Field(description="Invalides qui échouent encore au contrôle, avec la "
+                                                             "raison du jour ; ils restent INVALIDE.")
+    state: EventState | None = Field(None, description="Pour un seul événement : son état après l'appel.")
+    reason: str | None = None
+
+
+class CloseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"comment": "Jeune confié à une autre structure : événement sans objet."}]})
+
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"\S", max_length=2000)] = Field(
+        description="Pourquoi l'événement est clos (obligatoire, pas seulement des espaces).")
+
+
+class CloseOut(BaseModel):
+    audit_id: int
+    key: str
+    version: int
+    closed: int = Field(description="1 si cet appel l'a clos, 0 sinon.")
+    state: EventState
+    reason: str | None = None
+
+
+class AuditEntryPublic(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str | None = None
+    filter: dict[str, Any] | None = None
+    count: int
+    comment: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+class ReportAck(BaseModel):
+    envelope_id: str
+    outcome: Literal["APPLIED", "DUPLICATE"]
+    accepted: int
+    rejected: int
+    message: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ok"]
+    checks: dict[str, str]

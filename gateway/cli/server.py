@@ -1,0 +1,116 @@
+"""``gateway serve`` (the partner API) and ``gateway clients`` (its bearer tokens)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gateway.cli.common import DataDirOpt, JsonOpt, console, err_console, fail, load_settings, print_json
+from gateway.errors import GatewayError
+
+clients_app = typer.Typer(help="API clients: bearer tokens bound to a role and missions locales.",
+                          no_args_is_help=True)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: GATEWAY_API_HOST or 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: GATEWAY_API_PORT or 8780).")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Serve the partner HTTP API (/api/v1, OpenAPI at /openapi.json, docs at /docs)."""
+    import uvicorn
+
+    from gateway.api.main import create_app
+    from gateway.context import Gateway
+
+    settings = load_settings(data_dir=data_dir, api_host=host, api_port=port)
+    try:
+        gw = Gateway.open(settings)
+    except GatewayError as exc:
+        raise fail(exc) from exc
+    console.print(f"API de la passerelle sur http://{settings.api_host}:{settings.api_port}/api/v1 "
+                  f"(documentation : /docs)")
+    try:
+        # No uvicorn access log: query strings may hold a jobseeker id (brief §6); gateway.api.access
+        # logs method, path, status and time instead. uvicorn parses HTTP with httptools (a dependency):
+        # with pure-Python h11, a 5,000-event bulk body costs the server ~60 % more CPU (bench/api.py).
+        uvicorn.run(create_app(gw), host=settings.api_host, port=settings.api_port, log_level="warning",
+                    access_log=False)
+    finally:
+        gw.close()
+
+
+def _engine(data_dir):
+    from gateway.store.db import create_schema, make_engine
+
+    engine = make_engine(load_settings(data_dir=data_dir).db_url)
+    create_schema(engine)
+    return engine
+
+
+@clients_app.command("create")
+def clients_create(
+    name: Annotated[str, typer.Option(help="A name for the client (unique), e.g. the partner system's.")],
+    role: Annotated[str, typer.Option(help="admin, support or partner.")],
+    ml: Annotated[list[str] | None, typer.Option("--ml", help="Mission locale code it may see (repeat; "
+                                                  "required for support and partner).")] = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a client and print its token, once: only its hash is kept."""
+    from gateway.api.auth import Role, create_client
+    from gateway.store.models import utcnow
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise typer.BadParameter("admin, support ou partner", param_hint="--role") from None
+    try:
+        info, token = create_client(_engine(data_dir), name=name, role=chosen, ml_codes=ml or [], now=utcnow())
+    except GatewayError as exc:
+        raise fail(exc) from exc
+    if json_out:
+        print_json({**info.as_dict(), "token": token})
+        return
+    console.print(f"Client n° {info.id} « {info.name} » ({info.role}"
+                  f"{', ' + ', '.join(info.ml_codes) if info.ml_codes else ''}) créé.")
+    console.print("Jeton (affiché une seule fois, à conserver en lieu sûr) :")
+    typer.echo(token)
+
+
+@clients_app.command("list")
+def clients_list(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
+    """Clients, with their role, missions locales and whether they are revoked (never their token)."""
+    from gateway.api.auth import list_clients
+
+    with _engine(data_dir).connect() as conn:
+        clients = list_clients(conn)
+    if json_out:
+        print_json({"count": len(clients), "clients": [c.as_dict() for c in clients]})
+        return
+    table = Table(title="Clients de l'API")
+    for col in ("N°", "Nom", "Rôle", "Missions locales", "Créé le", "Révoqué le"):
+        table.add_column(col)
+    for c in clients:
+        table.add_row(str(c.id), c.name, c.role, ", ".join(c.ml_codes) or "toutes", c.created_at.isoformat()[:19],
+                      c.revoked_at.isoformat()[:19] if c.revoked_at else "")
+    console.print(table)
+
+
+@clients_app.command("revoke")
+def clients_revoke(
+    client_id: Annotated[int, typer.Argument(help="The client's number (see `gateway clients list`).")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Revoke a client's token: refused from its next request on."""
+    from gateway.api.auth import revoke_client
+    from gateway.store.models import utcnow
+
+    try:
+        changed = revoke_client(_engine(data_dir), client_id, now=utcnow())
+    except GatewayError as exc:
+        err_console.print(f"[red]Introuvable[/] : {exc.message}")
+        raise typer.Exit(code=1) from exc
+    console.print(f"Client n° {client_id} révoqué." if changed else f"Client n° {client_id} déjà révoqué.")

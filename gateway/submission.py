@@ -1,0 +1,169 @@
+"""Events submitted as JSON (by the partner API, later by the console): pre-flight, then the store.
+
+The same road as a Parcours 3 export (brief §2): each object goes through
+`adapters.parcours3.partner_json.parse_item` (the P3 pre-flight rules), then all the accepted ones
+through one `gateway.pipeline.ingest.ingest` call, in one transaction, so a request is stored whole
+or not at all. Idempotency is ingest's: the same key with the same content as its latest version
+adds nothing, and the answer is that version's key, version and state.
+
+Decided here, where the issue left it open:
+
+* **another mission locale** — an event whose ``code_ml`` is outside the caller's scope is refused
+  on its own (``FORBIDDEN``), not stored, and the rest of the request goes on;
+* **no key** — an event whose ``code_ml`` or ``id_evenement`` cannot be read is not stored: it could
+  be neither scoped, nor found, nor resent, and unlike a line of a nightly file the partner has the
+  verdict in hand. The API's schema requires both (a 422 naming the field); any other caller gets
+  such an event refused on its own here (``E09`` naming the field);
+* **the same key twice in one request** — the second is refused (``CONFLICT``): a request holds at
+  most one version of an event, so that sending the same request again is always harmless;
+* **where it came from** — ``source_file`` is ``API:<client>:<request id>`` and ``source_line`` the
+  position in the request (from 1), so support staff can trace an event to the call that brought it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from adapters.parcours3.partner_json import parse_item
+from gateway.codes import RejectCode
+from gateway.context import Gateway
+from gateway.errors import Conflict
+from gateway.pipeline.ingest import ingest
+from gateway.preflight import Outcome, PreflightConfig, Rejection
+from gateway.store.models import events_t
+
+API_SOURCE_PREFIX = "API:"
+
+CREATED, NEW_VERSION, ALREADY, REFUSED = "CREE", "NOUVELLE_VERSION", "DEJA_RECU", "REFUSE"
+
+#: One submission at a time per process: two requests racing on the same new key would otherwise
+#: both compute version 1 (the unique constraint would refuse one of them).
+_INTAKE_LOCK = threading.Lock()
+_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """The verdict on one submitted event, at ``index`` in the request."""
+
+    index: int
+    outcome: str
+    key: str | None = None
+    version: int | None = None
+    state: str | None = None
+    code: str | None = None
+    message: str | None = None
+    field: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.outcome != REFUSED
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionResult:
+    request_id: str
+    results: list[ItemResult]
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(r.outcome for r in self.results))
+
+
+def is_api_source(source_file: str | None) -> bool:
+    return bool(source_file) and source_file.startswith(API_SOURCE_PREFIX)
+
+
+def submit(gw: Gateway, items: Sequence[Mapping[str, Any]], *, client: str, scope: frozenset[str] | None,
+           request_id: str) -> SubmissionResult:
+    """Check and store ``items``; ``scope`` is the caller's missions locales (``None``: all)."""
+    config = PreflightConfig.from_settings(gw.settings)
+    source = f"{API_SOURCE_PREFIX}{client}:{request_id}"[:255]
+    results: list[ItemResult | None] = [None] * len(items)
+    accepted: list[tuple[int, Outcome]] = []
+    first_index: dict[str, int] = {}
+    for index, item in enumerate(items):
+        outcome = parse_item(item, config, source_file=source, source_line=index + 1)
+        key = outcome.key
+        if key is None:
+            results[index] = ItemResult(index, REFUSED, code=outcome.code.value, message=outcome.message,
+                                        field=outcome.field)
+            continue
+        code_ml = key.partition("-")[0]
+        if scope is not None and code_ml not in scope:
+            results[index] = ItemResult(index, REFUSED, key=key, code="FORBIDDEN", field="code_ml",
+                                        message=f"La mission locale {code_ml} n'est pas dans le périmètre "
+                                                "de ce client : événement refusé, non enregistré.")
+            continue
+        if key in first_index:
+            results[index] = ItemResult(index, REFUSED, key=key, code="CONFLICT", field="id_evenement",
+                                        message=f"L'événement {key} figure déjà à la position "
+                                                f"{first_index[key]} de la requête : une version par "
+                                                "événement et par requête.")
+            continue
+        first_index[key] = index
+        accepted.append((index, outcome))
+    if accepted:
+        for index, result in _store(gw, accepted):
+            results[index] = result
+    return SubmissionResult(request_id, [r for r in results if r is not None])
+
+
+def _store(gw: Gateway, accepted: list[tuple[int, Outcome]]) -> list[tuple[int, ItemResult]]:
+    """One `ingest` call for the whole request, in one transaction; then each key's latest version, which
+    is the answer: a request holds each key once, so after ingest the latest version of a key is either
+    the one this request added or the one it duplicated (same content)."""
+    outcomes = [outcome for _, outcome in accepted]
+    keys = sorted({outcome.key for outcome in outcomes})
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with _INTAKE_LOCK, gw.engine.begin() as conn:
+                before = conn.execute(sa.select(sa.func.coalesce(sa.func.max(events_t.c.id), 0))).scalar_one()
+                ingest(gw.engine, outcomes, run_id=None, now=gw.clock(), connection=conn)
+                rows = _latest(conn, keys)
+            break
+        except (IntegrityError, OperationalError) as exc:  # another process stored the same key first
+            if attempt == _ATTEMPTS:
+                raise Conflict("des événements de cette requête sont enregistrés au même moment par "
+                               "une autre requête : la renvoyer") from exc
+    answers = []
+    for index, outcome in accepted:
+        row = rows[outcome.key]
+        if row.id <= before:
+            kind = ALREADY
+        else:
+            kind = CREATED if row.version == 1 else NEW_VERSION
+        field = outcome.field if isinstance(outcome, Rejection) and row.reject_code == outcome.code.value else None
+        answers.append((index, ItemResult(index, kind, key=row.key, version=row.version, state=row.state,
+                                          code=row.reject_code, message=row.reject_message,
+                                          field=field or _first_field(row.reject_code))))
+    return answers
+
+
+def _first_field(code: str | None) -> str | None:
+    if code is None:
+        return None
+    try:
+        fields = RejectCode(code).fields
+    except ValueError:
+        return None
+    return fields[0] if fields else None
+
+
+def _latest(conn, keys: list[str]) -> dict[str, sa.Row]:
+    """The latest version of each key."""
+    found: dict[str, sa.Row] = {}
+    c = events_t.c
+    for start in range(0, len(keys), 900):
+        rows = conn.execute(sa.select(c.id, c.key, c.version, c.state, c.reject_code, c.reject_message)
+                            .where(c.key.in_(keys[start:start + 900])))
+        for row in rows:
+            if row.key not in found or row.version > found[row.key].version:
+                found[row.key] = row
+    return found

@@ -1,0 +1,125 @@
+"""DUDE's callback: a genuine report is applied, a second copy is harmless, and anything forged, tampered
+with, signed by an unknown key, for another envelope or not a report at all is refused with its code
+and leaves every state as it was (brief §4, §6)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from lxml import etree
+
+from adapters.dude.emulator.app import mock_transport
+from adapters.dude.emulator.config import EmulatorConfig
+from adapters.dude.emulator.core import Emulator
+from adapters.dude.events_xml import q
+from adapters.dude.messages import EventResult, Report, build_report
+from adapters.dude.signing import Signer, serialize
+from gateway.api.main import create_app
+from gateway.codes import RejectCode
+from gateway.keys import make_self_signed
+from gateway.pipeline.run import run_batch
+from tests.gateway.api.conftest import person
+from tests.gateway.test_reconcile import Clock, gateway_for, only_envelope, snapshot
+from tests.factories import p3_line, write_export
+
+CALLBACK = "/api/v1/dude/comptes-rendus"
+XML = {"Content-Type": "application/xml"}
+
+
+@pytest.fixture
+def awaiting(settings, dev_keys, registry_file, tmp_path):
+    """A gateway whose only envelope awaits its report (DUDE takes an hour), and the API over it."""
+    clock = Clock()
+    config = EmulatorConfig.for_settings(settings, registry_file=registry_file, ledger_path=None,
+                                         report_delay_seconds=3600, clock=clock)
+    with Emulator(config) as emu:
+        gw = gateway_for(settings, mock_transport(emu), report_wait_seconds=0)
+        lines = [p3_line(id_evenement=str(i), **person("69001")) for i in range(3)]
+        lines.append(p3_line(id_evenement="9", **{**person("69001"), "identifiant_pe": "9999999Z"}))
+        run_batch(gw, [write_export(tmp_path / "P3_69001_20261128.csv", lines)])
+        with TestClient(create_app(gw)) as client:
+            yield gw, emu, clock, client
+        gw.close()
+
+
+def signed(signer: Signer, envelope_id: str, results: tuple[EventResult, ...], *, extra: bool = False) -> bytes:
+    root = build_report(Report(envelope_id, datetime.now(UTC), results))
+    if extra:  # a construct the XSD does not allow, signed all the same
+        etree.SubElement(root, q("Intrus")).text = "x"
+    return serialize(signer.sign(root))
+
+
+def test_a_genuine_report_is_applied_and_a_second_copy_is_harmless(awaiting) -> None:
+    gw, emu, clock, client = awaiting
+    envelope_id = only_envelope(gw)
+    clock.now += timedelta(hours=2)
+    report = emu.report(envelope_id).body
+
+    applied = client.post(CALLBACK, content=report, headers=XML)
+    assert applied.status_code == 200
+    assert applied.json() == {"envelope_id": envelope_id, "outcome": "APPLIED", "accepted": 3, "rejected": 1,
+                              "message": "compte rendu appliqué"}
+    events, envelopes, _ = snapshot(gw)
+    assert envelopes == [(envelope_id, "TRAITE")]
+    assert sorted({(state, code) for _, _, state, code in events}) == [("ACCEPTE", None), ("REJETE", "E01")]
+
+    after = snapshot(gw)
+    again = client.post(CALLBACK, content=report, headers=XML)
+    assert again.status_code == 200 and again.json()["outcome"] == "DUPLICATE"
+    assert snapshot(gw) == after
+
+
+def refusals(dev_keys, envelope_id: str) -> dict[str, tuple[bytes, int, str]]:
+    dude = Signer.from_files(dev_keys.emulator.key_file, dev_keys.emulator.cert_file)
+    stranger_key, stranger_cert = make_self_signed("faux DUDE")
+    stranger = Signer(key_pem=stranger_key, cert_pem=stranger_cert)
+    accept_all = tuple(EventResult(f"69001-{i}", 1, True) for i in (0, 1, 2, 9))
+    genuine_shape = signed(dude, envelope_id, accept_all[:-1] + (
+        EventResult("69001-9", 1, False, RejectCode.E01, "inconnu"),))
+    value = genuine_shape.index(b"SignatureValue>") + len(b"SignatureValue>")
+    return {
+        "cle-inconnue": (signed(stranger, envelope_id, accept_all), 400, "L02"),
+        "verdict-altere": (genuine_shape.replace(b'statut="REJETE"', b'statut="ACCEPTE"'), 400, "L01"),
+        "signature-alteree": (genuine_shape[:value] + bytes([genuine_shape[value] ^ 1]) + genuine_shape[value + 1:],
+                              400, "L01"),
+        "sans-signature": (etree.tostring(build_report(Report(envelope_id, datetime.now(UTC), accept_all))), 400, "L01"),
+        "hors-schema": (signed(dude, envelope_id, accept_all, extra=True), 400, "L04"),
+        "pas-du-xml": (b"{\"IdLot\": 1}", 400, "L03"),
+        "entite-externe": (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+                           b'<CompteRendu>&e;</CompteRendu>', 400, "L03"),
+        "vide": (b"", 400, "L03"),
+        "autre-lot": (signed(dude, str(uuid.uuid4()), accept_all), 409, "DOC_MISMATCH"),
+        "evenement-etranger": (signed(dude, envelope_id, accept_all + (EventResult("69001-12345", 1, True),)),
+                               409, "DOC_MISMATCH"),
+    }
+
+
+CASES = ["cle-inconnue", "verdict-altere", "signature-alteree", "sans-signature", "hors-schema", "pas-du-xml",
+         "entite-externe", "vide", "autre-lot", "evenement-etranger"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_anything_but_a_genuine_report_is_refused_and_changes_nothing(awaiting, dev_keys, case) -> None:
+    gw, _, _, client = awaiting
+    envelope_id = only_envelope(gw)
+    before = snapshot(gw)
+    body, status, code = refusals(dev_keys, envelope_id)[case]
+    refused = client.post(CALLBACK, content=body, headers=XML)
+    assert refused.status_code == status, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == code and refused.json()["status"] == status
+    assert snapshot(gw) == before
+
+
+def test_the_callback_needs_no_token_but_a_report_over_the_size_limit_is_refused(awaiting) -> None:
+    gw, _, _, _ = awaiting
+    gw.settings = gw.settings.model_copy(update={"max_document_bytes": 1000})
+    before = snapshot(gw)
+    with TestClient(create_app(gw)) as small:
+        refused = small.post(CALLBACK, content=b"<CompteRendu>" + b" " * 2000 + b"</CompteRendu>", headers=XML)
+    assert refused.status_code == 413 and refused.json()["code"] == "TOO_LARGE"
+    assert snapshot(gw) == before
+

@@ -1,0 +1,77 @@
+"""``gateway clients create|list|revoke`` (a token is printed once, only its hash is kept) and
+``gateway serve`` (uvicorn on the configured host and port)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from gateway.cli import app
+from gateway.demo import free_port
+from gateway.store.db import make_engine
+from gateway.store.models import api_clients_t
+
+
+def cli(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_a_token_is_printed_once_and_only_its_hash_is_kept(tmp_path) -> None:
+    data = str(tmp_path / "data")
+    made = cli("clients", "create", "--name", "ml-lyon", "--role", "partner", "--ml", "69001", "--ml", "69002",
+               "--data-dir", data, "--json")
+    assert made.exit_code == 0, made.output
+    created = json.loads(made.output)
+    token = created["token"]
+    assert token.startswith("p3g_") and len(token) >= 40 and created["ml_codes"] == ["69001", "69002"]
+
+    listed = cli("clients", "list", "--data-dir", data, "--json")
+    assert token not in listed.output and json.loads(listed.output)["clients"][0]["name"] == "ml-lyon"
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'gateway.db'}")
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(api_clients_t)).one()
+    assert token not in stored.token_hash and len(stored.token_hash) == 64
+
+    assert cli("clients", "revoke", str(created["id"]), "--data-dir", data).exit_code == 0
+    assert json.loads(cli("clients", "list", "--data-dir", data, "--json").output)["clients"][0]["revoked_at"]
+    assert cli("clients", "revoke", "999", "--data-dir", data).exit_code == 1
+
+
+def test_clients_are_refused_without_the_scope_their_role_needs(tmp_path) -> None:
+    data = str(tmp_path / "data")
+    for args in (["--role", "partner"], ["--role", "support"], ["--role", "admin", "--ml", "69001"],
+                 ["--role", "partner", "--ml", "690"], ["--role", "chef", "--ml", "69001"]):
+        refused = cli("clients", "create", "--name", "x", *args, "--data-dir", data)
+        assert refused.exit_code == 2, (args, refused.output)
+    assert cli("clients", "create", "--name", "x", "--role", "admin", "--data-dir", data).exit_code == 0
+    assert cli("clients", "create", "--name", "x", "--role", "admin", "--data-dir", data).exit_code == 2
+
+
+def test_serve_starts_the_api(tmp_path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    server = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port), "--data-dir",
+                               str(tmp_path / "data")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
+                time.sleep(0.1)
+        assert answer.json() == {"status": "ok"}
+        unauthenticated = httpx.get(f"http://127.0.0.1:{port}/api/v1/events", timeout=5)
+        assert unauthenticated.status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=5).json()["info"]["title"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -1,0 +1,184 @@
+"""Runs started through the API, runs and envelopes read back, health, readiness and metrics; and every
+error of the API as one problem document with its stable code."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from adapters.dude.emulator.app import mock_transport
+from adapters.dude.emulator.config import EmulatorConfig
+from adapters.dude.emulator.core import Emulator
+from gateway.api.auth import create_client
+from gateway.api.main import create_app
+from gateway.store.models import runs_t, utcnow
+from tests.factories import json_event, p3_line, write_export
+from tests.gateway.api.conftest import bearer, person
+from tests.gateway.test_reconcile import gateway_for
+
+
+def wait_finished(client, run_id: int, auth: dict, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.get(f"/api/v1/runs/{run_id}", headers=auth).json()
+        if run["outcome"] != "EN_COURS":
+            return run
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} still going")
+
+
+def test_an_admin_starts_a_run_that_sends_what_partners_submitted(client, gw, tokens) -> None:
+    events = [json_event(id_evenement=str(i)) for i in range(3)]
+    client.post("/api/v1/events/bulk", json={"events": events}, headers=bearer(tokens.partner_69001))
+    admin = bearer(tokens.admin)
+    started = client.post("/api/v1/runs", json={}, headers=admin)
+    assert started.status_code == 202
+    run_id = started.json()["run_id"]
+    assert started.headers["location"] == f"/api/v1/runs/{run_id}" == started.json()["location"]
+    run = wait_finished(client, run_id, admin)
+    assert run["outcome"] == "TERMINE" and run["trigger"] == "api" and run["envelopes"] == {"TRAITE": 1}
+    assert run["summary"]["sending"]["envoyes"] == 1
+    keys = {e["key"]: e["state"] for e in client.get("/api/v1/events", headers=admin).json()["items"]}
+    assert keys == {"69001-0": "ACCEPTE", "69001-1": "ACCEPTE", "69001-2": "ACCEPTE"}
+    [entry] = [e for e in client.get("/api/v1/audit", headers=admin).json()["items"] if e["action"] == "RUN_START"]
+    assert entry["target"] == str(run_id) and entry["actor"] == "api:admin"
+
+    envelope = client.get("/api/v1/envelopes", headers=admin).json()["items"][0]
+    detail = client.get(f"/api/v1/envelopes/{envelope['id']}", headers=admin).json()
+    assert detail["state"] == "TRAITE" and detail["accepted_count"] == 3 and detail["run_id"] == run_id
+    assert [h["state"] for h in detail["history"]] == ["SIGNE", "ENVOYE", "RECU", "TRAITE"]
+    partner_view = client.get(f"/api/v1/envelopes/{envelope['id']}", headers=bearer(tokens.partner_69001)).json()
+    assert partner_view["states"] == {"ACCEPTE": 3} and partner_view["accepted_count"] is None
+    assert partner_view["byte_size"] is None and partner_view["last_error"] is None
+
+
+def test_a_run_reads_exports_from_the_input_folder_only(client, gw, tokens, tmp_path) -> None:
+    admin = bearer(tokens.admin)
+    folder = gw.settings.runs_input_dir
+    folder.mkdir(parents=True)
+    export = write_export(folder / "P3_69001_20261128.csv", [p3_line(id_evenement="7", **person("69001"))])
+    outside = write_export(tmp_path / "P3_69002_20261128.csv", [p3_line(id_evenement="8")])
+    for name in ("../P3_69002_20261128.csv", str(outside), "absent.csv"):
+        refused = client.post("/api/v1/runs", json={"inputs": [name]}, headers=admin)
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "inputs.0"
+    started = client.post("/api/v1/runs", json={"inputs": [export.name], "dry_run": True}, headers=admin)
+    run = wait_finished(client, started.json()["run_id"], admin)
+    assert run["dry_run"] and run["inputs"] == [export.name] and run["summary"]["would_send"] == 1
+    shutil.rmtree(folder)
+
+
+def test_a_second_run_while_one_goes_on_is_a_409(settings, dev_keys, registry_file, tmp_path) -> None:
+    config = EmulatorConfig.for_settings(settings, registry_file=registry_file, ledger_path=None,
+                                         report_delay_seconds=3600)
+    with Emulator(config) as emu:
+        gw = gateway_for(settings, mock_transport(emu), report_wait_seconds=1.5, report_poll_interval_seconds=0.05)
+        gw.sleep = time.sleep
+        _, token = create_client(gw.engine, name="adm", role="admin", now=utcnow())
+        admin = bearer(token)
+        with TestClient(create_app(gw)) as client:
+            client.post("/api/v1/events", json=json_event(), headers=admin)
+            first = client.post("/api/v1/runs", json={}, headers=admin)
+            assert first.status_code == 202
+            second = client.post("/api/v1/runs", json={}, headers=admin)
+            assert second.status_code == 409 and second.json()["code"] == "RUN_IN_PROGRESS"
+            assert wait_finished(client, first.json()["run_id"], admin)["outcome"] == "TERMINE"
+
+            with gw.engine.begin() as conn:  # a `gateway run` going on elsewhere
+                conn.execute(runs_t.insert().values(trigger="cli", dry_run=False, inputs="[]", started_at=utcnow(),
+                                                    outcome="EN_COURS", counts="{}"))
+            assert client.post("/api/v1/runs", json={}, headers=admin).status_code == 409
+            gw.settings = gw.settings.model_copy(update={"run_stale_seconds": 0.001})  # …which crashed long ago
+            time.sleep(0.01)
+            assert client.post("/api/v1/runs", json={}, headers=admin).status_code == 202
+        gw.close()
+
+
+def test_health_readiness_and_metrics(client, gw, tokens, night) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and set(ready.json()["checks"].values()) == {"ok"}
+    client.get("/api/v1/events/69001-1", headers=bearer(tokens.admin))
+    metrics = client.get("/metrics", headers=bearer(tokens.admin))
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+    for line in ('gateway_events{state="ACCEPTE"} 4.0', 'gateway_events{state="REJETE"} 2.0',
+                 'gateway_events{state="INVALIDE"} 3.0', 'gateway_envelopes{state="TRAITE"} 1.0',
+                 "gateway_envelopes_sent_total 1.0", "gateway_envelope_retries_total 0.0",
+                 "gateway_report_latency_seconds_count 1.0", "gateway_run_duration_seconds_count 1.0",
+                 'gateway_api_requests_total{method="GET",operation="read_event",status="200"} 1.0'):
+        assert line in text, line
+    assert client.get("/metrics").status_code == 401
+
+
+def test_not_ready_without_keys(settings) -> None:
+    from gateway.context import Gateway
+
+    gw = Gateway.open(settings)  # no `gateway keys init`
+    with TestClient(create_app(gw)) as client:
+        answer = client.get("/readyz")
+    assert answer.status_code == 503 and answer.json()["code"] == "NOT_READY"
+    assert answer.headers["content-type"] == "application/problem+json"
+    gw.close()
+
+
+PROBLEMS = [
+    ("GET", "/api/v1/events", None, None, 401, "UNAUTHENTICATED"),
+    ("GET", "/api/v1/audit", "partner_69001", None, 403, "FORBIDDEN"),
+    ("GET", "/api/v1/nulle-part", "admin", None, 404, "NOT_FOUND"),
+    ("GET", "/api/v1/events/69001-424242", "admin", None, 404, "NOT_FOUND"),
+    ("GET", "/api/v1/runs/999", "admin", None, 404, "NOT_FOUND"),
+    ("GET", "/api/v1/envelopes/inconnu", "admin", None, 404, "NOT_FOUND"),
+    ("DELETE", "/api/v1/events", "admin", None, 405, "METHOD_NOT_ALLOWED"),
+    ("GET", "/api/v1/events?limit=0", "admin", None, 422, "VALIDATION"),
+    ("GET", "/api/v1/events?cursor=pas-un-curseur", "admin", None, 422, "INVALID_CURSOR"),
+    ("GET", "/api/v1/events?updated_from=2026-11-20T10:00:00", "admin", None, 422, "VALIDATION"),
+    ("GET", "/api/v1/runs/abc", "admin", None, 422, "VALIDATION"),
+    ("POST", "/api/v1/events/bulk", "admin", {"events": "non"}, 422, "VALIDATION"),
+    ("POST", "/api/v1/dude/comptes-rendus", None, None, 400, "L03"),
+]
+
+
+@pytest.mark.parametrize("method, url, who, body, status, code", PROBLEMS,
+                         ids=[f"{p[0]} {p[1]} {p[4]}" for p in PROBLEMS])
+def test_every_error_is_a_problem_document_with_its_code(client, tokens, method, url, who, body, status, code) -> None:
+    answer = client.request(method, url, json=body, headers=bearer(tokens[who]) if who else {})
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    assert problem["code"] == code and problem["status"] == status
+    assert problem["type"].endswith(code) and problem["title"] and problem["detail"]
+    assert problem["instance"] == url.split("?")[0] and problem["request_id"] == answer.headers["x-request-id"]
+    if status == 405:
+        assert answer.headers["allow"] == "GET, POST"
+    if status == 422:
+        assert problem["errors"] and all(e["field"] for e in problem["errors"])
+
+
+def test_a_cursor_from_another_search_is_refused(client, tokens, night) -> None:
+    auth = bearer(tokens.admin)
+    page = client.get("/api/v1/events", params={"limit": 2, "code_ml": "69001"}, headers=auth).json()
+    other = client.get("/api/v1/events", params={"limit": 2, "code_ml": "69002", "cursor": page["next_cursor"]},
+                       headers=auth)
+    assert other.status_code == 422 and other.json()["code"] == "INVALID_CURSOR"
+
+
+def test_pages_stay_right_while_events_arrive(client, gw, tokens, night) -> None:
+    auth = bearer(tokens.admin)
+    seen, cursor, added = [], None, 0
+    while True:
+        page = client.get("/api/v1/events", params={"limit": 2, **({"cursor": cursor} if cursor else {})},
+                          headers=auth).json()
+        seen += [e["key"] for e in page["items"]]
+        if added < 3:  # a partner submits between two pages
+            client.post("/api/v1/events", json=json_event(id_evenement=f"50{added}"), headers=auth)
+            added += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 9 + 3
+    with gw.engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from events")).scalar() == 12

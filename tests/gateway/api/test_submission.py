@@ -1,0 +1,194 @@
+"""Events submitted as JSON: the pre-flight rules of a Parcours 3 line, the same ingest, idempotent by key
+and content, one answer per event; the NIR dropped; malformed requests are 422 naming the field."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.codes import EventType
+from gateway.store.models import events_t, history_t
+from tests.factories import json_event
+from tests.gateway.api.conftest import bearer
+
+TOMORROW = (datetime.now(ZoneInfo("Europe/Paris")).date() + timedelta(days=1)).isoformat()
+
+#: Each pre-flight reject code, from a JSON event (brief §3, §4).
+PREFLIGHT = {
+    "E09-champ-absent": ({"nom": None}, "E09", "nom"),
+    "E09-date-non-iso": ({"date_evenement": "20/11/2026"}, "E09", "date_evenement"),
+    "E09-date-inexistante": ({"date_evenement": "2026-02-30"}, "E09", "date_evenement"),
+    "E09-code-inconnu": ({"modalite": "XYZ"}, "E09", "modalite"),
+    "E10-fin-avant-debut": ({"type_evenement": "EFO", "formacode": "22435", "organisme": "AFPA",
+                             "date_debut": "2026-11-10", "date_fin": "2026-11-01"}, "E10", "date_fin"),
+    "E08-siret-luhn": ({"type_evenement": "MER", "num_offre": "123456A", "siret": "73282932000075",
+                        "resultat": "ATT"}, "E08", "siret"),
+    "E07-age": ({"date_naissance": "1990-01-01"}, "E07", "date_naissance"),
+    "E04-date-future": ({"date_evenement": TOMORROW}, "E04", "date_evenement"),
+    "E06-modification-inconnue": ({"operation": "M", "id_evenement": "777"}, "E06", "operation"),
+}
+
+
+def rows(gw, key: str | None = None) -> list:
+    query = sa.select(events_t).order_by(events_t.c.id)
+    if key:
+        query = query.where(events_t.c.key == key)
+    with gw.engine.connect() as conn:
+        return conn.execute(query).all()
+
+
+def test_a_valid_event_is_stored_once_and_resubmitting_adds_nothing(client, gw, tokens) -> None:
+    auth = bearer(tokens.partner_69001)
+    event = json_event(nir="204056912345678")
+    first = client.post("/api/v1/events", json=event, headers=auth)
+    assert first.status_code == 201
+    assert first.json() == {"index": 0, "outcome": "CREE", "key": "69001-1001", "version": 1,
+                            "state": "EN_ATTENTE", "reject": None}
+    again = client.post("/api/v1/events", json=event, headers=auth)
+    assert again.status_code == 200
+    assert {**again.json(), "outcome": "CREE"} == first.json() and again.json()["outcome"] == "DEJA_RECU"
+    [row] = rows(gw)
+    assert "nir" not in json.loads(row.payload) and "204056912345678" not in row.payload
+    store = b"".join(p.read_bytes() for p in gw.settings.data_dir.glob("gateway.db*"))
+    assert b"204056912345678" not in store  # nowhere in the database files (brief §3: never stored)
+    assert row.source_file.startswith("API:partner_69001:") and row.source_line == 1
+
+    changed = client.post("/api/v1/events", json={**event, "modalite": "TEL"}, headers=auth)
+    assert changed.status_code == 201 and changed.json()["outcome"] == "NOUVELLE_VERSION"
+    assert changed.json()["version"] == 2
+    assert [(r.version, r.operation, r.state) for r in rows(gw)] == [(1, "C", "EN_ATTENTE"), (2, "M", "EN_ATTENTE")]
+
+
+@pytest.mark.parametrize("change, code, field", PREFLIGHT.values(), ids=PREFLIGHT.keys())
+def test_each_preflight_reject_is_answered_and_stored_invalid(client, gw, tokens, change, code, field) -> None:
+    event = json_event(**change)
+    answer = client.post("/api/v1/events", json=event, headers=bearer(tokens.partner_69001))
+    assert answer.status_code == 201
+    body = answer.json()
+    assert body["state"] == "INVALIDE" and body["reject"]["code"] == code and body["reject"]["field"] == field
+    assert body["reject"]["label"] and body["reject"]["hint"] and body["reject"]["message"]
+    [row] = rows(gw)
+    assert (row.key, row.state, row.reject_code) == (body["key"], "INVALIDE", code)
+    again = client.post("/api/v1/events", json=event, headers=bearer(tokens.partner_69001))
+    assert again.status_code == 200 and again.json()["outcome"] == "DEJA_RECU" and len(rows(gw)) == 1
+
+
+def test_the_same_event_through_an_export_and_through_json_is_one_event(client, gw, tokens, tmp_path) -> None:
+    from gateway.pipeline.run import run_batch
+    from tests.factories import p3_line, write_export
+
+    run_batch(gw, [write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(EventType.ENT)])])
+    answer = client.post("/api/v1/events", json=json_event(saisi_le="2026-11-20T10:15:00"),
+                         headers=bearer(tokens.partner_69001))
+    assert answer.json()["outcome"] == "DEJA_RECU" and answer.json()["state"] == "ACCEPTE"
+
+
+def test_bulk_answers_each_event_in_order(client, gw, tokens) -> None:
+    events = [json_event(id_evenement="1"), json_event(id_evenement="2", siret="1"),  # siret is not an ENT field
+              json_event(id_evenement="3", date_naissance="1990-01-01"),
+              json_event(id_evenement="4", code_ml="69002"),  # another mission locale
+              json_event(id_evenement="1", modalite="TEL"),  # the same key twice in one request
+              json_event(EventType.PEM, id_evenement="5")]
+    answer = client.post("/api/v1/events/bulk", json={"events": events}, headers=bearer(tokens.partner_69001))
+    assert answer.status_code == 200
+    body = answer.json()
+    got = [(r["index"], r["outcome"], r["key"], r["state"], (r["reject"] or {}).get("code")) for r in body["results"]]
+    assert got == [(0, "CREE", "69001-1", "EN_ATTENTE", None), (1, "CREE", "69001-2", "EN_ATTENTE", None),
+                   (2, "CREE", "69001-3", "INVALIDE", "E07"), (3, "REFUSE", "69002-4", None, "FORBIDDEN"),
+                   (4, "REFUSE", "69001-1", None, "CONFLICT"), (5, "CREE", "69001-5", "EN_ATTENTE", None)]
+    assert body["counts"] == {"CREE": 4, "REFUSE": 2}
+    assert {r.key for r in rows(gw)} == {"69001-1", "69001-2", "69001-3", "69001-5"}
+    with gw.engine.connect() as conn:
+        causes = conn.execute(sa.select(history_t.c.cause).where(history_t.c.state == "RECU")).scalars().all()
+    assert all(c.startswith(f"lu dans API:partner_69001:{body['request_id']}:") for c in causes)
+
+    again = client.post("/api/v1/events/bulk", json={"events": events}, headers=bearer(tokens.partner_69001))
+    assert again.json()["counts"] == {"DEJA_RECU": 4, "REFUSE": 2} and len(rows(gw)) == 4
+
+
+def test_an_admin_submits_for_any_mission_locale(client, tokens) -> None:
+    answer = client.post("/api/v1/events", json=json_event(code_ml="13055"), headers=bearer(tokens.admin))
+    assert answer.status_code == 201 and answer.json()["key"] == "13055-1001"
+
+
+def test_an_event_without_a_readable_key_is_a_422_naming_the_field(client, gw, tokens) -> None:
+    """The key (code_ml, id_evenement) is the one thing the schema requires: without it there is no event."""
+    answer = client.post("/api/v1/events", json=json_event(code_ml="690"), headers=bearer(tokens.admin))
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "code_ml"
+    bulk = client.post("/api/v1/events/bulk", json={"events": [json_event(), json_event(id_evenement=None)]},
+                       headers=bearer(tokens.admin))
+    assert bulk.status_code == 422 and bulk.json()["errors"][0]["field"] == "events.1.id_evenement"
+    assert rows(gw) == []
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"events": [{"nom": 12}]}, "events.0.nom"),
+    ({"events": [{"date_de_naissance": "2004-05-06"}]}, "events.0.date_de_naissance"),
+    ({"events": []}, "events"),
+    ({"evenements": []}, "events"),
+    ([json_event()], "body"),
+], ids=["type", "champ-inconnu", "liste-vide", "sans-events", "pas-un-objet"])
+def test_a_wrong_field_is_a_422_naming_it(client, tokens, body, field) -> None:
+    answer = client.post("/api/v1/events/bulk", json=body, headers=bearer(tokens.partner_69001))
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert field in {e["field"] for e in answer.json()["errors"]}
+
+
+def test_invalid_json_is_a_422(client, tokens) -> None:
+    answer = client.post("/api/v1/events/bulk", content=b'{"events": [', headers={
+        **bearer(tokens.partner_69001), "Content-Type": "application/json"})
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "body"
+
+
+def test_more_events_than_the_setting_allows_is_a_422(gw, tokens) -> None:
+    from fastapi.testclient import TestClient
+
+    from gateway.api.main import create_app
+
+    gw.settings = gw.settings.model_copy(update={"api_max_events_per_request": 3})
+    with TestClient(create_app(gw)) as small:
+        events = [json_event(id_evenement=str(i)) for i in range(4)]
+        answer = small.post("/api/v1/events/bulk", json={"events": events}, headers=bearer(tokens.partner_69001))
+        assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "events"
+        schema = small.get("/openapi.json").json()["components"]["schemas"]["EventBulkIn"]
+        assert schema["properties"]["events"]["maxItems"] == 3
+    assert rows(gw) == []
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(gw, tokens) -> None:
+    from fastapi.testclient import TestClient
+
+    from gateway.api.main import create_app
+
+    gw.settings = gw.settings.model_copy(update={"api_max_body_bytes": 2000})
+    with TestClient(create_app(gw)) as small:
+        def chunks():  # no Content-Length: counted as it comes (over a socket: tests/…/test_end_to_end.py)
+            for _ in range(100):
+                yield b" " * 100
+
+        big = small.post("/api/v1/events/bulk", content=b"x" * 5000, headers={
+            **bearer(tokens.partner_69001), "Content-Type": "application/json"})
+        assert big.status_code == 413 and big.json()["code"] == "TOO_LARGE"
+        assert big.headers["content-type"] == "application/problem+json"
+        streamed = small.post("/api/v1/events/bulk", content=chunks(), headers={
+            **bearer(tokens.partner_69001), "Content-Type": "application/json"})
+        assert streamed.status_code == 413 and streamed.json()["code"] == "TOO_LARGE"
+        ok = small.post("/api/v1/events", json=json_event(), headers=bearer(tokens.partner_69001))
+        assert ok.status_code == 201
+    assert [r.key for r in rows(gw)] == ["69001-1001"]
+
+
+def test_dates_and_timestamps_are_iso(client, gw, tokens) -> None:
+    event = json_event(EventType.EFO, date_debut="2026-11-02", date_fin="2027-03-31",
+                       saisi_le="2026-11-20T09:15:00Z", premier_entretien=None)
+    answer = client.post("/api/v1/events", json=event, headers=bearer(tokens.partner_69001))
+    assert answer.json()["state"] == "EN_ATTENTE", answer.json()
+    stored = json.loads(rows(gw)[0].payload)
+    assert stored["date_debut"] == "2026-11-02" and stored["date_naissance"] == "2004-05-06"
+    assert datetime.fromisoformat(stored["saisi_le"]) == datetime(2026, 11, 20, 9, 15, tzinfo=ZoneInfo("UTC"))
+    assert date.fromisoformat(stored["date_evenement"]) == date(2026, 11, 20)
