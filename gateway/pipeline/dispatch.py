@@ -344,17 +344,19 @@ def _apply_receipt(gw: Gateway, envelope_id: str, receipt, receipt_bytes: bytes,
                                                  sha256=_sha256(receipt_bytes), body=receipt_bytes))
         if receipt.accepted:
             poll_at = now + timedelta(seconds=gw.settings.report_poll_interval_seconds)
+            # Only from SIGNE/ENVOYE: a report pushed before this receipt was recorded has already
+            # settled the envelope (TRAITE), which a late receipt must not undo.
             set_envelope_state(conn, envelope_id, EnvelopeState.RECU.value, now=now,
                                cause=f"accusé de réception : {receipt.events_received} événements reçus",
-                               receipt_at=now, next_poll_at=poll_at, last_error=None)
+                               from_states=UNANSWERED, receipt_at=now, next_poll_at=poll_at, last_error=None)
             move_envelope_events(conn, envelope_id, from_states=[EventState.ENVOYE], to=EventState.TRANSMIS,
                                  now=now, cause=f"accusé de réception du lot {envelope_id}", run_id=run_id)
         else:
             code = receipt.reject_code.value if receipt.reject_code else RejectCode.L04.value
             message = receipt.reject_message or RejectCode(code).label
             set_envelope_state(conn, envelope_id, EnvelopeState.REJETE.value, now=now,
-                               cause=f"lot rejeté par le DUDE ({code})", receipt_at=now, reject_code=code,
-                               reject_message=message[:1000], last_error=None)
+                               cause=f"lot rejeté par le DUDE ({code})", from_states=UNANSWERED, receipt_at=now,
+                               reject_code=code, reject_message=message[:1000], last_error=None)
             move_envelope_events(conn, envelope_id, from_states=[EventState.ENVOYE], to=EventState.REJETE,
                                  now=now, cause=f"lot {envelope_id} rejeté en bloc ({code})", run_id=run_id,
                                  code=code, message=message[:1000])

@@ -27,7 +27,7 @@ from gateway.codes import EnvelopeState, EventState
 from gateway.context import Gateway
 from gateway.errors import NoReport, TransportError, UnexpectedDocument
 from gateway.pipeline.transitions import move_envelope_events, set_envelope_state, set_event_states
-from gateway.store.models import DOC_REPORT, documents_t, envelopes_t, events_t, history_t
+from gateway.store.models import DOC_REPORT, documents_t, envelope_history_t, envelopes_t, events_t, history_t
 
 log = logging.getLogger("gateway.reconcile")
 
@@ -58,18 +58,10 @@ def apply_report(gw: Gateway, data: bytes, *, via: str = "polling") -> AppliedRe
     report = parse_report(verified.root)
     now = gw.clock()
     with gw.engine.begin() as conn:
-        lock = sa.select(envelopes_t.c.id, envelopes_t.c.state, envelopes_t.c.run_id).where(
-            envelopes_t.c.id == report.id_lot)
-        if conn.dialect.name == "postgresql":
-            lock = lock.with_for_update()
-        envelope = conn.execute(lock).first()
+        envelope = _claim(conn, report.id_lot, now=now, via=via)
         if envelope is None:
-            raise UnexpectedDocument(f"report for envelope {report.id_lot}, which this gateway never sent")
-        if envelope.state == EnvelopeState.TRAITE.value:
             log.info("envelope %s: duplicate report (%s) ignored", report.id_lot, via)
             return AppliedReport(report.id_lot, ReportOutcome.DUPLICATE)
-        if envelope.state == EnvelopeState.REJETE.value:
-            raise UnexpectedDocument(f"report for envelope {report.id_lot}, which DUDE rejected as a whole")
         ours = _events_of(conn, report)
         accepted, rejected = _changes(report, ours)
         cause = f"compte rendu du lot {report.id_lot} ({via})"
@@ -90,13 +82,45 @@ def apply_report(gw: Gateway, data: bytes, *, via: str = "polling") -> AppliedRe
         conn.execute(documents_t.insert().values(envelope_id=report.id_lot, kind=DOC_REPORT, at=now,
                                                  sha256=hashlib.sha256(data).hexdigest(), body=data, note=via))
         late = envelope.state == EnvelopeState.SANS_REPONSE.value
-        set_envelope_state(conn, report.id_lot, EnvelopeState.TRAITE.value, now=now,
-                           cause=f"compte rendu {'tardif ' if late else ''}rapproché ({via}) : "
-                                 f"{report.accepted_count} acceptés, {report.rejected_count} rejetés",
-                           report_at=now, next_poll_at=None, accepted_count=report.accepted_count,
-                           rejected_count=report.rejected_count)
+        conn.execute(envelopes_t.update().where(envelopes_t.c.id == report.id_lot).values(
+            accepted_count=report.accepted_count, rejected_count=report.rejected_count))
+        conn.execute(envelope_history_t.insert().values(
+            envelope_id=report.id_lot, state=EnvelopeState.TRAITE.value, at=now,
+            cause=(f"compte rendu {'tardif ' if late else ''}rapproché ({via}) : "
+                   f"{report.accepted_count} acceptés, {report.rejected_count} rejetés")[:255]))
     log.info("envelope %s: report applied (%s), %d events moved", report.id_lot, via, applied)
     return AppliedReport(report.id_lot, ReportOutcome.APPLIED, report.accepted_count, report.rejected_count)
+
+
+#: Envelope states a report may settle: awaited (RECU), given up (SANS_REPONSE), or still unanswered
+#: because the receipt was lost on the way back although DUDE processed the envelope.
+_REPORTABLE = (EnvelopeState.RECU.value, EnvelopeState.SANS_REPONSE.value, EnvelopeState.ENVOYE.value,
+               EnvelopeState.SIGNE.value)
+
+
+def _claim(conn: sa.Connection, envelope_id: str, *, now, via: str):
+    """Take the envelope for this report, or return None if another copy of the report already did.
+
+    The first statement is a guarded UPDATE: it takes the write lock (SQLite) or the row lock
+    (PostgreSQL) and re-checks the state under it, so a report pushed to the callback and the same
+    report fetched by a poll, or by another instance, are applied exactly once. Raises for a report
+    on an envelope never sent or rejected as a whole.
+    """
+    for _ in range(3):
+        envelope = conn.execute(sa.select(envelopes_t.c.id, envelopes_t.c.state, envelopes_t.c.run_id)
+                                .where(envelopes_t.c.id == envelope_id)).first()
+        if envelope is None:
+            raise UnexpectedDocument(f"report for envelope {envelope_id}, which this gateway never sent")
+        if envelope.state == EnvelopeState.TRAITE.value:
+            return None
+        if envelope.state not in _REPORTABLE:
+            raise UnexpectedDocument(f"report for envelope {envelope_id}, which DUDE rejected as a whole")
+        moved = conn.execute(envelopes_t.update().where(
+            envelopes_t.c.id == envelope_id, envelopes_t.c.state == envelope.state).values(
+            state=EnvelopeState.TRAITE.value, report_at=now, next_poll_at=None)).rowcount
+        if moved:
+            return envelope
+    raise UnexpectedDocument(f"envelope {envelope_id} kept changing while its report ({via}) was applied")
 
 
 def _events_of(conn: sa.Connection, report: Report) -> dict[tuple[str, int], int | None]:

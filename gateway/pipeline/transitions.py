@@ -70,7 +70,18 @@ def set_event_states(conn: Connection, changes: Sequence[dict], *, now: datetime
 
 
 def set_envelope_state(conn: Connection, envelope_id: str, state: str, *, now: datetime, cause: str,
-                       **values) -> None:
-    conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(state=state, **values))
+                       from_states: Iterable[str] | None = None, **values) -> bool:
+    """Move an envelope to ``state`` (only from ``from_states`` when given) and record why.
+
+    The guard is evaluated by the UPDATE itself, under the database's lock, so two writers racing
+    on one envelope (a receipt and a pushed report, two instances) cannot both move it. Returns
+    whether it moved.
+    """
+    where = envelopes_t.c.id == envelope_id
+    if from_states is not None:
+        where = sa.and_(where, envelopes_t.c.state.in_(list(from_states)))
+    if not conn.execute(envelopes_t.update().where(where).values(state=state, **values)).rowcount:
+        return False
     conn.execute(envelope_history_t.insert().values(envelope_id=envelope_id, state=state, at=now,
                                                     cause=cause[:255]))
+    return True

@@ -248,3 +248,55 @@ def test_versions_of_one_event_in_two_envelopes_reach_dude_in_order(settings, em
     assert summary.sending["envoyes"] == 2
     assert summary.states == {"ACCEPTE": 61}
     gw.close()
+
+
+def test_a_receipt_recorded_after_its_report_does_not_undo_it(gw, emulator, tmp_path: Path) -> None:
+    """The report was pushed to the callback before the sender recorded the receipt."""
+    from adapters.parcours3.mapping import parse_export
+    from gateway.pipeline.ingest import ingest
+    from gateway.preflight import PreflightConfig
+
+    ingest(gw.engine, parse_export(night(tmp_path), PreflightConfig.from_settings(gw.settings)), run_id=None,
+           now=gw.clock())
+    [envelope_id] = dispatch.seal_all(gw, run_id=None)
+    answer = dispatch.transmit(gw, envelope_id)
+    assert apply_report(gw, emulator.report(envelope_id).body, via="callback").outcome is ReportOutcome.APPLIED
+
+    dispatch.apply_answer(gw, answer)
+
+    events, envelopes, _ = snapshot(gw)
+    assert envelopes == [(envelope_id, "TRAITE")]
+    assert sorted({s for _, _, s, _ in events}) == ["ACCEPTE", "REJETE"]
+    assert reconcile.poll_reports(gw, force=True) == []  # nothing left awaiting a report
+
+
+def test_the_same_report_pushed_and_polled_at_once_is_applied_once(gw, emulator, tmp_path: Path) -> None:
+    import threading
+
+    settings = gw.settings.model_copy(update={"report_wait_seconds": 0})
+    quiet = Gateway(settings=settings, engine=gw.engine, transport=gw.transport, sleep=gw.sleep)
+    run_batch(quiet, [night(tmp_path)])
+    envelope_id = only_envelope(gw)
+    with gw.engine.begin() as conn:  # as if the report had not come yet
+        conn.execute(envelopes_t.update().values(state="RECU"))
+        conn.execute(events_t.update().values(state="TRANSMIS"))
+    report = emulator.report(envelope_id).body
+    count_reports = sa.text("SELECT count(*) FROM documents WHERE kind = 'COMPTE_RENDU'")
+    with gw.engine.connect() as conn:
+        before = conn.execute(count_reports).scalar_one()
+    barrier, outcomes = threading.Barrier(4), []
+
+    def apply() -> None:
+        barrier.wait()
+        outcomes.append(apply_report(gw, report, via="callback").outcome)
+
+    threads = [threading.Thread(target=apply) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == sorted([ReportOutcome.APPLIED] + [ReportOutcome.DUPLICATE] * 3)
+    with gw.engine.connect() as conn:
+        assert conn.execute(count_reports).scalar_one() == before + 1
+        moves = conn.execute(sa.text("SELECT count(*) FROM envelope_history WHERE state = 'TRAITE'")).scalar_one()
+    assert moves == 1
