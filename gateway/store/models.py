@@ -219,3 +219,22 @@ class AuditEntry(SQLModel, table=True):
 
 api_clients_t: sa.Table = ApiClient.__table__  # type: ignore[assignment]
 audit_t: sa.Table = AuditEntry.__table__  # type: ignore[assignment]
+
+
+class Control(SQLModel, table=True):
+    """An operator's switch shared by every instance (e.g. ``envoi_suspendu``: all sending paused).
+
+    Kept in the store, not in a setting, so that pausing from one instance (CLI, API, console)
+    holds for all of them at once and survives restarts.
+    """
+
+    __tablename__ = "controls"
+
+    name: str = Field(primary_key=True, max_length=50)
+    value: str = Field(default="", description="JSON")
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    updated_by: str | None = Field(default=None, max_length=120)
+    reason: str | None = None
+
+
+controls_t: sa.Table = Control.__table__  # type: ignore[assignment]
