@@ -4,6 +4,8 @@
     .venv/bin/python bench/night.py --events 1000000   # a million (about 3 GB of disk in the temp folder)
     .venv/bin/python bench/night.py --scale            # 20,000 then 1,000,000, each in its own process
     .venv/bin/python bench/night.py --json             # the same figures, machine-readable
+    .venv/bin/python bench/night.py --workers 4        # the night with 1 sender, then with 4
+    .venv/bin/python bench/night.py --database-url postgresql+psycopg://user:pw@host/db   # on PostgreSQL
 
 What is measured, for one size (issue 7):
 
@@ -11,7 +13,12 @@ What is measured, for one size (issue 7):
   store, against the DUDE emulator in its own process on a loopback port (reports available at once,
   polled every 50 ms): reading, pre-flight, storing, XML, XSD, signature, sending, receipts, reports,
   reconciliation. Wall time, events/s, the gateway's peak RSS (this process: the high-water mark is
-  reset just before) and the emulator process's peak RSS, and the run's own stage durations.
+  reset just before) and the emulator process's peak RSS, and the run's own stage durations. Measured
+  with 1 sending worker, then with ``--workers N`` (default: ``send_workers``, 2), each on its own
+  fresh store (issue 5).
+* **the store**: SQLite in the work folder by default; with ``--database-url`` (PostgreSQL), each
+  measurement gets a fresh database created next to the one named (the role needs ``CREATEDB``) and
+  dropped afterwards, so the database named is never touched.
 * **the stages** (20,000 events by default, ``--stages`` to force): each stage alone, on another fresh
   store and emulator, so that each can be read apart: reading + pre-flight, reading + storing,
   sealing (XML, XSD, signature, store), sending + receipts, reports.
@@ -38,8 +45,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +58,10 @@ sys.path.insert(0, str(ROOT))
 
 import logging  # noqa: E402
 
+import sqlalchemy as sa  # noqa: E402
 from lxml import etree  # noqa: E402
+from sqlalchemy.exc import DBAPIError  # noqa: E402
+from sqlalchemy.pool import NullPool  # noqa: E402
 from signxml import XMLSigner  # noqa: E402
 
 from adapters.dude import schema  # noqa: E402
@@ -111,15 +123,59 @@ def generate(out: Path, events: int, seed: int) -> tuple[list[Path], Path]:
     return [Path(p) for p in night["exports"]], Path(night["registry"])
 
 
-def fresh_settings(data_dir: Path) -> Settings:
-    settings = Settings(_env_file=None, data_dir=data_dir, report_poll_interval_seconds=POLL_SECONDS)
+#: ``--database-url``: the server on which each measurement gets a fresh database (None: SQLite).
+DATABASE_URL: str | None = None
+
+
+@contextmanager
+def fresh_database() -> Iterator[str | None]:
+    """A new empty database on the ``--database-url`` server, dropped afterwards; None for SQLite."""
+    if DATABASE_URL is None:
+        yield None
+        return
+    base = sa.engine.make_url(DATABASE_URL)
+    name = f"gateway_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        drop_database(admin, name)
+        admin.dispose()
+
+
+def drop_database(admin: sa.Engine, name: str) -> None:
+    """Drop a database: plainly (PostgreSQL cancels an autovacuum worker in it by itself), else forcing out
+    what still holds a connection (a killed subprocess's); a few tries, as a worker may come and go."""
+    for attempt in range(10):
+        for statement in (f'DROP DATABASE IF EXISTS "{name}"', f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'):
+            try:
+                with admin.connect() as conn:
+                    conn.execute(sa.text(statement))
+                return
+            except DBAPIError:
+                continue
+        time.sleep(0.2 * (attempt + 1))
+    with admin.connect() as conn:  # the last word, with its error
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def fresh_settings(data_dir: Path, database_url: str | None = None, **updates: Any) -> Settings:
+    settings = Settings(_env_file=None, data_dir=data_dir, report_poll_interval_seconds=POLL_SECONDS,
+                        database_url=database_url, **updates)
     init_dev_keys(settings)
     return settings
 
 
-def night(files: list[Path], registry: Path, data_dir: Path, events: int) -> dict:
-    """The whole night through `run_batch`, as ``gateway run`` does it."""
-    settings = fresh_settings(data_dir)
+def night(files: list[Path], registry: Path, data_dir: Path, events: int, *, workers: int | None = None) -> dict:
+    """The whole night through `run_batch`, as ``gateway run`` does it, with ``workers`` senders."""
+    with fresh_database() as url:
+        return _night(files, registry, fresh_settings(data_dir, url, **({"send_workers": workers} if workers else {})),
+                      events)
+
+
+def _night(files: list[Path], registry: Path, settings: Settings, events: int) -> dict:
     with emulator_process(settings, registry=registry, report_delay=0.0) as emulator:
         gw = Gateway.open(settings.model_copy(update={"dude_url": emulator.base_url}))
         gw.signer  # noqa: B018  (loading the key is set-up, not night work)
@@ -131,7 +187,7 @@ def night(files: list[Path], registry: Path, data_dir: Path, events: int) -> dic
         emulator_peak = peak_mb(emulator.process.pid)
         gw.close()
     return {"seconds": round(seconds, 3), "events_per_second": round(events / seconds),
-            "peak_rss_mb": round(gateway_peak or 0, 1),
+            "workers": settings.send_workers, "peak_rss_mb": round(gateway_peak or 0, 1),
             "emulator_peak_rss_mb": round(emulator_peak, 1) if emulator_peak else None,
             "durations": {k: round(v, 3) for k, v in summary.durations.items()},
             "states": dict(sorted(summary.states.items())), "envelopes": dict(summary.envelopes)}
@@ -139,7 +195,11 @@ def night(files: list[Path], registry: Path, data_dir: Path, events: int) -> dic
 
 def stages(files: list[Path], registry: Path, data_dir: Path, events: int) -> list[dict]:
     """Each stage alone, on a fresh store and emulator."""
-    settings = fresh_settings(data_dir)
+    with fresh_database() as url:
+        return _stages(files, registry, fresh_settings(data_dir, url), events)
+
+
+def _stages(files: list[Path], registry: Path, settings: Settings, events: int) -> list[dict]:
     config = PreflightConfig.from_settings(settings)
     results: list[dict] = []
     with emulator_process(settings, registry=registry, report_delay=0.0) as emulator:
@@ -242,10 +302,14 @@ def floor(files: list[Path], settings: Settings, work: Path) -> dict:
 
 # -- one size, then the report ------------------------------------------------------------------------
 
-def bench(events: int, work: Path, *, seed: int, with_stages: bool) -> dict:
+def bench(events: int, work: Path, *, seed: int, with_stages: bool, workers: int | None = None) -> dict:
     exports, registry = generate(work / "nuit", events, seed)
-    result: dict[str, Any] = {"events": events, "exports": len(exports)}
-    result["night"] = night(exports, registry, work / "nuit-complete", events)
+    workers = workers or Settings(_env_file=None).send_workers
+    store = sa.engine.make_url(DATABASE_URL).get_backend_name() if DATABASE_URL else "sqlite"
+    result: dict[str, Any] = {"events": events, "exports": len(exports), "store": store}
+    result["nights"] = [night(exports, registry, work / f"nuit-{w}-envois", events, workers=w)
+                        for w in sorted({1, workers})]
+    result["night"] = result["nights"][-1]
     if with_stages:
         result["stages"] = stages(exports, registry, work / "etapes", events)
     result["floor"] = floor(exports, fresh_settings(work / "plancher"), work)
@@ -259,11 +323,16 @@ def _n(value: float) -> str:
 
 def print_one(result: dict) -> None:
     n, f = result["night"], result["floor"]
-    print(f"Nuit de {_n(result['events'])} événements ({result['exports']} exports)")
+    print(f"Nuit de {_n(result['events'])} événements ({result['exports']} exports), stockage "
+          f"{result.get('store', 'sqlite')}")
     print(f"{'étape':<40}{'secondes':>10}{'évts/s':>10}{'pic RSS (Mo)':>14}")
     for s in result.get("stages", []):
         print(f"{s['stage']:<40}{s['seconds']:>10.3f}{_n(s['events_per_second'] or 0):>10}{s['peak_rss_mb']:>14.1f}")
-    print(f"{'nuit complète (run_batch)':<40}{n['seconds']:>10.3f}{_n(n['events_per_second']):>10}"
+    for other in result.get("nights", [n])[:-1]:
+        label = f"nuit complète, {other['workers']} envoi(s) à la fois"
+        print(f"{label:<40}{other['seconds']:>10.3f}{_n(other['events_per_second']):>10}{other['peak_rss_mb']:>14.1f}")
+    label = f"nuit complète, {n.get('workers', 2)} envoi(s) à la fois"
+    print(f"{label:<40}{n['seconds']:>10.3f}{_n(n['events_per_second']):>10}"
           f"{n['peak_rss_mb']:>14.1f}")
     print("  durées de la nuit : " + ", ".join(f"{k} {v:.2f} s" for k, v in n["durations"].items()))
     print(f"  émulateur DUDE (processus séparé) : pic RSS {n['emulator_peak_rss_mb']} Mo")
@@ -298,14 +367,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, help="where to generate and store (default: a temporary folder)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--database-url", help="store on this server (postgresql+psycopg://…): a fresh database "
+                        "per measurement, created next to the one named and dropped after (default: SQLite)")
+    parser.add_argument("--workers", type=int, help="sending workers of the second night (the first has 1; "
+                        "default: send_workers, 2)")
     args = parser.parse_args()
+    global DATABASE_URL
+    DATABASE_URL = args.database_url
     logging.basicConfig(level=logging.ERROR)  # the night's own logs (unknown columns…) are not the point
 
     if args.scale:
         results = []
         for events in (20_000, 1_000_000):
             command = [sys.executable, __file__, "--events", str(events), "--seed", str(args.seed), "--json",
-                       "--stages" if events <= 100_000 else "--no-stages"]
+                       "--stages" if events <= 100_000 else "--no-stages",
+                       *(["--database-url", args.database_url] if args.database_url else []),
+                       *(["--workers", str(args.workers)] if args.workers else [])]
             done = subprocess.run(command, check=True, capture_output=True, text=True)
             results.append(json.loads(done.stdout))
             if not args.json:
@@ -320,10 +397,10 @@ def main() -> None:
     with_stages = args.stages if args.stages is not None else args.events <= 100_000
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        result = bench(args.events, args.workdir, seed=args.seed, with_stages=with_stages)
+        result = bench(args.events, args.workdir, seed=args.seed, with_stages=with_stages, workers=args.workers)
     else:
         with tempfile.TemporaryDirectory(prefix="gateway-bench-", dir=os.environ.get("TMPDIR")) as tmp:
-            result = bench(args.events, Path(tmp), seed=args.seed, with_stages=with_stages)
+            result = bench(args.events, Path(tmp), seed=args.seed, with_stages=with_stages, workers=args.workers)
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
     else:

@@ -150,6 +150,8 @@ class EnvelopeState(_Labelled):
     REJETE = ("REJETE", "Rejetée en bloc par le DUDE")
     TRAITE = ("TRAITE", "Compte rendu rapproché")
     SANS_REPONSE = ("SANS_REPONSE", "Pas de compte rendu dans le délai")
+    QUARANTAINE = ("QUARANTAINE", "Mise en quarantaine : le DUDE la refuse à chaque envoi (HTTP 500), "
+                                  "ses événements repartent en lots plus petits")
 
 
 class Level(str, Enum):

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from adapters.dude.client import DudeClient
 from adapters.dude.signing import Signer, TrustStore
+from gateway.lease import new_holder_id
 from gateway.settings import Settings
 from gateway.store.db import create_schema, make_engine
 from gateway.store.models import utcnow
@@ -31,14 +32,20 @@ class Gateway:
     transport: httpx.BaseTransport | None = None
     clock: Callable[[], datetime] = utcnow
     sleep: Callable[[float], None] = time.sleep
+    #: This instance's name in leases and envelope claims (several instances may share one store).
+    instance_id: str = ""
     _client: DudeClient | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.instance_id:
+            self.instance_id = new_holder_id(self.settings.instance_name)
 
     @classmethod
     def open(cls, settings: Settings, *, transport: httpx.BaseTransport | None = None,
              clock: Callable[[], datetime] = utcnow, sleep: Callable[[float], None] = time.sleep,
              create: bool = True) -> Gateway:
         engine = make_engine(settings.db_url)
-        if create:
+        if create:  # the schema migrations (Alembic): at the latest revision, one SELECT
             create_schema(engine)
         return cls(settings=settings, engine=engine, transport=transport, clock=clock, sleep=sleep)
 

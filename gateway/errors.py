@@ -32,7 +32,8 @@ are called (``raise … from exc``): nothing above the adapters catches a foreig
     ├── Unauthenticated                  UNAUTHENTICATED   (PermissionError)  API: no, unknown or revoked token
     ├── PermissionDenied                 FORBIDDEN         (PermissionError)
     ├── Conflict                         CONFLICT          (RuntimeError)
-    │   └── RunInProgress                RUN_IN_PROGRESS   a run is already going on
+    │   ├── RunInProgress                RUN_IN_PROGRESS   a run is already going on (another holds the lease)
+    │   └── LeaseLost                    LEASE_LOST        a run's lease went to another instance mid-run
     ├── RequestRejected                  VALIDATION        (ValueError)  API: a request it cannot take (.errors)
     │   ├── PayloadTooLarge              TOO_LARGE         body over the size limit, refused before it is read
     │   └── InvalidCursor                INVALID_CURSOR    a page cursor that is not one of ours
@@ -154,7 +155,14 @@ class TransportError(GatewayError, OSError):
 
 
 class RemoteServerError(TransportError):
+    """DUDE answered with a server error. ``status_code`` tells "this request broke it" (500: counted
+    against the envelope, `gateway.pipeline.quarantine`) from "it is unavailable" (502, 503, 504)."""
+
     code = "DUDE_SERVER_ERROR"
+
+    def __init__(self, message: str, *, status_code: int | None = None):
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class SendingPaused(GatewayError):
@@ -191,6 +199,13 @@ class Unauthenticated(GatewayError, PermissionError):
 
 class RunInProgress(Conflict):
     code = "RUN_IN_PROGRESS"
+
+
+class LeaseLost(Conflict):
+    """The lease a run held expired and another instance took it (this one stalled, or lost the database,
+    for longer than the lease): the run stops at its next check and leaves the night to the new holder."""
+
+    code = "LEASE_LOST"
 
 
 @dataclass(frozen=True, slots=True)

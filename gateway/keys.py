@@ -112,6 +112,26 @@ def init_dev_keys(settings: Settings, *, overwrite: bool = False, days: int = 73
     return DevKeys(gw, emu, created=True)
 
 
+def unsafe_key_files(settings: Settings) -> list[str]:
+    """Warnings (French, for the operator) about secret files others may read: the gateway's private key and
+    its password file, readable or writable by the group or by others (brief §6). Checked on start by
+    ``gateway run``, ``gateway serve`` and ``gateway demo``; a warning, not a refusal, so that a
+    deployment that manages access otherwise (ACLs, a container's single user) still starts."""
+    warnings = []
+    candidates = [("la clé privée", settings.gateway_key_file)]
+    if settings.key_password_file is not None:
+        candidates.append(("le fichier du mot de passe de la clé", settings.key_password_file))
+    for what, path in candidates:
+        try:
+            mode = path.stat().st_mode & 0o777
+        except OSError:  # missing: the command's own error says so
+            continue
+        if mode & 0o077:
+            warnings.append(f"{what} {path} est accessible à d'autres que son propriétaire (mode {mode:04o}) : "
+                            f"la protéger avec `chmod 600 {path}`.")
+    return warnings
+
+
 def certificate_pem(path: Path) -> str:
     try:
         pem = path.read_bytes()

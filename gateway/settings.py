@@ -56,7 +56,10 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(60.0, gt=0)
     send_attempts: int = Field(4, ge=1, le=20, description="Attempts per envelope within one run.")
     retry_backoff_seconds: float = Field(0.5, ge=0, description="First back-off; doubled each attempt, with jitter.")
-    retry_backoff_max_seconds: float = Field(30.0, ge=0)
+    retry_backoff_max_seconds: float = Field(30.0, ge=0, description="Longest back-off between two attempts.")
+    poison_after_failed_runs: int = Field(3, ge=1, le=100, description="Sending rounds answered HTTP 500 at every "
+                                          "attempt before an envelope is quarantined and its events re-sealed "
+                                          "by halves until the poison event is alone (gateway.pipeline.quarantine).")
     report_wait_seconds: float = Field(60.0, ge=0, description="How long a run waits for reports before leaving "
                                        "them to the next polls.")
     report_poll_interval_seconds: float = Field(0.5, gt=0)
@@ -75,8 +78,40 @@ class Settings(BaseSettings):
     api_page_max: int = Field(1000, ge=1, le=10_000, description="Most items in one page of a list.")
     input_dir: Path | None = Field(None, description="Where runs started through the API find their "
                                    "Parcours 3 exports. Default: <data_dir>/entrees")
-    run_stale_seconds: float = Field(3 * 3600.0, gt=0, description="A run still EN_COURS after this is "
-                                     "taken as crashed: it no longer blocks a new run started by the API.")
+
+    # Schedule, several instances, retention (issue 5)
+    schedule_enabled: bool = Field(True, description="`gateway serve` runs the scheduled jobs (night, polling, "
+                                   "purge, certificates).")
+    schedule_night_cron: str = Field("0 2 * * *", description="When the nightly run starts (crontab, 5 fields; "
+                                     "6 fields: seconds first), in `timezone`.")
+    schedule_misfire_grace_seconds: float = Field(12 * 3600.0, gt=0, description="A night missed while the "
+                                                  "service was down is run once on start if it is this late at "
+                                                  "most; later, the next night catches up.")
+    schedule_poll_seconds: float = Field(300.0, gt=0, description="Interval of the report polling job.")
+    schedule_purge_cron: str = Field("30 4 * * *", description="When the retention purge runs (crontab).")
+    schedule_certificates_cron: str = Field("0 7 * * *", description="When certificate expiry is checked "
+                                            "(crontab).")
+    retention_days: int = Field(365, ge=1, description="Raw documents of settled envelopes, and the personal "
+                                "fields of settled events, are purged after this many days.")
+    certificate_warning_days: int = Field(30, ge=0, description="Warn when a certificate (the gateway's or a "
+                                          "trusted DUDE one) expires within this many days.")
+    lease_seconds: float = Field(120.0, gt=0, description="How long a run's lease lasts without a heartbeat "
+                                 "(renewed every third of it): another instance takes a night over this long "
+                                 "after its holder died.")
+    send_workers: int = Field(2, ge=1, le=32, description="Envelopes on the wire at once, per instance.")
+    send_claim_seconds: float = Field(300.0, gt=0, description="How long a worker's claim on an envelope lasts "
+                                      "(renewed at each attempt): a dead worker's envelopes go to another then.")
+    instance_name: str | None = Field(None, max_length=80, description="This instance's name in leases and "
+                                      "claims. Default: host name and process id.")
+
+    # Support console (issue 4)
+    console_secret_key: SecretStr | None = Field(
+        None, min_length=32, description="Key signing the console's session cookies (32 characters or more). "
+        "Default: generated on first start into <data_dir>/console-secret.key; set it when several instances "
+        "serve the console, so that a session opened on one is valid on the others.")
+    console_session_hours: float = Field(8.0, gt=0, le=24 * 7, description="A console session ends this many "
+                                         "hours after sign-in, whatever happens in between.")
+    console_page_size: int = Field(50, ge=5, le=500, description="Events per page of the console's lists.")
 
     @field_validator("identifiant_pe_pattern")
     @classmethod
@@ -127,9 +162,20 @@ class Settings(BaseSettings):
         """Keys, registry and ledger of the DUDE emulator run by the demo."""
         return self.data_dir / "emulator"
 
+    @property
+    def console_secret_file(self) -> Path:
+        """Where the console's signing key is generated when ``console_secret_key`` is unset."""
+        return self.data_dir / "console-secret.key"
+
     def key_password_bytes(self) -> bytes | None:
         if self.key_password is not None:
             return self.key_password.get_secret_value().encode()
         if self.key_password_file is not None:
-            return self.key_password_file.read_text(encoding="utf-8").strip().encode()
+            try:
+                return self.key_password_file.read_text(encoding="utf-8").strip().encode()
+            except (OSError, UnicodeDecodeError) as exc:  # name the file, never what it holds
+                from gateway.errors import ConfigurationError
+
+                raise ConfigurationError(f"cannot read the key password file {self.key_password_file} "
+                                         f"({getattr(exc, 'strerror', None) or type(exc).__name__})") from exc
         return None

@@ -151,11 +151,19 @@ def resend_matching(gw: Gateway, flt: EventFilter, *, actor: str, client_id: int
     with gw.engine.begin() as conn:
         audit_id = _audit(conn, now, actor=actor, client_id=client_id, action=RESEND_FILTER, target=None,
                           flt=filter_as_dict(flt))
-        rows = _locked(conn, sa.select(events_t).where(*flt.where(), events_t.c.state.in_(ACTIONABLE), _latest())
-                       .order_by(events_t.c.id))
+        rows = _locked(conn, sa.select(events_t).where(*_resendable(flt)).order_by(events_t.c.id))
         result = _resend_rows(gw, conn, rows, now=now, actor=actor, audit_id=audit_id)
         _finish_audit(conn, audit_id, result.resent, _detail(result))
     return result
+
+
+def _resendable(flt: EventFilter) -> list[sa.ColumnElement]:
+    return [*flt.where(), events_t.c.state.in_(ACTIONABLE), _latest()]
+
+
+def count_resendable(conn: Connection, flt: EventFilter) -> int:
+    """How many events `resend_matching` would take now: what the console asks a person to confirm."""
+    return conn.execute(sa.select(sa.func.count()).select_from(events_t).where(*_resendable(flt))).scalar_one()
 
 
 def _detail(result: ResendResult) -> dict:

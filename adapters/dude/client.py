@@ -53,7 +53,7 @@ class DudeClient:
         except httpx.HTTPError as exc:
             raise TransportError(f"{method} {url}: {exc.__class__.__name__}: {exc}") from exc
         if response.status_code >= 500:
-            raise RemoteServerError(f"{method} {url}: HTTP {response.status_code}")
+            raise RemoteServerError(f"{method} {url}: HTTP {response.status_code}", status_code=response.status_code)
         return Answer(response.status_code, response.content, response.headers.get("content-type", ""))
 
     def post_envelope(self, body: bytes) -> bytes:

@@ -128,8 +128,13 @@ class Signer:
     def __init__(self, *, key_pem: bytes, cert_pem: bytes, password: bytes | None = None):
         try:
             self._key = serialization.load_pem_private_key(key_pem, password=password)
-        except (ValueError, TypeError) as exc:
-            raise KeyMaterialError(f"cannot read the private key (wrong password or not PEM): {exc}") from exc
+        except TypeError as exc:  # said of the password, never with it (it is not in cryptography's message)
+            hint = ("the private key is encrypted: give its password (GATEWAY_KEY_PASSWORD or "
+                    "GATEWAY_KEY_PASSWORD_FILE)" if password is None
+                    else "a password is set but the private key is not encrypted")
+            raise KeyMaterialError(hint) from exc
+        except ValueError as exc:
+            raise KeyMaterialError("cannot read the private key: wrong password, or not a PEM key") from exc
         try:
             self.certificate = x509.load_pem_x509_certificate(cert_pem)
         except ValueError as exc:

@@ -19,6 +19,15 @@ Why it reads the way it does:
 
 Encoding (brief §3): Windows-1252 by default; a UTF-8 BOM means UTF-8; otherwise the first 64 KiB
 are sniffed (valid UTF-8 holding non-ASCII bytes means UTF-8). An explicit encoding can be given.
+
+Hostile input (issue 6, ``fixtures/hostile/``):
+
+* a file that is mostly UTF-8 with a few lines in Windows-1252 (two exports pasted together) is read as
+  UTF-8 — its non-ASCII bytes are mostly well-formed UTF-8 sequences, which French Windows-1252 text
+  practically never makes — and only the foreign lines are rejected, as undecodable; read as
+  Windows-1252 instead, every accented name of the file would be silently garbled;
+* a NUL byte has no place in a text export: the record holding one is rejected (a corrupt line); a
+  file full of them (UTF-16, UTF-32, a binary file) is refused whole (``P3_ENCODING``).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import codecs
 import csv
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -120,10 +130,12 @@ class _Lines:
         # the record being parsed: its lines as (number, text or None if oversized, decoded well)
         self.record: list[tuple[int, str | None, bool]] = []
         self.record_size = 0
+        self.record_has_nul = False
 
     def begin_record(self) -> None:
         self.record = []
         self.record_size = 0
+        self.record_has_nul = False
 
     @property
     def record_start(self) -> int:
@@ -156,6 +168,8 @@ class _Lines:
         if text is None:
             raise _RecordTooLong(f"Ligne trop longue (plus de {self._max_bytes} octets).")
         self.record_size += len(text)
+        if "\x00" in text:
+            self.record_has_nul = True
         if len(self.record) > self._max_lines or self.record_size > self._max_bytes:
             raise _RecordTooLong(
                 f"Enregistrement trop long (plus de {self._max_lines} lignes ou "
@@ -218,6 +232,7 @@ class ExportReader:
     def _open_header(self, requested: str) -> None:
         with _open(self.path) as stream:
             head = stream.read(SNIFF_BYTES)
+            _refuse_binary(head, self.path)
             self.encoding, self._sniffed_ascii = _choose_encoding(head, requested)
             skip = len(_BOM) if head.startswith(_BOM) and self.encoding.startswith("utf-8") else 0
             stream.seek(skip)
@@ -257,8 +272,11 @@ class ExportReader:
                 log.warning("%s: unknown column ignored: %r", self.source_file, raw.strip())
         missing = [name for name in REQUIRED_COLUMNS if name not in seen]
         if missing:
+            other = next((name for sep, name in ((",", "des virgules"), ("\t", "des tabulations"), ("|", "des barres"))
+                          if len(header) == 1 and sep in header[0]), None)
+            hint = f" Le séparateur attendu est « ; » : ce fichier semble séparé par {other}." if other else ""
             raise ExportFileError(
-                f"colonne(s) obligatoire(s) absente(s) de l'en-tête : {', '.join(missing)}.",
+                f"colonne(s) obligatoire(s) absente(s) de l'en-tête : {', '.join(missing)}.{hint}",
                 path=str(self.path), code="P3_COLUMN_MISSING",
             )
         self._index = tuple(index)
@@ -312,7 +330,10 @@ class ExportReader:
                 yield SourceRecord(source, start, {}, problem)
                 continue
             fields = dict(zip(names, pick(row), strict=True))
-            if not lines.record_decoded_well:
+            if lines.record_has_nul:
+                problem = ("Octet nul (0x00) dans l'enregistrement : ligne corrompue (fichier tronqué ou "
+                           "mal exporté).")
+            elif not lines.record_decoded_well:
                 problem = f"Caractères illisibles dans l'encodage {self.encoding}."
             yield SourceRecord(source, start, fields, problem)
 
@@ -345,6 +366,26 @@ def read_export(path: str | os.PathLike[str], *, encoding: str = "auto",
     return reader
 
 
+_UTF16_32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+
+
+def _refuse_binary(head: bytes, path: Path) -> None:
+    """A file that is not 8-bit text at all: UTF-16/UTF-32 (a BOM, or NUL bytes all over), or binary."""
+    if head.startswith(_UTF16_32_BOMS) or head.count(0) > max(16, len(head) // 20):
+        raise ExportFileError("fichier en UTF-16, UTF-32 ou binaire (octets nuls) : l'exporter en "
+                              "Windows-1252 ou en UTF-8.", path=str(path), code="P3_ENCODING")
+
+
+def _mostly_utf8(head: bytes) -> bool:
+    """Whether most non-ASCII bytes of a sample that is *not* valid UTF-8 still form UTF-8 sequences: a
+    UTF-8 file with a few foreign lines. French Windows-1252 text (``é`` = E9 followed by a letter) almost
+    never makes a valid sequence."""
+    high = sum(1 for byte in head if byte >= 0x80)
+    in_sequences = sum(len(m) for m in _UTF8_SEQUENCE.findall(head))
+    return high > 0 and in_sequences * 3 >= high * 2
+
+
 def _choose_encoding(head: bytes, requested: str) -> tuple[str, bool]:
     """The encoding to read with, and whether it was chosen on a pure-ASCII sample."""
     if requested == "utf-8" and head.startswith(_BOM):
@@ -358,7 +399,7 @@ def _choose_encoding(head: bytes, requested: str) -> tuple[str, bool]:
     try:  # the sample may end in the middle of a character: decode it incrementally
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
-        return "cp1252", False
+        return ("utf-8" if _mostly_utf8(head) else "cp1252"), False
     return "utf-8", False
 
 

@@ -14,9 +14,11 @@ from fastapi.openapi.utils import get_openapi
 from gateway.api import problems
 from gateway.api.metrics import ApiMetrics
 from gateway.api.middleware import ApiMiddleware
-from gateway.api.routes import dude, envelopes, events, health, runs, support
+from gateway.api.routes import dude, envelopes, events, health, runs, sending, support
 from gateway.api.runner import RunLauncher
+from gateway.console import mount_console
 from gateway.context import Gateway
+from gateway.scheduler import GatewayScheduler
 
 API_PREFIX = "/api/v1"
 DESCRIPTION = """\
@@ -32,25 +34,34 @@ inexistant (404).
 """
 
 
-def create_app(gw: Gateway) -> FastAPI:
-    """The API over ``gw`` (which the caller opened and closes)."""
+def create_app(gw: Gateway, *, scheduler: GatewayScheduler | None = None) -> FastAPI:
+    """The API over ``gw`` (which the caller opened and closes); ``scheduler`` (``gateway serve``) runs
+    from the app's start to its stop."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        app.state.runs.join(timeout=5)
+        if scheduler is not None:
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+            app.state.runs.join(timeout=5)
 
     app = FastAPI(title="Passerelle Parcours 3 → DUDE", version="1", description=DESCRIPTION, lifespan=lifespan,
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
     app.state.gateway = gw
+    app.state.scheduler = scheduler
     app.state.runs = RunLauncher(gw)
     app.state.metrics = ApiMetrics(gw)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (events, support, runs, envelopes, dude):
+    for module in (events, support, runs, envelopes, dude, sending):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
+    mount_console(app, gw)  # the support console, French HTML pages under /console (issue 4)
 
     problems.install(app)
     app.add_middleware(ApiMiddleware, max_body_bytes=gw.settings.api_max_body_bytes,

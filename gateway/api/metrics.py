@@ -11,6 +11,8 @@ several instances sharing one database report the same numbers. They are whole-g
 * ``gateway_envelope_attempts_total``, ``gateway_envelope_retries_total`` — posts, and posts after the first;
 * ``gateway_report_latency_seconds`` — receipt to reconciled report, per envelope (histogram);
 * ``gateway_run_duration_seconds`` — finished runs (histogram); ``gateway_runs_in_progress``;
+* ``gateway_certificate_expiry_days{role,subject}`` — days until each certificate expires (the
+  gateway's, ``role="passerelle"``, and the trusted DUDE ones), read from the files (issue 5);
 * ``gateway_api_requests_total{method,operation,status}``, ``gateway_api_request_duration_seconds{operation}``
   (``operation``: the endpoint's name, such as ``read_event``).
 """
@@ -26,7 +28,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from gateway.codes import EnvelopeState, EventState
+from gateway.certificates import check_certificates
 from gateway.context import Gateway
+from gateway.errors import GatewayError
 from gateway.store.models import envelopes_t, events_t, runs_t
 
 REPORT_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 6 * 3600, 12 * 3600, 24 * 3600)
@@ -53,6 +57,8 @@ class StoreCollector(Collector):
         yield HistogramMetricFamily("gateway_report_latency_seconds", "Accusé de réception → compte rendu")
         yield HistogramMetricFamily("gateway_run_duration_seconds", "Durée des exécutions terminées")
         yield GaugeMetricFamily("gateway_runs_in_progress", "Exécutions en cours")
+        yield GaugeMetricFamily("gateway_certificate_expiry_days", "Jours avant l'expiration",
+                                labels=["role", "subject"])
 
     def collect(self) -> Iterator[Metric]:
         e, v, r = events_t.c, envelopes_t.c, runs_t.c
@@ -82,6 +88,14 @@ class StoreCollector(Collector):
                          REPORT_BUCKETS)
         yield _histogram("gateway_run_duration_seconds", "Durée des exécutions terminées", durations, RUN_BUCKETS)
         yield GaugeMetricFamily("gateway_runs_in_progress", "Exécutions en cours", value=running)
+        gauge = GaugeMetricFamily("gateway_certificate_expiry_days", "Jours avant l'expiration",
+                                  labels=["role", "subject"])
+        try:
+            for status in check_certificates(self.gw):
+                gauge.add_metric([status.role, status.subject], round(status.days_left, 2))
+        except GatewayError:  # no keys yet: /readyz says so
+            pass
+        yield gauge
 
 
 class ApiMetrics:

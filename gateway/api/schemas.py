@@ -354,3 +354,32 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ok"]
     checks: dict[str, str]
+    warnings: list[str] = Field(default_factory=list, description="Ce qui demandera bientôt une action "
+                                "(un certificat qui expire dans moins de `certificate_warning_days` jours).")
+
+
+# --- the sending switch (issue 6: gateway.pipeline.pause) ------------------------------------------
+
+
+class SendingPauseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"reason": "Maintenance du DUDE annoncée de 22 h à 2 h"}]})
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"\S", max_length=500)] = Field(
+        description="Pourquoi l'envoi est suspendu (obligatoire) : conservé avec l'interrupteur et au journal d'audit.")
+
+
+class SendingResumeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "Maintenance terminée"}]})
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = Field(
+        None, description="Pourquoi l'envoi reprend (facultatif, journal d'audit).")
+
+
+class SendingOut(BaseModel):
+    """The switch: while ``paused``, runs read and seal but post nothing to DUDE, on every instance."""
+
+    paused: bool
+    changed_at: datetime | None = Field(None, description="Dernier changement de l'interrupteur.")
+    changed_by: str | None = Field(None, description="Qui l'a fait (`api:<client>`, `cli:<utilisateur>`…).")
+    reason: str | None = None

@@ -9,6 +9,8 @@ import typer
 from gateway.cli.common import setup_logging
 from gateway.cli.inspect import envelopes_app, rejects
 from gateway.cli.night import demo, run
+from gateway.cli.ops import db_app, schedule_app
+from gateway.cli.sending import sending_app
 from gateway.cli.server import clients_app, serve
 from gateway.cli.tools import emulator_app, fixtures_app, keys_app
 
@@ -32,6 +34,9 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(fixtures_app, name="fixtures")
 app.add_typer(emulator_app, name="emulator")
 app.add_typer(clients_app, name="clients")
+app.add_typer(schedule_app, name="schedule")
+app.add_typer(db_app, name="db")
+app.add_typer(sending_app, name="sending")
 
 
 def main() -> None:

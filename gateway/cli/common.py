@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gateway.errors import ConfigurationError, GatewayError
@@ -36,6 +37,16 @@ def load_settings(**overrides: Any) -> Settings:
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def warn_unsafe_keys(settings: Settings) -> None:
+    """On start (``run``, ``serve``, ``demo``): say so if the private key or its password file is readable by
+    others, naming the file and the fix (`gateway.keys.unsafe_key_files`). The password itself is never shown."""
+    from gateway.keys import unsafe_key_files
+
+    for warning in unsafe_key_files(settings):
+        err_console.print(f"[bold yellow]Attention[/] : {escape(warning)}", highlight=False,
+                          soft_wrap=True)  # one line: the chmod command stays copiable
 
 
 def print_json(value: Any) -> None:

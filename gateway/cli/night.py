@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from gateway.cli.common import (
-    DataDirOpt, JsonOpt, console, err_console, fail, load_settings, print_json, progress_bars,
+    DataDirOpt, JsonOpt, console, err_console, fail, load_settings, print_json, progress_bars, warn_unsafe_keys,
 )
 from gateway.cli.report import fr, render_summary
 from gateway.context import Gateway
@@ -26,6 +26,7 @@ def demo(
     from gateway.demo import run_demo
 
     settings = load_settings(data_dir=data_dir)
+    warn_unsafe_keys(settings)
     try:
         with progress_bars(not json_out) as progress:
             result = run_demo(settings, events=events, seed=seed, port=port, progress=progress)
@@ -51,23 +52,41 @@ def demo(
 
 
 def run(
-    inputs: Annotated[list[Path], typer.Option("--input", "-i", exists=True, dir_okay=False, readable=True,
-                                                help="Parcours 3 export(s) to send (repeat the option).")],
+    inputs: Annotated[list[Path] | None, typer.Option("--input", "-i", exists=True, dir_okay=False, readable=True,
+                                                       help="Parcours 3 export(s) to send (repeat the option).")] = None,
+    now: Annotated[bool, typer.Option("--now", help="Run the night at once, as the scheduler would: every export "
+                                      "of the drop folder (GATEWAY_INPUT_DIR) not yet imported.")] = False,
     data_dir: DataDirOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be sent, skipped and rejected; send nothing.")] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for DUDE's reports (later polls pick them up).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run a batch over Parcours 3 exports against the configured DUDE endpoint (GATEWAY_DUDE_URL)."""
-    from gateway.pipeline.run import run_batch
+    """Run a batch over Parcours 3 exports against the configured DUDE endpoint (GATEWAY_DUDE_URL).
 
+    One run at a time across every instance sharing the store: while another holds the run lease, this
+    one is refused (RUN_IN_PROGRESS)."""
+    from gateway.nightly import run_exclusive, run_night
+
+    if now == bool(inputs):
+        raise typer.BadParameter("either --now (the drop folder) or --input FILE…", param_hint="--input/--now")
+    if now and dry_run:
+        raise typer.BadParameter("--dry-run needs --input", param_hint="--dry-run")
     settings = load_settings(data_dir=data_dir)
+    warn_unsafe_keys(settings)
     try:
         gw = Gateway.open(settings)
         try:
             with progress_bars(not json_out) as progress:
-                summary = run_batch(gw, inputs, trigger="cli", dry_run=dry_run, progress=progress,
-                                    wait_for_reports=not no_wait)
+                if now:
+                    night = run_night(gw, trigger="cli", wait_for_reports=not no_wait)
+                    if night.summary is None:
+                        from gateway.errors import RunInProgress
+
+                        raise RunInProgress(night.detail)
+                    summary = night.summary
+                else:
+                    summary = run_exclusive(gw, list(inputs or []), trigger="cli", dry_run=dry_run, progress=progress,
+                                            wait_for_reports=not no_wait)
         finally:
             gw.close()
     except GatewayError as exc:

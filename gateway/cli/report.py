@@ -14,6 +14,10 @@ def fr(n: int) -> str:
     return f"{n:,}".replace(",", "\u202f")
 
 
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit") -> None:
     total = sum(summary.states.values())
     table = Table(title=f"{title} — exécution n° {summary.run_id}" + (" (à blanc)" if summary.dry_run else ""))
@@ -45,6 +49,17 @@ def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit"
         parts = [f"{EnvelopeState(k).label.lower()} : {v}" for k, v in sorted(summary.envelopes.items())
                  if k in EnvelopeState.__members__]
         console.print("Lots : " + ", ".join(parts))
+    if summary.sending_paused:
+        from gateway.pipeline.pause import SendingState
+
+        paused = summary.sending_paused
+        state = SendingState(True, None, paused.get("changed_by"), paused.get("reason"))
+        console.print(f"[bold yellow]{_upper_first(state.describe())}[/] (depuis {paused.get('changed_at')}) : "
+                      f"rien n'a été envoyé ; {fr(summary.sending.get('scelles_non_envoyes', 0))} lot(s) scellé(s) "
+                      "partiront à la reprise (`gateway sending resume`).")
+    for warning in summary.file_warnings:
+        console.print(f"[yellow]Fichier sans enregistrement[/] {warning['file']} ({warning['code']}) : "
+                      f"{warning['message']}")
     for err in summary.file_errors:
         console.print(f"[red]Fichier refusé[/] {err['file']} ({err['code']}) : {err['message']}")
     if summary.durations:

@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gateway.cli.common import DataDirOpt, JsonOpt, console, err_console, fail, load_settings, print_json
+from gateway.cli.common import (
+    DataDirOpt, JsonOpt, console, err_console, fail, load_settings, print_json, warn_unsafe_keys,
+)
 from gateway.errors import GatewayError
 
 clients_app = typer.Typer(help="API clients: bearer tokens bound to a role and missions locales.",
@@ -19,25 +21,34 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default: GATEWAY_API_PORT or 8780).")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Serve the partner HTTP API (/api/v1, OpenAPI at /openapi.json, docs at /docs)."""
+    """Serve the partner HTTP API (/api/v1, OpenAPI at /openapi.json, docs at /docs) and the support console
+    (/console)."""
     import uvicorn
 
     from gateway.api.main import create_app
     from gateway.context import Gateway
+    from gateway.scheduler import GatewayScheduler
 
     settings = load_settings(data_dir=data_dir, api_host=host, api_port=port)
+    warn_unsafe_keys(settings)
     try:
         gw = Gateway.open(settings)
     except GatewayError as exc:
         raise fail(exc) from exc
     console.print(f"API de la passerelle sur http://{settings.api_host}:{settings.api_port}/api/v1 "
                   f"(documentation : /docs)")
+    console.print(f"Console support sur http://{settings.api_host}:{settings.api_port}/console/ "
+                  f"(connexion avec un jeton support ou admin)")
+    console.print("Tâches planifiées : " + ("actives (gateway schedule show)" if settings.schedule_enabled
+                                            else "désactivées (GATEWAY_SCHEDULE_ENABLED=false)"))
     try:
         # No uvicorn access log: query strings may hold a jobseeker id (brief §6); gateway.api.access
         # logs method, path, status and time instead. uvicorn parses HTTP with httptools (a dependency):
         # with pure-Python h11, a 5,000-event bulk body costs the server ~60 % more CPU (bench/api.py).
-        uvicorn.run(create_app(gw), host=settings.api_host, port=settings.api_port, log_level="warning",
-                    access_log=False)
+        # The schedule (issue 5) runs inside the app's lifespan: started with it, stopped with it.
+        scheduler = GatewayScheduler(gw) if settings.schedule_enabled else None
+        uvicorn.run(create_app(gw, scheduler=scheduler), host=settings.api_host, port=settings.api_port,
+                    log_level="warning", access_log=False)
     finally:
         gw.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -20,17 +21,22 @@ def keys_init(
     data_dir: DataDirOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Replace existing keys.")] = False,
     days: Annotated[int, typer.Option(min=1, help="Validity of the certificates, in days.")] = 730,
+    password_file: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, readable=True,
+        help="Encrypt the gateway's private key with the password in this file (then run with "
+             "GATEWAY_KEY_PASSWORD_FILE set to it). GATEWAY_KEY_PASSWORD works too.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create key pairs and self-signed certificates for the gateway and the emulator, each trusting the other."""
     from gateway.keys import init_dev_keys
 
-    settings = load_settings(data_dir=data_dir)
+    settings = load_settings(data_dir=data_dir, key_password_file=password_file)
     try:
         made = init_dev_keys(settings, overwrite=force, days=days)
+        encrypted = b"ENCRYPTED" in made.gateway.key_file.read_bytes()[:64]
     except GatewayError as exc:
         raise fail(exc) from exc
-    info = {"created": made.created,
+    info = {"created": made.created, "encrypted": encrypted,
             "gateway": {"key": str(made.gateway.key_file), "certificate": str(made.gateway.cert_file),
                         "trust_dir": str(made.gateway.trust_dir)},
             "emulator": {"key": str(made.emulator.key_file), "certificate": str(made.emulator.cert_file),
@@ -39,7 +45,8 @@ def keys_init(
         print_json(info)
         return
     verb = "Créées" if made.created else "Déjà présentes (--force pour les remplacer)"
-    console.print(f"{verb} :\n  passerelle : {made.gateway.key_file}, {made.gateway.cert_file}\n"
+    console.print(f"{verb} :\n  passerelle : {made.gateway.key_file}, {made.gateway.cert_file}"
+                  f"{' (clé chiffrée par mot de passe)' if encrypted else ''}\n"
                   f"  émulateur  : {made.emulator.key_file}, {made.emulator.cert_file}")
 
 
@@ -82,17 +89,38 @@ def emulator_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     report_delay: Annotated[float, typer.Option(min=0, help="Seconds before a report is available.")] = 1.0,
     callback_url: Annotated[str | None, typer.Option(help="Where to push reports (the gateway's callback).")] = None,
+    faults: Annotated[str | None, typer.Option(
+        help='Faults on demand, as JSON or @file.json: {"error_share": 0.1, "cut_share": 0.05, …} '
+             "(fields of adapters.dude.emulator.faults.Faults; change them later with PUT /dude/v1/pannes).")] = None,
+    fault_seed: Annotated[int | None, typer.Option(help="Seed of the faults' draws (same seed, same faults).")] = None,
 ) -> None:
     """Serve the DUDE emulator over HTTP (POST /dude/v1/lots, GET /dude/v1/lots/{id}/compte-rendu)."""
     from adapters.dude.emulator.app import serve
     from adapters.dude.emulator.config import EmulatorConfig
     from gateway.keys import init_dev_keys
 
+    chosen = _faults(faults, fault_seed)
     settings = load_settings(data_dir=data_dir)
     init_dev_keys(settings)
     overrides = {"report_delay_seconds": report_delay, "callback_url": callback_url}
     if registry is not None:
         overrides["registry_file"] = registry
     config = EmulatorConfig.for_settings(settings, **overrides)
-    console.print(f"Émulateur DUDE sur http://{host}:{port}/dude/v1 (registre : {config.registry_file})")
-    serve(config, host=host, port=port)
+    console.print(f"Émulateur DUDE sur http://{host}:{port}/dude/v1 (registre : {config.registry_file})"
+                  + (f", pannes : {json.dumps(chosen.as_dict(), sort_keys=True)}" if chosen.any else ""))
+    serve(config, host=host, port=port, faults=chosen)
+
+
+def _faults(text: str | None, seed: int | None):
+    """``--faults`` (JSON, or ``@path`` to a JSON file) and ``--fault-seed`` as one `Faults` value."""
+    from adapters.dude.emulator.faults import Faults
+
+    try:
+        if text is not None and text.startswith("@"):
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        values = json.loads(text) if text else {}
+        if seed is not None:
+            values = {**values, "seed": seed}
+        return Faults.from_mapping(values)
+    except (OSError, ValueError, TypeError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--faults") from exc

@@ -37,8 +37,10 @@ from adapters.dude.signing import serialize
 from gateway.codes import EnvelopeState, EventState, RejectCode
 from gateway.context import Gateway
 from gateway.errors import (
-    DocumentRejected, EnvelopeRefused, GatewayError, SchemaViolation, TransportError, UnexpectedDocument,
+    DocumentRejected, EnvelopeRefused, GatewayError, SchemaViolation, SendingPaused, TransportError,
+    UnexpectedDocument,
 )
+from gateway.pipeline import pause, quarantine
 from gateway.pipeline.transitions import move_envelope_events, set_envelope_state, set_event_states
 from gateway.store.models import DOC_LOT, DOC_RECEIPT, documents_t, envelopes_t, events_t, history_t
 
@@ -50,9 +52,11 @@ UNANSWERED = (EnvelopeState.SIGNE.value, EnvelopeState.ENVOYE.value)
 @dataclass(frozen=True, slots=True)
 class SendResult:
     envelope_id: str
-    state: str  # RECU, REJETE, or ENVOYE (still unanswered after this run's attempts)
+    state: str  # RECU, REJETE, ENVOYE (still unanswered after this run's attempts), QUARANTAINE, or SIGNE
     attempts: int
     error: str | None = None
+    #: Not (or no longer) posted because an operator paused sending (`gateway.pipeline.pause`).
+    paused: bool = False
 
 
 def _sha256(data: bytes) -> str:
@@ -88,8 +92,11 @@ def seal_next_envelope(gw: Gateway, *, run_id: int | None) -> str | None:
     return sealed if sealed is None or sealed == _ALL_INVALID else sealed.envelope_id
 
 
-def seal_next(gw: Gateway, *, run_id: int | None) -> SealedEnvelope | str | None:
+def seal_next(gw: Gateway, *, run_id: int | None, claimed_by: str | None = None) -> SealedEnvelope | str | None:
     """`seal_next_envelope`, returning what a run needs to pipeline the envelope (`SealedEnvelope`).
+
+    ``claimed_by``: the envelope is stored already claimed by that worker (`gateway.pipeline.sending`), so
+    that no other worker takes it between its sealing and its sending.
 
     ``None`` when nothing is pending; ``_ALL_INVALID`` (``""``) when every claimed event failed the XSD.
     Where the time goes (20,000 events, 4 envelopes): building the XML, the XSD check and the signature
@@ -130,7 +137,8 @@ def seal_next(gw: Gateway, *, run_id: int | None) -> SealedEnvelope | str | None
         del root  # the envelope's tree (~20 MB for 5,000 events): the bytes are all we keep
         conn.execute(envelopes_t.insert().values(
             id=envelope_id, run_id=run_id, state=EnvelopeState.SIGNE.value, event_count=len(items),
-            byte_size=len(body), created_at=now, attempts=0, polls=0))
+            byte_size=len(body), created_at=now, attempts=0, polls=0, claimed_by=claimed_by,
+            claimed_until=now + timedelta(seconds=settings.send_claim_seconds) if claimed_by else None))
         conn.execute(documents_t.insert().values(envelope_id=envelope_id, kind=DOC_LOT, at=now,
                                                  sha256=_sha256(body), body=body))
         ids = list(items)
@@ -211,13 +219,14 @@ def seal_all(gw: Gateway, *, run_id: int | None, on_sealed: Callable[[str], None
 
 
 def seal_pending(gw: Gateway, *, run_id: int | None, at_least: int = 1,
-                 on_sealed: Callable[[SealedEnvelope], None] | None = None) -> list[SealedEnvelope]:
+                 on_sealed: Callable[[SealedEnvelope], None] | None = None,
+                 claimed_by: str | None = None) -> list[SealedEnvelope]:
     """Seal envelopes while at least ``at_least`` events are pending (``at_least`` = N: full envelopes
     only, what a run does while it is still reading); calls ``on_sealed`` after each."""
     sealed: list[SealedEnvelope] = []
     while at_least <= 1 or _pending_count(gw) >= at_least:
         try:
-            envelope = seal_next(gw, run_id=run_id)
+            envelope = seal_next(gw, run_id=run_id, claimed_by=claimed_by)
         except _Contended:
             continue
         if envelope == _ALL_INVALID:
@@ -282,13 +291,22 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None) -> Ack
     if state not in UNANSWERED:
         return SendResult(envelope_id, state, 0)
     error = None
+    statuses: list[int | None] = []  # of the failed attempts: all 500 is a strike (gateway.pipeline.quarantine)
     attempts = gw.settings.send_attempts
     for attempt in range(1, attempts + 1):
+        if pause.is_paused(gw.engine):  # checked before every post: a pause holds from the next attempt on
+            log.warning("envelope %s not sent: %s (sent with the same IdLot once resumed)", envelope_id,
+                        SendingPaused.code)
+            return SendResult(envelope_id, state, attempt - 1, f"[{SendingPaused.code}] envoi suspendu", paused=True)
         now = gw.clock()
         with gw.engine.begin() as conn:
             conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(
                 attempts=envelopes_t.c.attempts + 1,
-                first_sent_at=sa.func.coalesce(envelopes_t.c.first_sent_at, now)))
+                first_sent_at=sa.func.coalesce(envelopes_t.c.first_sent_at, now),
+                claimed_until=sa.case(  # our claim, if we hold one, lasts this attempt (gateway.pipeline.sending)
+                    (envelopes_t.c.claimed_by == gw.instance_id,
+                     now + timedelta(seconds=gw.settings.send_claim_seconds)),
+                    else_=envelopes_t.c.claimed_until)))
             if state == EnvelopeState.SIGNE.value:
                 set_envelope_state(conn, envelope_id, EnvelopeState.ENVOYE.value, now=now, cause="premier envoi")
                 state = EnvelopeState.ENVOYE.value
@@ -304,18 +322,21 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None) -> Ack
             return SendResult(envelope_id, EnvelopeState.REJETE.value, attempt, str(exc))
         except DocumentRejected as exc:  # DUDE's receipt failed our checks: do not trust it, send again
             error = f"accusé de réception refusé : {exc}"
+            statuses.append(None)
         except (TransportError, UnexpectedDocument) as exc:
             error = str(exc)
+            statuses.append(getattr(exc, "status_code", None))
         else:
             return Acknowledged(envelope_id, receipt, receipt_bytes, attempt)
         log.warning("envelope %s attempt %d/%d failed: %s", envelope_id, attempt, attempts, error)
+        delay = _backoff(gw, attempt)  # one draw: the time recorded is the time waited
         with gw.engine.begin() as conn:
-            retry_at = gw.clock() + timedelta(seconds=_backoff(gw, attempt))
             conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(
-                last_error=error[:1000], next_attempt_at=retry_at))
+                last_error=error[:1000], next_attempt_at=gw.clock() + timedelta(seconds=delay)))
         if attempt < attempts:
-            gw.sleep(_backoff(gw, attempt))
-    return SendResult(envelope_id, EnvelopeState.ENVOYE.value, attempts, error)
+            gw.sleep(delay)
+    state = quarantine.after_failed_round(gw, envelope_id, statuses, run_id=run_id)
+    return SendResult(envelope_id, state, attempts, error)
 
 
 def apply_answer(gw: Gateway, answer: Acknowledged, *, run_id: int | None = None) -> SendResult:

@@ -4,7 +4,9 @@ A report may come by polling or pushed to the callback, twice, late, or never:
 
 * it is trusted only after `open_signed` (safe parse, trusted signature, XSD) and only if every
   result it carries names an event of the envelope it claims to report on; otherwise it is refused
-  whole and nothing changes;
+  whole and nothing changes; a polled report must also be the one asked for (a well-signed report of
+  another envelope, or one replayed from an earlier night, is refused ``DOC_MISMATCH``); each refusal is
+  logged with its code, and the envelope is polled again later as if nothing had come;
 * a second copy of a report already applied changes nothing (``DUPLICATE``);
 * a report arriving after its envelope was given up (``SANS_REPONSE``) is still applied: it is the
   best information there is;
@@ -25,7 +27,7 @@ import sqlalchemy as sa
 from adapters.dude.messages import Report, open_signed, parse_report
 from gateway.codes import EnvelopeState, EventState
 from gateway.context import Gateway
-from gateway.errors import NoReport, TransportError, UnexpectedDocument
+from gateway.errors import DocumentRejected, NoReport, SchemaViolation, TransportError, UnexpectedDocument
 from gateway.pipeline.transitions import move_envelope_events, set_envelope_state, set_event_states
 from gateway.store.models import DOC_REPORT, documents_t, envelope_history_t, envelopes_t, events_t, history_t
 
@@ -51,11 +53,37 @@ class AppliedReport:
     rejected: int = 0
 
 
-def apply_report(gw: Gateway, data: bytes, *, via: str = "polling") -> AppliedReport:
-    """Check and apply one report document. Raises (and changes nothing) when it cannot be trusted."""
+def apply_report(gw: Gateway, data: bytes, *, via: str = "polling", expected: str | None = None) -> AppliedReport:
+    """Check and apply one report document. Raises (and changes nothing) when it cannot be trusted.
+
+    ``expected``: the envelope it was asked for (polling): a report of any other one, however well signed —
+    another envelope's, or a report replayed from an earlier night — is refused (``DOC_MISMATCH``).
+    Every refusal is logged with its code and the envelope or event *keys* involved, never a document's
+    content (it may name people: brief §6).
+    """
+    try:
+        return _apply_report(gw, data, via=via, expected=expected)
+    except (DocumentRejected, UnexpectedDocument) as exc:
+        log.warning("report refused %s (%s%s): %s", exc.code, via, f", for envelope {expected}" if expected else "",
+                    loggable(exc))
+        raise
+
+
+def loggable(exc: DocumentRejected | UnexpectedDocument) -> str:
+    """What a refusal may say in a log: its message, except for the XSD's (they may quote values: only where)."""
+    if isinstance(exc, SchemaViolation):
+        where = exc.errors[0].path if exc.errors else "?"
+        return f"{len(exc.errors)} schema error(s), the first at {where}"
+    return exc.message[:300]
+
+
+def _apply_report(gw: Gateway, data: bytes, *, via: str, expected: str | None) -> AppliedReport:
     verified = open_signed(data, trust=gw.dude_trust, expected="CompteRendu",
                            max_bytes=gw.settings.max_document_bytes)
     report = parse_report(verified.root)
+    if expected is not None and report.id_lot != expected:
+        raise UnexpectedDocument(f"report for envelope {report.id_lot} received when polling for {expected} "
+                                 "(another envelope's, or replayed)")
     now = gw.clock()
     with gw.engine.begin() as conn:
         envelope = _claim(conn, report.id_lot, now=now, via=via)
@@ -189,11 +217,14 @@ def poll_reports(gw: Gateway, *, envelope_ids: list[str] | None = None, force: b
         except TransportError as exc:
             log.warning("envelope %s: report poll failed: %s", envelope_id, exc)
             data = None
-        if data is None:
-            _not_yet(gw, envelope_id)
-            results.append(AppliedReport(envelope_id, ReportOutcome.NOT_READY))
-            continue
-        results.append(apply_report(gw, data, via="polling"))
+        if data is not None:
+            try:
+                results.append(apply_report(gw, data, via="polling", expected=envelope_id))
+                continue
+            except (DocumentRejected, UnexpectedDocument):  # refused and logged: as if nothing had come
+                pass
+        _not_yet(gw, envelope_id)
+        results.append(AppliedReport(envelope_id, ReportOutcome.NOT_READY))
     return results
 
 

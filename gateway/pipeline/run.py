@@ -47,7 +47,9 @@ from adapters.parcours3.mapping import parse_export
 from gateway.codes import EnvelopeState, EventState, RejectCode
 from gateway.context import Gateway
 from gateway.errors import ExportFileError, GatewayError
-from gateway.pipeline import dispatch, reconcile
+from gateway.pipeline import dispatch, pause, reconcile
+from gateway.pipeline.sending import release as release_claim
+from gateway.pipeline.sending import send_waiting
 from gateway.pipeline.ingest import IngestStats, ingest
 from gateway.preflight import PreflightConfig
 from gateway.store.models import envelopes_t, events_t, runs_t
@@ -75,6 +77,10 @@ class RunSummary:
     rejects: Counter = field(default_factory=Counter)
     durations: dict[str, float] = field(default_factory=dict)
     would_send: int | None = None
+    #: The pause switch as the run found it (`gateway.pipeline.pause.SendingState.as_dict`), when paused.
+    sending_paused: dict | None = None
+    #: Exports read without error but worth a look (``P3_NO_RECORDS``: nothing but the header).
+    file_warnings: list[dict] = field(default_factory=list)
 
     def top_rejects(self, n: int = 10) -> list[dict]:
         return [{"code": code, "label": RejectCode(code).label, "count": count}
@@ -89,6 +95,7 @@ class RunSummary:
             "envelopes": dict(sorted(self.envelopes.items())), "sending": dict(sorted(self.sending.items())),
             "states": dict(sorted(self.states.items())),
             "top_rejects": self.top_rejects(), "durations": {k: round(v, 3) for k, v in self.durations.items()},
+            "sending_paused": self.sending_paused, "file_warnings": self.file_warnings,
             **({"would_send": self.would_send} if self.dry_run else {}),
         }
 
@@ -109,10 +116,13 @@ def start_run(gw: Gateway, *, trigger: str, inputs: Sequence[Path], dry_run: boo
 
 def run_batch(gw: Gateway, inputs: Sequence[Path], *, trigger: str = "cli", dry_run: bool = False,
               progress: Progress = _noop, wait_for_reports: bool = True,
-              on_started: Callable[[int], None] | None = None) -> RunSummary:
+              on_started: Callable[[int], None] | None = None,
+              guard: Callable[[], None] | None = None) -> RunSummary:
     """Run one batch over ``inputs`` and return its summary (also stored on the run row).
 
-    ``on_started(run_id)`` is called once the run row exists (the API answers 202 with that id)."""
+    ``on_started(run_id)`` is called once the run row exists (the API answers 202 with that id).
+    ``guard()`` is called between steps and may raise a `GatewayError` to stop the run: the run's lease,
+    lost to another instance (`gateway.nightly`; issue 5)."""
     summary = start_run(gw, trigger=trigger, inputs=inputs, dry_run=dry_run)
     if on_started is not None:
         on_started(summary.run_id)
@@ -120,7 +130,7 @@ def run_batch(gw: Gateway, inputs: Sequence[Path], *, trigger: str = "cli", dry_
         if dry_run:
             _dry_run(gw, inputs, summary, progress)
         else:
-            _real_run(gw, inputs, summary, progress, wait_for_reports=wait_for_reports)
+            _real_run(gw, inputs, summary, progress, wait_for_reports=wait_for_reports, guard=guard)
         summary.outcome = "TERMINE" if not summary.file_errors else "TERMINE_AVEC_ERREURS"
     except GatewayError as exc:
         summary.outcome = "ECHEC"
@@ -153,6 +163,10 @@ def _ingest_files(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, prog
             summary.file_errors.append({"file": Path(path).name, "code": code, "message": str(exc)})
             log.error("export %s refused: %s", Path(path).name, exc)
             continue
+        if stats.lines == 0:  # a header and nothing else: a quiet day, or a broken export; say so
+            summary.file_warnings.append({"file": Path(path).name, "code": "P3_NO_RECORDS",
+                                          "message": "aucun enregistrement : le fichier ne contient que l'en-tête"})
+            log.warning("export %s: P3_NO_RECORDS, nothing but the header", Path(path).name)
         summary.ingest.add(stats)
         progress("lecture", index + 1, len(inputs))
 
@@ -171,17 +185,26 @@ def _dry_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress:
 
 
 def _real_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress: Progress, *,
-              wait_for_reports: bool) -> None:
-    with _timed(summary, "reprise"):
-        for envelope_id in dispatch.unanswered_envelopes(gw):
-            result = dispatch.send_envelope(gw, envelope_id, run_id=summary.run_id)
-            summary.sending["reprises"] += 1
-            log.info("resumed envelope %s: %s", envelope_id, result.state)
+              wait_for_reports: bool, guard: Callable[[], None] | None = None) -> None:
+    check = guard or (lambda: None)
+    switch = pause.current(gw.engine)
+    if switch.paused:  # read and seal (the outbox fills up), send nothing: gateway.pipeline.pause
+        summary.sending_paused = switch.as_dict()
+        log.warning("run %d: %s; reading and sealing only, nothing is sent", summary.run_id, switch.describe())
+    with _timed(summary, "reprise"):  # claimed one by one: another instance may be sending some of them
+        if not switch.paused:
+            resumed = send_waiting(gw, run_id=summary.run_id, check=check)
+            summary.sending["reprises"] += resumed.sent
     full = gw.settings.envelope_max_events
     with _Dispatcher(gw, summary, poll_reports=wait_for_reports) as dispatcher:
         def seal(at_least: int) -> None:
+            check()
             with _timed(summary, "scellement"):
-                dispatch.seal_pending(gw, run_id=summary.run_id, at_least=at_least, on_sealed=dispatcher.submit)
+                sealed = dispatch.seal_pending(gw, run_id=summary.run_id, at_least=at_least,
+                                               on_sealed=None if switch.paused else dispatcher.submit,
+                                               claimed_by=None if switch.paused else gw.instance_id)
+            if switch.paused:
+                summary.sending["scelles_non_envoyes"] += len(sealed)
             with _timed(summary, "envoi"):
                 dispatcher.catch_up()
 
@@ -197,9 +220,9 @@ def _real_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress
             _wait_for_reports(gw, summary, progress)
 
 
-#: Envelopes on the wire at once. Two: DUDE can check the signature and schema of one while it
-#: applies its business rules to the previous one (and the gateway seals the next meanwhile); more
-#: would only queue at DUDE.
+#: Envelopes on the wire at once, by default (``send_workers``). Two: DUDE can check the signature and
+#: schema of one while it applies its business rules to the previous one (and the gateway seals the next
+#: meanwhile); more only queue at a DUDE of one process (bench/night.py --workers measures it).
 SENDERS = 2
 
 
@@ -222,7 +245,7 @@ class _Dispatcher:
 
     def __init__(self, gw: Gateway, summary: RunSummary, *, poll_reports: bool):
         self.gw, self.summary = gw, summary
-        self._pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="send")
+        self._pool = ThreadPoolExecutor(max_workers=gw.settings.send_workers, thread_name_prefix="send")
         self._futures: list[Future] = []
         self._answered = 0  # futures whose outcome is recorded (in submission order)
         self._on_the_wire: list[tuple[frozenset[str], Future]] = []
@@ -250,11 +273,17 @@ class _Dispatcher:
         outcome = future.result()
         if isinstance(outcome, dispatch.Acknowledged):
             outcome = dispatch.apply_answer(self.gw, outcome, run_id=self.summary.run_id)
+        release_claim(self.gw, outcome.envelope_id)  # sealed claimed by us (gateway.pipeline.sending)
         sending = self.summary.sending
+        if outcome.paused:  # paused by an operator meanwhile: not posted (gateway.pipeline.pause)
+            sending["suspendus"] += 1
+            return
         sending["envoyes"] += 1
         sending["tentatives"] += outcome.attempts
         if outcome.state == EnvelopeState.ENVOYE.value:
             sending["sans_accuse"] += 1
+        elif outcome.state == EnvelopeState.QUARANTAINE.value:  # gateway.pipeline.quarantine
+            sending["quarantaine"] += 1
         elif outcome.state == EnvelopeState.RECU.value:
             self._acknowledged.append(outcome.envelope_id)
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from gateway.errors import StoreError
 from gateway.store import models  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -45,11 +46,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables (migrations, when they exist, take over this job)."""
-    try:
-        SQLModel.metadata.create_all(engine)
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot create the schema: {exc}") from exc
+    """Bring the store to the latest schema revision (`gateway.store.migrate`: Alembic, on start)."""
+    from gateway.store.migrate import upgrade
+
+    upgrade(engine)
 
 
 @contextmanager
@@ -126,3 +126,11 @@ _MISSING = object()
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def db_now(conn: sa.Connection) -> datetime:
+    """The database server's clock on PostgreSQL (one clock for every instance sharing it, whatever their
+    own drift), the process clock on SQLite (one machine). Leases are timed by it (`gateway.lease`)."""
+    if conn.dialect.name == "postgresql":
+        return conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one().astimezone(UTC)
+    return datetime.now(UTC)

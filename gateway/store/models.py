@@ -101,6 +101,8 @@ class EventRow(SQLModel, table=True):
     supersedes_id: int | None = Field(default=None, foreign_key="events.id")
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+    erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime,
+                                       description="when the retention purge blanked its personal fields")
 
 
 class EventHistory(SQLModel, table=True):
@@ -142,6 +144,9 @@ class Envelope(SQLModel, table=True):
     next_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     accepted_count: int | None = None
     rejected_count: int | None = None
+    claimed_by: str | None = Field(default=None, max_length=120,
+                                   description="the instance sending it now (gateway.pipeline.sending)")
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class EnvelopeHistory(SQLModel, table=True):
@@ -238,3 +243,48 @@ class Control(SQLModel, table=True):
 
 
 controls_t: sa.Table = Control.__table__  # type: ignore[assignment]
+
+
+# --- the schedule and several instances (issue 5) --------------------------------------------
+
+
+class Lease(SQLModel, table=True):
+    """A named lease (``run``: the one run going on, whichever instance holds it), taken atomically,
+    renewed by its holder's heartbeat, and free again once ``expires_at`` passes (`gateway.lease`).
+
+    ``night`` is the scheduled time of the night being served, ``done_until`` the latest one served to
+    the end, and ``released_at`` says the holder let go cleanly: a lease expired without it was held by
+    an instance that died, whose night another instance takes over (`gateway.nightly`).
+    """
+
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True, max_length=50)
+    holder: str = Field(max_length=120)
+    acquired_at: datetime = Field(sa_type=UTCDateTime)
+    renewed_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    run_id: int | None = Field(default=None, description="the run its holder is doing (no foreign key: "
+                               "a lease outlives the purge of anything)")
+    night: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    done_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ImportedFile(SQLModel, table=True):
+    """A Parcours 3 export of the drop folder that a run ingested to the end (by name and content):
+    the nightly run does not read it again (`gateway.nightly`)."""
+
+    __tablename__ = "imported_files"
+    __table_args__ = (sa.UniqueConstraint("name", "sha256", name="uq_imported_files_name_sha256"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=255)
+    sha256: str = Field(max_length=64)
+    byte_size: int
+    run_id: int | None = Field(default=None, foreign_key="runs.id")
+    imported_at: datetime = Field(sa_type=UTCDateTime)
+
+
+leases_t: sa.Table = Lease.__table__  # type: ignore[assignment]
+imported_files_t: sa.Table = ImportedFile.__table__  # type: ignore[assignment]

@@ -13,8 +13,12 @@ from adapters.dude.safe_xml import parse
 from gateway.codes import EventType
 from gateway.pipeline.run import run_batch
 from gateway.store.models import DOC_LOT, documents_t, envelopes_t, events_t, history_t
+from tests.backends import on_both_backends
 from tests.factories import p3_line, write_export
 from tests.tools import xmllint_validates, xmlsec1_verifies
+
+#: Every test here runs on SQLite and on PostgreSQL (tests/backends.py).
+database_url = on_both_backends()
 
 
 def states(gw) -> dict[str, str]:

@@ -11,14 +11,23 @@ Routes (base ``/dude/v1``, as `gateway.settings.Settings.dude_url` expects)::
     GET  /dude/v1/lots/{id_lot}/compte-rendu    200 signed CompteRendu, 202 not yet, 404 NO_REPORT
     GET  /dude/v1/ledger                        200 JSON: the ledger summary (tests, demo)
     GET  /dude/v1/ledger/evenements/{key}       200 JSON: every version of one event key
+    GET  /dude/v1/pannes                        200 JSON: the faults on (`Faults.as_dict`)
+    PUT  /dude/v1/pannes                        200 JSON: the faults now on, from a JSON object (fields
+                                                left out are off); 422 problem if one is unknown or wrong
     GET  /healthz                               200 JSON
+
+``/pannes`` is the emulator's own administration (a real DUDE has no such route): it lets a test or the
+chaos night change the faults without restarting the emulator. A fault that misdelivers an answer
+(`EmulatorAnswer.fault`) is carried out here, by each door: see `create_app` and `mock_transport`.
 
 Any other path is a 404 problem, another method a 405 problem.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import logging
 import re
 import threading
@@ -35,7 +44,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters.dude.emulator.config import EmulatorConfig
-from adapters.dude.emulator.core import Emulator, EmulatorAnswer, json_answer, problem
+from adapters.dude.emulator.core import CUT, TIMEOUT, Emulator, EmulatorAnswer, json_answer, problem
+from adapters.dude.emulator.faults import Faults
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +67,25 @@ def _route(method: str, path: str, handler: Handler) -> _Route:
     return _Route(method, re.compile(path), handler)
 
 
+def set_faults(emulator: Emulator, body: bytes) -> EmulatorAnswer:
+    """``PUT /pannes``: replace the faults on, whole (a JSON object; fields left out are off)."""
+    try:
+        faults = Faults.from_mapping(json.loads(body or b"{}"))
+    except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+        return problem(422, "Pannes invalides", code="VALIDATION", detail=str(exc))
+    emulator.faults = faults
+    log.warning("faults now on: %s", json.dumps(faults.as_dict(), sort_keys=True) if faults.any else "none")
+    return json_answer(faults.as_dict())
+
+
 ROUTES: tuple[_Route, ...] = (
     _route("POST", rf"{BASE}/lots", lambda emu, _, body: emu.receive(body)),
     _route("GET", rf"{BASE}/lots/(?P<id_lot>[^/]+)/compte-rendu", lambda emu, p, _: emu.report(p["id_lot"])),
     _route("GET", rf"{BASE}/ledger", lambda emu, _, __: json_answer(emu.ledger_summary())),
     _route("GET", rf"{BASE}/ledger/evenements/(?P<key>[^/]+)",
            lambda emu, p, _: json_answer(emu.ledger_events(p["key"]))),
+    _route("GET", rf"{BASE}/pannes", lambda emu, _, __: json_answer(emu.faults.as_dict())),
+    _route("PUT", rf"{BASE}/pannes", lambda emu, _, body: set_faults(emu, body)),
     _route("GET", r"/healthz", lambda emu, _, __: json_answer({"status": "ok"})),
 )
 
@@ -140,8 +163,11 @@ def create_app(emulator: Emulator) -> Starlette:
             answer = emulator.refuse_too_large(body)
         else:  # receive() is CPU-bound: keep the event loop free for the other requests
             answer = await run_in_threadpool(dispatch, emulator, request.method, request.url.path, body)
-        return Response(answer.body, status_code=answer.status_code, media_type=answer.content_type,
-                        headers=dict(answer.headers))
+        if answer.fault == TIMEOUT:  # the client has given up by the time this answer goes out
+            await asyncio.sleep(answer.delay_seconds)
+        response_class = _CutResponse if answer.fault == CUT else Response
+        return response_class(answer.body, status_code=answer.status_code, media_type=answer.content_type,
+                              headers=dict(answer.headers))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -159,6 +185,16 @@ def create_app(emulator: Emulator) -> Starlette:
     return app
 
 
+class _CutResponse(Response):
+    """Announces the whole body, sends half of it, and stops: uvicorn then closes the connection
+    ("ASGI callable returned without completing response"), which the client sees as a connection
+    cut in the middle of the answer — the receipt was produced, it just never arrives whole."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True})
+
+
 # -- the in-process door ------------------------------------------------------------------------------
 
 def mock_transport(emulator: Emulator) -> httpx.MockTransport:
@@ -166,6 +202,10 @@ def mock_transport(emulator: Emulator) -> httpx.MockTransport:
 
     def handler(request: httpx.Request) -> httpx.Response:
         answer = dispatch(emulator, request.method, request.url.path, request.read())
+        if answer.fault == TIMEOUT:
+            raise httpx.ReadTimeout("the DUDE emulator held its answer back (fault)", request=request)
+        if answer.fault == CUT:
+            raise httpx.RemoteProtocolError("the DUDE emulator cut the connection (fault)", request=request)
         return httpx.Response(answer.status_code, content=answer.body,
                               headers={"Content-Type": answer.content_type, **dict(answer.headers)})
 
@@ -174,9 +214,9 @@ def mock_transport(emulator: Emulator) -> httpx.MockTransport:
 
 # -- serving on a port --------------------------------------------------------------------------------
 
-def serve(config: EmulatorConfig, *, host: str = "127.0.0.1", port: int = 8790) -> None:
+def serve(config: EmulatorConfig, *, host: str = "127.0.0.1", port: int = 8790, faults: Faults | None = None) -> None:
     """Run the emulator until interrupted (the demo's ``DUDE``), quietly: warnings only, no access log."""
-    with Emulator(config) as emulator:
+    with Emulator(config, faults=faults) as emulator:
         uvicorn.run(create_app(emulator), host=host, port=port, log_level="warning", access_log=False)
 
 

@@ -25,16 +25,22 @@ same ``REJETE`` receipt, so a corrected envelope needs a new ``IdLot``. A ``REJE
 ``NombreEvenementsRecus`` 0 (nothing was taken in); its message gives the count found when it matters.
 
 Faults on demand (`adapters.dude.emulator.faults`) are consulted at the ``# FAULT POINT`` comments.
+Each fault that fires is logged at WARNING with the word ``FAULT``, the ``IdLot`` (or the body's digest
+when none is read yet) and what was done, so that a test or an operator can tell a simulated failure
+from a real one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import re
 import threading
-from dataclasses import dataclass
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -63,14 +69,26 @@ _ID_LOT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 _LOT_TAG = q("LotEvenements")
 
 
+#: `EmulatorAnswer.fault` values: what the door must do instead of simply answering.
+TIMEOUT, CUT = "timeout", "cut"
+
+
 @dataclass(frozen=True, slots=True)
 class EmulatorAnswer:
-    """One HTTP answer, independent of any web framework."""
+    """One HTTP answer, independent of any web framework.
+
+    ``fault`` asks the door to misdeliver it (a fault on demand): ``"timeout"``, answer only after
+    ``delay_seconds`` (the HTTP app sleeps; ``mock_transport`` raises ``httpx.ReadTimeout`` at once);
+    ``"cut"``, close the connection before the body is out (``httpx.RemoteProtocolError`` /
+    ``ReadError`` on the client's side).
+    """
 
     status_code: int
     content_type: str
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
+    fault: str | None = None
+    delay_seconds: float = 0.0
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -110,6 +128,11 @@ class Emulator:
         self._delivery_lock = threading.Lock()
         self._http = http_client
         self._owns_http = http_client is None
+        #: How many times each body (by digest) and each IdLot was seen: the "how many times" of the
+        #: seeded fault decisions (`Faults.draw`), so a resend meets a fresh draw, the same every run.
+        self._seen: Counter[str] = Counter()
+        self._seen_lock = threading.Lock()
+        self._push_rounds = 0
 
     def close(self) -> None:
         if self._http is not None and self._owns_http:
@@ -127,7 +150,18 @@ class Emulator:
     def receive(self, body: bytes) -> EmulatorAnswer:
         """Answer one posted envelope with a signed receipt (or a problem when no IdLot is readable)."""
         faults = self.faults
-        # FAULT POINT before-receive: latency, a share of 5xx answers, timeouts.
+        # FAULT POINT before-receive: latency, a share of 5xx answers (nothing read, nothing recorded).
+        if faults.any:
+            digest = hashlib.sha256(body).hexdigest()[:16]
+            seen = self._count(f"post:{digest}")
+            latency = faults.latency(digest, seen)
+            if latency:
+                time.sleep(latency)
+            if faults.happens(faults.error_share, "error", digest, seen):
+                log.warning("FAULT post %s (#%d): answered HTTP %d, nothing processed", digest, seen,
+                            faults.error_status)
+                return problem(faults.error_status, "Panne du DUDE (simulée)", code="DUDE_SERVER_ERROR",
+                               detail="le DUDE n'a pas pu traiter la demande : réessayer plus tard")
         now = self.config.now()
         if len(body) > self.config.max_bytes:
             return self.refuse_too_large(len(body))
@@ -149,16 +183,45 @@ class Emulator:
         # Parse, validate and read outside the lock (envelopes are checked concurrently), unless the
         # lot is already known: a replay costs a signature check and nothing more.
         lot = None if self.ledger.find_lot(id_lot) else _read_lot(signed, self.config)
+        poisoned = faults.poison_keys and lot is not None and lot.records and sorted(
+            {r["key"] for r in lot.records} & faults.poison_keys)
+        if poisoned:  # FAULT POINT before-receive: an event DUDE cannot digest fails its whole envelope
+            log.warning("FAULT lot %s holds poison event(s) %s: answered HTTP 500, nothing processed",
+                        id_lot, ", ".join(poisoned))
+            return problem(500, "Erreur interne du DUDE (simulée)", code="DUDE_SERVER_ERROR",
+                           detail=f"le traitement du lot {id_lot} a échoué")
         with self._lock:  # from the idempotency check to the commit, one envelope at a time
             known = self.ledger.find_lot(id_lot)
             if known is not None:
                 self.ledger.note_replay(id_lot)
                 log.info("lot %s posted again: first receipt returned, nothing processed", id_lot)
-                return EmulatorAnswer(200, XML, known.receipt)
-            if lot is None:  # known a moment ago, forgotten since: impossible unless the ledger was reset
-                lot = _read_lot(signed, self.config)
-            answer = self._refuse_lot(id_lot, now, lot) if lot.refusal else self._process(id_lot, now, lot, faults)
-        # FAULT POINT after-receipt: cut the connection, break the receipt's signature.
+                answer = EmulatorAnswer(200, XML, known.receipt)
+            else:
+                if lot is None:  # known a moment ago, forgotten since: impossible unless the ledger was reset
+                    lot = _read_lot(signed, self.config)
+                answer = (self._refuse_lot(id_lot, now, lot) if lot.refusal
+                          else self._process(id_lot, now, lot, faults))
+        # FAULT POINT after-receipt: the envelope is processed and recorded; its answer may still be lost.
+        return self._after_receipt(answer, id_lot, faults) if faults.any else answer
+
+    def _count(self, what: str) -> int:
+        with self._seen_lock:
+            self._seen[what] += 1
+            return self._seen[what]
+
+    def _after_receipt(self, answer: EmulatorAnswer, id_lot: str, faults: Faults) -> EmulatorAnswer:
+        """Time-out, cut connection or broken signature, drawn for this IdLot's n-th answer."""
+        seen = self._count(f"answer:{id_lot}")
+        if faults.happens(faults.timeout_share, "timeout", id_lot, seen):
+            log.warning("FAULT lot %s (answer #%d): receipt held back %.1f s (past the client's time-out)",
+                        id_lot, seen, faults.timeout_seconds)
+            return replace(answer, fault=TIMEOUT, delay_seconds=faults.timeout_seconds)
+        if faults.happens(faults.cut_share, "cut", id_lot, seen):
+            log.warning("FAULT lot %s (answer #%d): connection cut after the receipt was produced", id_lot, seen)
+            return replace(answer, fault=CUT)
+        if faults.happens(faults.bad_receipt_signature_share, "bad-signature", id_lot, seen):
+            log.warning("FAULT lot %s (answer #%d): receipt signature broken on the way", id_lot, seen)
+            return replace(answer, body=_flip_signature_bit(answer.body))
         return answer
 
     def refuse_too_large(self, size: int) -> EmulatorAnswer:
@@ -203,15 +266,24 @@ class Emulator:
                 outcomes.append(EventOutcome(key, version, digest, record["operation"], record.get("type_evenement"),
                                              False, code.value, message, False))
                 results.append(EventResult(key, version, False, code, message))
-        # FAULT POINT report-availability: how late the report becomes available.
+        # FAULT POINT report-availability: how late the report becomes available, or never.
         delay = (faults.report_delay_seconds if faults.report_delay_seconds is not None
                  else self.config.report_delay_seconds)
+        if faults.reports_out_of_order:  # due in another order than the envelopes came in
+            delay += faults.draw("reorder", id_lot) * max(1.0, delay)
+        if faults.happens(faults.report_late_share, "late", id_lot):
+            delay += faults.report_late_seconds
+            log.warning("FAULT lot %s: report made late by %.1f s", id_lot, faults.report_late_seconds)
+        lost = faults.happens(faults.report_loss_share, "lost", id_lot)
+        if lost:
+            log.warning("FAULT lot %s: report lost (never polled, never pushed)", id_lot)
         available_at = now + timedelta(seconds=delay)
         report = self._sign(build_report(Report(id_lot=id_lot, processed_at=available_at,
                                                 results=tuple(results))))
         receipt = self._receipt(id_lot, now, None, None, events=lot.count)
         self.ledger.record_processed_lot(id_lot=id_lot, received_at=now, sender=lot.sender, receipt=receipt,
-                                         report=report, report_available_at=available_at, outcomes=outcomes)
+                                         report=report, report_available_at=available_at, outcomes=outcomes,
+                                         report_lost=lost)
         log.info("lot %s received: %d events, %d accepted (%d duplicates), %d rejected", id_lot,
                  lot.count, lot.count - rejected, duplicates, rejected)
         return EmulatorAnswer(200, XML, receipt)
@@ -248,7 +320,8 @@ class Emulator:
         if not lot.report_available(now):
             wait = (datetime.fromisoformat(lot.report_available_at) - now).total_seconds()
             return EmulatorAnswer(202, XML, b"", (("Retry-After", str(max(1, math.ceil(wait)))),))
-        # FAULT POINT report-delivery (polling): lost, late or duplicated reports.
+        # Lost and late reports are decided when the report is made (report-availability): a lost one
+        # stays "not yet" (202) for ever; a polled report may be fetched any number of times.
         return EmulatorAnswer(200, XML, lot.report)
 
     # -- pushing reports to the gateway ----------------------------------------------------------
@@ -263,8 +336,13 @@ class Emulator:
         if not url or not self._delivery_lock.acquire(blocking=False):
             return 0
         try:
+            faults = self.faults
             due = self.ledger.due_reports(self.config.now())
-            # FAULT POINT report-delivery (push): lose, duplicate, delay or reorder `due`.
+            # FAULT POINT report-delivery (push): reorder `due`, push some twice (lost and late ones are
+            # decided at report-availability: a lost report is never due).
+            if faults.reports_out_of_order and len(due) > 1:
+                self._push_rounds += 1
+                due.sort(key=lambda item: faults.draw("push-order", self._push_rounds, item[0]))
             delivered = 0
             client = self._client()
             for id_lot, report in due:
@@ -277,6 +355,13 @@ class Emulator:
                 if response.is_success:
                     self.ledger.mark_pushed(id_lot)
                     delivered += 1
+                    if faults.happens(faults.report_duplicate_share, "duplicate", id_lot):
+                        log.warning("FAULT lot %s: report pushed a second time", id_lot)
+                        try:
+                            if client.post(url, content=report, headers={"Content-Type": XML}).is_success:
+                                self.ledger.mark_pushed(id_lot)
+                        except httpx.HTTPError:
+                            pass
                 else:
                     log.warning("report %s: callback answered %d; retried later", id_lot,
                                 response.status_code)
@@ -295,11 +380,25 @@ class Emulator:
         summary = self.ledger.summary(self.config.now())
         summary["registry"] = {"jobseekers": len(self.registry), "skipped_lines": len(self.registry.skipped)}
         summary["faults_on"] = self.faults.any
+        summary["faults"] = self.faults.as_dict()
         return summary
 
     def ledger_events(self, key: str) -> list[dict[str, Any]]:
         """Every version DUDE holds of one event key (per-key lookup)."""
         return self.ledger.events_for(key)
+
+
+_SIGNATURE_VALUE = b"SignatureValue>"
+
+
+def _flip_signature_bit(receipt: bytes) -> bytes:
+    """The receipt with one bit of its base64 signature value changed (still base64, no longer valid)."""
+    start = receipt.find(_SIGNATURE_VALUE)
+    if start < 0:
+        return receipt
+    at = start + len(_SIGNATURE_VALUE)
+    swapped = b"B" if receipt[at:at + 1] == b"A" else b"A"
+    return receipt[:at] + swapped + receipt[at + 1:]
 
 
 def _readable_id(root: etree._Element) -> str | None:

@@ -7,7 +7,8 @@ keeps, in SQLite (stdlib ``sqlite3``; WAL for a file, memory for tests):
 ``lots``
     one row per envelope that passed the signature check: its first receipt (bytes, returned
     unchanged on a replay), its report (bytes) and when it becomes available, how often it was
-    pushed, how often it was posted again (``times_received``).
+    pushed, how often it was posted again (``times_received``). A report *lost* on purpose (a fault:
+    `adapters.dude.emulator.faults`) is kept, but available only at `LOST_REPORT_AT`, i.e. never.
 ``events``
     the state of each (key, version): content hash, ``ACCEPTE``/``REJETE`` with code and message,
     first and last lot, ``times_received`` and ``times_applied``.
@@ -44,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from adapters.dude.emulator.faults import LOST_REPORT_AT
 from gateway.errors import StoreError
 
 RECU, REJETE, ACCEPTE = "RECU", "REJETE", "ACCEPTE"
@@ -272,9 +274,12 @@ class Ledger:
 
     def record_processed_lot(self, *, id_lot: str, received_at: datetime, sender: str, receipt: bytes,
                              report: bytes, report_available_at: datetime,
-                             outcomes: Sequence[EventOutcome]) -> None:
-        """A received envelope, its events' outcomes and its report, in one transaction."""
+                             outcomes: Sequence[EventOutcome], report_lost: bool = False) -> None:
+        """A received envelope, its events' outcomes and its report, in one transaction.
+
+        ``report_lost`` (a fault): the report is kept, for the record, but never becomes available."""
         at = _utc(received_at)
+        available = LOST_REPORT_AT if report_lost else _utc(report_available_at)
         # Generators, not lists: sqlite3 takes the rows as they are made (5,000 an envelope).
         event_rows = (
             (o.key, o.version, o.content_hash, ACCEPTE if o.accepted else REJETE, o.code, o.message,
@@ -290,7 +295,7 @@ class Ledger:
             db.execute(
                 "INSERT INTO lots (id_lot, received_at, sender, status, event_count, receipt, report, "
                 "report_available_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (id_lot, at, sender, RECU, len(outcomes), receipt, report, _utc(report_available_at)))
+                (id_lot, at, sender, RECU, len(outcomes), receipt, report, available))
             db.executemany(_UPSERT_EVENT, event_rows)
             db.executemany("INSERT INTO receptions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", reception_rows)
             db.execute("INSERT INTO processings VALUES (?, ?)", (id_lot, at))
@@ -366,7 +371,9 @@ class Ledger:
                     "available": scalar("SELECT COUNT(*) FROM lots WHERE report IS NOT NULL "
                                         "AND report_available_at <= ?", now_text),
                     "pending": scalar("SELECT COUNT(*) FROM lots WHERE report IS NOT NULL "
-                                      "AND report_available_at > ?", now_text),
+                                      "AND report_available_at > ? AND report_available_at < ?", now_text,
+                                      LOST_REPORT_AT),
+                    "lost": scalar("SELECT COUNT(*) FROM lots WHERE report_available_at = ?", LOST_REPORT_AT),
                     "pushed": scalar("SELECT COUNT(*) FROM lots WHERE report_pushed > 0"),
                     "pushes": scalar("SELECT SUM(report_pushed) FROM lots"),
                 },

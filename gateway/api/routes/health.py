@@ -13,6 +13,7 @@ from starlette.responses import Response
 from gateway.api import schemas
 from gateway.api.deps import AdminDep, GatewayDep
 from gateway.api.problems import error_responses
+from gateway.certificates import check_certificates, problems
 from gateway.context import Gateway
 from gateway.errors import GatewayError, NotReady
 
@@ -24,8 +25,8 @@ async def healthz() -> schemas.Health:
     return schemas.Health(status="ok")
 
 
-def _checks(gw: Gateway) -> dict[str, str]:
-    checks = {}
+def _checks(gw: Gateway) -> tuple[dict[str, str], list[str]]:
+    checks, warnings = {}, []
     try:
         with gw.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -41,16 +42,19 @@ def _checks(gw: Gateway) -> dict[str, str]:
         checks["trust_store"] = "ok" if len(gw.dude_trust) else "vide : aucun certificat du DUDE"
     except (GatewayError, OSError) as exc:
         checks["trust_store"] = f"non chargé : {exc}"
-    return checks
+    if checks["signing_key"] == "ok" and checks["trust_store"] == "ok":  # issue 5: expiry, daily by the scheduler too
+        failing, warnings = problems(check_certificates(gw))
+        checks["certificates"] = "; ".join(failing) or "ok"
+    return checks, warnings
 
 
 @router.get("/readyz", response_model=schemas.Readiness, summary="Prêt", responses=error_responses(503))
 async def readyz(gw: GatewayDep) -> schemas.Readiness:
-    checks = await run_in_threadpool(_checks, gw)
+    checks, warnings = await run_in_threadpool(_checks, gw)
     failing = {k: v for k, v in checks.items() if v != "ok"}
     if failing:
         raise NotReady("; ".join(f"{k} : {v}" for k, v in failing.items()))
-    return schemas.Readiness(status="ok", checks=checks)
+    return schemas.Readiness(status="ok", checks=checks, warnings=warnings)
 
 
 @router.get("/metrics", summary="Métriques Prometheus", response_class=Response,

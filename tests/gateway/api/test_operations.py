@@ -13,9 +13,11 @@ from fastapi.testclient import TestClient
 from adapters.dude.emulator.app import mock_transport
 from adapters.dude.emulator.config import EmulatorConfig
 from adapters.dude.emulator.core import Emulator
+from gateway import lease
 from gateway.api.auth import create_client
 from gateway.api.main import create_app
 from gateway.store.models import runs_t, utcnow
+from tests.backends import BACKENDS
 from tests.factories import json_event, p3_line, write_export
 from tests.gateway.api.conftest import bearer, person
 from tests.gateway.test_reconcile import gateway_for
@@ -87,13 +89,21 @@ def test_a_second_run_while_one_goes_on_is_a_409(settings, dev_keys, registry_fi
             assert second.status_code == 409 and second.json()["code"] == "RUN_IN_PROGRESS"
             assert wait_finished(client, first.json()["run_id"], admin)["outcome"] == "TERMINE"
 
-            with gw.engine.begin() as conn:  # a `gateway run` going on elsewhere
-                conn.execute(runs_t.insert().values(trigger="cli", dry_run=False, inputs="[]", started_at=utcnow(),
-                                                    outcome="EN_COURS", counts="{}"))
-            assert client.post("/api/v1/runs", json={}, headers=admin).status_code == 409
-            gw.settings = gw.settings.model_copy(update={"run_stale_seconds": 0.001})  # …which crashed long ago
-            time.sleep(0.01)
-            assert client.post("/api/v1/runs", json={}, headers=admin).status_code == 202
+            # A `gateway run` going on on another machine: it holds the run lease (issue 5).
+            assert lease.acquire(gw.engine, "run", "autre-machine:4242:abcdef", seconds=1.0)
+            with gw.engine.begin() as conn:
+                elsewhere = conn.execute(runs_t.insert().values(
+                    trigger="cli", dry_run=False, inputs="[]", started_at=utcnow(), outcome="EN_COURS",
+                    counts="{}").returning(runs_t.c.id)).scalar_one()
+            refused = client.post("/api/v1/runs", json={}, headers=admin)
+            assert refused.status_code == 409 and "autre-machine" in refused.json()["detail"]
+            deadline = time.monotonic() + 10  # …and that machine dies: its lease expires
+            while not lease.read(gw.engine, "run").free_at(lease.now(gw.engine)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            third = client.post("/api/v1/runs", json={}, headers=admin)
+            assert third.status_code == 202
+            wait_finished(client, third.json()["run_id"], admin)
+            assert client.get(f"/api/v1/runs/{elsewhere}", headers=admin).json()["outcome"] == "INTERROMPU"
         gw.close()
 
 
@@ -158,6 +168,7 @@ def test_every_error_is_a_problem_document_with_its_code(client, tokens, method,
         assert problem["errors"] and all(e["field"] for e in problem["errors"])
 
 
+@pytest.mark.parametrize("database_url", BACKENDS, indirect=True)  # search on both stores
 def test_a_cursor_from_another_search_is_refused(client, tokens, night) -> None:
     auth = bearer(tokens.admin)
     page = client.get("/api/v1/events", params={"limit": 2, "code_ml": "69001"}, headers=auth).json()
@@ -166,6 +177,7 @@ def test_a_cursor_from_another_search_is_refused(client, tokens, night) -> None:
     assert other.status_code == 422 and other.json()["code"] == "INVALID_CURSOR"
 
 
+@pytest.mark.parametrize("database_url", BACKENDS, indirect=True)  # search on both stores
 def test_pages_stay_right_while_events_arrive(client, gw, tokens, night) -> None:
     auth = bearer(tokens.admin)
     seen, cursor, added = [], None, 0

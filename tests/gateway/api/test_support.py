@@ -11,8 +11,12 @@ from gateway import support
 from gateway.pipeline.run import run_batch
 from gateway.store.models import events_t, history_t
 from gateway.store.queries import EventFilter
+from tests.backends import on_both_backends
 from tests.factories import json_event, p3_line, write_export
 from tests.gateway.api.conftest import bearer
+
+#: Support actions and search hold on SQLite and PostgreSQL alike (tests/backends.py).
+database_url = on_both_backends()
 
 
 def event(gw, key: str):

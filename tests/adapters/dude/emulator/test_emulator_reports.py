@@ -22,7 +22,7 @@ def test_a_report_is_202_until_its_delay_then_200(make_emulator, make_event, mak
     assert dict(early.headers)["Retry-After"] == "30"
     clock.advance(29)
     assert emulator.report(id_lot).status_code == 202
-    assert emulator.ledger_summary()["reports"] == {"available": 0, "pending": 1, "pushed": 0, "pushes": 0}
+    assert emulator.ledger_summary()["reports"] == {"available": 0, "pending": 1, "lost": 0, "pushed": 0, "pushes": 0}
     clock.advance(1)
     answer = emulator.report(id_lot)
     assert answer.status_code == 200

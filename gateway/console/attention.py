@@ -1,0 +1,67 @@
+""""What needs attention first" on the dashboard (issue 4): the open rejects, ordered by who must act and
+how many events wait on it.
+
+1. Envelope rejects (``L01``…``L07``): a whole envelope refused, nothing wrong in Parcours 3; the
+   integrator fixes the cause, then everything is resent at once. Few causes, many events each.
+2. Events without a report (``SANS_REPONSE``): DUDE may or may not have applied them; ask the
+   integrator to check with DUDE before resending.
+3. The business codes with the most events (``E01``…``E10``, from DUDE or pre-flight): the counsellors'
+   work, in the order that clears the most events per correction.
+4. Envelopes still waiting for their report: nothing to do yet, said so that nobody resends too early.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from gateway.codes import EnvelopeState, EventState, Level, RejectCode
+from gateway.console.queries import CodeCount
+
+TOP_BUSINESS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Priority:
+    level: str  # "haute", "moyenne", "info": a CSS class and a word on the page
+    title: str
+    text: str
+    count: int
+    params: dict[str, str]  # the rejects list's filter that shows these events (empty: no link)
+
+
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def priorities(open_rejects: list[CodeCount], waiting: dict[str, int]) -> list[Priority]:
+    out: list[Priority] = []
+    by_code: Counter = Counter()
+    for item in open_rejects:
+        if item.code:
+            by_code[item.code] += item.count
+    for code, count in sorted(by_code.items()):
+        known = RejectCode.__members__.get(code)
+        if known is not None and known.level is Level.ENVELOPE:
+            out.append(Priority("haute", f"{code} — {known.label}", known.hint,
+                                count, {"code": code}))
+    out.sort(key=lambda p: -p.count)
+    no_report = sum(i.count for i in open_rejects if i.state == EventState.SANS_REPONSE.value)
+    if no_report:
+        out.append(Priority("haute", f"{_n(no_report, 'événement', 'événements')} sans compte rendu du DUDE",
+                            "Le DUDE n'a pas rendu compte de ces événements dans le délai. Demander à "
+                            "l'intégrateur de vérifier auprès du DUDE qu'ils n'ont pas été traités, puis les renvoyer.",
+                            no_report, {"etat": EventState.SANS_REPONSE.value}))
+    business = sorted(((code, count) for code, count in by_code.items()
+                       if (known := RejectCode.__members__.get(code)) is not None and known.level is Level.EVENT),
+                      key=lambda item: (-item[1], item[0]))
+    for code, count in business[:TOP_BUSINESS]:
+        known = RejectCode(code)
+        out.append(Priority("moyenne", f"{code} — {known.label}", known.hint, count, {"code": code}))
+    pending = sum(waiting.get(s, 0) for s in (EnvelopeState.SIGNE.value, EnvelopeState.ENVOYE.value,
+                                               EnvelopeState.RECU.value))
+    if pending:
+        out.append(Priority("info", f"{_n(pending, 'lot attend', 'lots attendent')} le compte rendu du DUDE",
+                            "Rien à faire pour l'instant : leurs événements ne sont ni acceptés ni rejetés. "
+                            "Ne pas les renvoyer avant le compte rendu.", pending, {}))
+    return out

@@ -1,0 +1,158 @@
+"""The rejects list's filter, as read from a query string or a form, and back (issue 4).
+
+One value object serves the list, its CSV export, the resend-by-filter confirmation and the resend itself,
+so that what is confirmed is exactly what was listed and what is resent is exactly what was confirmed.
+Reading is forgiving, as a person types: a value that cannot be read is named in ``errors`` and left
+out of the filter (the page says so) instead of failing the page. The user's scope is added when the
+`EventFilter` is built, never taken from the request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from urllib.parse import urlencode
+
+from gateway.codes import ACTIONABLE_EVENT_STATES, EventState, RejectCode
+from gateway.console.labels import STATE_SHORT
+from gateway.store.queries import EventFilter
+
+#: The states offered by the list: to handle first, then already handled.
+STATE_CHOICES = (EventState.INVALIDE, EventState.REJETE, EventState.SANS_REPONSE, EventState.EN_ATTENTE,
+                 EventState.CORRIGE, EventState.CLOS)
+#: What the list shows when no state is chosen: what is waiting for someone.
+DEFAULT_STATES = tuple(s.value for s in STATE_CHOICES if s in ACTIONABLE_EVENT_STATES)
+_ML = re.compile(r"[0-9]{5}")
+_FR_DATE = re.compile(r"(\d{2})/(\d{2})/(\d{4})")
+
+
+def _date(text: str) -> date:
+    text = text.strip()
+    if m := _FR_DATE.fullmatch(text):
+        return date(int(m[3]), int(m[2]), int(m[1]))
+    return date.fromisoformat(text)
+
+
+def _get(params: Mapping, name: str) -> str:
+    value = params.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _all(params, name: str) -> list[str]:
+    getter = getattr(params, "getlist", None)
+    values = getter(name) if getter else [params[name]] if name in params else []
+    return [v for v in values if isinstance(v, str)]
+
+
+@dataclass(frozen=True, slots=True)
+class RejectsQuery:
+    """Criteria of the rejects list; French parameter names, as they appear in the console's addresses."""
+
+    code_ml: str | None = None
+    reject_code: str | None = None
+    states: tuple[str, ...] = DEFAULT_STATES
+    run_id: int | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    search: str | None = None
+    errors: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_params(cls, params: Mapping) -> RejectsQuery:
+        errors: list[str] = []
+        code_ml = _get(params, "ml") or None
+        if code_ml and not _ML.fullmatch(code_ml):
+            errors.append(f"Mission locale « {code_ml} » : cinq chiffres attendus.")
+            code_ml = None
+        code = _get(params, "code").upper() or None
+        if code and code not in RejectCode.__members__:
+            errors.append(f"Code de rejet « {code} » inconnu.")
+            code = None
+        chosen = [s for s in _all(params, "etat") if s in EventState.__members__]
+        states = tuple(s.value for s in STATE_CHOICES if s.value in chosen) or DEFAULT_STATES
+        run_id = None
+        if text := _get(params, "nuit"):
+            if text.isdigit() and len(text) < 10:
+                run_id = int(text)
+            else:
+                errors.append(f"Nuit « {text} » : numéro d'exécution attendu.")
+        bounds = []
+        for name, label in (("du", "Date de début"), ("au", "Date de fin")):
+            text = _get(params, name)
+            value = None
+            if text:
+                try:
+                    value = _date(text)
+                except ValueError:
+                    errors.append(f"{label} « {text} » : date JJ/MM/AAAA attendue.")
+            bounds.append(value)
+        search = _get(params, "recherche")[:120] or None
+        return cls(code_ml, code, states, run_id, bounds[0], bounds[1], search, tuple(errors))
+
+    def event_filter(self, scope: frozenset[str] | None, *, identifiant_pe_pattern: str) -> EventFilter:
+        """The store's filter, within ``scope``. The search box holds a key or a jobseeker id, told apart by
+        the configured jobseeker-id format (a key is ``code_ml-id_evenement``)."""
+        key = pe = None
+        if self.search:
+            if re.fullmatch(identifiant_pe_pattern, self.search.upper()):
+                pe = self.search.upper()
+            else:
+                key = self.search
+        return EventFilter(states=self.states, reject_code=self.reject_code, code_ml=self.code_ml,
+                           code_ml_in=scope, key=key, identifiant_pe=pe, run_id=self.run_id,
+                           date_from=self.date_from, date_to=self.date_to)
+
+    def params(self) -> list[tuple[str, str]]:
+        """The criteria as query parameters (only those set; the default states left implicit)."""
+        out: list[tuple[str, str]] = []
+        if self.code_ml:
+            out.append(("ml", self.code_ml))
+        if self.reject_code:
+            out.append(("code", self.reject_code))
+        if self.states != DEFAULT_STATES:
+            out += [("etat", s) for s in self.states]
+        if self.run_id is not None:
+            out.append(("nuit", str(self.run_id)))
+        if self.date_from:
+            out.append(("du", self.date_from.isoformat()))
+        if self.date_to:
+            out.append(("au", self.date_to.isoformat()))
+        if self.search:
+            out.append(("recherche", self.search))
+        return out
+
+    def query(self, **extra: str | int | None) -> str:
+        """``?…`` for a link keeping these criteria, with ``extra`` parameters (``None`` values left out)."""
+        pairs = self.params() + [(k, str(v)) for k, v in extra.items() if v is not None]
+        return "?" + urlencode(pairs) if pairs else ""
+
+    def describe(self) -> list[str]:
+        """The criteria in words, for the confirmation page and the CSV's file name."""
+        out = []
+        if self.code_ml:
+            out.append(f"mission locale {self.code_ml}")
+        if self.reject_code:
+            out.append(f"code {self.reject_code} ({RejectCode(self.reject_code).label})")
+        out.append("état " + " ou ".join(f"« {STATE_SHORT.get(s, s)} »" for s in self.states))
+        if self.run_id is not None:
+            out.append(f"lus par l'exécution n° {self.run_id}")
+        if self.date_from:
+            out.append(f"événements du {self.date_from:%d/%m/%Y} ou après")
+        if self.date_to:
+            out.append(f"événements du {self.date_to:%d/%m/%Y} ou avant")
+        if self.search:
+            out.append(f"recherche « {self.search} »")
+        return out
+
+    def file_name(self, now: datetime, scope: frozenset[str] | None) -> str:
+        """``rejets-<mission locale>[-<code>][-nuit<n>]-<AAAAMMJJ>.csv``: a counsellor's report is one
+        mission locale's (the filter's, or the only one the user sees)."""
+        ml = self.code_ml or (next(iter(scope)) if scope is not None and len(scope) == 1 else "toutes-ml")
+        parts = ["rejets", ml]
+        if self.reject_code:
+            parts.append(self.reject_code)
+        if self.run_id is not None:
+            parts.append(f"nuit{self.run_id}")
+        return "-".join(parts) + f"-{now:%Y%m%d}.csv"

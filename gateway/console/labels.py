@@ -1,0 +1,143 @@
+"""French words for what the console shows: Parcours 3 columns, their coded values, run outcomes.
+
+Support staff know the fields by their Parcours 3 names and screens, not by the gateway's (brief §3): each
+column keeps its export name (what an integrator greps for) beside a French label (what a counsellor
+reads). Reject codes and states have their labels in `gateway.codes`, the one catalogue.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from gateway.codes import (
+    EventType,
+    Modalite,
+    MotifManquement,
+    MotifSortie,
+    Operation,
+    Parcours,
+    RejectCode,
+    Resultat,
+    TypeContrat,
+)
+
+#: Parcours 3 export columns in the export's order (brief §3), with their French labels.
+FIELD_LABELS: dict[str, str] = {
+    "id_evenement": "N° de l'événement",
+    "code_ml": "Code de la mission locale",
+    "num_dossier": "N° de dossier du jeune",
+    "identifiant_pe": "Identifiant France Travail",
+    "nom": "Nom",
+    "prenom": "Prénom",
+    "date_naissance": "Date de naissance",
+    "conseiller": "Code du conseiller",
+    "type_evenement": "Type d'événement",
+    "operation": "Opération",
+    "date_evenement": "Date de l'événement",
+    "date_debut": "Date de début",
+    "date_fin": "Date de fin",
+    "modalite": "Modalité de l'entretien",
+    "premier_entretien": "Premier entretien après l'orientation",
+    "formacode": "Formacode (formation)",
+    "organisme": "Organisme de formation ou de prestation",
+    "code_prestation": "Code de la prestation",
+    "num_offre": "N° de l'offre d'emploi",
+    "siret": "SIRET de l'employeur",
+    "code_rome": "Code ROME (métier)",
+    "type_contrat": "Type de contrat",
+    "resultat": "Résultat de la mise en relation",
+    "parcours": "Parcours",
+    "motif": "Motif",
+    "commentaire": "Commentaire",
+    "saisi_le": "Saisi le",
+}
+
+_CODED = {"modalite": Modalite, "type_contrat": TypeContrat, "resultat": Resultat, "parcours": Parcours,
+          "operation": Operation, "type_evenement": EventType}
+_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_ISO_TIMESTAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
+
+#: States in a word, for tables (`EventState.label` says more, on the event's page).
+STATE_SHORT = {"RECU": "Reçu", "INVALIDE": "Invalide", "EN_ATTENTE": "En attente", "ENVOYE": "Envoyé",
+               "TRANSMIS": "Transmis", "ACCEPTE": "Accepté", "REJETE": "Rejeté", "SANS_REPONSE": "Sans réponse",
+               "CORRIGE": "Corrigé", "CLOS": "Clos"}
+RUN_OUTCOMES = {"EN_COURS": "En cours", "TERMINE": "Terminée", "TERMINE_AVEC_ERREURS": "Terminée avec erreurs",
+                "ECHEC": "Échec"}
+RUN_TRIGGERS = {"schedule": "planification", "scheduler": "planification", "cli": "ligne de commande",
+                "api": "API", "demo": "démonstration"}
+
+#: Words a reject message may use for a field, besides its column name (the DUDE writes French).
+_FIELD_WORDS = {"prénom": "prenom", "date de naissance": "date_naissance", "date de fin": "date_fin",
+                "date de début": "date_debut", "date de l'événement": "date_evenement", "siret": "siret",
+                "nom": "nom", "identifiant demandeur d'emploi": "identifiant_pe"}
+#: Codes whose message names exactly which of the code's usual fields is wrong (E03: "nom, prénom").
+_NARROWING = frozenset({RejectCode.E03})
+
+
+def field_label(name: str) -> str:
+    return FIELD_LABELS.get(name, name)
+
+
+def ordered_fields(fields: dict[str, Any]) -> list[str]:
+    """The event's columns in the export's order, unknown ones last."""
+    known = [name for name in FIELD_LABELS if name in fields]
+    return known + sorted(name for name in fields if name not in FIELD_LABELS)
+
+
+def value_label(name: str, value: Any, fields: dict[str, Any]) -> str:
+    """A stored value as a counsellor reads it: dates JJ/MM/AAAA, codes with their label, Oui/Non."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, bool) or (name == "premier_entretien" and value in ("O", "N", "True", "False")):
+        return "Oui" if value in (True, "O", "True") else "Non"
+    text = str(value)
+    if name.startswith("date") and (m := _ISO_DATE.fullmatch(text)):
+        return f"{m[3]}/{m[2]}/{m[1]}"
+    if name == "saisi_le" and (m := _ISO_TIMESTAMP.fullmatch(text)):
+        return f"{m[3]}/{m[2]}/{m[1]} {m[4]}"
+    enum = _CODED.get(name)
+    if name == "motif":
+        enum = MotifManquement if fields.get("type_evenement") == EventType.MAN.value else MotifSortie
+    if enum is not None:
+        try:
+            return f"{text} — {enum(text).label}"
+        except ValueError:
+            return text
+    return text
+
+
+def fields_in_cause(code: str | None, message: str | None) -> list[str]:
+    """The Parcours 3 columns a reject points at: the code's usual fields and those its message names.
+
+    Pre-flight and the DUDE name the column at fault in their messages ("Champ obligatoire absent … :
+    modalite", "Identité différente du dossier du DUDE : prénom"); the code's own list is the fallback.
+    """
+    known = _reject(code)
+    usual = list(known.fields) if known else []
+    named: list[str] = []
+    if message:
+        low = message.lower()
+        for name in FIELD_LABELS:
+            if re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", low):
+                named.append(name)
+        for words, name in _FIELD_WORDS.items():
+            if re.search(rf"(?<![\w']){re.escape(words)}(?![\w])", low) and name not in named:
+                named.append(name)
+    if known in _NARROWING and named:
+        chosen = [n for n in usual if n in named] or named
+    else:
+        chosen = usual + [n for n in named if n not in usual]
+    return [n for n in FIELD_LABELS if n in chosen] + [n for n in chosen if n not in FIELD_LABELS]
+
+
+def _reject(code: str | None) -> RejectCode | None:
+    try:
+        return RejectCode(code) if code else None
+    except ValueError:
+        return None
+
+
+def reject_info(code: str | None) -> RejectCode | None:
+    """The catalogue entry of a stored code, or ``None`` (no code, or one the catalogue does not know)."""
+    return _reject(code)

@@ -1,0 +1,1 @@
+"""The console's pages and actions, one module per screen."""

@@ -1,0 +1,51 @@
+"""The dashboard: the last nights at a glance, rejects per night over 30 nights, and what to handle first
+(issue 4). Every figure is within the user's scope: a support user of one mission locale sees its events
+only, and the runs and envelopes that carried them.
+"""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from gateway.codes import RejectCode
+from gateway.console import queries
+from gateway.console.attention import priorities
+from gateway.console.chart import SERIES, rejects_chart
+from gateway.console.deps import GatewayDep, UserDep
+from gateway.console.templating import render
+
+router = APIRouter()
+
+#: Nights in the "last nights" table.
+RECENT_RUNS = 7
+
+
+@router.get("/", name="tableau_de_bord")
+def dashboard(request: Request, user: UserDep, gw: GatewayDep) -> Response:
+    tz = ZoneInfo(gw.settings.timezone)
+    now = gw.clock().astimezone(tz)
+    today = now.date()
+    with gw.engine.connect() as conn:
+        runs = queries.last_runs(conn, user.scope, limit=RECENT_RUNS)
+        open_rejects = queries.open_rejects(conn, user.scope)
+        waiting = queries.envelopes_waiting(conn, user.scope)
+        nights = queries.rejects_per_night(conn, user.scope, today=today, tz=tz)
+    by_code = _by_code(open_rejects)
+    return render(request, "tableau.html", {
+        "user": user, "runs": runs, "priorities": priorities(open_rejects, waiting), "by_code": by_code,
+        "open_total": sum(i.count for i in open_rejects), "waiting": waiting, "chart": rejects_chart(nights),
+        "nights": nights, "series": SERIES, "generated_at": now})
+
+
+def _by_code(open_rejects: list[queries.CodeCount]) -> list[dict]:
+    """One line per code (and one for events without report), with its count per state."""
+    lines: dict[str | None, dict] = {}
+    for item in open_rejects:
+        line = lines.setdefault(item.code, {"code": item.code, "known": RejectCode.__members__.get(item.code or ""),
+                                            "total": 0, "states": {}})
+        line["total"] += item.count
+        line["states"][item.state] = line["states"].get(item.state, 0) + item.count
+    return sorted(lines.values(), key=lambda line: (-line["total"], line["code"] or "~"))

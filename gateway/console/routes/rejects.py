@@ -1,0 +1,92 @@
+"""The rejects list, its CSV export, and resending every event of a filter after a confirmation (issue 4;
+brief §5: "resend … every event matching a filter in one action").
+
+The list, the export, the confirmation and the resend read the same `RejectsQuery` from the address or
+the form, and the user's scope is added to it here, on the server: a support user cannot widen it by
+editing the address. The confirmation shows how many events the resend will take now
+(`gateway.support.count_resendable`, the very condition the resend applies under its lock); the resend
+itself is `gateway.support.resend_matching`, which moves each event once however many times the button
+is pressed, and writes the audit row the result page is read from.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from gateway import support
+from gateway.codes import Level, RejectCode
+from gateway.console import csvexport, queries
+from gateway.console.deps import CheckedUserDep, ConsoleUser, GatewayDep, UserDep
+from gateway.console.filters import STATE_CHOICES, RejectsQuery
+from gateway.console.outcome import action_message
+from gateway.console.session import base_path
+from gateway.console.templating import render
+from gateway.context import Gateway
+from gateway.store.queries import count_events, list_runs
+
+router = APIRouter()
+
+
+def _filter(gw: Gateway, user: ConsoleUser, query: RejectsQuery):
+    return query.event_filter(user.scope, identifiant_pe_pattern=gw.settings.identifiant_pe_pattern)
+
+
+def _cursor(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() and len(value) < 19 else None
+
+
+@router.get("/rejets", name="rejets")
+def rejects(request: Request, user: UserDep, gw: GatewayDep) -> Response:
+    params = request.query_params
+    query = RejectsQuery.from_params(params)
+    flt = _filter(gw, user, query)
+    with gw.engine.connect() as conn:
+        page = queries.rejects_page(conn, flt, limit=gw.settings.console_page_size,
+                                    after=_cursor(params.get("apres")), before=_cursor(params.get("avant")))
+        total = count_events(conn, flt)
+        resendable = support.count_resendable(conn, flt)
+        mls = queries.ml_choices(conn, user.scope)
+        runs = list_runs(conn, user.scope, limit=30, before_id=None)
+        message = action_message(conn, params.get("action"), user.actor)
+    code_groups = [("Rejets de lot (problème technique)", [c for c in RejectCode if c.level is Level.ENVELOPE]),
+                   ("Rejets d'événement (à corriger dans Parcours 3)", [c for c in RejectCode if c.level is Level.EVENT])]
+    return render(request, "rejets.html", {
+        "user": user, "q": query, "page": page, "total": total, "resendable": resendable, "mls": mls,
+        "runs": runs, "code_groups": code_groups, "state_choices": STATE_CHOICES, "flash": message,
+        "first_page": params.get("apres") is None and params.get("avant") is None})
+
+
+@router.get("/rejets.csv", name="rejets_csv")
+def rejects_csv(request: Request, user: UserDep, gw: GatewayDep) -> Response:
+    query = RejectsQuery.from_params(request.query_params)
+    flt = _filter(gw, user, query)
+
+    def chunks():
+        with gw.engine.connect() as conn:
+            yield from csvexport.csv_chunks(queries.export_rows(conn, flt))
+
+    name = query.file_name(gw.clock(), user.scope)
+    return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/rejets/renvoi", name="confirmer_renvoi")
+def confirm_resend(request: Request, user: UserDep, gw: GatewayDep) -> Response:
+    query = RejectsQuery.from_params(request.query_params)
+    with gw.engine.connect() as conn:
+        count = support.count_resendable(conn, _filter(gw, user, query))
+    return render(request, "confirmer_renvoi.html", {"user": user, "q": query, "count": count})
+
+
+@router.post("/actions/renvoyer-filtre", name="renvoyer_filtre")
+async def resend_filter(request: Request, user: CheckedUserDep, gw: GatewayDep) -> Response:
+    query = RejectsQuery.from_params(await request.form())
+    if query.errors:  # a criterion dropped would widen the resend: refuse instead
+        return render(request, "erreur.html", {"user": user, "title": "Filtre illisible", "errors": query.errors,
+                                               "text": "Rien n'a été renvoyé. Refaites le filtre depuis la liste "
+                                                       "des rejets."}, status=400)
+    result = await run_in_threadpool(support.resend_matching, gw, _filter(gw, user, query), actor=user.actor,
+                                     client_id=user.principal.client_id)
+    return RedirectResponse(f"{base_path(request)}/rejets{query.query(action=result.audit_id)}", status_code=303)

@@ -1,0 +1,163 @@
+"""Sending workers: envelopes waiting to be sent are *claimed* before they are posted, so that several
+workers — the sender threads of a run, or instances sharing one PostgreSQL store — send in parallel and
+none sends an envelope another is sending (issue 5; brief §8: "envelopes are claimed with SKIP LOCKED").
+
+An envelope waits to be sent while it is ``SIGNE`` or ``ENVOYE`` without a receipt (a crash, DUDE
+unreachable). A worker claims one with a single ``UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)
+RETURNING id``: on PostgreSQL the row lock makes two workers pick different envelopes without waiting on
+each other; on SQLite the statement runs under the one write lock, which serialises the claims. The
+claim (``claimed_by``, ``claimed_until``) lasts ``send_claim_seconds`` and is renewed at each attempt
+(`gateway.pipeline.dispatch.transmit`): a worker that dies loses its envelopes to the others when its
+claims expire, at once if another instance takes its night over (`release_claims_of`).
+
+Order still holds across workers: an envelope is not claimable while an earlier version of one of its
+events travels in another envelope still unanswered, so DUDE never gets an ``M`` before its ``C`` (what
+the run's dispatcher does in memory for the envelopes it seals itself, `gateway.pipeline.run`).
+
+SQLite keeps its single writer: worker threads only post and check receipts (`dispatch.transmit`); the
+calling thread claims and records (`dispatch.apply_answer`), as a run does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from gateway.context import Gateway
+from gateway.lease import is_dead_here
+from gateway.pipeline import dispatch
+from gateway.store.models import envelopes_t, events_t
+
+log = logging.getLogger("gateway.sending")
+
+WAITING = dispatch.UNANSWERED
+
+
+def _claimable(now, exclude: set[str]):
+    e = envelopes_t
+    mine, older = events_t.alias("mine"), events_t.alias("older")
+    other = envelopes_t.alias("other")
+    earlier_version_unanswered = (
+        sa.select(sa.literal(1))
+        .select_from(mine.join(older, sa.and_(older.c.key == mine.c.key, older.c.id < mine.c.id))
+                     .join(other, other.c.id == older.c.envelope_id))
+        .where(mine.c.envelope_id == e.c.id, older.c.envelope_id != e.c.id, other.c.state.in_(WAITING)))
+    query = (sa.select(e.c.id)
+             .where(e.c.state.in_(WAITING), sa.or_(e.c.claimed_until.is_(None), e.c.claimed_until < now),
+                    ~earlier_version_unanswered.exists())
+             .order_by(e.c.created_at, e.c.id).limit(1))
+    if exclude:
+        query = query.where(e.c.id.not_in(sorted(exclude)))
+    return query
+
+
+def claim_next(gw: Gateway, *, holder: str | None = None,
+               exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """Claim the oldest envelope waiting to be sent that nobody holds and that may go now; None if none."""
+    holder = holder or gw.instance_id
+    now = gw.clock()
+    with gw.engine.begin() as conn:
+        candidate = _claimable(now, set(exclude))
+        if conn.dialect.name == "postgresql":
+            candidate = candidate.with_for_update(skip_locked=True, of=envelopes_t)
+        return conn.execute(
+            envelopes_t.update().where(envelopes_t.c.id == candidate.scalar_subquery())
+            .values(claimed_by=holder, claimed_until=now + timedelta(seconds=gw.settings.send_claim_seconds))
+            .returning(envelopes_t.c.id)).scalar()
+
+
+def release(gw: Gateway, envelope_id: str, *, holder: str | None = None) -> None:
+    """Let go of our claim (the envelope was answered, or every attempt of this worker failed)."""
+    holder = holder or gw.instance_id
+    with gw.engine.begin() as conn:
+        conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id, envelopes_t.c.claimed_by == holder)
+                     .values(claimed_by=None, claimed_until=None))
+
+
+def release_claims_of(gw: Gateway, holder: str) -> int:
+    """Free every claim of an instance known to be dead (its lease was taken over)."""
+    with gw.engine.begin() as conn:
+        return conn.execute(envelopes_t.update().where(envelopes_t.c.claimed_by == holder)
+                            .values(claimed_by=None, claimed_until=None)).rowcount
+
+
+def release_dead_claims(gw: Gateway) -> int:
+    """Free the claims of processes of this machine that no longer exist (a crash, a kill): a restarted
+    run need not wait for their claims to expire."""
+    with gw.engine.connect() as conn:
+        holders = list(conn.execute(sa.select(envelopes_t.c.claimed_by).distinct().where(
+            envelopes_t.c.claimed_by.is_not(None), envelopes_t.c.state.in_(WAITING))).scalars())
+    return sum(release_claims_of(gw, holder) for holder in holders if is_dead_here(holder))
+
+
+@dataclass
+class SendingStats:
+    """What `send_waiting` did: envelopes posted, and how each ended."""
+
+    envelopes: list[str] = field(default_factory=list)
+    states: dict[str, int] = field(default_factory=dict)
+    attempts: int = 0
+    paused: bool = False  # stopped because an operator paused sending (gateway.pipeline.pause)
+
+    @property
+    def sent(self) -> int:
+        return len(self.envelopes)
+
+
+def send_waiting(gw: Gateway, *, run_id: int | None = None, workers: int | None = None,
+                 holder: str | None = None, check: Callable[[], None] | None = None) -> SendingStats:
+    """Claim and send every envelope waiting to be sent, ``workers`` at a time (default
+    ``send_workers``), each at most once per call; returns what happened. ``check()`` is called between
+    two claims (a run's lease check: it raises to stop)."""
+    workers = workers or gw.settings.send_workers
+    holder = holder or gw.instance_id
+    stats = SendingStats()
+    release_dead_claims(gw)
+    tried: set[str] = set()
+    in_flight: dict[Future, str] = {}
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
+    try:
+        while True:
+            while len(in_flight) < workers and not stats.paused:
+                if check is not None:
+                    check()
+                envelope_id = claim_next(gw, holder=holder, exclude=tried)
+                if envelope_id is None:
+                    break
+                tried.add(envelope_id)
+                in_flight[pool.submit(dispatch.transmit, gw, envelope_id, run_id=run_id)] = envelope_id
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                envelope_id = in_flight.pop(future)
+                try:
+                    outcome = future.result()
+                    if isinstance(outcome, dispatch.Acknowledged):
+                        outcome = dispatch.apply_answer(gw, outcome, run_id=run_id)
+                finally:
+                    release(gw, envelope_id, holder=holder)
+                if getattr(outcome, "paused", False):  # an operator paused sending: claim nothing more
+                    stats.paused = True
+                    continue
+                stats.envelopes.append(envelope_id)
+                stats.states[outcome.state] = stats.states.get(outcome.state, 0) + 1
+                stats.attempts += outcome.attempts
+                log.info("envelope %s sent by %s: %s", envelope_id, holder, outcome.state)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for envelope_id in in_flight.values():  # stopped early: the others may have them (same IdLot)
+            release(gw, envelope_id, holder=holder)
+    return stats
+
+
+def waiting_count(gw: Gateway) -> int:
+    with gw.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(envelopes_t).where(
+            envelopes_t.c.state.in_(WAITING))).scalar_one()
+

@@ -1,0 +1,299 @@
+"""What a support person does in the console, checked page by page over a real night: find the rejects,
+understand one, resend it, close another, resend a whole filter, export the list (issue 4; brief §5)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from urllib.parse import unquote
+
+import sqlalchemy as sa
+
+from gateway.codes import EventType
+from gateway.pipeline.run import run_batch
+from gateway.store.models import audit_t, events_t, history_t
+from tests.backends import on_both_backends
+from tests.factories import p3_line, write_export
+from tests.gateway.console.conftest import PEOPLE, text, words
+
+LISTED = re.compile(r'href="/console/evenements/([^"?]+)"')
+
+#: The console's own queries (dashboard, pages, chart) hold on SQLite and PostgreSQL alike (tests/backends.py).
+database_url = on_both_backends()
+
+
+def listed(response) -> list[str]:
+    return [unquote(k) for k in LISTED.findall(response.text)]
+
+
+def state(gw, key: str) -> str:
+    with gw.engine.connect() as conn:
+        return conn.execute(sa.select(events_t.c.state).where(events_t.c.key == key)
+                            .order_by(events_t.c.version.desc()).limit(1)).scalar_one()
+
+
+def history_of(gw, key: str) -> list[sa.Row]:
+    with gw.engine.connect() as conn:
+        return conn.execute(sa.select(history_t).join(events_t, events_t.c.id == history_t.c.event_id)
+                            .where(events_t.c.key == key).order_by(history_t.c.id)).all()
+
+
+def audit(gw, action: str) -> list[sa.Row]:
+    with gw.engine.connect() as conn:
+        return conn.execute(sa.select(audit_t).where(audit_t.c.action == action).order_by(audit_t.c.id)).all()
+
+
+# --- the dashboard ------------------------------------------------------------------------------
+
+
+def test_the_dashboard_shows_the_night_the_chart_and_what_to_handle_first(signed_in) -> None:
+    page = text(signed_in("admin").get("/console/"))
+    assert "Tableau de bord" in page and "5 événements en attente d'un traitement" in page
+    priorities = page[page.index("À traiter en priorité"):page.index("Les dernières nuits")]
+    order = [priorities.index(t) for t in ("E01 — Demandeur d'emploi inconnu", "E08 — SIRET invalide", "E09 — ")]
+    assert order == sorted(order)  # most events first, then by code
+    assert "Corriger l'identifiant dans le dossier du jeune dans Parcours 3" in priorities  # the catalogue's hint
+    night = re.search(r"<tbody>\s*<tr>(.*?)</tr>", page[page.index("Les dernières nuits"):], re.DOTALL)[1]
+    assert [int(n) for n in re.findall(r'<td class="nombre[^"]*">(\d+)</td>', night)[:5]] == [9, 4, 2, 3, 0]
+    assert '<svg class="graphique"' in page and 'role="img"' in page
+    assert page.count('<g class="barre">') == 30
+    figures = page[page.index("Les chiffres du graphique"):]
+    assert re.search(r'<td class="nombre">3</td><td class="nombre">0</td><td class="nombre">2</td>'
+                     r'<td class="nombre">5</td>', figures)  # 3 refused before sending, 2 rejected by DUDE
+
+
+def test_a_dashboard_of_one_mission_locale_counts_its_events_only(signed_in) -> None:
+    page = text(signed_in("support_69002").get("/console/"))
+    assert "2 événements en attente d'un traitement" in page
+    assert "mission locale 69002" in page
+
+
+# --- the rejects list ---------------------------------------------------------------------------
+
+
+def test_the_rejects_list_filters_by_code_state_mission_locale_night_date_and_search(signed_in) -> None:
+    user = signed_in("admin")
+    assert set(listed(user.get("/console/rejets"))) == {"69001-3", "69001-4", "69002-3", "69002-4",
+                                                        "?P3_00000_20261128.csv:10"}
+    assert set(listed(user.get("/console/rejets?code=E01"))) == {"69001-3", "69002-3"}
+    assert set(listed(user.get("/console/rejets?etat=REJETE"))) == {"69001-3", "69002-3"}
+    assert set(listed(user.get("/console/rejets?ml=69002"))) == {"69002-3", "69002-4"}
+    assert set(listed(user.get("/console/rejets?code=E08&ml=69001"))) == {"69001-4"}
+    assert len(listed(user.get("/console/rejets?nuit=1"))) == 5 and listed(user.get("/console/rejets?nuit=2")) == []
+    assert len(listed(user.get("/console/rejets?du=2026-11-20&au=20/11/2026"))) == 5  # ISO or JJ/MM/AAAA
+    assert listed(user.get("/console/rejets?du=2026-11-21")) == []
+    assert listed(user.get("/console/rejets?recherche=69002-4")) == ["69002-4"]
+    assert set(listed(user.get(f"/console/rejets?recherche={PEOPLE['69002'][0].lower()}"))) == {"69002-4"}
+    accepted_too = user.get("/console/rejets?etat=REJETE&etat=ACCEPTE")  # ACCEPTE is not a choice of this list
+    assert set(listed(accepted_too)) == {"69001-3", "69002-3"}
+
+
+def test_unreadable_criteria_are_named_and_left_out(signed_in) -> None:
+    page = signed_in("admin").get("/console/rejets?du=31/02/2026&code=E99&ml=6900")
+    assert page.status_code == 200
+    words = text(page)
+    assert "Date de début « 31/02/2026 » : date JJ/MM/AAAA attendue." in words
+    assert "Code de rejet « E99 » inconnu." in words and "Mission locale « 6900 » : cinq chiffres attendus." in words
+    assert len(listed(page)) == 5
+
+
+def test_the_rejects_list_pages_by_keyset_both_ways(signed_in, gw) -> None:
+    gw.settings = gw.settings.model_copy(update={"console_page_size": 2})  # 5 rejects: pages of 2, 2, 1
+    user = signed_in("admin")
+
+    def link(page, rel: str) -> str | None:
+        found = re.search(rf'href="([^"]+)" rel="{rel}"', page.text)
+        return found[1].replace("&amp;", "&") if found else None
+
+    pages = [user.get("/console/rejets?code=")]
+    while link(pages[-1], "next"):
+        pages.append(user.get(link(pages[-1], "next")))
+    seen = [listed(p) for p in pages]
+    assert [len(keys) for keys in seen] == [2, 2, 1]
+    with gw.engine.connect() as conn:
+        newest_first = list(conn.execute(sa.select(events_t.c.key).where(events_t.c.state.in_(["REJETE", "INVALIDE"]))
+                                         .order_by(events_t.c.id.desc())).scalars())
+    assert [key for keys in seen for key in keys] == newest_first
+    assert link(pages[0], "prev") is None
+    assert listed(user.get(link(pages[2], "prev"))) == seen[1]
+    assert listed(user.get(link(pages[1], "prev"))) == seen[0]
+
+
+def test_the_export_is_a_reject_report_excel_fr_opens(signed_in) -> None:
+    answer = signed_in("support_69001").get("/console/rejets.csv")
+    assert answer.headers["content-type"] == "text/csv; charset=utf-8"
+    assert re.fullmatch(r'attachment; filename="rejets-69001-\d{8}\.csv"', answer.headers["content-disposition"])
+    raw = answer.content
+    assert raw.startswith("\ufeff".encode()) and b"\r\n" in raw
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline=""), delimiter=";"))
+    header, lines = rows[0], {r[1]: dict(zip(rows[0], r)) for r in rows[1:]}
+    assert header[:3] == ["Mission locale", "Clé de l'événement", "N° de l'événement"]
+    assert set(lines) == {"69001-3", "69001-4"}
+    e01 = lines["69001-3"]
+    assert e01["Code"] == "E01" and e01["Libellé du rejet"] == "Demandeur d'emploi inconnu"
+    assert e01["Date de l'événement"] == "20/11/2026" and e01["État"] == "Rejeté par le DUDE"
+    assert "Corriger l'identifiant" in e01["Ce qu'il faut faire"]
+    assert e01["Champs Parcours 3 à vérifier"] == "Identifiant France Travail (identifiant_pe)"
+    assert e01["Fichier source"] == "P3_00000_20261128.csv" and e01["Ligne"].isdigit()
+    assert lines["69001-4"]["Code"] == "E08" and "SIRET" in lines["69001-4"]["Champs Parcours 3 à vérifier"]
+    assert "LEFEVRE" not in raw.decode("utf-8-sig")  # no names in a file that leaves the console
+    one_code = signed_in("admin").get("/console/rejets.csv?code=E08&ml=69002")
+    assert 'filename="rejets-69002-E08-' in one_code.headers["content-disposition"]
+    assert len(one_code.content.decode("utf-8-sig").splitlines()) == 2
+
+
+# --- one event ------------------------------------------------------------------------------------
+
+
+def test_a_rejected_events_page_explains_it_and_marks_the_element_sent(signed_in) -> None:
+    answer = signed_in("support_69001").get("/console/evenements/69001-3")
+    page = text(answer)
+    assert "E01" in page and "Demandeur d'emploi inconnu" in page
+    assert "Message du DUDE :" in page and "inconnu du fichier du DUDE" in page
+    assert "Corriger l'identifiant dans le dossier du jeune dans Parcours 3, puis renvoyer." in page
+    assert "Dans Parcours 3, vérifier : Identifiant France Travail identifiant_pe" in words(answer)
+    fields = answer.text[answer.text.index("Les champs, tels que Parcours 3"):]
+    assert re.search(r'<tr class="a-corriger">\s*<th scope="row">Identifiant France Travail', fields)
+    marked = re.findall(r'<mark class="en-cause">(.*?)</mark>', answer.text)
+    assert len(marked) == 1 and "IdentifiantDE" in marked[0] and "9999999Z" in marked[0]
+    xml = answer.text[answer.text.index('<pre class="xml"'):answer.text.index("</pre>")]
+    assert "&lt;Evenement" in xml and 'urn:fr:spe:dude:echanges:v1' in xml and "&lt;Entretien" in xml
+    assert "<Evenement" not in xml  # escaped, never markup
+    timeline = page[page.index("Historique"):]
+    assert [s for s in ("Reçu", "En attente", "Envoyé", "Transmis", "Rejeté") if s in timeline] == \
+        ["Reçu", "En attente", "Envoyé", "Transmis", "Rejeté"]
+    assert 'action="/console/actions/renvoyer"' in answer.text and 'action="/console/actions/clore"' in answer.text
+
+
+def test_an_invalid_events_page_says_it_was_never_sent(signed_in) -> None:
+    answer = signed_in("admin").get("/console/evenements/69002-4")
+    page = text(answer)
+    assert "E08" in page and "SIRET invalide" in page and "Message du contrôle avant envoi" in page
+    assert "Cet événement n'a jamais été envoyé au DUDE : il a été arrêté par le contrôle avant envoi." in page
+    assert re.search(r'<tr class="a-corriger">\s*<th scope="row">SIRET de l&#39;employeur', answer.text)
+
+
+def test_an_unreadable_line_has_its_page_for_admin(signed_in) -> None:
+    answer = signed_in("admin").get("/console/evenements/%3FP3_00000_20261128.csv%3A10")
+    assert answer.status_code == 200 and "Événement ?P3_00000_20261128.csv:10" in text(answer)
+
+
+def test_resend_one_event_is_done_once_and_said_so(signed_in, gw) -> None:
+    user = signed_in("support_69001")
+    first = user.post("/console/actions/renvoyer", {"cle": "69001-3"})
+    assert first.status_code == 303 and re.fullmatch(r"/console/evenements/69001-3\?action=\d+", first.headers["location"])
+    assert "Événement remis en attente d'envoi" in text(user.get(first.headers["location"]))
+    second = user.post("/console/actions/renvoyer", {"cle": "69001-3"})  # the button pressed twice
+    assert "Déjà renvoyé : l'événement est « En attente d'envoi »" in text(user.get(second.headers["location"]))
+    assert state(gw, "69001-3") == "EN_ATTENTE"
+    resends = [h for h in history_of(gw, "69001-3") if h.actor == "console:support_69001"]
+    assert len(resends) == 1 and resends[0].code == "E01" and "remplace le rejet E01" in resends[0].cause
+    assert [(a.actor, a.target, a.count) for a in audit(gw, "RESEND")] == \
+        [("console:support_69001", "69001-3", 1), ("console:support_69001", "69001-3", 0)]
+    page = text(user.get("/console/evenements/69001-3"))
+    assert "Dernier rejet de cette version" in page and "renvoyé par console:support_69001" in page
+    assert "Que faire de cet événement" not in page  # nothing left to do until the next night answers
+
+
+def test_resending_an_event_still_invalid_says_what_is_wrong(signed_in, gw) -> None:
+    user = signed_in("support_69001")
+    answer = user.post("/console/actions/renvoyer", {"cle": "69001-4"})
+    page = text(user.get(answer.headers["location"]))
+    assert "Renvoi refusé : l'événement ne passe toujours pas le contrôle avant envoi" in page
+    assert "69001-4 : siret « 73282932000075 » invalide" in page
+    assert state(gw, "69001-4") == "INVALIDE"
+
+
+def test_close_needs_a_comment_then_closes_once(signed_in, gw) -> None:
+    user = signed_in("support_69002")
+    empty = user.post("/console/actions/clore", {"cle": "69002-3", "commentaire": "   "})
+    assert empty.headers["location"] == "/console/evenements/69002-3?erreur=commentaire#clore"
+    assert "Le commentaire est obligatoire pour clore un événement." in text(user.get(empty.headers["location"]))
+    assert state(gw, "69002-3") == "REJETE"
+    done = user.post("/console/actions/clore", {"cle": "69002-3", "commentaire": "Jeune suivi par Pôle emploi <Lyon>"})
+    page = text(user.get(done.headers["location"]))
+    assert "Événement clos, avec le commentaire : « Jeune suivi par Pôle emploi <Lyon> »." in page
+    again = user.post("/console/actions/clore", {"cle": "69002-3", "commentaire": "encore"})
+    assert "Déjà clos : rien de plus n'a été fait." in text(user.get(again.headers["location"]))
+    assert state(gw, "69002-3") == "CLOS"
+    closes = [h for h in history_of(gw, "69002-3") if h.state == "CLOS"]
+    assert len(closes) == 1 and closes[0].cause == "clos par console:support_69002 : Jeune suivi par Pôle emploi <Lyon>"
+    assert [(a.comment, a.count) for a in audit(gw, "CLOSE")] == [("Jeune suivi par Pôle emploi <Lyon>", 1), ("encore", 0)]
+    assert "&lt;Lyon&gt;" in user.get("/console/evenements/69002-3").text  # shown escaped
+
+
+def test_resend_by_filter_confirms_the_count_then_resends_once(signed_in, gw) -> None:
+    user = signed_in("admin")
+    listing = user.get("/console/rejets?code=E01")
+    assert 'href="/console/rejets/renvoi?code=E01"' in listing.text
+    confirm = user.get("/console/rejets/renvoi?code=E01")
+    assert "2 événements seront remis en attente d'envoi." in words(confirm)
+    assert "code E01 (Demandeur d'emploi inconnu)" in words(confirm)
+    assert '<input type="hidden" name="code" value="E01">' in confirm.text
+    first = user.post("/console/actions/renvoyer-filtre", {"code": "E01"})
+    assert first.headers["location"].startswith("/console/rejets?code=E01&action=")
+    assert "2 événements remis en attente d'envoi sur 2 trouvés." in text(user.get(first.headers["location"]))
+    second = user.post("/console/actions/renvoyer-filtre", {"code": "E01"})
+    assert "Aucun événement à renvoyer" in text(user.get(second.headers["location"]))
+    assert state(gw, "69001-3") == state(gw, "69002-3") == "EN_ATTENTE"
+    rows = audit(gw, "RESEND_FILTER")
+    assert [(r.count, json.loads(r.filter)["reject_code"]) for r in rows] == [(2, "E01"), (0, "E01")]
+    assert "Aucun événement de ce filtre n'est à renvoyer" in text(user.get("/console/rejets/renvoi?code=E01"))
+
+
+def test_a_resend_by_filter_with_an_unreadable_criterion_resends_nothing(signed_in, gw) -> None:
+    user = signed_in("admin")
+    answer = user.post("/console/actions/renvoyer-filtre", {"code": "E01", "du": "hier"})
+    assert answer.status_code == 400 and "Rien n'a été renvoyé" in text(answer)
+    assert state(gw, "69001-3") == "REJETE" and audit(gw, "RESEND_FILTER") == []
+    assert "corrigez le filtre avant de renvoyer" in text(user.get("/console/rejets/renvoi?code=E01&du=hier"))
+
+
+def test_other_versions_are_linked_and_an_old_one_cannot_be_acted_on(signed_in, gw, tmp_path) -> None:
+    from tests.gateway.api.conftest import person
+
+    fixed = write_export(tmp_path / "P3_69001_20261129.csv",
+                         [p3_line(EventType.ENT, id_evenement="3", modalite="TEL", **person("69001"))])
+    run_batch(gw, [fixed])
+    user = signed_in("support_69001")
+    latest = user.get("/console/evenements/69001-3")
+    assert "Événement 69001-3 version 2" in words(latest)
+    assert 'href="/console/evenements/69001-3?version=1"' in latest.text
+    old = text(user.get("/console/evenements/69001-3?version=1"))
+    assert "Cette version a été remplacée" in old and "Que faire de cet événement" not in old
+    assert "Corrigé" in old and "E01" in old
+    assert user.get("/console/evenements/69001-3?version=7").status_code == 404
+
+
+def test_pages_carry_the_consoles_security_headers(signed_in) -> None:
+    answer = signed_in("admin").get("/console/rejets")
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["cache-control"] == "no-store" and answer.headers["x-frame-options"] == "DENY"
+    assert 'style="' not in answer.text and "<script>" not in answer.text  # nothing inline for the CSP to refuse
+
+
+def test_the_chart_counts_each_nights_rejects_on_its_own_night(signed_in, gw, tmp_path) -> None:
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from tests.gateway.api.conftest import person
+
+    real = gw.clock
+    today = real().astimezone(ZoneInfo("Europe/Paris")).date()
+    for days_ago, ids in ((3, ("30", "31", "32")), (1, ("40",))):  # earlier nights: unknown jobseekers (E01)
+        gw.clock = lambda days_ago=days_ago: real() - timedelta(days=days_ago)
+        lines = [p3_line(EventType.ENT, id_evenement=i, **{**person("69001"), "identifiant_pe": "9999999Z"})
+                 for i in ids]
+        run_batch(gw, [write_export(tmp_path / f"P3_69001_{days_ago}.csv", lines)])
+    gw.clock = real
+    page = signed_in("support_69001").get("/console/")
+    figures = page.text[page.text.index("Les chiffres du graphique"):]
+    rows = re.findall(r'<tr><th scope="row">(\d\d/\d\d/\d{4})</th>((?:<td class="nombre">\d+</td>)+)</tr>', figures)
+    counts = {day: [int(n) for n in re.findall(r"\d+", cells)] for day, cells in rows}
+    assert counts == {(today - timedelta(days=3)).strftime("%d/%m/%Y"): [0, 0, 3, 3],
+                      (today - timedelta(days=1)).strftime("%d/%m/%Y"): [0, 0, 1, 1],
+                      today.strftime("%d/%m/%Y"): [1, 0, 1, 2]}  # the fixture's night: one E08, one E01
+    assert page.text.count('<rect class="serie-dude"') == 3

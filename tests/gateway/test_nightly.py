@@ -1,0 +1,118 @@
+"""The night: the drop folder read once per export, a night served once whoever fires it, a night whose
+instance died finished by another (issue 5). On SQLite and PostgreSQL, the emulator in-process."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from gateway import lease
+from gateway.nightly import RUN_LEASE, pending_exports, run_night, take_over_abandoned
+from gateway.store.models import imported_files_t, runs_t, utcnow
+from tests.backends import on_both_backends
+from tests.factories import p3_line, write_export
+
+database_url = on_both_backends()
+
+NIGHT_1 = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)  # 02:00 in Paris
+NIGHT_2 = datetime(2026, 11, 29, 1, 0, tzinfo=UTC)
+
+
+def drop(gw, name: str, first_id: int, count: int = 3):
+    folder = gw.settings.runs_input_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_export(folder / name, [p3_line(id_evenement=str(first_id + i)) for i in range(count)])
+
+
+def runs(gw) -> list[tuple]:
+    with gw.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(runs_t.c.trigger, runs_t.c.inputs, runs_t.c.outcome)
+                                               .order_by(runs_t.c.id))]
+
+
+def test_each_export_of_the_drop_folder_is_read_by_one_night(gw) -> None:
+    drop(gw, "P3_69001_20261127.csv", 1)
+    drop(gw, "P3_69001_20261128.csv", 10)
+    (gw.settings.runs_input_dir / "P3_69001_20261128.csv.part").write_text("being copied")
+    (gw.settings.runs_input_dir / ".P3_69001_20261129.csv").write_text("being copied")
+
+    first = run_night(gw, night=NIGHT_1)
+
+    assert first.status == "RUN" and first.summary.inputs == ["P3_69001_20261127.csv", "P3_69001_20261128.csv"]
+    assert first.summary.states == {"ACCEPTE": 6}
+    drop(gw, "P3_69001_20261129.csv", 20)
+    drop(gw, "P3_69001_20261128.csv", 10, count=4)  # Parcours 3 sent yesterday's file again, one line longer
+    second = run_night(gw, night=NIGHT_2)
+    assert second.summary.inputs == ["P3_69001_20261128.csv", "P3_69001_20261129.csv"]
+    assert second.summary.states == {"ACCEPTE": 4}  # 3 new lines, 1 more in the resent file, its 3 others known
+    assert [o for _, _, o in runs(gw)] == ["TERMINE", "TERMINE"]
+    with gw.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(imported_files_t)).scalar_one() == 4
+    assert pending_exports(gw) == []
+
+
+def test_a_night_already_served_is_not_run_again(gw) -> None:
+    drop(gw, "P3_69001_20261128.csv", 1)
+    assert run_night(gw, night=NIGHT_1).status == "RUN"
+    again = run_night(gw, night=NIGHT_1)  # another instance's scheduler, or a restart, firing the same night
+    assert again.status == "DONE" and again.summary is None
+    assert len(runs(gw)) == 1
+
+
+def test_a_refused_export_is_tried_again_each_night_until_it_is_replaced(gw) -> None:
+    folder = gw.settings.runs_input_dir
+    folder.mkdir(parents=True)
+    (folder / "P3_69001_20261128.csv").write_text("id_evenement;code_ml\r\n1;69001\r\n", encoding="cp1252")
+    first = run_night(gw, night=NIGHT_1)
+    assert first.summary.outcome == "TERMINE_AVEC_ERREURS" and first.summary.file_errors
+    assert [e.path.name for e in pending_exports(gw)] == ["P3_69001_20261128.csv"]
+    drop(gw, "P3_69001_20261128.csv", 1)  # the corrected export
+    assert run_night(gw, night=NIGHT_2).summary.states == {"ACCEPTE": 3}
+    assert pending_exports(gw) == []
+
+
+def test_a_night_held_by_another_instance_is_left_to_it(gw) -> None:
+    drop(gw, "P3_69001_20261128.csv", 1)
+    assert lease.acquire(gw.engine, RUN_LEASE, "autre-machine:4242:abcdef", seconds=600, night=NIGHT_1)
+    outcome = run_night(gw, night=NIGHT_1)
+    assert outcome.status == "HELD" and "autre-machine" in outcome.detail
+    assert runs(gw) == []
+
+
+def test_the_night_of_an_instance_that_died_is_taken_over_and_finished(gw) -> None:
+    drop(gw, "P3_69001_20261128.csv", 1)
+    with gw.engine.begin() as conn:  # the other instance started the night, then died
+        dead_run = conn.execute(runs_t.insert().values(
+            trigger="schedule", dry_run=False, inputs="[]", started_at=utcnow(), outcome="EN_COURS", counts="{}")
+            .returning(runs_t.c.id)).scalar_one()
+    assert lease.acquire(gw.engine, RUN_LEASE, "autre-machine:4242:abcdef", seconds=0.5, night=NIGHT_1)
+    lease.note(gw.engine, RUN_LEASE, "autre-machine:4242:abcdef", run_id=dead_run)
+    assert take_over_abandoned(gw) is None  # alive for all we know: its lease runs
+
+    deadline = time.monotonic() + 10
+    while not lease.read(gw.engine, RUN_LEASE).free_at(lease.now(gw.engine)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    outcome = take_over_abandoned(gw)
+
+    assert outcome.status == "RUN" and outcome.night == NIGHT_1 and outcome.summary.states == {"ACCEPTE": 3}
+    assert [(t, o) for t, _, o in runs(gw)] == [("schedule", "INTERROMPU"), ("reprise", "TERMINE")]
+    held = lease.read(gw.engine, RUN_LEASE)
+    assert held.done_until == NIGHT_1 and held.released_at is not None
+    assert take_over_abandoned(gw) is None and run_night(gw, night=NIGHT_1).status == "DONE"
+
+
+def test_gateway_run_now_is_refused_while_another_instance_runs(gw, settings, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    if settings.database_url:
+        monkeypatch.setenv("GATEWAY_DATABASE_URL", settings.database_url)
+    assert lease.acquire(gw.engine, RUN_LEASE, "autre-machine:4242:abcdef", seconds=600)
+    result = CliRunner().invoke(app, ["run", "--now", "--data-dir", str(settings.data_dir)])
+    assert result.exit_code == 2 and "RUN_IN_PROGRESS" in result.output and "autre-machine" in result.output
+    both = CliRunner().invoke(app, ["run", "--now", "--input", __file__, "--data-dir", str(settings.data_dir)])
+    assert both.exit_code == 2 and "--now" in both.output

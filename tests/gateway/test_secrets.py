@@ -1,0 +1,131 @@
+"""Secrets (brief §6): the private key may be encrypted, its password comes from the environment or a file and
+is never logged nor printed; a key file others can read is pointed out on start, with the fix."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gateway.cli import app
+from gateway.context import Gateway
+from gateway.errors import ConfigurationError, KeyMaterialError
+from gateway.keys import unsafe_key_files
+from gateway.settings import Settings
+from tests.factories import p3_line, write_export
+
+PASSWORD = "Tr3s-s3cr3t!mot-de-passe"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a command: no GATEWAY_* of the machine, only what the test gives."""
+    env = {k: "" for k in os.environ if k.startswith("GATEWAY_")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def password_file(tmp_path: Path) -> Path:
+    path = tmp_path / "mot-de-passe"
+    path.write_text(PASSWORD + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def encrypted(tmp_path: Path, password_file: Path) -> tuple[Path, object]:
+    """``gateway keys init --password-file``: its data folder, and what the command printed."""
+    data = tmp_path / "data"
+    result = CliRunner().invoke(app, ["keys", "init", "--data-dir", str(data), "--password-file", str(password_file)],
+                                env=clean_env())
+    assert result.exit_code == 0, result.output
+    return data, result
+
+
+def test_keys_init_encrypts_the_gateway_key_with_the_password_from_a_file(encrypted) -> None:
+    data, result = encrypted
+    key = (data / "keys" / "gateway.key.pem").read_bytes()
+    assert key.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert (data / "keys" / "gateway.key.pem").stat().st_mode & 0o777 == 0o600
+    assert "chiffrée" in result.output and PASSWORD not in result.output
+
+
+@pytest.mark.parametrize("source", ["environment", "file"])
+def test_the_gateway_signs_with_the_password_from_the_environment_or_a_file(encrypted, password_file, source,
+                                                                            caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    data, _ = encrypted
+    given = {"key_password": PASSWORD} if source == "environment" else {"key_password_file": password_file}
+    settings = Settings(_env_file=None, data_dir=data, **given)
+    gw = Gateway.open(settings)
+    assert gw.signer.certificate is not None
+    assert PASSWORD not in repr(settings) and PASSWORD not in settings.model_dump_json()
+    assert PASSWORD not in caplog.text
+    gw.close()
+
+
+def test_a_wrong_or_missing_password_is_a_clear_error_that_never_shows_it(encrypted, tmp_path, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    data, _ = encrypted
+    with pytest.raises(KeyMaterialError, match="encrypted: give its password") as missing:
+        Gateway.open(Settings(_env_file=None, data_dir=data)).signer  # noqa: B018
+    wrong = PASSWORD[::-1]
+    with pytest.raises(KeyMaterialError, match="wrong password") as refused:
+        Gateway.open(Settings(_env_file=None, data_dir=data, key_password=wrong)).signer  # noqa: B018
+    with pytest.raises(ConfigurationError, match="cannot read the key password file") as unreadable:
+        Settings(_env_file=None, data_dir=data, key_password_file=tmp_path / "absent").key_password_bytes()
+    for error in (missing.value, refused.value, unreadable.value):
+        assert PASSWORD not in str(error) and wrong not in str(error)
+    assert PASSWORD not in caplog.text and wrong not in caplog.text
+
+
+def test_a_run_with_the_wrong_password_fails_saying_so_and_never_prints_it(encrypted, tmp_path) -> None:
+    data, _ = encrypted
+    export = write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement="1")])
+    wrong = PASSWORD[::-1]
+    result = CliRunner().invoke(app, ["run", "--input", str(export), "--data-dir", str(data), "--no-wait"],
+                                env=clean_env(GATEWAY_KEY_PASSWORD=wrong, GATEWAY_DUDE_URL="http://127.0.0.1:9/dude/v1"))
+    assert result.exit_code != 0
+    assert "KEYS" in result.output and "wrong password" in " ".join(result.output.split())
+    assert wrong not in result.output and PASSWORD not in result.output
+
+
+# --- permissions -------------------------------------------------------------------------------------
+
+def test_a_key_others_can_read_is_pointed_out_with_the_fix(settings, dev_keys, password_file) -> None:
+    key = settings.gateway_key_file
+    assert unsafe_key_files(settings) == []  # created 0600
+    key.chmod(0o644)
+    password_file.chmod(0o640)
+    warnings = unsafe_key_files(settings.model_copy(update={"key_password_file": password_file}))
+    assert len(warnings) == 2
+    assert str(key) in warnings[0] and f"chmod 600 {key}" in warnings[0] and "0644" in warnings[0]
+    assert str(password_file) in warnings[1] and f"chmod 600 {password_file}" in warnings[1]
+    assert PASSWORD not in "".join(warnings)
+
+
+@pytest.mark.parametrize("command", ["run", "serve", "demo"])
+def test_run_serve_and_demo_warn_on_start(settings, dev_keys, tmp_path, monkeypatch, command) -> None:
+    settings.gateway_key_file.chmod(0o640)
+    data = ["--data-dir", str(settings.data_dir)]
+    if command == "run":
+        args = ["run", "--input", str(write_export(tmp_path / "P3_69001_20261128.csv", [p3_line()])), "--dry-run"]
+    elif command == "serve":
+        monkeypatch.setattr("uvicorn.run", lambda *a, **k: None)  # start, then stop at once
+        args = ["serve", "--port", "1"]
+    else:
+        def refuse(*a, **k):
+            raise ConfigurationError("arrêt du test après le contrôle des clés")
+        monkeypatch.setattr("gateway.demo.run_demo", refuse)
+        args = ["demo"]
+    result = CliRunner().invoke(app, [*args, *data], env=clean_env())
+    shown = " ".join(result.output.split())
+    assert "Attention" in shown and str(settings.gateway_key_file) in shown
+    assert f"chmod 600 {settings.gateway_key_file}" in shown
+
+    settings.gateway_key_file.chmod(0o600)
+    again = CliRunner().invoke(app, [*args, *data], env=clean_env())
+    assert "chmod 600" not in again.output
