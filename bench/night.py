@@ -45,7 +45,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,8 +59,6 @@ import logging  # noqa: E402
 
 import sqlalchemy as sa  # noqa: E402
 from lxml import etree  # noqa: E402
-from sqlalchemy.exc import DBAPIError  # noqa: E402
-from sqlalchemy.pool import NullPool  # noqa: E402
 from signxml import XMLSigner  # noqa: E402
 
 from adapters.dude import schema  # noqa: E402
@@ -69,6 +66,7 @@ from adapters.dude.envelope import OutgoingEvent, build_envelope_tree  # noqa: E
 from adapters.dude.signing import EXC_C14N  # noqa: E402
 from adapters.parcours3.mapping import parse_export  # noqa: E402
 from gateway.context import Gateway  # noqa: E402
+from tests.backends import fresh_postgres_database  # noqa: E402
 from gateway.demo import emulator_process  # noqa: E402
 from gateway.domain import stored_form  # noqa: E402
 from gateway.keys import init_dev_keys  # noqa: E402
@@ -133,32 +131,8 @@ def fresh_database() -> Iterator[str | None]:
     if DATABASE_URL is None:
         yield None
         return
-    base = sa.engine.make_url(DATABASE_URL)
-    name = f"gateway_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        drop_database(admin, name)
-        admin.dispose()
-
-
-def drop_database(admin: sa.Engine, name: str) -> None:
-    """Drop a database: plainly (PostgreSQL cancels an autovacuum worker in it by itself), else forcing out
-    what still holds a connection (a killed subprocess's); a few tries, as a worker may come and go."""
-    for attempt in range(10):
-        for statement in (f'DROP DATABASE IF EXISTS "{name}"', f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'):
-            try:
-                with admin.connect() as conn:
-                    conn.execute(sa.text(statement))
-                return
-            except DBAPIError:
-                continue
-        time.sleep(0.2 * (attempt + 1))
-    with admin.connect() as conn:  # the last word, with its error
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgres_database(DATABASE_URL, prefix="gateway_bench") as url:
+        yield url
 
 
 def fresh_settings(data_dir: Path, database_url: str | None = None, **updates: Any) -> Settings:

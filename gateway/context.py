@@ -8,6 +8,7 @@ time-outs and back-off can be tested without waiting.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class Gateway:
     #: This instance's name in leases and envelope claims (several instances may share one store).
     instance_id: str = ""
     _client: DudeClient | None = field(default=None, init=False, repr=False)
+    _trust: tuple[object, TrustStore] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.instance_id:
@@ -54,10 +56,23 @@ class Gateway:
         s = self.settings
         return Signer.from_files(s.gateway_key_file, s.gateway_cert_file, password=s.key_password_bytes())
 
-    @cached_property
+    @property
     def dude_trust(self) -> TrustStore:
-        """Certificates whose signatures on receipts and reports are accepted."""
-        return TrustStore.from_dir(self.settings.gateway_trust_dir)
+        """Certificates whose signatures on receipts and reports are accepted.
+
+        Read again whenever the trust folder changes (a file added, replaced or removed), so that an
+        operator rotating DUDE's key drops the new certificate in and a running ``gateway serve``
+        trusts it at once, without a restart (brief §6: rotation without a gap).
+        """
+        folder = self.settings.gateway_trust_dir
+        try:
+            stamp = tuple(sorted((entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
+                                 for entry in os.scandir(folder) if entry.is_file()))
+        except FileNotFoundError:
+            stamp = None
+        if self._trust is None or self._trust[0] != stamp:
+            self._trust = (stamp, TrustStore.from_dir(folder))
+        return self._trust[1]
 
     @property
     def client(self) -> DudeClient:

@@ -14,6 +14,9 @@ After ``retention_days``:
   supersedes it). Not ``REJETE``, ``INVALIDE`` or ``SANS_REPONSE``: they still await a person, and a
   resend needs their fields; they are purged once someone closes them, or a new version supersedes them.
 
+* **the audit log's filters**: a resend by filter may have named a jobseeker (``identifiant_pe``); in
+  entries past the period that criterion is blanked, while who did what, when, and how many stay.
+
 Keys, versions, types, codes, states, dates, content hashes (so that an old export read again is still
 recognised as already sent) and every history row stay. Time is the last change of the row
 (``updated_at``) for events, the document's own time for documents.
@@ -31,7 +34,7 @@ import sqlalchemy as sa
 from gateway import lease
 from gateway.codes import EnvelopeState, EventState
 from gateway.context import Gateway
-from gateway.store.models import documents_t, envelope_history_t, envelopes_t, events_t
+from gateway.store.models import audit_t, documents_t, envelope_history_t, envelopes_t, events_t
 
 log = logging.getLogger("gateway.purge")
 
@@ -60,6 +63,7 @@ def purge(gw: Gateway, *, now: datetime | None = None) -> PurgeResult:
     cutoff = now - timedelta(days=gw.settings.retention_days)
     documents, envelopes = _purge_documents(gw, cutoff, now)
     events = _erase_personal_fields(gw, cutoff, now)
+    _erase_audited_jobseekers(gw, cutoff)
     result = PurgeResult(cutoff, documents, envelopes, events)
     log.info("purge before %s: %d documents of %d envelopes, personal fields of %d events",
              cutoff.isoformat(), documents, envelopes, events)
@@ -104,6 +108,23 @@ def _erase_personal_fields(gw: Gateway, cutoff: datetime, now: datetime) -> int:
             conn.execute(events_t.update().where(c.id == sa.bindparam("b_id")).values(
                 payload=sa.bindparam("b_payload"), identifiant_pe=None, erased_at=now), changes)
             erased += len(rows)
+
+
+def _erase_audited_jobseekers(gw: Gateway, cutoff: datetime) -> int:
+    a = audit_t.c
+    with gw.engine.begin() as conn:
+        rows = conn.execute(sa.select(a.id, a.filter).where(
+            a.at < cutoff, a.filter.is_not(None), a.filter.contains('"identifiant_pe"'))).all()
+        changes = []
+        for entry_id, text in rows:
+            flt = json.loads(text)
+            if flt.get("identifiant_pe"):
+                flt["identifiant_pe"] = "(effacé)"
+                changes.append({"b_id": entry_id, "b_filter": json.dumps(flt, ensure_ascii=False)})
+        if changes:
+            conn.execute(audit_t.update().where(a.id == sa.bindparam("b_id")).values(filter=sa.bindparam("b_filter")),
+                         changes)
+    return len(changes)
 
 
 def purge_with_lease(gw: Gateway) -> dict:

@@ -126,9 +126,21 @@ def night_job() -> str:
 
 
 def reports_job() -> int:
+    """Send what waits, then poll the reports that are due.
+
+    Sending here is what makes a lifted pause (or DUDE coming back) take effect between two nights:
+    envelopes sealed while sending was paused, or left unanswered, go out at the next tick. Claims
+    make this safe beside a run or another instance (`gateway.pipeline.sending`); an envelope still
+    in its back-off (``next_attempt_at`` ahead) waits for a later tick.
+    """
+    from gateway.pipeline.pause import is_paused
     from gateway.pipeline.reconcile import poll_reports
+    from gateway.pipeline.sending import due_for_sending, send_waiting
 
     gw, _ = _current()
+    if not is_paused(gw.engine) and due_for_sending(gw):
+        stats = send_waiting(gw)
+        log.info("waiting envelopes sent by the schedule: %d", stats.sent)
     return len(poll_reports(gw))
 
 

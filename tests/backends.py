@@ -37,11 +37,12 @@ def postgres_url() -> str:
 
 
 @contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """A new, empty database on the test server; its URL (password included) is yielded, and it is
-    dropped afterwards, whatever still holds a connection to it (a killed subprocess, a leaked pool)."""
-    base = sa.engine.make_url(postgres_url())
-    name = f"gwtest_{uuid.uuid4().hex[:12]}"
+def fresh_postgres_database(server_url: str | None = None, *, prefix: str = "gwtest") -> Iterator[str]:
+    """A new, empty database on the test server (or ``server_url``); its URL (password included) is
+    yielded, and it is dropped afterwards, whatever still holds a connection to it (a killed
+    subprocess, a leaked pool). The benchmark uses it too (``bench/night.py --database-url``)."""
+    base = sa.engine.make_url(server_url or postgres_url())
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with admin.connect() as conn:

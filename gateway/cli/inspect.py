@@ -35,7 +35,7 @@ def rejects(
             RejectCode(code.upper())
         except ValueError:
             err_console.print(f"[red]Code inconnu[/] {code} : codes L01…L07, E01…E10")
-            raise typer.Exit(code=2)
+            raise typer.Exit(code=2) from None
     flt = EventFilter(states=REJECTED_STATES, reject_code=code.upper() if code else None, code_ml=ml)
     with _engine(data_dir).connect() as conn:
         rows = list_events(conn, flt, limit=limit)

@@ -56,6 +56,16 @@ def _claimable(now, exclude: set[str]):
     return query
 
 
+def due_for_sending(gw: Gateway) -> bool:
+    """Whether some envelope waits to be sent and is past its back-off (for the scheduler's tick)."""
+    now = gw.clock()
+    e = envelopes_t
+    with gw.engine.connect() as conn:
+        return conn.execute(sa.select(sa.literal(1)).where(
+            e.c.state.in_(WAITING), sa.or_(e.c.next_attempt_at.is_(None), e.c.next_attempt_at <= now),
+            sa.or_(e.c.claimed_until.is_(None), e.c.claimed_until < now)).limit(1)).first() is not None
+
+
 def claim_next(gw: Gateway, *, holder: str | None = None,
                exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
     """Claim the oldest envelope waiting to be sent that nobody holds and that may go now; None if none."""

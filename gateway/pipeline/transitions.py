@@ -64,7 +64,10 @@ def set_event_states(conn: Connection, changes: Sequence[dict], *, now: datetime
          for c in todo],
     )
     conn.execute(history_t.insert(), [
-        {"event_id": c["id"], "state": c["state"], "at": now, "cause": cause[:255], "code": c.get("code"),
+        # A reject's own message goes into its history row: once the event is resent and its
+        # reject_message cleared, the history still says what DUDE answered.
+        {"event_id": c["id"], "state": c["state"], "at": now,
+         "cause": (f"{cause} : {c['message']}" if c.get("message") else cause)[:255], "code": c.get("code"),
          "envelope_id": envelope_id, "run_id": run_id, "actor": None} for c in todo])
     return len(todo)
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
-import pytest
 import sqlalchemy as sa
 
 from adapters.dude.emulator import Emulator, EmulatorConfig, Faults

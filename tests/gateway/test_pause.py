@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from adapters.dude.emulator.app import mock_transport
 from gateway.cli import app
-from gateway.pipeline import dispatch, pause
+from gateway.pipeline import dispatch, pause, reconcile
 from gateway.pipeline.run import run_batch
 from gateway.store.models import audit_t, envelopes_t
 from tests.backends import on_both_backends
@@ -134,3 +134,20 @@ def test_gateway_sending_pause_resume_status(settings, tmp_path) -> None:
 def test_every_sending_command_has_help(command) -> None:
     result = CliRunner().invoke(app, ["sending", command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_after_a_pause_is_lifted_the_schedule_sends_what_waited(gw, emulator, tmp_path) -> None:
+    from gateway.scheduler import reports_job, run_job_now
+
+    pause.pause(gw.engine, by="cli:exploitant", reason="maintenance du DUDE", now=gw.clock())
+    run_batch(gw, [night(tmp_path)])
+    run_job_now(gw, reports_job)  # a tick while still paused: nothing leaves
+    assert emulator.ledger_summary()["lots"] == 0
+
+    pause.resume(gw.engine, by="cli:exploitant", now=gw.clock())
+    run_job_now(gw, reports_job)  # the next tick sends the three sealed envelopes (and polls what is due)
+
+    assert emulator.ledger_summary()["lots"] == 3
+    assert {state for _, _, state, _ in snapshot(gw)[0]} <= {"TRANSMIS", "ACCEPTE"}
+    reconcile.poll_reports(gw, force=True)  # their reports, at a later tick
+    assert {state for _, _, state, _ in snapshot(gw)[0]} == {"ACCEPTE"}

@@ -75,3 +75,23 @@ def test_the_scheduled_purge_runs_under_its_lease(gw, tmp_path) -> None:
     assert "skipped" in purge_with_lease(gw)
     lease.release(gw.engine, "purge", "autre-machine:1:x")
     assert purge_with_lease(gw)["events"] == 0
+
+
+def test_a_jobseeker_named_in_an_audited_filter_is_blanked_after_the_retention_period(gw, tmp_path) -> None:
+    from gateway.store.models import audit_t
+    from gateway.store.queries import EventFilter
+    from gateway.support import resend_matching
+
+    night(gw, tmp_path)
+    resend_matching(gw, EventFilter(identifiant_pe="7654321Z"), actor="support")
+    filters = sa.select(audit_t.c.filter).where(audit_t.c.action == "RESEND_FILTER")
+    with gw.engine.connect() as conn:
+        assert "7654321Z" in conn.execute(filters).scalar_one()
+
+    purge(gw)  # within the period: the audit log is untouched
+    with gw.engine.connect() as conn:
+        assert "7654321Z" in conn.execute(filters).scalar_one()
+    purge(gw, now=gw.clock() + timedelta(days=gw.settings.retention_days + 1))
+    with gw.engine.connect() as conn:
+        kept = json.loads(conn.execute(filters).scalar_one())
+    assert kept["identifiant_pe"] == "(effacé)"

@@ -305,3 +305,17 @@ def test_the_same_report_pushed_and_polled_at_once_is_applied_once(gw, emulator,
         assert conn.execute(count_reports).scalar_one() == before + 1
         moves = conn.execute(count_moves).scalar_one()
     assert moves == moves_before + 1
+
+
+def test_dudes_reject_message_stays_in_the_history_after_a_resend(gw, tmp_path: Path) -> None:
+    from gateway.support import resend_event
+
+    run_batch(gw, [night(tmp_path)])
+    resend_event(gw, "69001-99", actor="support", scope=None)
+    with gw.engine.connect() as conn:
+        row = conn.execute(sa.select(events_t.c.id, events_t.c.state, events_t.c.reject_message)
+                           .where(events_t.c.key == "69001-99")).one()
+        causes = list(conn.execute(sa.select(history_t.c.cause).where(
+            history_t.c.event_id == row.id, history_t.c.state == "REJETE")).scalars())
+    assert row.state == "EN_ATTENTE" and row.reject_message is None
+    assert len(causes) == 1 and "inconnu" in causes[0]  # DUDE's own words for E01

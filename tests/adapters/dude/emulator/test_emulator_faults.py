@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from adapters.dude.emulator import Emulator, Faults
+from adapters.dude.emulator import Faults
 from adapters.dude.emulator.app import mock_transport, serve_in_thread
 from adapters.dude.messages import open_signed
 from gateway.errors import SignatureInvalid
