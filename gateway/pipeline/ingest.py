@@ -103,18 +103,21 @@ def _chunks(items: Iterable[Outcome], size: int) -> Iterator[list[Outcome]]:
 
 def ingest(engine: Engine, outcomes: Iterable[Outcome], *, run_id: int | None, now: datetime,
            chunk_size: int = CHUNK, connection: Connection | None = None,
-           on_chunk: Callable[[IngestStats], None] | None = None) -> IngestStats:
+           on_chunk: Callable[[IngestStats], None] | None = None,
+           records: dict[str, dict] | None = None) -> IngestStats:
     """Write ``outcomes`` to the store; one transaction per chunk (or all in ``connection``'s).
 
     ``on_chunk(stats)`` is called after each chunk is committed (a run seals full envelopes then,
-    while the rest of the export is still being read)."""
+    while the rest of the export is still being read). ``records``, when given, receives each stored
+    payload (its JSON text → the record it encodes), so that sealing the envelopes of the same run
+    need not decode the JSON it has just written (`dispatch.seal_next`, ~9 µs an event)."""
     stats = IngestStats()
     for chunk in _chunks(outcomes, chunk_size):
         if connection is not None:
-            done = _ingest_chunk(connection, chunk, run_id=run_id, now=now)
+            done = _ingest_chunk(connection, chunk, run_id=run_id, now=now, records=records)
         else:
             with engine.begin() as conn:
-                done = _ingest_chunk(conn, chunk, run_id=run_id, now=now)
+                done = _ingest_chunk(conn, chunk, run_id=run_id, now=now, records=records)
         stats.add(done)
         if on_chunk is not None:
             on_chunk(done)
@@ -161,7 +164,8 @@ def _parse_date(value: str | None) -> date | None:
         return None
 
 
-def _ingest_chunk(conn: Connection, chunk: list[Outcome], *, run_id: int | None, now: datetime) -> IngestStats:
+def _ingest_chunk(conn: Connection, chunk: list[Outcome], *, run_id: int | None, now: datetime,
+                  records: dict[str, dict] | None = None) -> IngestStats:
     stats = IngestStats(lines=len(chunk))
     states = _load_states(conn, {_key_of(o) for o in chunk})
     rows: list[tuple] = []
@@ -215,9 +219,12 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome], *, run_id: int | None,
             wire_op = Operation.MODIFY if ks and ks.live else Operation.CREATE
         version = ks.version + 1 if ks else 1
         record.pop("operation", None)
+        payload = _PAYLOAD_JSON(record)
+        if records is not None:
+            records[payload] = record
         rows.append((
             key, version, wire_op.value, event.type_evenement.value, event.code_ml, event.identifiant_pe,
-            event.date_evenement, _PAYLOAD_JSON(record), h, _PENDING, None, None, outcome.source_file,
+            event.date_evenement, payload, h, _PENDING, None, None, outcome.source_file,
             outcome.source_line, run_id, now, now,
         ))
         if ks:

@@ -151,13 +151,14 @@ def _timed(summary: RunSummary, stage: str):
 
 
 def _ingest_files(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress: Progress,
-                  connection=None, on_chunk: Callable[[IngestStats], None] | None = None) -> None:
+                  connection=None, on_chunk: Callable[[IngestStats], None] | None = None,
+                  records: dict[str, dict] | None = None) -> None:
     config = PreflightConfig.from_settings(gw.settings)
     for index, path in enumerate(inputs):
         try:
             outcomes = parse_export(Path(path), config, encoding=gw.settings.input_encoding)
             stats = ingest(gw.engine, outcomes, run_id=summary.run_id, now=gw.clock(), connection=connection,
-                           on_chunk=on_chunk)
+                           on_chunk=on_chunk, records=records)
         except (ExportFileError, OSError) as exc:
             code = getattr(exc, "code", "P3_FILE")
             summary.file_errors.append({"file": Path(path).name, "code": code, "message": str(exc)})
@@ -196,20 +197,27 @@ def _real_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress
             resumed = send_waiting(gw, run_id=summary.run_id, check=check)
             summary.sending["reprises"] += resumed.sent
     full = gw.settings.envelope_max_events
+    # Payloads stored by this run, still decoded: sealing takes them from here rather than decoding the
+    # JSON it has just written. Drained as envelopes are sealed (each chunk), so it stays near one
+    # envelope's worth; cleared if it ever grows past a few (events claimed by another instance).
+    records: dict[str, dict] = {}
     with _Dispatcher(gw, summary, poll_reports=wait_for_reports) as dispatcher:
         def seal(at_least: int) -> None:
             check()
             with _timed(summary, "scellement"):
                 sealed = dispatch.seal_pending(gw, run_id=summary.run_id, at_least=at_least,
                                                on_sealed=None if switch.paused else dispatcher.submit,
-                                               claimed_by=None if switch.paused else gw.instance_id)
+                                               claimed_by=None if switch.paused else gw.instance_id,
+                                               records=records)
+            if len(records) > 4 * full:
+                records.clear()
             if switch.paused:
                 summary.sending["scelles_non_envoyes"] += len(sealed)
             with _timed(summary, "envoi"):
                 dispatcher.catch_up()
 
         started = time.perf_counter()
-        _ingest_files(gw, inputs, summary, progress, on_chunk=lambda stats: seal(full))
+        _ingest_files(gw, inputs, summary, progress, on_chunk=lambda stats: seal(full), records=records)
         seal(1)
         summary.durations["lecture"] = (time.perf_counter() - started - summary.durations.get("scellement", 0.0)
                                         - summary.durations.get("envoi", 0.0))
