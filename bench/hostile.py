@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,28 +34,6 @@ MB = 1024 * 1024
 def _rss() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _reset_peak() -> bool:
-    """Forget the peak reached while importing (Linux: ``5`` to ``/proc/self/clear_refs``), so that the
-    peak read afterwards is the work's own."""
-    try:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak() -> int:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def one(case: str, path: Path, data_dir: Path) -> dict:
@@ -101,13 +78,15 @@ def one(case: str, path: Path, data_dir: Path) -> dict:
 
     import gc
 
+    from tests.hostile_inputs import peak_rss, reset_peak
+
     gc.collect()
-    _reset_peak()
+    reset_peak()
     baseline = _rss()
     started = time.perf_counter()
     outcome = work()
     seconds = time.perf_counter() - started
-    peak = _peak()
+    peak = peak_rss()
     return {"case": case, "bytes": path.stat().st_size, "outcome": outcome, "seconds": round(seconds, 3),
             "baseline_rss": baseline, "peak_rss": peak, "growth": max(0, peak - baseline)}
 

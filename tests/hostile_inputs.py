@@ -130,7 +130,7 @@ def peak_growth_in_child(work: Callable[[], Any]) -> tuple[Any, int]:
     if pid == 0:  # the child: do the work, report, leave without running any of the parent's cleanup
         os.close(read)
         start = rss_now()  # measured in the child: a fork does not map every page of the parent at once
-        _reset_peak()
+        reset_peak()
         try:
             result = ("ok", work())
         except BaseException as exc:  # noqa: BLE001 — everything goes back to the parent
@@ -147,7 +147,7 @@ def peak_growth_in_child(work: Callable[[], Any]) -> tuple[Any, int]:
     return (value if kind == "ok" else ("raised", value)), growth
 
 
-def _reset_peak() -> None:
+def reset_peak() -> None:
     """Forget the peak reached so far (Linux: ``5`` to ``/proc/self/clear_refs``; elsewhere the peak of
     ``getrusage`` stays, which only makes the bound looser)."""
     try:
@@ -158,7 +158,7 @@ def _reset_peak() -> None:
 
 
 def peak_rss() -> int:
-    """The peak resident memory since the last `_reset_peak`, in bytes."""
+    """The peak resident memory since the last `reset_peak`, in bytes."""
     try:
         with open("/proc/self/status") as status:
             for line in status:

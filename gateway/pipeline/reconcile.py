@@ -126,13 +126,21 @@ _REPORTABLE = (EnvelopeState.RECU.value, EnvelopeState.SANS_REPONSE.value, Envel
                EnvelopeState.SIGNE.value)
 
 
+#: Why a report is refused for an envelope in one of the other states (said in the log and the callback's answer).
+_NOT_REPORTABLE = {
+    EnvelopeState.REJETE.value: "DUDE rejected it as a whole",
+    EnvelopeState.QUARANTAINE.value: "quarantined, its events were sealed again in smaller envelopes, "
+                                     "whose reports settle them",
+}
+
+
 def _claim(conn: sa.Connection, envelope_id: str, *, now, via: str):
     """Take the envelope for this report, or return None if another copy of the report already did.
 
     The first statement is a guarded UPDATE: it takes the write lock (SQLite) or the row lock
     (PostgreSQL) and re-checks the state under it, so a report pushed to the callback and the same
     report fetched by a poll, or by another instance, are applied exactly once. Raises for a report
-    on an envelope never sent or rejected as a whole.
+    on an envelope never sent, rejected as a whole or quarantined.
     """
     for _ in range(3):
         envelope = conn.execute(sa.select(envelopes_t.c.id, envelopes_t.c.state, envelopes_t.c.run_id)
@@ -142,7 +150,8 @@ def _claim(conn: sa.Connection, envelope_id: str, *, now, via: str):
         if envelope.state == EnvelopeState.TRAITE.value:
             return None
         if envelope.state not in _REPORTABLE:
-            raise UnexpectedDocument(f"report for envelope {envelope_id}, which DUDE rejected as a whole")
+            raise UnexpectedDocument(f"report for envelope {envelope_id}, which is {envelope.state}: "
+                                     + _NOT_REPORTABLE.get(envelope.state, "no report is awaited for it"))
         moved = conn.execute(envelopes_t.update().where(
             envelopes_t.c.id == envelope_id, envelopes_t.c.state == envelope.state).values(
             state=EnvelopeState.TRAITE.value, report_at=now, next_poll_at=None)).rowcount

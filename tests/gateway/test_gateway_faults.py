@@ -8,18 +8,22 @@ import logging
 import random
 import uuid
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from adapters.dude.emulator import Emulator, EmulatorConfig, Faults
 from adapters.dude.emulator.app import mock_transport
 from adapters.dude.emulator.faults import LOST_REPORT_AT
+from adapters.dude.messages import EventResult, Report, build_report
+from adapters.dude.signing import Signer, serialize
 from adapters.parcours3.mapping import parse_export
 from gateway.context import Gateway
+from gateway.errors import UnexpectedDocument
 from gateway.pipeline import dispatch, quarantine, reconcile
 from gateway.pipeline.ingest import ingest
 from gateway.pipeline.run import run_batch
@@ -188,6 +192,14 @@ def test_a_poison_event_is_isolated_and_never_blocks_the_others(settings, dev_ke
     assert strikes == 2 + (len(sizes) - 1)  # two for the first envelope, one for each half
     assert ledger["events"] == 119 and ledger["events_applied_more_than_once"] == []
     assert "QUARANTINE envelope" in caplog.text and "POISON event 69001-37 v1" in caplog.text
+
+    # A report DUDE sends late for the first quarantined envelope (its events have since travelled in
+    # halves): refused, saying why, and nothing moves.
+    late = serialize(Signer.from_files(dev_keys.emulator.key_file, dev_keys.emulator.cert_file).sign(build_report(
+        Report(quarantined[0].id, datetime.now(UTC), (EventResult("69001-0", 1, True),)))))
+    with pytest.raises(UnexpectedDocument, match="QUARANTAINE: quarantined, its events were sealed again"):
+        reconcile.apply_report(gw, late, via="callback")
+    assert states(gw) == final
     gw.close()
 
 

@@ -31,7 +31,6 @@ import json
 import logging
 import re
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
@@ -46,6 +45,7 @@ from starlette.routing import Route
 from adapters.dude.emulator.config import EmulatorConfig
 from adapters.dude.emulator.core import CUT, TIMEOUT, Emulator, EmulatorAnswer, json_answer, problem
 from adapters.dude.emulator.faults import Faults
+from gateway.api.serving import serve_in_thread as serve_app_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -228,19 +228,6 @@ def serve_in_thread(emulator: Emulator, *, host: str = "127.0.0.1", port: int = 
     ``port=0`` takes a free port. On exit the server stops (lifespan shutdown included); the
     emulator itself stays open, it belongs to the caller.
     """
-    server = uvicorn.Server(uvicorn.Config(create_app(emulator), host=host, port=port, log_level="warning",
-                                           access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, name="dude-emulator-http", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError(f"the emulator did not start on {host}:{port}")
-        time.sleep(0.01)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://{host}:{bound}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=startup_timeout)
+    with serve_app_in_thread(create_app(emulator), host=host, port=port, startup_timeout=startup_timeout,
+                             name="the emulator", thread_name="dude-emulator-http") as url:
+        yield url

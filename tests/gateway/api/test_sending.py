@@ -47,7 +47,7 @@ def test_a_run_started_while_paused_seals_and_waits(client, gw, emulator, tokens
     client.post("/api/v1/sending/pause", json={"reason": "incident réseau"}, headers=admin)
     run_id = client.post("/api/v1/runs", json={}, headers=admin).json()["run_id"]
     deadline = time.monotonic() + 30
-    while (run := client.get(f"/api/v1/runs/{run_id}", headers=admin).json())["outcome"] == "EN_COURS":
+    while client.get(f"/api/v1/runs/{run_id}", headers=admin).json()["outcome"] == "EN_COURS":
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert emulator.ledger_summary()["lots"] == 0
