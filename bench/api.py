@@ -8,8 +8,9 @@ event. Prints figures; asserts nothing.
 The API runs as ``gateway serve`` in a child process (its own interpreter, as in production), on a
 fresh SQLite store; the client is httpx in this process. Bulk submission posts pre-serialised bodies one
 after the other (each request: JSON parsing, pre-flight, one ingest, the per-event answer), first new
-events, then the same requests again (all duplicates: the idempotent path); besides the wall time, the server's own CPU time is read from ``/proc``, a figure
-that other processes on a shared machine do not inflate. Reads fetch random keys,
+events, then the same requests again (all duplicates: the idempotent path); besides the wall time,
+the server's own CPU time is read from ``/proc``, a figure that other processes on a shared machine do
+not inflate. Reads fetch random keys,
 ``GET /api/v1/events/{key}`` (authentication, the event, its versions and history), with 1, 4 and 16
 clients at once; p50/p99 are per request, as the client sees them.
 """
@@ -47,7 +48,8 @@ def make_event(index: int, rng: random.Random) -> dict:
     ml = MISSIONS[index % len(MISSIONS)]
     base = {"id_evenement": str(100000 + index), "code_ml": ml, "num_dossier": str(40000 + index),
             "identifiant_pe": f"{rng.randrange(10**7):07d}{rng.choice('ABCDEFGH')}", "nom": "Lefèvre",
-            "prenom": "Zoé", "date_naissance": f"{rng.randint(2001, 2008)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            "prenom": "Zoé",
+            "date_naissance": f"{rng.randint(2001, 2008)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
             "conseiller": f"CONS{index % 97:02d}", "date_evenement": "2026-11-20", "saisi_le": "2026-11-20T10:15:00",
             "nir": "204056912345678"}
     kind = index % 4

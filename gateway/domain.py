@@ -104,7 +104,7 @@ def to_record(event: Event) -> dict[str, Any]:
     type tested inline (a helper function per value cost more than the conversion itself).
     """
     record: dict[str, Any] = {}
-    for name, value in zip(_FIELD_NAMES, _ALL_FIELDS(event)):
+    for name, value in zip(_FIELD_NAMES, _ALL_FIELDS(event), strict=True):
         if value is None:
             continue
         kind = value.__class__

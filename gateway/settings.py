@@ -39,8 +39,10 @@ class Settings(BaseSettings):
     envelope_max_events: int = Field(5000, ge=1, le=100_000, description="Events per envelope, at most.")
 
     # Keys (brief §6)
-    key_file: Path | None = Field(None, description="Gateway private key (PEM). Default: <data_dir>/keys/gateway.key.pem")
-    cert_file: Path | None = Field(None, description="Gateway certificate (PEM). Default: <data_dir>/keys/gateway.cert.pem")
+    key_file: Path | None = Field(None, description="Gateway private key (PEM). "
+                                  "Default: <data_dir>/keys/gateway.key.pem")
+    cert_file: Path | None = Field(None, description="Gateway certificate (PEM). "
+                                   "Default: <data_dir>/keys/gateway.cert.pem")
     key_password: SecretStr | None = Field(None, description="Password of the private key, if it has one.")
     key_password_file: Path | None = Field(None, description="File holding the private key's password.")
     trust_dir: Path | None = Field(None, description="Certificates trusted for DUDE's receipts and reports. "

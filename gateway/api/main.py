@@ -74,9 +74,11 @@ def create_app(gw: Gateway, *, scheduler: GatewayScheduler | None = None) -> Fas
                                  routes=app.routes, tags=[
                                      {"name": "événements", "description": "Soumettre, rechercher, lire."},
                                      {"name": "support", "description": "Renvoyer, clore ; journal d'audit."},
-                                     {"name": "exécutions", "description": "Les lots d'une nuit, ou lancés à la demande."},
+                                     {"name": "exécutions",
+                                      "description": "Les lots d'une nuit, ou lancés à la demande."},
                                      {"name": "lots", "description": "Les enveloppes signées envoyées au DUDE."},
-                                     {"name": "DUDE", "description": "Le rappel par lequel le DUDE livre ses comptes rendus."},
+                                     {"name": "DUDE",
+                                      "description": "Le rappel par lequel le DUDE livre ses comptes rendus."},
                                      {"name": "exploitation", "description": "Santé et métriques."}])
             schema = problems.finish_openapi(schema)
             bulk = schema["components"]["schemas"].get("EventBulkIn")

@@ -109,7 +109,8 @@ def problem_response(request: Request, status: int, code: str, detail: str, *, t
 
 _FRENCH = {
     "missing": "champ obligatoire", "extra_forbidden": "champ inconnu",
-    "string_type": "doit être une chaîne de caractères", "string_too_long": "trop long (au plus {max_length} caractères)",
+    "string_type": "doit être une chaîne de caractères",
+    "string_too_long": "trop long (au plus {max_length} caractères)",
     "string_too_short": "trop court (au moins {min_length} caractère(s))",
     "string_pattern_mismatch": "format attendu : {pattern}", "int_parsing": "doit être un entier",
     "int_type": "doit être un entier", "bool_parsing": "doit être un booléen", "bool_type": "doit être un booléen",

@@ -22,7 +22,8 @@ console = Console(stderr=False)
 err_console = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data folder (default: GATEWAY_DATA_DIR or ./gateway-data).")]
+DataDirOpt = Annotated[Path | None,
+                       typer.Option("--data-dir", help="Data folder (default: GATEWAY_DATA_DIR or ./gateway-data).")]
 
 
 def load_settings(**overrides: Any) -> Settings:

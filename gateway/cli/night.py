@@ -53,12 +53,14 @@ def demo(
 
 def run(
     inputs: Annotated[list[Path] | None, typer.Option("--input", "-i", exists=True, dir_okay=False, readable=True,
-                                                       help="Parcours 3 export(s) to send (repeat the option).")] = None,
+                                                      help="Parcours 3 export(s) to send (repeat the option).")] = None,
     now: Annotated[bool, typer.Option("--now", help="Run the night at once, as the scheduler would: every export "
                                       "of the drop folder (GATEWAY_INPUT_DIR) not yet imported.")] = False,
     data_dir: DataDirOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be sent, skipped and rejected; send nothing.")] = False,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for DUDE's reports (later polls pick them up).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be sent, skipped and rejected; "
+                                          "send nothing.")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for DUDE's reports "
+                                          "(later polls pick them up).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run a batch over Parcours 3 exports against the configured DUDE endpoint (GATEWAY_DUDE_URL).

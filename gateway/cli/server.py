@@ -17,7 +17,8 @@ clients_app = typer.Typer(help="API clients: bearer tokens bound to a role and m
 
 
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on (default: GATEWAY_API_HOST or 127.0.0.1).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on "
+                                             "(default: GATEWAY_API_HOST or 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: GATEWAY_API_PORT or 8780).")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:

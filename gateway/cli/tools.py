@@ -84,7 +84,8 @@ def fixtures_generate(
 @emulator_app.command("serve")
 def emulator_serve(
     port: Annotated[int, typer.Option(help="Loopback port.")] = 8790,
-    registry: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Jobseeker registry (CSV, brief §4).")] = None,
+    registry: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
+                                                  help="Jobseeker registry (CSV, brief §4).")] = None,
     data_dir: DataDirOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     report_delay: Annotated[float, typer.Option(min=0, help="Seconds before a report is available.")] = 1.0,

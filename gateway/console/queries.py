@@ -139,7 +139,8 @@ class CodeCount:
 def open_rejects(conn: Connection, scope: frozenset[str] | None) -> list[CodeCount]:
     """Events waiting for someone (``INVALIDE``, ``REJETE``, ``SANS_REPONSE``), by code and state, most first."""
     c = events_t.c
-    rows = conn.execute(sa.select(c.reject_code, c.state, sa.func.count()).where(c.state.in_(ACTIONABLE), *_scope(scope))
+    rows = conn.execute(sa.select(c.reject_code, c.state, sa.func.count())
+                        .where(c.state.in_(ACTIONABLE), *_scope(scope))
                         .group_by(c.reject_code, c.state)).all()
     return sorted((CodeCount(code, state, n) for code, state, n in rows), key=lambda x: (-x.count, x.code or ""))
 

@@ -107,7 +107,8 @@ def _attrs(element: etree._Element, *, root: bool) -> str:
     return "".join(parts)
 
 
-def _render(element: etree._Element, depth: int, marked: frozenset[str], out: list[XmlLine], *, root: bool = False) -> None:
+def _render(element: etree._Element, depth: int, marked: frozenset[str], out: list[XmlLine], *,
+            root: bool = False) -> None:
     name = _tag(element)
     pad = _INDENT * depth
     mark = name in marked

@@ -17,12 +17,14 @@ COMMANDS = [["demo"], ["run"], ["rejects"], ["envelopes", "list"], ["envelopes",
             ["clients", "list"], ["clients", "revoke"]]
 
 
-def gateway(*args: str, data_dir: Path | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+def gateway(*args: str, data_dir: Path | None = None, check: bool = True,
+            timeout: float = 300) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     command = [sys.executable, "-m", "gateway", *args]
     if data_dir is not None:
         command += ["--data-dir", str(data_dir)]
-    proc = subprocess.run(command, capture_output=True, timeout=timeout, env=env, cwd=data_dir.parent if data_dir else None)
+    proc = subprocess.run(command, capture_output=True, timeout=timeout, env=env,
+                          cwd=data_dir.parent if data_dir else None)
     if check:
         assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     return proc

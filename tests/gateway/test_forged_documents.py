@@ -78,7 +78,8 @@ def nights(settings, dev_keys, registry_file, tmp_path):
     config = EmulatorConfig.for_settings(settings, registry_file=registry_file, ledger_path=None,
                                          report_delay_seconds=3600, clock=clock)
     with Emulator(config) as emu:
-        gw = Gateway.open(settings.model_copy(update={"dude_url": "http://dude.test/dude/v1", "report_wait_seconds": 0}),
+        gw = Gateway.open(settings.model_copy(update={"dude_url": "http://dude.test/dude/v1",
+                                                      "report_wait_seconds": 0}),
                           transport=mock_transport(emu), sleep=lambda seconds: None)
         run_batch(gw, [write_export(tmp_path / "P3_69001_20261127.csv", [p3_line(id_evenement="1")])])
         clock.now += timedelta(hours=2)

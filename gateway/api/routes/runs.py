@@ -53,7 +53,8 @@ def run_detail(run_id: RunIdPath, principal: PrincipalDep, conn: ConnDep) -> sch
              responses={202: {"description": "Lancée : la suivre à l'adresse donnée.", "headers": {
                  "Location": {"description": "`/api/v1/runs/{id}`", "schema": {"type": "string"}}}},
                  **error_responses(401, 403, 409, 413, 422)})
-def run_start(body: schemas.RunStartIn, principal: AdminDep, request: Request, response: Response) -> schemas.RunStarted:
+def run_start(body: schemas.RunStartIn, principal: AdminDep, request: Request,
+              response: Response) -> schemas.RunStarted:
     """Lit les exports donnés (par nom, dans le dossier d'entrée), puis envoie tout ce qui est en attente, en
     arrière-plan : la réponse donne le numéro de l'exécution à suivre. 409 si une exécution est en cours."""
     launcher = request.app.state.runs

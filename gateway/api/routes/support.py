@@ -25,7 +25,8 @@ router = APIRouter(tags=["support"])
 def _resend_out(result: support.ResendResult) -> schemas.ResendOut:
     return schemas.ResendOut(
         audit_id=result.audit_id, matched=result.matched, resent=result.resent, resent_keys=result.resent_keys,
-        still_invalid=[schemas.StillInvalidOut(key=s.key, version=s.version, reject=views.reject(s.code, s.message, s.field))
+        still_invalid=[schemas.StillInvalidOut(key=s.key, version=s.version,
+                                               reject=views.reject(s.code, s.message, s.field))
                        for s in result.still_invalid],
         state=result.state, reason=result.reason)
 

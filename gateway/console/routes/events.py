@@ -56,8 +56,8 @@ def event_page(request: Request, key: str, user: UserDep, gw: GatewayDep, versio
                 raise NotFound(f"événement {key} introuvable en version {version}")
         history = event_history(conn, [v.id for v in versions])
         own = [h for h in history if h.event_id == row.id]
-        envelopes = list(dict.fromkeys([*(h.envelope_id for h in own if h.envelope_id), *([row.envelope_id]
-                                                                                           if row.envelope_id else [])]))
+        envelopes = list(dict.fromkeys([*(h.envelope_id for h in own if h.envelope_id),
+                                        *([row.envelope_id] if row.envelope_id else [])]))
         fields = json.loads(row.payload or "{}")
         # The last reject of this version: on the row while it is open, in the history once resent or closed
         # (the history row of the reject itself, not those of the resend or close that carry its code).

@@ -51,7 +51,8 @@ def rejects(request: Request, user: UserDep, gw: GatewayDep) -> Response:
         runs = list_runs(conn, user.scope, limit=30, before_id=None)
         message = action_message(conn, params.get("action"), user.actor)
     code_groups = [("Rejets de lot (problème technique)", [c for c in RejectCode if c.level is Level.ENVELOPE]),
-                   ("Rejets d'événement (à corriger dans Parcours 3)", [c for c in RejectCode if c.level is Level.EVENT])]
+                   ("Rejets d'événement (à corriger dans Parcours 3)",
+                    [c for c in RejectCode if c.level is Level.EVENT])]
     return render(request, "rejets.html", {
         "user": user, "q": query, "page": page, "total": total, "resendable": resendable, "mls": mls,
         "runs": runs, "code_groups": code_groups, "state_choices": STATE_CHOICES, "flash": message,

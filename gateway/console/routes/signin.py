@@ -91,7 +91,8 @@ async def sign_in(request: Request, gw: GatewayDep, codec: CodecDep, jeton: Anno
         principal = await run_in_threadpool(lookup)
     except Unauthenticated:
         return _form(request, codec, status=401, next_url=suite,
-                     error="Jeton inconnu ou révoqué. Vérifiez-le, ou demandez-en un à l'administrateur de la passerelle.")
+                     error="Jeton inconnu ou révoqué. Vérifiez-le, ou demandez-en un à l'administrateur "
+                           "de la passerelle.")
     if principal.role not in (Role.SUPPORT, Role.ADMIN):
         return _form(request, codec, status=403, next_url=suite,
                      error="Ce jeton est celui d'un système partenaire : la console est réservée aux jetons "

@@ -85,7 +85,8 @@ def refusals(dev_keys, envelope_id: str) -> dict[str, tuple[bytes, int, str]]:
         "verdict-altere": (genuine_shape.replace(b'statut="REJETE"', b'statut="ACCEPTE"'), 400, "L01"),
         "signature-alteree": (genuine_shape[:value] + bytes([genuine_shape[value] ^ 1]) + genuine_shape[value + 1:],
                               400, "L01"),
-        "sans-signature": (etree.tostring(build_report(Report(envelope_id, datetime.now(UTC), accept_all))), 400, "L01"),
+        "sans-signature": (etree.tostring(build_report(Report(envelope_id, datetime.now(UTC), accept_all))),
+                           400, "L01"),
         "hors-schema": (signed(dude, envelope_id, accept_all, extra=True), 400, "L04"),
         "pas-du-xml": (b"{\"IdLot\": 1}", 400, "L03"),
         "entite-externe": (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'

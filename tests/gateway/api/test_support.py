@@ -21,7 +21,8 @@ database_url = on_both_backends()
 
 def event(gw, key: str):
     with gw.engine.connect() as conn:
-        return conn.execute(sa.select(events_t).where(events_t.c.key == key).order_by(events_t.c.version.desc())).first()
+        return conn.execute(sa.select(events_t).where(events_t.c.key == key)
+                            .order_by(events_t.c.version.desc())).first()
 
 
 def history(gw, key: str) -> list:
@@ -107,7 +108,8 @@ def test_an_invalid_event_that_now_passes_goes_back_to_en_attente(client, gw, to
     assert answer.json()["resent"] == 2, answer.json()
     for key in ("69001-1", "69001-2"):
         row = event(gw, key)
-        assert (row.state, row.reject_code, row.operation, row.identifiant_pe) == ("EN_ATTENTE", None, "C", row.identifiant_pe)
+        assert (row.state, row.reject_code, row.operation, row.identifiant_pe) == (
+            "EN_ATTENTE", None, "C", row.identifiant_pe)
         assert row.identifiant_pe.startswith("AB") and row.event_type == "ENT"
     run_batch(gw, [])
     assert {event(gw, k).state for k in ("69001-1", "69001-2")} == {"REJETE"}  # sent; DUDE does not know them

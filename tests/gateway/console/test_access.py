@@ -52,7 +52,8 @@ def test_pages_need_a_session_and_send_back_to_the_page_asked_for(browser, token
     page = browser.get(answer.headers["location"])
     assert page.status_code == 200 and '<html lang="fr">' in text(page)
     assert 'name="suite" value="/console/rejets?code=E01"' in text(page)
-    signed = browser.http.post("/console/connexion", data={"jeton": tokens.support_69001, "csrf": CSRF.search(page.text)[1],
+    signed = browser.http.post("/console/connexion", data={"jeton": tokens.support_69001,
+                                                           "csrf": CSRF.search(page.text)[1],
                                                            "suite": "/console/rejets?code=E01"})
     assert signed.headers["location"] == "/console/rejets?code=E01"
 
@@ -69,7 +70,8 @@ def test_sign_in_never_redirects_outside_the_console(browser, tokens, night, sui
 def test_sign_in_opens_a_hardened_session_and_is_audited(browser, gw, tokens, night) -> None:
     page = browser.get("/console/connexion")
     signin_cookie = cookie_header(page, "p3g_console_connexion")
-    assert "HttpOnly" in signin_cookie and "SameSite=strict" in signin_cookie and "Path=/console/connexion" in signin_cookie
+    assert "HttpOnly" in signin_cookie and "SameSite=strict" in signin_cookie and \
+        "Path=/console/connexion" in signin_cookie
     answer = browser.post("/console/connexion", {"jeton": tokens.support_69001, "csrf": CSRF.search(page.text)[1]})
     assert answer.status_code == 303 and answer.headers["location"] == "/console/"
     cookie = cookie_header(answer, "p3g_console")
@@ -77,7 +79,8 @@ def test_sign_in_opens_a_hardened_session_and_is_audited(browser, gw, tokens, ni
     assert f"Max-Age={8 * 3600}" in cookie and "Secure" not in cookie  # plain http here: see the https test
     assert tokens.support_69001 not in cookie
     dashboard = browser.get("/console/")
-    assert dashboard.status_code == 200 and "support_69001" in text(dashboard) and "mission locale 69001" in text(dashboard)
+    assert dashboard.status_code == 200 and "support_69001" in text(dashboard) and \
+        "mission locale 69001" in text(dashboard)
     with gw.engine.connect() as conn:
         actions = conn.execute(sa.select(audit_t.c.action, audit_t.c.actor)).all()
     assert ("CONSOLE_SIGN_IN", "console:support_69001") in actions
@@ -126,7 +129,8 @@ def test_a_revoked_token_ends_its_sessions_at_the_next_request(signed_in, gw) ->
     user = signed_in("support_69001")
     assert user.get("/console/rejets").status_code == 200
     with gw.engine.connect() as conn:
-        client_id = conn.execute(sa.select(api_clients_t.c.id).where(api_clients_t.c.name == "support_69001")).scalar_one()
+        client_id = conn.execute(sa.select(api_clients_t.c.id)
+                                 .where(api_clients_t.c.name == "support_69001")).scalar_one()
     revoke_client(gw.engine, client_id, now=utcnow())
     before = snapshot(gw)
     answer = user.get("/console/rejets")

@@ -207,7 +207,8 @@ def test_a_counsellor_handles_the_morning_after_a_night(page, night) -> None:
     raw = Path(path).read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline=""), delimiter=";"))
-    assert sorted(r["Clé de l'événement"] for r in rows) == sorted(night.keys[1:])  # the resent one is no longer a reject
+    # the resent one is no longer a reject
+    assert sorted(r["Clé de l'événement"] for r in rows) == sorted(night.keys[1:])
     assert {r["Mission locale"] for r in rows} == {night.ml} and {r["Code"] for r in rows} == {night.code}
     assert all(r["Ce qu'il faut faire"] == RejectCode(night.code).hint and r["Fichier source"] for r in rows)
 

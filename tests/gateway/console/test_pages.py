@@ -128,7 +128,7 @@ def test_the_export_is_a_reject_report_excel_fr_opens(signed_in) -> None:
     raw = answer.content
     assert raw.startswith("\ufeff".encode()) and b"\r\n" in raw
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline=""), delimiter=";"))
-    header, lines = rows[0], {r[1]: dict(zip(rows[0], r)) for r in rows[1:]}
+    header, lines = rows[0], {r[1]: dict(zip(rows[0], r, strict=True)) for r in rows[1:]}
     assert header[:3] == ["Mission locale", "Clé de l'événement", "N° de l'événement"]
     assert set(lines) == {"69001-3", "69001-4"}
     e01 = lines["69001-3"]
@@ -183,7 +183,8 @@ def test_an_unreadable_line_has_its_page_for_admin(signed_in) -> None:
 def test_resend_one_event_is_done_once_and_said_so(signed_in, gw) -> None:
     user = signed_in("support_69001")
     first = user.post("/console/actions/renvoyer", {"cle": "69001-3"})
-    assert first.status_code == 303 and re.fullmatch(r"/console/evenements/69001-3\?action=\d+", first.headers["location"])
+    assert first.status_code == 303 and re.fullmatch(r"/console/evenements/69001-3\?action=\d+",
+                                                      first.headers["location"])
     assert "Événement remis en attente d'envoi" in text(user.get(first.headers["location"]))
     second = user.post("/console/actions/renvoyer", {"cle": "69001-3"})  # the button pressed twice
     assert "Déjà renvoyé : l'événement est « En attente d'envoi »" in text(user.get(second.headers["location"]))
@@ -220,7 +221,8 @@ def test_close_needs_a_comment_then_closes_once(signed_in, gw) -> None:
     assert state(gw, "69002-3") == "CLOS"
     closes = [h for h in history_of(gw, "69002-3") if h.state == "CLOS"]
     assert len(closes) == 1 and closes[0].cause == "clos par console:support_69002 : Jeune suivi par Pôle emploi <Lyon>"
-    assert [(a.comment, a.count) for a in audit(gw, "CLOSE")] == [("Jeune suivi par Pôle emploi <Lyon>", 1), ("encore", 0)]
+    assert [(a.comment, a.count) for a in audit(gw, "CLOSE")] == [("Jeune suivi par Pôle emploi <Lyon>", 1),
+                                                                   ("encore", 0)]
     assert "&lt;Lyon&gt;" in user.get("/console/evenements/69002-3").text  # shown escaped
 
 

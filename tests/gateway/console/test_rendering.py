@@ -29,8 +29,10 @@ def test_the_chart_stacks_each_nights_three_series_on_a_round_scale() -> None:
     assert svg.count('<g class="barre">') == 30 and 'role="img"' in svg
     heights = {css: float(h) for css, h in re.findall(r'<rect class="([\w-]+)" x="[\d.]+" y="[\d.]+" width="[\d.]+" '
                                                       r'height="([\d.]+)"', svg)[-3:]}
-    assert heights["serie-dude"] == 5 * heights["serie-lot"] and heights["serie-avant-envoi"] == 2 * heights["serie-lot"]
-    assert "29/11/2026 : 40 rejets (10 refusés avant envoi, 5 rejetés avec leur lot (l01–l07), 25 rejetés par le dude (e01–e10))" in svg
+    assert heights["serie-dude"] == 5 * heights["serie-lot"] and \
+        heights["serie-avant-envoi"] == 2 * heights["serie-lot"]
+    assert ("29/11/2026 : 40 rejets (10 refusés avant envoi, 5 rejetés avec leur lot (l01–l07), "
+            "25 rejetés par le dude (e01–e10))") in svg
     assert re.findall(r'text-anchor="end">([\d\u202f]+)</text>', svg) == ["0", "10", "20", "30", "40", "50"]
     assert re.findall(r'text-anchor="middle">(\d\d/\d\d)<', svg) == ["04/11", "09/11", "14/11", "19/11", "24/11",
                                                                      "29/11"]  # every fifth night, from the last
@@ -66,7 +68,8 @@ def test_the_fields_in_cause_come_from_the_code_and_its_message() -> None:
     assert fields_in_cause("E03", "Identité différente du dossier du DUDE : prénom.") == ["prenom"]
     assert fields_in_cause("E03", "Identité différente du dossier du DUDE : nom, date de naissance.") == \
         ["nom", "date_naissance"]
-    assert fields_in_cause("E09", "Champ obligatoire absent pour un événement ENT (Entretien) : modalite.") == ["modalite"]
+    assert fields_in_cause("E09", "Champ obligatoire absent pour un événement ENT (Entretien) : modalite.") == \
+        ["modalite"]
     assert fields_in_cause("E07", "Le jeune a 27 ans à la date de l'événement") == ["date_naissance", "date_evenement"]
     assert fields_in_cause("E10", None) == ["date_debut", "date_fin"]
     assert fields_in_cause("L04", "Lot non conforme") == [] and fields_in_cause(None, None) == []

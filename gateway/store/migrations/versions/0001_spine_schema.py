@@ -152,9 +152,13 @@ def upgrade() -> None:
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_events_code_ml'), ['code_ml'], unique=False)
         batch_op.create_index(batch_op.f('ix_events_date_evenement'), ['date_evenement'], unique=False)
-        batch_op.create_index('ix_events_envelope_id', ['envelope_id'], unique=False, sqlite_where=sa.text('envelope_id IS NOT NULL'), postgresql_where=sa.text('envelope_id IS NOT NULL'))
+        batch_op.create_index('ix_events_envelope_id', ['envelope_id'], unique=False,
+                              sqlite_where=sa.text('envelope_id IS NOT NULL'),
+                              postgresql_where=sa.text('envelope_id IS NOT NULL'))
         batch_op.create_index(batch_op.f('ix_events_identifiant_pe'), ['identifiant_pe'], unique=False)
-        batch_op.create_index('ix_events_reject_code', ['reject_code'], unique=False, sqlite_where=sa.text('reject_code IS NOT NULL'), postgresql_where=sa.text('reject_code IS NOT NULL'))
+        batch_op.create_index('ix_events_reject_code', ['reject_code'], unique=False,
+                              sqlite_where=sa.text('reject_code IS NOT NULL'),
+                              postgresql_where=sa.text('reject_code IS NOT NULL'))
         batch_op.create_index(batch_op.f('ix_events_run_id'), ['run_id'], unique=False)
         batch_op.create_index('ix_events_state_id', ['state', 'id'], unique=False)
 
@@ -184,9 +188,11 @@ def downgrade() -> None:
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index('ix_events_state_id')
         batch_op.drop_index(batch_op.f('ix_events_run_id'))
-        batch_op.drop_index('ix_events_reject_code', sqlite_where=sa.text('reject_code IS NOT NULL'), postgresql_where=sa.text('reject_code IS NOT NULL'))
+        batch_op.drop_index('ix_events_reject_code', sqlite_where=sa.text('reject_code IS NOT NULL'),
+                            postgresql_where=sa.text('reject_code IS NOT NULL'))
         batch_op.drop_index(batch_op.f('ix_events_identifiant_pe'))
-        batch_op.drop_index('ix_events_envelope_id', sqlite_where=sa.text('envelope_id IS NOT NULL'), postgresql_where=sa.text('envelope_id IS NOT NULL'))
+        batch_op.drop_index('ix_events_envelope_id', sqlite_where=sa.text('envelope_id IS NOT NULL'),
+                            postgresql_where=sa.text('envelope_id IS NOT NULL'))
         batch_op.drop_index(batch_op.f('ix_events_date_evenement'))
         batch_op.drop_index(batch_op.f('ix_events_code_ml'))
 
