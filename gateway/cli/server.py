@@ -22,8 +22,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default: GATEWAY_API_PORT or 8780).")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Serve the partner HTTP API (/api/v1, OpenAPI at /openapi.json, docs at /docs) and the support console
-    (/console)."""
+    """Serve the partner HTTP API (/api/v1, OpenAPI at /openapi.json, docs at /docs) and the console (/console)."""
     import uvicorn
 
     from gateway.api.main import create_app
