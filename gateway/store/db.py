@@ -117,7 +117,7 @@ class BulkInsert:
                 out.append(tuple(row))
             rows = out
         if not positional:
-            rows = [dict(zip(self.columns, row, strict=False)) for row in rows]
+            rows = [dict(zip(self.columns, row, strict=True)) for row in rows]
         conn.exec_driver_sql(sql, rows)
 
 
