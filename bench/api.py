@@ -125,7 +125,7 @@ async def reads(base_url: str, token: str, keys: list[str], *, concurrency: int,
                     raise SystemExit(f"GET {key}: {answer.status_code} {answer.text[:200]}")
 
         start = time.perf_counter()
-        await asyncio.gather(*(worker(total // concurrency) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(max(1, total // concurrency)) for _ in range(concurrency)))
         seconds = time.perf_counter() - start
     latencies.sort()
     p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
