@@ -72,6 +72,7 @@ from gateway.domain import stored_form  # noqa: E402
 from gateway.keys import init_dev_keys  # noqa: E402
 from gateway.pipeline import dispatch, reconcile  # noqa: E402
 from gateway.pipeline.ingest import ingest  # noqa: E402
+from gateway.pipeline.reading import ExportStream  # noqa: E402
 from gateway.pipeline.run import run_batch  # noqa: E402
 from gateway.preflight import PreflightConfig, Valid  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
@@ -97,6 +98,12 @@ def peak_mb(pid: int | str = "self") -> float | None:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if pid == "self" else None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(name: str, events: int, fn: Callable[[], Any], results: list[dict]) -> Any:
@@ -154,14 +161,19 @@ def _night(files: list[Path], registry: Path, settings: Settings, events: int) -
         gw = Gateway.open(settings.model_copy(update={"dude_url": emulator.base_url}))
         gw.signer  # noqa: B018  (loading the key is set-up, not night work)
         reset_peak()
+        emulator_cpu = cpu_seconds(emulator.process.pid)
+        cpu = time.process_time()
         start = time.perf_counter()
         summary = run_batch(gw, files, trigger="bench")
         seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu
+        emulator_cpu = cpu_seconds(emulator.process.pid) - emulator_cpu
         gateway_peak = peak_mb()
         emulator_peak = peak_mb(emulator.process.pid)
         gw.close()
     return {"seconds": round(seconds, 3), "events_per_second": round(events / seconds),
             "workers": settings.send_workers, "peak_rss_mb": round(gateway_peak or 0, 1),
+            "cpu_seconds": round(cpu, 3), "reader": summary.reader, "emulator_cpu_seconds": round(emulator_cpu, 3),
             "emulator_peak_rss_mb": round(emulator_peak, 1) if emulator_peak else None,
             "durations": {k: round(v, 3) for k, v in summary.durations.items()},
             "states": dict(sorted(summary.states.items())), "envelopes": dict(summary.envelopes)}
@@ -187,6 +199,11 @@ def _stages(files: list[Path], registry: Path, settings: Settings, events: int) 
             for path in files:
                 ingest(gw.engine, parse_export(path, config), run_id=None, now=gw.clock())
 
+        def store_from_reader() -> None:  # as a run does it (gateway.pipeline.reading)
+            with ExportStream(files, config, encoding=settings.input_encoding) as stream:
+                for _, items in stream:
+                    ingest(gw.engine, items, run_id=None, now=gw.clock())
+
         def send(sealed: list[str]) -> None:
             for envelope_id in sealed:
                 dispatch.send_envelope(gw, envelope_id)
@@ -197,12 +214,23 @@ def _stages(files: list[Path], registry: Path, settings: Settings, events: int) 
 
         measure("lecture + contrôle", events, read_only, results)
         measure("lecture + stockage", events, store, results)
+        _empty_store(gw)
+        measure("lecture (processus fils) + stockage", events, store_from_reader, results)
         sealed = measure("scellement (XML, XSD, signature)", events, lambda: dispatch.seal_all(gw, run_id=None),
                          results)
         measure("envoi + accusés", events, lambda: send(sealed), results)
         measure("comptes rendus", events, reports, results)
         gw.close()
     return results
+
+
+def _empty_store(gw: Gateway) -> None:
+    """Forget the events just stored, so that the next stage stores them again (not as duplicates)."""
+    from gateway.store.models import events_t, history_t
+
+    with gw.engine.begin() as conn:
+        conn.execute(history_t.delete())
+        conn.execute(events_t.delete())
 
 
 # -- the floor ----------------------------------------------------------------------------------------
@@ -309,12 +337,18 @@ def print_one(result: dict) -> None:
     print(f"{label:<40}{n['seconds']:>10.3f}{_n(n['events_per_second']):>10}"
           f"{n['peak_rss_mb']:>14.1f}")
     print("  durées de la nuit : " + ", ".join(f"{k} {v:.2f} s" for k, v in n["durations"].items()))
+    reader = n.get("reader") or {}
+    print(f"  temps processeur : passerelle {n['cpu_seconds']:.2f} s"
+          + (f" + lecture (processus fils) {reader['cpu_seconds']:.2f} s, pic RSS {reader['peak_rss_mb']:.0f} Mo"
+             if reader else "")
+          + f" ; émulateur {n['emulator_cpu_seconds']:.2f} s (mêmes 2 cœurs)")
     print(f"  émulateur DUDE (processus séparé) : pic RSS {n['emulator_peak_rss_mb']} Mo")
     print(f"  états finaux : {n['states']}")
     print(f"plancher (lxml construction + XSD + signxml + executemany) : {f['seconds']:.3f} s "
           f"(construction {f['construction']:.3f}, XSD {f['xsd']:.3f}, signature {f['signature']:.3f}, "
           f"executemany {f['executemany']:.3f})")
-    print(f"rapport nuit / plancher : {result['ratio']:.2f}")
+    print(f"rapport nuit / plancher : {result['ratio']:.2f} ; CPU de la passerelle (sans le lecteur) / plancher : "
+          f"{n['cpu_seconds'] / f['seconds']:.2f}")
 
 
 def print_scale(results: list[dict]) -> None:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from gateway.codes import RejectCode
 
@@ -82,6 +83,10 @@ class ExportFileError(GatewayError, ValueError):
     def __init__(self, message: str, *, path: str, code: str | None = None):
         super().__init__(f"{path}: {message}", code=code)
         self.path = path
+        self.detail = message
+
+    def __reduce__(self):  # keyword arguments: the default pickling would lose them (the reader process)
+        return (partial(ExportFileError, path=self.path, code=self.code), (self.detail,))
 
 
 class RecordRejected(GatewayError, ValueError):

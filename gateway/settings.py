@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     identifiant_pe_pattern: str = Field(r"[0-9]{7}[A-Z]", description="Pattern of the agency's jobseeker id.")
     send_comments: bool = Field(False, description="Data minimisation: free-text comments are dropped unless true.")
     timezone: str = Field("Europe/Paris", description="Time zone of Parcours 3 timestamps and of the nightly run.")
+    read_in_subprocess: bool = Field(True, description="Read and pre-flight the exports in a child process, on "
+                                     "another core than storing and sealing (gateway.pipeline.reading); false "
+                                     "reads them in the run's own process.")
 
     # Sending and reconciliation
     http_timeout_seconds: float = Field(60.0, gt=0)

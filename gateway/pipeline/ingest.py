@@ -19,8 +19,9 @@ loses at most the chunk being written, and rereading the export restores it with
 Hot path (every line of every export): rows are built as tuples and written through
 `gateway.store.db.BulkInsert` (the driver's ``executemany``, values converted once per distinct
 value) rather than as dicts through ``conn.execute(insert, dicts)``, which spent as long converting
-timestamps row by row as SQLite took to store the rows; the stored record and its content hash come
-from one read of the event (`gateway.domain.stored_form`); JSON encoders are built once.
+timestamps row by row as SQLite took to store the rows. The stored record, its content hash and its
+JSON text come ready from `gateway.pipeline.reading.prepare` (computed in the reader process during a
+run; here, for outcomes given as they are, by the API for instance); JSON encoders are built once.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from gateway.codes import EventState, Operation, RejectCode
-from gateway.domain import stored_form
+from gateway.pipeline.reading import PAYLOAD_JSON, Prepared, prepare
 from gateway.preflight import Outcome, Rejection, Valid
 from gateway.store.db import BulkInsert
 from gateway.store.models import events_t, history_t
@@ -55,9 +56,9 @@ _EVENT_COLUMNS = ("key", "version", "operation", "event_type", "code_ml", "ident
                   "payload", "content_hash", "state", "reject_code", "reject_message", "source_file",
                   "source_line", "run_id", "created_at", "updated_at")
 _INSERT_EVENTS = BulkInsert(events_t, _EVENT_COLUMNS)
-_PAYLOAD_JSON = json.JSONEncoder(ensure_ascii=False).encode  # = json.dumps(x, ensure_ascii=False)
 _FIELDS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _PENDING, _INVALID = EventState.EN_ATTENTE.value, EventState.INVALIDE.value
+_CREATE, _MODIFY, _CANCEL = Operation.CREATE.value, Operation.MODIFY.value, Operation.CANCEL.value
 
 
 @dataclass
@@ -95,13 +96,13 @@ class _KeyState:
         return content_hash == self.content_hash or (source_file, source_line, content_hash) in self.seen
 
 
-def _chunks(items: Iterable[Outcome], size: int) -> Iterator[list[Outcome]]:
+def _chunks(items: Iterable[Outcome | Prepared], size: int) -> Iterator[list[Outcome | Prepared]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
 
 
-def ingest(engine: Engine, outcomes: Iterable[Outcome], *, run_id: int | None, now: datetime,
+def ingest(engine: Engine, outcomes: Iterable[Outcome | Prepared], *, run_id: int | None, now: datetime,
            chunk_size: int = CHUNK, connection: Connection | None = None,
            on_chunk: Callable[[IngestStats], None] | None = None,
            records: dict[str, dict] | None = None) -> IngestStats:
@@ -124,7 +125,7 @@ def ingest(engine: Engine, outcomes: Iterable[Outcome], *, run_id: int | None, n
     return stats
 
 
-def _key_of(outcome: Outcome) -> str:
+def _key_of(outcome: Outcome | Prepared) -> str:
     if isinstance(outcome, Valid):
         return outcome.event.key
     return outcome.key or f"?{outcome.source_file}:{outcome.source_line}"
@@ -164,7 +165,7 @@ def _parse_date(value: str | None) -> date | None:
         return None
 
 
-def _ingest_chunk(conn: Connection, chunk: list[Outcome], *, run_id: int | None, now: datetime,
+def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: int | None, now: datetime,
                   records: dict[str, dict] | None = None) -> IngestStats:
     stats = IngestStats(lines=len(chunk))
     states = _load_states(conn, {_key_of(o) for o in chunk})
@@ -180,7 +181,7 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome], *, run_id: int | None,
             (fields.get("type_evenement") or "").strip()[:3] or None,
             code_ml if code_ml.isdigit() and len(code_ml) == 5 else None,
             (fields.get("identifiant_pe") or "").strip()[:20] or None,
-            _parse_date(fields.get("date_evenement")), _PAYLOAD_JSON(fields), content_hash,
+            _parse_date(fields.get("date_evenement")), PAYLOAD_JSON(fields), content_hash,
             _INVALID, code.value, message, file, line, run_id, now, now,
         ))
         states[key] = _KeyState(version, content_hash, ks.live if ks else False, ks.supersedable if ks else [],
@@ -188,8 +189,9 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome], *, run_id: int | None,
         stats.invalid += 1
         stats.rejects_by_code[code.value] += 1
 
-    for outcome in chunk:
-        key = _key_of(outcome)
+    for item in chunk:
+        outcome = prepare(item)
+        key = outcome.key or f"?{outcome.source_file}:{outcome.source_line}"
         ks = states.get(key)
         if isinstance(outcome, Rejection):
             h = _rejection_hash(outcome)
@@ -200,31 +202,28 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome], *, run_id: int | None,
                         outcome.source_line, (outcome.fields.get("operation") or "C").strip().upper())
             continue
 
-        event = outcome.event
-        record, h = stored_form(event)
+        h = outcome.content_hash
         if ks and ks.already_has(h, outcome.source_file, outcome.source_line):
             stats.duplicates += 1
             continue
-        if (event.operation is Operation.MODIFY and ks is None) or (
-                event.operation is Operation.CANCEL and not (ks and ks.live)):
-            what = "modifie" if event.operation is Operation.MODIFY else "annule"
+        operation = outcome.operation
+        if (operation == _MODIFY and ks is None) or (operation == _CANCEL and not (ks and ks.live)):
+            what = "modifie" if operation == _MODIFY else "annule"
             invalid_row(key, ks, h, RejectCode.E06,
                         f"l'événement {key} {what} un événement que la passerelle n'a jamais transmis",
-                        {k: str(v) for k, v in record.items()}, outcome.source_file, outcome.source_line,
-                        event.operation.value)
+                        {**{k: str(v) for k, v in outcome.record.items()}, "operation": operation},
+                        outcome.source_file, outcome.source_line, operation)
             continue
-        if event.operation is Operation.CANCEL:
-            wire_op = Operation.CANCEL
+        if operation == _CANCEL:
+            wire_op = _CANCEL
         else:
-            wire_op = Operation.MODIFY if ks and ks.live else Operation.CREATE
+            wire_op = _MODIFY if ks and ks.live else _CREATE
         version = ks.version + 1 if ks else 1
-        record.pop("operation", None)
-        payload = _PAYLOAD_JSON(record)
         if records is not None:
-            records[payload] = record
+            records[outcome.payload] = outcome.record
         rows.append((
-            key, version, wire_op.value, event.type_evenement.value, event.code_ml, event.identifiant_pe,
-            event.date_evenement, payload, h, _PENDING, None, None, outcome.source_file,
+            key, version, wire_op, outcome.event_type, outcome.code_ml, outcome.identifiant_pe,
+            outcome.date_evenement, outcome.payload, h, _PENDING, None, None, outcome.source_file,
             outcome.source_line, run_id, now, now,
         ))
         if ks:

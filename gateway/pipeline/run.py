@@ -43,7 +43,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from adapters.parcours3.mapping import parse_export
 from gateway.codes import EnvelopeState, EventState, RejectCode
 from gateway.context import Gateway
 from gateway.errors import ExportFileError, GatewayError
@@ -51,6 +50,7 @@ from gateway.pipeline import dispatch, pause, reconcile
 from gateway.pipeline.sending import release as release_claim
 from gateway.pipeline.sending import send_waiting
 from gateway.pipeline.ingest import IngestStats, ingest
+from gateway.pipeline.reading import ExportStream
 from gateway.preflight import PreflightConfig
 from gateway.store.models import envelopes_t, events_t, runs_t
 
@@ -81,6 +81,8 @@ class RunSummary:
     sending_paused: dict | None = None
     #: Exports read without error but worth a look (``P3_NO_RECORDS``: nothing but the header).
     file_warnings: list[dict] = field(default_factory=list)
+    #: The export reader process's peak RSS (MB) and CPU time (s), when the exports were read in one.
+    reader: dict[str, float] = field(default_factory=dict)
 
     def top_rejects(self, n: int = 10) -> list[dict]:
         return [{"code": code, "label": RejectCode(code).label, "count": count}
@@ -95,7 +97,7 @@ class RunSummary:
             "envelopes": dict(sorted(self.envelopes.items())), "sending": dict(sorted(self.sending.items())),
             "states": dict(sorted(self.states.items())),
             "top_rejects": self.top_rejects(), "durations": {k: round(v, 3) for k, v in self.durations.items()},
-            "sending_paused": self.sending_paused, "file_warnings": self.file_warnings,
+            "sending_paused": self.sending_paused, "file_warnings": self.file_warnings, "reader": self.reader,
             **({"would_send": self.would_send} if self.dry_run else {}),
         }
 
@@ -154,22 +156,27 @@ def _ingest_files(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, prog
                   connection=None, on_chunk: Callable[[IngestStats], None] | None = None,
                   records: dict[str, dict] | None = None) -> None:
     config = PreflightConfig.from_settings(gw.settings)
-    for index, path in enumerate(inputs):
-        try:
-            outcomes = parse_export(Path(path), config, encoding=gw.settings.input_encoding)
-            stats = ingest(gw.engine, outcomes, run_id=summary.run_id, now=gw.clock(), connection=connection,
-                           on_chunk=on_chunk, records=records)
-        except (ExportFileError, OSError) as exc:
-            code = getattr(exc, "code", "P3_FILE")
-            summary.file_errors.append({"file": Path(path).name, "code": code, "message": str(exc)})
-            log.error("export %s refused: %s", Path(path).name, exc)
-            continue
-        if stats.lines == 0:  # a header and nothing else: a quiet day, or a broken export; say so
-            summary.file_warnings.append({"file": Path(path).name, "code": "P3_NO_RECORDS",
-                                          "message": "aucun enregistrement : le fichier ne contient que l'en-tête"})
-            log.warning("export %s: P3_NO_RECORDS, nothing but the header", Path(path).name)
-        summary.ingest.add(stats)
-        progress("lecture", index + 1, len(inputs))
+    with ExportStream(inputs, config, encoding=gw.settings.input_encoding,
+                      in_child=gw.settings.read_in_subprocess) as stream:
+        for index, (path, items) in enumerate(stream):
+            try:
+                if isinstance(items, BaseException):
+                    raise items
+                stats = ingest(gw.engine, items, run_id=summary.run_id, now=gw.clock(), connection=connection,
+                               on_chunk=on_chunk, records=records)
+            except (ExportFileError, OSError) as exc:
+                code = getattr(exc, "code", "P3_FILE")
+                summary.file_errors.append({"file": path.name, "code": code, "message": str(exc)})
+                log.error("export %s refused: %s", path.name, exc)
+                continue
+            if stats.lines == 0:  # a header and nothing else: a quiet day, or a broken export; say so
+                summary.file_warnings.append({"file": path.name, "code": "P3_NO_RECORDS",
+                                              "message": "aucun enregistrement : le fichier ne contient que "
+                                                         "l'en-tête"})
+                log.warning("export %s: P3_NO_RECORDS, nothing but the header", path.name)
+            summary.ingest.add(stats)
+            progress("lecture", index + 1, len(inputs))
+    summary.reader = stream.reader
 
 
 def _dry_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress: Progress) -> None:
