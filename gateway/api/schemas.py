@@ -361,11 +361,18 @@ class Readiness(BaseModel):
 # --- the sending switch (issue 6: gateway.pipeline.pause) ------------------------------------------
 
 
+#: At least one character that is not blank by any of the three regex dialects involved: the
+#: published schema's (ECMAScript: BOM U+FEFF is a space), pydantic's (Rust `regex`: U+0085 is one)
+#: and Python's `str.strip` (U+001C–U+001F are). ``\S`` alone let a lone BOM through here while the
+#: schema refuses it.
+VISIBLE = r"[^\s\ufeff\x85\x1c-\x1f]"
+
+
 class SendingPauseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"reason": "Maintenance du DUDE annoncée de 22 h à 2 h"}]})
 
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"\S", max_length=500)] = Field(
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, pattern=VISIBLE, max_length=500)] = Field(
         description="Pourquoi l'envoi est suspendu (obligatoire) : conservé avec l'interrupteur et au journal d'audit.")
 
 
