@@ -3,38 +3,45 @@ child process when it can (issue 7).
 
 Why a child process: reading, pre-flight and building the stored form (record, content hash, JSON
 text) are pure Python, about a third of a night's CPU, and the interpreter lock keeps them on the
-same core as storing and sealing. In a child they run on the other core, one batch ahead of the
-run, which only unpickles tuples of strings (about a sixth of the work it hands over).
+same core as storing and sealing. In a child they run on another core, ahead of the run, which
+only unpickles tuples of strings (about a sixth of the work it hands over). A thread of the run
+takes the child's messages off the pipe as they come (`ExportStream._drain`), so that the child
+reads up to `AHEAD` batches ahead while the run seals an envelope.
 
 What the child sends, through one pipe, file after file: ``("start",)`` or ``("refused", error)`` (the
 file is refused whole, `gateway.errors.ExportFileError`), then ``("items", [...])`` batches of
 `Prepared` and `gateway.preflight.Rejection`, then ``("end",)`` or ``("failed", error)``; its log records
 as ``("log", level, logger, message)``, logged again here; ``("done", peak_rss_mb, cpu_seconds)`` at the
-very end. The pipe holds about one batch, so the child is never more than two batches ahead (memory
-stays bounded at a million events) and a crash of the run loses nothing that was not yet stored:
-the child only reads. The social security number does not cross the pipe: the export reader drops
-that column before any record exists, in the child as in the run.
+very end. The child is never more than `AHEAD` batches ahead (memory stays bounded at a million
+events), and a crash of the run loses nothing that was not yet stored: the child only reads. The
+social security number does not cross the pipe: the export reader drops that column before any
+record exists, in the child as in the run.
 
-The child dies with the run: it holds no end of the pipe it reads from, so when the run's process
-goes (even by SIGKILL), its next ``send`` fails and it stops. When the run's process has other
-threads (the API server, the scheduler), the child is started by a fork server rather than a plain
-``fork``, which is not safe then. ``read_in_subprocess = false`` (or a daemonic process, which may not
-have children) reads in the run's own process, with the same results.
+The child is a fresh interpreter (``python -c "…serve()"``, ~0.1 s to start: it imports this module and
+the parsers, nothing else), not a fork: a run's process has other threads (the lease's heartbeat, the
+API server, the scheduler), and a forked child could wait forever on a lock one of them held. It dies
+with the run: it holds no end of the pipe but the one it writes to, so when the run's process goes
+(even by SIGKILL), its next ``send`` fails and it stops. ``read_in_subprocess = false`` reads in the
+run's own process, with the same results.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
+import pickle
+import queue
 import resource
+import subprocess
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
+from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
 from adapters.parcours3.mapping import parse_export
@@ -46,6 +53,9 @@ log = logging.getLogger("gateway.reading")
 
 #: Lines per message from the child (about 600 kB pickled).
 BATCH = 1000
+#: Messages the run keeps received but not yet read: how far ahead the child may read (16 batches,
+#: ~10 MB), so that it goes on while the run seals an envelope, and memory stays bounded.
+AHEAD = 16
 
 #: ``json.dumps(record, ensure_ascii=False)``, the stored payload's form, with the encoder built once.
 PAYLOAD_JSON = json.JSONEncoder(ensure_ascii=False).encode
@@ -94,32 +104,74 @@ class ExportStream:
     def __init__(self, paths: Sequence[Path], config: PreflightConfig, *, encoding: str, in_child: bool = True):
         self.paths = [Path(p) for p in paths]
         self.config, self.encoding = config, encoding
-        self.in_child = (in_child and bool(self.paths) and not multiprocessing.current_process().daemon
-                         and "forkserver" in multiprocessing.get_all_start_methods())  # POSIX
+        self.in_child = in_child and bool(self.paths) and os.name == "posix"
         self.reader: dict[str, float] = {}
-        self._process = None
-        self._conn = None
+        self._process: subprocess.Popen | None = None
+        self._conn: Connection | None = None
+        self._unread = False  # a file's items are being read (in the child's case)
+        self._inbox: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=AHEAD)
+        self._closing = threading.Event()
+        self._pump: threading.Thread | None = None
 
     def __enter__(self) -> ExportStream:
         if self.in_child:
-            # fork is safe, and starts at once, only when no other thread may hold a lock meanwhile.
-            ctx = multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")
-            reader, writer = ctx.Pipe(duplex=False)
-            self._process = ctx.Process(target=_child, name="gateway-reader", daemon=True,
-                                        args=(self.paths, self.config, self.encoding, writer, reader))
-            self._process.start()
-            writer.close()  # ours: the child's death must end our reads (EOFError), not hang them
-            self._conn = reader
+            try:
+                self._start()
+            except BaseException:
+                self.__exit__()
+                raise
         return self
 
+    def _start(self) -> None:
+        read_fd, write_fd = os.pipe()
+        self._conn = Connection(read_fd, writable=False)
+        # The child imports the very code the run imported (a checkout on sys.path, or the installed package).
+        here = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", "from gateway.pipeline.reading import serve; serve()", str(write_fd)],
+                stdin=subprocess.PIPE, pass_fds=(write_fd,), close_fds=True, env=env)
+        finally:
+            os.close(write_fd)  # the child's alone: its end, or its death, ends our reads (EOFError)
+        with self._process.stdin as orders:  # our own pickle, read by our own code
+            pickle.dump((self.paths, self.config, self.encoding), orders)
+        self._pump = threading.Thread(target=self._drain, name="export-reader-pipe", daemon=True)
+        self._pump.start()
+
+    def _drain(self) -> None:
+        """Move the child's messages from the pipe to ``_inbox`` as they come, unread (bytes), so that the
+        child goes on reading while the run seals an envelope: a pipe holds less than one batch. The
+        bytes are unpickled by the run's thread (`_receive`); this one only waits on the pipe, without
+        the interpreter lock."""
+        while True:
+            try:
+                data: bytes | BaseException = self._conn.recv_bytes()
+            except (EOFError, OSError) as exc:
+                data = exc
+            while not self._closing.is_set():
+                try:
+                    self._inbox.put(data, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            if self._closing.is_set() or isinstance(data, BaseException):
+                return
+
     def __exit__(self, *exc: object) -> None:
-        if self._process is None:
-            return
-        self._conn.close()
-        self._process.join(timeout=5)
-        if self._process.is_alive():  # the run stopped before reading everything
-            self._process.terminate()
-            self._process.join()
+        """Normally the child has said "done" and is leaving; if the run stopped reading before that, the
+        child is killed (it only reads). Then the pipe thread sees the end of the pipe, which is closed."""
+        self._closing.set()
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=5 if self.reader else 0)  # "done" received: it is leaving
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._pump is not None:
+            self._pump.join()
+        if self._conn is not None:
+            self._conn.close()
 
     def __iter__(self) -> Iterator[tuple[Path, Iterator[Item] | BaseException]]:
         for path in self.paths:
@@ -129,32 +181,46 @@ class ExportStream:
                 except (ExportFileError, OSError) as exc:
                     yield path, exc
                 continue
-            message = self._receive()
+            if self._unread:  # its messages come first in the pipe: they would be taken for the next file's
+                raise RuntimeError("ExportStream: read a file's items to the end before the next file")
+            message = self._expect("refused", "start")
             if message[0] == "refused":
                 yield path, message[1]
             else:
+                self._unread = True
                 yield path, self._items()
         if self.in_child:
-            self._receive()  # "done"
+            self._expect("done")
 
     def _items(self) -> Iterator[Item]:
         while True:
-            message = self._receive()
+            message = self._expect("items", "end", "failed")
             if message[0] == "items":
                 yield from message[1]
-            elif message[0] == "end":
-                return
-            else:  # "failed"
+                continue
+            self._unread = False
+            if message[0] == "failed":
                 raise message[1]
+            return
+
+    def _expect(self, *kinds: str) -> tuple:
+        message = self._receive()
+        if message[0] not in kinds:  # a bug on one side or the other: say so rather than misread the stream
+            raise GatewayError(f"the export reader sent {message[0]!r} where {' or '.join(kinds)} was expected",
+                               code="READER")
+        return message
 
     def _receive(self) -> tuple:
         while True:
-            try:
-                message = self._conn.recv()
-            except (EOFError, OSError) as exc:
-                self._process.join(timeout=5)
-                raise GatewayError(f"the export reader process stopped (exit code {self._process.exitcode})",
-                                   code="READER") from exc
+            data = self._inbox.get()
+            if isinstance(data, BaseException):
+                try:
+                    code = self._process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    code = None
+                raise GatewayError(f"the export reader process stopped (exit code {code})",
+                                   code="READER") from data
+            message = pickle.loads(data)
             kind = message[0]
             if kind == "log":
                 logging.getLogger(message[2]).log(message[1], "%s", message[3])
@@ -165,6 +231,18 @@ class ExportStream:
                 return message
             else:
                 return message
+
+
+def _peak_rss_mb() -> float:
+    """This process's resident-set high-water mark (``VmHWM``; ``ru_maxrss`` would count the parent's
+    memory at the fork that preceded the exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 class _PipeHandler(logging.Handler):
@@ -178,8 +256,14 @@ class _PipeHandler(logging.Handler):
         self.conn.send(("log", record.levelno, record.name, record.getMessage()))
 
 
-def _child(paths: list[Path], config: PreflightConfig, encoding: str, conn, other_end) -> None:
-    other_end.close()
+def serve() -> None:
+    """The reader process's entry point: orders on stdin, messages on the pipe named by ``argv[1]``."""
+    conn = Connection(int(sys.argv[1]), readable=False)
+    paths, config, encoding = pickle.load(sys.stdin.buffer)
+    _read(paths, config, encoding, conn)
+
+
+def _read(paths: list[Path], config: PreflightConfig, encoding: str, conn: Connection) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -207,8 +291,7 @@ def _child(paths: list[Path], config: PreflightConfig, encoding: str, conn, othe
                 continue
             conn.send(("items", batch))
             conn.send(("end",))
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        conn.send(("done", round(peak, 1), round(time.process_time() - started, 3)))
+        conn.send(("done", _peak_rss_mb(), round(time.process_time() - started, 3)))
     except (BrokenPipeError, ConnectionResetError):  # the run is gone: nobody to read for
         os._exit(0)
     except BaseException:  # noqa: BLE001  (said to the run, which raises it)

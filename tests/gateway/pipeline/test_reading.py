@@ -57,22 +57,34 @@ def test_a_child_reads_exactly_what_the_run_would_read_itself(tmp_path: Path):
     assert '"operation"' not in first.payload and first.record["nom"] in first.payload
 
 
-def test_in_a_process_with_other_threads_the_child_comes_from_a_fork_server(tmp_path: Path):
-    """`gateway serve` runs nights in a process with threads (server, scheduler): no plain fork there."""
+def test_a_process_with_other_threads_reads_in_a_child_too(tmp_path: Path):
+    """A run always has another thread (its lease's heartbeat; in `gateway serve`, the server's and the
+    scheduler's): the reader is a fresh interpreter, not a fork that could inherit a lock one of them held."""
     paths = generate_night(tmp_path / "nuit", events=400, seed=3, night=date(2026, 11, 28)).export_files
     expected = read_all(paths, in_child=False)
     stop = threading.Event()
-    other = threading.Thread(target=stop.wait, name="server")
+    other = threading.Thread(target=stop.wait, name="heartbeat")
     other.start()
     try:
         with ExportStream(paths, CONFIG, encoding="auto") as stream:
             got = [(p.name, list(items)) for p, items in stream]
-            method = stream._process._popen.method
+            child = stream._process
     finally:
         stop.set()
         other.join()
-    assert method == "forkserver"
+    assert child is not None and child.returncode == 0 and child.pid != os.getpid()
+    assert stream.reader["cpu_seconds"] > 0 and stream.reader["peak_rss_mb"] > 0
     assert got == expected
+
+
+def test_reading_the_next_file_before_the_last_ones_items_is_refused(tmp_path: Path):
+    paths = generate_night(tmp_path / "nuit", events=400, seed=3, night=date(2026, 11, 28)).export_files
+    with ExportStream(paths, CONFIG, encoding="auto") as stream:
+        files = iter(stream)
+        _, first = next(files)
+        next(first)
+        with pytest.raises(RuntimeError, match="to the end before the next file"):
+            next(files)
 
 
 def test_a_refused_file_keeps_its_code_and_message_across_the_process_boundary(tmp_path: Path):
