@@ -138,16 +138,16 @@ def _load_states(conn: Connection, keys: set[str]) -> dict[str, _KeyState]:
                   events_t.c.source_file, events_t.c.source_line)
         .where(events_t.c.key.in_(keys)).order_by(events_t.c.key, events_t.c.version)
     )
-    for row in rows:
-        ks = states.get(row.key)
+    for event_id, key, version, content_hash, state, source_file, source_line in rows.tuples():  # no Row
+        ks = states.get(key)  # attribute lookups: a re-run or a partner's resend reads back every key
         if ks is None:
-            ks = states[row.key] = _KeyState(row.version, row.content_hash, False, [])
-        ks.version, ks.content_hash = row.version, row.content_hash
-        ks.seen.add((row.source_file, row.source_line, row.content_hash))
-        if row.state in LIVE_STATES:
+            ks = states[key] = _KeyState(version, content_hash, False, [])
+        ks.version, ks.content_hash = version, content_hash
+        ks.seen.add((source_file, source_line, content_hash))
+        if state in LIVE_STATES:
             ks.live = True
-        if row.state in SUPERSEDABLE:
-            ks.supersedable.append(row.id)
+        if state in SUPERSEDABLE:
+            ks.supersedable.append(event_id)
     return states
 
 
