@@ -53,9 +53,10 @@ log = logging.getLogger("gateway.reading")
 
 #: Lines per message from the child (about 600 kB pickled).
 BATCH = 1000
-#: Messages the run keeps received but not yet read: how far ahead the child may read (16 batches,
-#: ~10 MB), so that it goes on while the run seals an envelope, and memory stays bounded.
-AHEAD = 16
+#: Messages the run keeps received but not yet read: how far ahead the child may read (8 batches,
+#: ~5 MB), so that it goes on while the run seals an envelope (~4 batches' worth of reading), and
+#: memory stays bounded.
+AHEAD = 8
 
 #: ``json.dumps(record, ensure_ascii=False)``, the stored payload's form, with the encoder built once.
 PAYLOAD_JSON = json.JSONEncoder(ensure_ascii=False).encode
