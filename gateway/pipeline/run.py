@@ -4,6 +4,7 @@ Order of work, each step safe to repeat after a crash:
 
 1. send again the envelopes a previous run sealed but never got a receipt for (same ``IdLot``);
 2. read each export, pre-flight it and store the outcomes (a bad file is reported, the others go on);
+   the reading and pre-flight run in a child process, ahead of the storing (`gateway.pipeline.reading`);
 3. seal pending events into signed envelopes as soon as a full envelope's worth is stored (while the
    rest of the exports is still being read), then what is left, and send each one as soon as it is
    sealed;
