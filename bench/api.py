@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.api.auth import create_client  # noqa: E402
 from gateway.context import Gateway  # noqa: E402
 from gateway.demo import free_port  # noqa: E402
+from gateway.procstats import cpu_seconds  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from gateway.store.models import utcnow  # noqa: E402
 
@@ -77,16 +78,6 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen:
         if process.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"gateway serve did not start: {process.stderr.read().decode()}")
         time.sleep(0.1)
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) the server has used so far: a figure other processes on the machine do not
-    inflate, unlike wall time."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
 
 
 def bulk(base_url: str, token: str, bodies: list[bytes], events: int, pid: int) -> dict:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,11 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 MB = 1024 * 1024
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def one(case: str, path: Path, data_dir: Path) -> dict:
@@ -78,15 +72,15 @@ def one(case: str, path: Path, data_dir: Path) -> dict:
 
     import gc
 
-    from tests.hostile_inputs import peak_rss, reset_peak
+    from gateway.procstats import peak_rss_bytes, reset_peak, rss_bytes
 
     gc.collect()
     reset_peak()
-    baseline = _rss()
+    baseline = rss_bytes()
     started = time.perf_counter()
     outcome = work()
     seconds = time.perf_counter() - started
-    peak = peak_rss()
+    peak = peak_rss_bytes() or 0
     return {"case": case, "bytes": path.stat().st_size, "outcome": outcome, "seconds": round(seconds, 3),
             "baseline_rss": baseline, "peak_rss": peak, "growth": max(0, peak - baseline)}
 

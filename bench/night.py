@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -79,35 +78,11 @@ from gateway.pipeline.ingest import ingest  # noqa: E402
 from gateway.pipeline.reading import ExportStream  # noqa: E402
 from gateway.pipeline.run import run_batch  # noqa: E402
 from gateway.preflight import PreflightConfig, Valid  # noqa: E402
+from gateway.procstats import cpu_seconds, peak_rss_bytes, reset_peak  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 
 POLL_SECONDS = 0.05
-
-
-# -- memory -----------------------------------------------------------------------------------------
-
-def reset_peak() -> None:
-    """Reset this process's resident-set high-water mark (Linux), so the next reading is a stage's own."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_mb(pid: int | str = "self") -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if pid == "self" else None
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+MB = 2**20
 
 
 def measure(name: str, events: int, fn: Callable[[], Any], results: list[dict]) -> Any:
@@ -117,7 +92,7 @@ def measure(name: str, events: int, fn: Callable[[], Any], results: list[dict]) 
     seconds = time.perf_counter() - start
     results.append({"stage": name, "seconds": round(seconds, 3),
                     "events_per_second": round(events / seconds) if seconds else None,
-                    "peak_rss_mb": round(peak_mb() or 0, 1)})
+                    "peak_rss_mb": round((peak_rss_bytes() or 0) / MB, 1)})
     return value
 
 
@@ -172,11 +147,11 @@ def _night(files: list[Path], registry: Path, settings: Settings, events: int) -
         seconds = time.perf_counter() - start
         cpu = time.process_time() - cpu
         emulator_cpu = cpu_seconds(emulator.process.pid) - emulator_cpu
-        gateway_peak = peak_mb()
-        emulator_peak = peak_mb(emulator.process.pid)
+        gateway_peak = (peak_rss_bytes() or 0) / MB
+        emulator_peak = (peak_rss_bytes(emulator.process.pid) or 0) / MB
         gw.close()
     return {"seconds": round(seconds, 3), "events_per_second": round(events / seconds),
-            "workers": settings.send_workers, "peak_rss_mb": round(gateway_peak or 0, 1),
+            "workers": settings.send_workers, "peak_rss_mb": round(gateway_peak, 1),
             "cpu_seconds": round(cpu, 3), "reader": summary.reader, "emulator_cpu_seconds": round(emulator_cpu, 3),
             "emulator_peak_rss_mb": round(emulator_peak, 1) if emulator_peak else None,
             "durations": {k: round(v, 3) for k, v in summary.durations.items()},

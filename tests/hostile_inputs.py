@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import pickle
-import resource
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.procstats import peak_rss_bytes, reset_peak, rss_bytes
 from tests.factories import P3_COLUMNS, p3_line
 
 HOSTILE = Path(__file__).resolve().parent.parent / "fixtures" / "hostile"
@@ -112,12 +112,6 @@ def csv_case(name: str, tmp: Path) -> Path:
 
 # --- memory -------------------------------------------------------------------------------------------
 
-def rss_now() -> int:
-    """The process's resident memory now, in bytes (Linux: /proc/self/statm)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def peak_growth_in_child(work: Callable[[], Any]) -> tuple[Any, int]:
     """Run ``work()`` in a forked child; return (its result, picklable, or the repr of what it raised) and
     how far the child's peak resident memory rose above what it started with, in bytes.
@@ -129,13 +123,13 @@ def peak_growth_in_child(work: Callable[[], Any]) -> tuple[Any, int]:
     pid = os.fork()
     if pid == 0:  # the child: do the work, report, leave without running any of the parent's cleanup
         os.close(read)
-        start = rss_now()  # measured in the child: a fork does not map every page of the parent at once
+        start = rss_bytes()  # measured in the child: a fork does not map every page of the parent at once
         reset_peak()
         try:
             result = ("ok", work())
         except BaseException as exc:  # noqa: BLE001 — everything goes back to the parent
             result = ("raised", f"{type(exc).__name__}: {getattr(exc, 'code', '')}")
-        growth = max(0, peak_rss() - start)
+        growth = max(0, (peak_rss_bytes() or 0) - start)
         with os.fdopen(write, "wb") as out:
             out.write(pickle.dumps((*result, growth)))
         os._exit(0)
@@ -145,25 +139,3 @@ def peak_growth_in_child(work: Callable[[], Any]) -> tuple[Any, int]:
     os.waitpid(pid, 0)
     kind, value, growth = pickle.loads(data)
     return (value if kind == "ok" else ("raised", value)), growth
-
-
-def reset_peak() -> None:
-    """Forget the peak reached so far (Linux: ``5`` to ``/proc/self/clear_refs``; elsewhere the peak of
-    ``getrusage`` stays, which only makes the bound looser)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")
-    except OSError:
-        pass
-
-
-def peak_rss() -> int:
-    """The peak resident memory since the last `reset_peak`, in bytes."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -32,7 +32,6 @@ import logging
 import os
 import pickle
 import queue
-import resource
 import subprocess
 import sys
 import threading
@@ -48,8 +47,7 @@ from adapters.parcours3.mapping import parse_export
 from gateway.domain import stored_form
 from gateway.errors import ExportFileError, GatewayError
 from gateway.preflight import Outcome, PreflightConfig, Rejection
-
-log = logging.getLogger("gateway.reading")
+from gateway.procstats import peak_rss_bytes
 
 #: Lines per message from the child (about 600 kB pickled).
 BATCH = 1000
@@ -234,18 +232,6 @@ class ExportStream:
                 return message
 
 
-def _peak_rss_mb() -> float:
-    """This process's resident-set high-water mark (``VmHWM``; ``ru_maxrss`` would count the parent's
-    memory at the fork that preceded the exec)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 class _PipeHandler(logging.Handler):
     """In the child: log records go to the run, which logs them where it logs everything else."""
 
@@ -292,7 +278,7 @@ def _read(paths: list[Path], config: PreflightConfig, encoding: str, conn: Conne
                 continue
             conn.send(("items", batch))
             conn.send(("end",))
-        conn.send(("done", _peak_rss_mb(), round(time.process_time() - started, 3)))
+        conn.send(("done", round((peak_rss_bytes() or 0) / 2**20, 1), round(time.process_time() - started, 3)))
     except (BrokenPipeError, ConnectionResetError):  # the run is gone: nobody to read for
         os._exit(0)
     except BaseException:  # noqa: BLE001  (said to the run, which raises it)
