@@ -191,7 +191,7 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
 
     for item in chunk:
         outcome = prepare(item)
-        key = outcome.key or f"?{outcome.source_file}:{outcome.source_line}"
+        key = _key_of(outcome)
         ks = states.get(key)
         if isinstance(outcome, Rejection):
             h = _rejection_hash(outcome)
