@@ -28,16 +28,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from adapters.parcours3.partner_json import parse_item
 from gateway.codes import RejectCode
 from gateway.context import Gateway
 from gateway.errors import Conflict
-from gateway.pipeline.ingest import ingest
+from gateway.pipeline.ingest import Answer, ingest
 from gateway.preflight import Outcome, PreflightConfig, Rejection
-from gateway.store.models import events_t
 
 API_SOURCE_PREFIX = "API:"
 
@@ -116,34 +114,34 @@ def submit(gw: Gateway, items: Sequence[Mapping[str, Any]], *, client: str, scop
 
 
 def _store(gw: Gateway, accepted: list[tuple[int, Outcome]]) -> list[tuple[int, ItemResult]]:
-    """One `ingest` call for the whole request, in one transaction; then each key's latest version, which
-    is the answer: a request holds each key once, so after ingest the latest version of a key is either
-    the one this request added or the one it duplicated (same content)."""
+    """One `ingest` call for the whole request, in one transaction; its `Answer` for each key is the
+    answer (a request holds each key once: the key's latest version is either the one this request
+    added, or the one it duplicated, same content)."""
     outcomes = [outcome for _, outcome in accepted]
-    keys = sorted({outcome.key for outcome in outcomes})
     for attempt in range(1, _ATTEMPTS + 1):
+        answers: dict[str, Answer] = {}
         try:
             with _INTAKE_LOCK, gw.engine.begin() as conn:
-                before = conn.execute(sa.select(sa.func.coalesce(sa.func.max(events_t.c.id), 0))).scalar_one()
-                ingest(gw.engine, outcomes, run_id=None, now=gw.clock(), connection=conn)
-                rows = _latest(conn, keys)
+                ingest(gw.engine, outcomes, run_id=None, now=gw.clock(), connection=conn, answers=answers)
             break
         except (IntegrityError, OperationalError) as exc:  # another process stored the same key first
             if attempt == _ATTEMPTS:
                 raise Conflict("des événements de cette requête sont enregistrés au même moment par "
                                "une autre requête : la renvoyer") from exc
-    answers = []
+    results = []
     for index, outcome in accepted:
-        row = rows[outcome.key]
-        if row.id <= before:
+        key = outcome.key
+        answer = answers[key]
+        if not answer.stored:
             kind = ALREADY
         else:
-            kind = CREATED if row.version == 1 else NEW_VERSION
-        field = outcome.field if isinstance(outcome, Rejection) and row.reject_code == outcome.code.value else None
-        answers.append((index, ItemResult(index, kind, key=row.key, version=row.version, state=row.state,
-                                          code=row.reject_code, message=row.reject_message,
-                                          field=field or _first_field(row.reject_code))))
-    return answers
+            kind = CREATED if answer.version == 1 else NEW_VERSION
+        code = answer.reject_code
+        field = outcome.field if isinstance(outcome, Rejection) and code == outcome.code.value else None
+        results.append((index, ItemResult(index, kind, key=key, version=answer.version, state=answer.state,
+                                          code=code, message=answer.reject_message,
+                                          field=field or _first_field(code))))
+    return results
 
 
 def _first_field(code: str | None) -> str | None:
@@ -154,16 +152,3 @@ def _first_field(code: str | None) -> str | None:
     except ValueError:
         return None
     return fields[0] if fields else None
-
-
-def _latest(conn, keys: list[str]) -> dict[str, sa.Row]:
-    """The latest version of each key."""
-    found: dict[str, sa.Row] = {}
-    c = events_t.c
-    for start in range(0, len(keys), 900):
-        rows = conn.execute(sa.select(c.id, c.key, c.version, c.state, c.reject_code, c.reject_message)
-                            .where(c.key.in_(keys[start:start + 900])))
-        for row in rows:
-            if row.key not in found or row.version > found[row.key].version:
-                found[row.key] = row
-    return found

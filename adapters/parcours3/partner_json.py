@@ -53,12 +53,15 @@ def json_fields(item: Mapping[str, Any]) -> dict[str, str]:
     character a database would refuse; booleans of ``premier_entretien`` as ``O``/``N``."""
     fields: dict[str, str] = {}
     for name, value in item.items():
-        if value is None or name in DROPPED_FIELDS:
+        if value is None:
             continue
-        if isinstance(value, bool):
-            value = "O" if value else "N"
-        elif not isinstance(value, str):
-            value = str(value)
+        if value.__class__ is not str:  # the usual case is text (an API request holds ~15 per event)
+            if isinstance(value, bool):
+                value = "O" if value else "N"
+            elif not isinstance(value, str):
+                value = str(value)
+        if name in DROPPED_FIELDS:
+            continue
         fields[name] = value if value.isprintable() else _UNSTORABLE.sub("", value)
     return fields
 
@@ -123,15 +126,19 @@ def parse_item(item: Mapping[str, Any], config: PreflightConfig, *, source_file:
     request, and the position in it), as a file name and a line do for an export.
     """
     fields = json_fields(item)
-    shown = fields if config.send_comments else {k: v for k, v in fields.items() if k != "commentaire"}
     try:
         p3 = to_p3_fields(fields, config)
     except _NotIso as exc:
         quoted = "" if exc.name in PERSONAL_FIELDS else f" « {exc.value[:40]} »"
         return Rejection(code=RejectCode.E09, field=exc.name, source_file=source_file,
-                         source_line=source_line, key=record_key(fields), fields=shown,
+                         source_line=source_line, key=record_key(fields), fields=_shown(fields, config),
                          message=f"Champ mal formé : {exc.name}{quoted} (attendu : {exc.expected}).")
     outcome = parse_record(SourceRecord(source_file, source_line, p3), config)
     if isinstance(outcome, Rejection):
-        return replace(outcome, fields=shown)
+        return replace(outcome, fields=_shown(fields, config))
     return outcome
+
+
+def _shown(fields: dict[str, str], config: PreflightConfig) -> dict[str, str]:
+    """What a rejection keeps of the partner's fields: the comment only when comments may be passed on."""
+    return fields if config.send_comments else {k: v for k, v in fields.items() if k != "commentaire"}

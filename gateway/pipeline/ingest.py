@@ -33,11 +33,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import islice
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from gateway.codes import EventState, Operation, RejectCode
+from gateway.domain import stored_form
 from gateway.pipeline.reading import PAYLOAD_JSON, Prepared, prepare
 from gateway.preflight import Outcome, Rejection, Valid
 from gateway.store.db import BulkInsert
@@ -84,6 +86,19 @@ class IngestStats:
                 "rejects_by_code": dict(sorted(self.rejects_by_code.items()))}
 
 
+class Answer(NamedTuple):
+    """Where a key stands once ingest is done: its latest version, and whether this ingest wrote it.
+
+    What the partner API answers for each event (`gateway.submission`): ingest knows it already, so
+    the API need not read every key back (a second query of the whole request's keys)."""
+
+    version: int
+    state: str
+    reject_code: str | None
+    reject_message: str | None
+    stored: bool  # False: a duplicate of what the store had, nothing written
+
+
 @dataclass
 class _KeyState:
     version: int
@@ -91,6 +106,7 @@ class _KeyState:
     live: bool
     supersedable: list[int]
     seen: set[tuple[str | None, int | None, str]] = field(default_factory=set)  # (file, line, hash)
+    latest: Answer | None = None  # the latest version's state (read only when answers are asked for)
 
     def already_has(self, content_hash: str, source_file: str | None, source_line: int | None) -> bool:
         return content_hash == self.content_hash or (source_file, source_line, content_hash) in self.seen
@@ -105,20 +121,21 @@ def _chunks(items: Iterable[Outcome | Prepared], size: int) -> Iterator[list[Out
 def ingest(engine: Engine, outcomes: Iterable[Outcome | Prepared], *, run_id: int | None, now: datetime,
            chunk_size: int = CHUNK, connection: Connection | None = None,
            on_chunk: Callable[[IngestStats], None] | None = None,
-           records: dict[str, dict] | None = None) -> IngestStats:
+           records: dict[str, dict] | None = None, answers: dict[str, Answer] | None = None) -> IngestStats:
     """Write ``outcomes`` to the store; one transaction per chunk (or all in ``connection``'s).
 
     ``on_chunk(stats)`` is called after each chunk is committed (a run seals full envelopes then,
     while the rest of the export is still being read). ``records``, when given, receives each stored
     payload (its JSON text → the record it encodes), so that sealing the envelopes of the same run
-    need not decode the JSON it has just written (`dispatch.seal_next`, ~9 µs an event)."""
+    need not decode the JSON it has just written (`dispatch.seal_next`, ~9 µs an event). ``answers``,
+    when given, receives each key's `Answer`."""
     stats = IngestStats()
     for chunk in _chunks(outcomes, chunk_size):
         if connection is not None:
-            done = _ingest_chunk(connection, chunk, run_id=run_id, now=now, records=records)
+            done = _ingest_chunk(connection, chunk, run_id=run_id, now=now, records=records, answers=answers)
         else:
             with engine.begin() as conn:
-                done = _ingest_chunk(conn, chunk, run_id=run_id, now=now, records=records)
+                done = _ingest_chunk(conn, chunk, run_id=run_id, now=now, records=records, answers=answers)
         stats.add(done)
         if on_chunk is not None:
             on_chunk(done)
@@ -131,18 +148,21 @@ def _key_of(outcome: Outcome | Prepared) -> str:
     return outcome.key or f"?{outcome.source_file}:{outcome.source_line}"
 
 
-def _load_states(conn: Connection, keys: set[str]) -> dict[str, _KeyState]:
+def _load_states(conn: Connection, keys: set[str], *, latest: bool = False) -> dict[str, _KeyState]:
+    """What the store knows of ``keys``; ``latest``: with each key's latest state and reject (`Answer`)."""
     states: dict[str, _KeyState] = {}
-    rows = conn.execute(
-        sa.select(events_t.c.id, events_t.c.key, events_t.c.version, events_t.c.content_hash, events_t.c.state,
-                  events_t.c.source_file, events_t.c.source_line)
-        .where(events_t.c.key.in_(keys)).order_by(events_t.c.key, events_t.c.version)
-    )
-    for event_id, key, version, content_hash, state, source_file, source_line in rows.tuples():  # no Row
+    c = events_t.c
+    columns = [c.id, c.key, c.version, c.content_hash, c.state, c.source_file, c.source_line]
+    if latest:
+        columns += [c.reject_code, c.reject_message]
+    rows = conn.execute(sa.select(*columns).where(c.key.in_(keys)).order_by(c.key, c.version))
+    for event_id, key, version, content_hash, state, source_file, source_line, *reject in rows.tuples():  # no Row
         ks = states.get(key)  # attribute lookups: a re-run or a partner's resend reads back every key
         if ks is None:
             ks = states[key] = _KeyState(version, content_hash, False, [])
         ks.version, ks.content_hash = version, content_hash
+        if latest:
+            ks.latest = Answer(version, state, *reject, False)
         ks.seen.add((source_file, source_line, content_hash))
         if state in LIVE_STATES:
             ks.live = True
@@ -166,9 +186,9 @@ def _parse_date(value: str | None) -> date | None:
 
 
 def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: int | None, now: datetime,
-                  records: dict[str, dict] | None = None) -> IngestStats:
+                  records: dict[str, dict] | None = None, answers: dict[str, Answer] | None = None) -> IngestStats:
     stats = IngestStats(lines=len(chunk))
-    states = _load_states(conn, {_key_of(o) for o in chunk})
+    states = _load_states(conn, {_key_of(o) for o in chunk}, latest=answers is not None)
     rows: list[tuple] = []
     superseded: list[int] = []
 
@@ -185,14 +205,21 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
             _INVALID, code.value, message, file, line, run_id, now, now,
         ))
         states[key] = _KeyState(version, content_hash, ks.live if ks else False, ks.supersedable if ks else [],
-                                ks.seen if ks else set())
+                                ks.seen if ks else set(), Answer(version, _INVALID, code.value, message, True))
         stats.invalid += 1
         stats.rejects_by_code[code.value] += 1
 
     for item in chunk:
-        outcome = prepare(item)
-        key = _key_of(outcome)
+        key = _key_of(item)
         ks = states.get(key)
+        if isinstance(item, Valid) and ks is not None:  # a resend, most likely: no JSON text for a duplicate
+            record, h = stored_form(item.event)
+            if ks.already_has(h, item.source_file, item.source_line):
+                stats.duplicates += 1
+                continue
+            outcome = prepare(item, stored=(record, h))
+        else:
+            outcome = prepare(item)
         if isinstance(outcome, Rejection):
             h = _rejection_hash(outcome)
             if ks and ks.already_has(h, outcome.source_file, outcome.source_line):
@@ -231,8 +258,13 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
             stats.new_versions += 1
         else:
             stats.new_events += 1
-        states[key] = _KeyState(version, h, True, [], ks.seen if ks else set())
+        states[key] = _KeyState(version, h, True, [], ks.seen if ks else set(),
+                                Answer(version, _PENDING, None, None, True))
 
+    if answers is not None:
+        for key, ks in states.items():
+            if ks.latest is not None:
+                answers[key] = ks.latest
     if rows:
         after_id = conn.execute(sa.select(sa.func.max(events_t.c.id))).scalar() or 0
         _INSERT_EVENTS.insert(conn, rows)

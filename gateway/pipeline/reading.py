@@ -79,12 +79,13 @@ class Prepared(NamedTuple):
 Item = Prepared | Rejection
 
 
-def prepare(outcome: Outcome | Prepared) -> Item:
-    """`Prepared` for a valid outcome (a rejection is kept as it is)."""
+def prepare(outcome: Outcome | Prepared, *, stored: tuple[dict[str, Any], str] | None = None) -> Item:
+    """`Prepared` for a valid outcome (a rejection is kept as it is); ``stored``: its `stored_form`
+    when the caller has computed it already."""
     if isinstance(outcome, (Rejection, Prepared)):
         return outcome
     event = outcome.event
-    record, content_hash = stored_form(event)
+    record, content_hash = stored or stored_form(event)
     operation = record.pop("operation", "C")
     return Prepared(event.key, operation, record["type_evenement"], event.code_ml, event.identifiant_pe,
                     event.date_evenement, record, content_hash, PAYLOAD_JSON(record), outcome.source_file,
