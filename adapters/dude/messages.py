@@ -111,7 +111,7 @@ def open_signed(data: bytes, *, trust: TrustStore, expected: str, max_bytes: int
     root = safe_xml.parse(data, max_bytes=max_bytes, what=expected)
     if root.tag != q(expected):
         raise UnexpectedDocument(f"expected {expected}, got {etree.QName(root).localname}")
-    verified = trust.verify(root, at=at, data=data)
+    verified = trust.verify(root, at=at)
     schema.validate(verified.root)
     return verified
 

@@ -174,7 +174,7 @@ class Emulator:
             return self._refuse(_readable_id(root), now, RejectCode.L03,
                                 f"racine {etree.QName(root).localname!r} au lieu de LotEvenements")
         try:
-            signed = self.trust.verify(root, at=now, data=body).root
+            signed = self.trust.verify(root, at=now).root
         except DocumentRejected as exc:
             return self._refuse(_readable_id(root), now, exc.reject, exc.message)
         id_lot = _readable_id(signed)  # from here on, only what was signed

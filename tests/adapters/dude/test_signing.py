@@ -159,4 +159,16 @@ def test_signing_in_place_gives_the_same_standard_signature(signer, dude_side_tr
     path = tmp_path / "lot.xml"
     path.write_bytes(expected)
     assert xmlsec1_verifies(path, dev_keys.gateway.cert_file)[0]
-    assert len(list(iter_events(dude_side_trust.verify(safe_xml.parse(expected), data=expected).root))) == 3
+    assert len(list(iter_events(dude_side_trust.verify(safe_xml.parse(expected)).root))) == 3
+
+
+def test_verifying_leaves_the_received_tree_as_it_was(signer, dude_side_trust) -> None:
+    """The verifier checks the caller's tree without copying it first: it must not modify it (signxml
+    removes the signature to compute the digest, from a copy), and what it returns is another tree."""
+    received = serialize(signer.sign(an_envelope(3)))
+    root = safe_xml.parse(received)
+    verified = dude_side_trust.verify(root)
+    assert serialize(root) == received
+    assert root.find(f"{{{DS_NS}}}Signature") is not None
+    assert verified.root is not root and verified.root.find(f"{{{DS_NS}}}Signature") is None
+    assert dude_side_trust.verify(root).root is not None  # and it can be checked again
