@@ -123,18 +123,13 @@ class _DocumentVerifier(XMLVerifier):
     these methods goes to signxml's own code. Built for one call.
     """
 
-    def __init__(self, handed_over: etree._Element):
+    def __init__(self, received: etree._Element):
         super().__init__()
-        self._handed_over: etree._Element | None = handed_over
-        self._verified_root: etree._Element | None = None
+        self._received = received
         self._private: etree._Element | None = None  # the copy of the whole document made here
 
     def get_root(self, data):
-        if data is not None and data is self._handed_over:
-            self._handed_over = None
-            self._verified_root = data
-            return data
-        return super().get_root(data)
+        return data if data is self._received else super().get_root(data)
 
     def _tostring(self, xml_node, **kwargs):
         return _Handle(xml_node) if not kwargs else super()._tostring(xml_node, **kwargs)
@@ -145,7 +140,7 @@ class _DocumentVerifier(XMLVerifier):
             if node is self._private:  # already ours alone, and a root: no second copy
                 return node
             copied = copy.deepcopy(node)
-            if node is self._verified_root:
+            if node is self._received:
                 self._private = copied
             return copied
         return super()._fromstring(xml_string, **kwargs)

@@ -212,27 +212,22 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
     for item in chunk:
         key = _key_of(item)
         ks = states.get(key)
-        if isinstance(item, Valid) and ks is not None:  # a resend, most likely: no JSON text for a duplicate
-            record, h = stored_form(item.event)
-            if ks.already_has(h, item.source_file, item.source_line):
+        if isinstance(item, Rejection):
+            h = _rejection_hash(item)
+            if ks and ks.already_has(h, item.source_file, item.source_line):
                 stats.duplicates += 1
                 continue
-            outcome = prepare(item, stored=(record, h))
-        else:
-            outcome = prepare(item)
-        if isinstance(outcome, Rejection):
-            h = _rejection_hash(outcome)
-            if ks and ks.already_has(h, outcome.source_file, outcome.source_line):
-                stats.duplicates += 1
-                continue
-            invalid_row(key, ks, h, outcome.code, outcome.message, outcome.fields, outcome.source_file,
-                        outcome.source_line, (outcome.fields.get("operation") or "C").strip().upper())
+            invalid_row(key, ks, h, item.code, item.message, item.fields, item.source_file,
+                        item.source_line, (item.fields.get("operation") or "C").strip().upper())
             continue
 
-        h = outcome.content_hash
-        if ks and ks.already_has(h, outcome.source_file, outcome.source_line):
+        # A `Valid` outcome (the API's) is hashed first: a resent event costs no JSON text.
+        stored = stored_form(item.event) if isinstance(item, Valid) else None
+        h = stored[1] if stored else item.content_hash
+        if ks and ks.already_has(h, item.source_file, item.source_line):
             stats.duplicates += 1
             continue
+        outcome = prepare(item, stored=stored)
         operation = outcome.operation
         if (operation == _MODIFY and ks is None) or (operation == _CANCEL and not (ks and ks.live)):
             what = "modifie" if operation == _MODIFY else "annule"
