@@ -119,6 +119,7 @@ class Emulator:
         self.faults = faults or Faults()
         self.trust = TrustStore.from_dir(config.trust_dir)
         self._signer = Signer.from_files(config.key_file, config.cert_file, password=config.key_password)
+        self._owns_registry = registry is None
         if registry is None:
             registry = Registry.from_csv(config.registry_file) if config.registry_file else Registry()
         self.registry = registry
@@ -138,6 +139,8 @@ class Emulator:
         if self._http is not None and self._owns_http:
             self._http.close()
         self.ledger.close()
+        if self._owns_registry:
+            self.registry.close()
 
     def __enter__(self) -> Emulator:
         return self
@@ -243,14 +246,16 @@ class Emulator:
         """The business rules, event by event in document order, then the report and the receipt."""
         today = self.config.today_at(now)
         view = self.ledger.snapshot(record["key"] for record in lot.records)
-        registry, check, is_duplicate = self.registry, rules.check, rules.is_duplicate
+        # The envelope's people, looked up together (the registry lives on disk, not in memory).
+        people = self.registry.find(record.get("identifiant_pe") or "" for record in lot.records)
+        check, is_duplicate = rules.check, rules.is_duplicate
         outcomes, results = [], []
         rejected = duplicates = 0
         # Positional construction below: this loop runs for every event of the night.
         for record, digest in zip(lot.records, lot.digests, strict=True):
             key, version = record["key"], record["version"]
             duplicate = is_duplicate(record, digest, view)
-            verdict = None if duplicate else check(record, content_hash=digest, registry=registry, ledger=view,
+            verdict = None if duplicate else check(record, content_hash=digest, registry=people, ledger=view,
                                                    today=today)
             if verdict is None:
                 if duplicate:

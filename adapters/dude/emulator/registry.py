@@ -7,10 +7,11 @@ dates ``JJ/MM/AAAA``, the last one empty while the delegation runs. Columns are 
 for Parcours 3 exports (§3); other columns are ignored.
 
 "Names compare without regard to case and accents" (§4): `name_key` is the comparison form, computed
-once per registry line. A malformed line is logged with its line number (never its content: it holds
-names and birth dates, §6) and skipped, so one bad line does not take the registry down (STYLE.md 4).
-One line per jobseeker: a second line for the same ``identifiant_pe`` is reported and skipped (the
-first one wins), rather than silently replacing it.
+when a jobseeker is looked up (and cached: a night names the same people many times). A malformed line
+is logged with its line number (never its content: it holds names and birth dates, §6) and skipped, so
+one bad line does not take the registry down (STYLE.md 4). One line per jobseeker: a second line for
+the same ``identifiant_pe`` is reported and skipped (the first one wins), rather than silently
+replacing it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import csv
 import io
 import logging
 import re
+import sqlite3
+import threading
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from gateway.errors import ConfigurationError
 
@@ -93,38 +97,44 @@ class SkippedLine:
 
 
 class Registry:
-    """The jobseekers DUDE knows, by ``identifiant_pe``. Read once; immutable afterwards."""
+    """The jobseekers DUDE knows, by ``identifiant_pe``. Read once; immutable afterwards.
+
+    Kept in a private temporary SQLite database (stdlib ``sqlite3``, opened on an empty file name: on
+    disk, deleted when closed) rather than in Python objects: the agency's file holds hundreds of
+    thousands of people (670,000 for a night of a million events, 700 MB as objects), and the
+    emulator must run beside the gateway in bounded memory (issue 7). Loading streams the file in
+    batches; a `Jobseeker` is built only when an event names it. `find` looks up a whole envelope's
+    people in a few queries, which is what `adapters.dude.emulator.core` does for each envelope.
+
+    One connection, guarded by a lock, serves every thread (``check_same_thread=False``).
+    """
 
     def __init__(self, jobseekers: Iterable[Jobseeker] = (), *, skipped: Iterable[SkippedLine] = (),
                  source: str = "<registre>"):
-        self._by_id: dict[str, Jobseeker] = {}
-        skips = list(skipped)
-        for person in jobseekers:
-            if person.identifiant_pe in self._by_id:
-                skips.append(SkippedLine(0, f"identifiant {person.identifiant_pe} en double"))
-                continue
-            self._by_id[person.identifiant_pe] = person
-        self.skipped: tuple[SkippedLine, ...] = tuple(skips)
         self.source = source
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect("", check_same_thread=False, isolation_level=None)
+        self._db.executescript(_SCHEMA)
+        self._count = 0
+        self.skipped: tuple[SkippedLine, ...] = ()
+        self._fill(((0, _row(person)) for person in jobseekers), list(skipped))
 
     @classmethod
     def from_csv(cls, path: Path) -> Registry:
         """Load the registry file; a missing or undecodable file is a configuration error."""
         try:
-            raw = path.read_bytes()
+            with path.open("rb") as raw:
+                return cls._from_lines(_decoded_lines(raw, path), source=str(path))
         except FileNotFoundError as exc:
             raise ConfigurationError(f"jobseeker registry {path} does not exist") from exc
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise ConfigurationError(f"jobseeker registry {path}: not UTF-8 (line {line})") from exc
-        return cls.from_text(text, source=str(path))
 
     @classmethod
     def from_text(cls, text: str, *, source: str = "<registre>") -> Registry:
-        text = text.removeprefix("\ufeff")
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=";", quotechar='"')
+        return cls._from_lines(io.StringIO(text.removeprefix("\ufeff"), newline=""), source=source)
+
+    @classmethod
+    def _from_lines(cls, lines: Iterable[str], *, source: str) -> Registry:
+        reader = csv.reader(lines, delimiter=";", quotechar='"')
         header = next(reader, None)
         if header is None:
             raise ConfigurationError(f"jobseeker registry {source} is empty (no header row)")
@@ -132,75 +142,193 @@ class Registry:
         missing = [c for c in COLUMNS if c not in names]
         if missing:
             raise ConfigurationError(f"jobseeker registry {source}: missing column(s) {', '.join(missing)}")
-        index = {c: names.index(c) for c in COLUMNS}
-        people, skipped, seen = [], [], set()
-        for row in reader:
-            line = reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            try:
-                person = _parse_row(row, index, len(names))
-            except ValueError as exc:
-                skipped.append(SkippedLine(line, str(exc)))
-                continue
-            if person.identifiant_pe in seen:
-                skipped.append(SkippedLine(line, f"identifiant {person.identifiant_pe} déjà présent plus haut"))
-                continue
-            seen.add(person.identifiant_pe)
-            people.append(person)
-        for skip in skipped:
+        index = [names.index(c) for c in COLUMNS]
+        skipped: list[SkippedLine] = []
+
+        def rows() -> Iterator[tuple[int, tuple[str | None, ...]]]:
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                try:
+                    yield reader.line_num, _parse_row(row, index, len(names))
+                except ValueError as exc:
+                    skipped.append(SkippedLine(reader.line_num, str(exc)))
+
+        registry = cls(source=source)
+        registry._fill(rows(), skipped)
+        for skip in registry.skipped:
             log.warning("registry %s, line %d skipped: %s", source, skip.line, skip.reason)
-        log.info("registry %s: %d jobseekers loaded, %d lines skipped", source, len(people), len(skipped))
-        return cls(people, skipped=skipped, source=source)
+        log.info("registry %s: %d jobseekers loaded, %d lines skipped", source, len(registry),
+                 len(registry.skipped))
+        return registry
+
+    def _fill(self, rows: Iterable[tuple[int, tuple[str | None, ...]]], skipped: list[SkippedLine]) -> None:
+        """Insert ``(line, row)`` pairs in batches; a second row for an ``identifiant_pe`` is skipped
+        (the first one wins) and added to ``skipped``, which becomes `skipped`, in line order."""
+        batch: dict[str, tuple[int, tuple[str | None, ...]]] = {}
+
+        def flush() -> None:
+            known = self._known(list(batch))
+            fresh = []
+            for ident, (line, row) in batch.items():
+                if ident in known:
+                    skipped.append(SkippedLine(line, f"identifiant {ident} déjà présent plus haut"))
+                else:
+                    fresh.append(row)
+            with self._lock:  # one transaction per batch (each row its own would cost ~20 µs)
+                self._db.execute("BEGIN")
+                self._db.executemany(_INSERT, fresh)
+                self._db.execute("COMMIT")
+            batch.clear()
+
+        for line, row in rows:
+            ident = row[0]
+            if ident in batch:
+                skipped.append(SkippedLine(line, f"identifiant {ident} déjà présent plus haut"))
+                continue
+            batch[ident] = (line, row)
+            if len(batch) >= _BATCH:
+                flush()
+        if batch:
+            flush()
+        with self._lock:
+            self._count = self._db.execute("SELECT count(*) FROM jobseekers").fetchone()[0]
+        self.skipped = tuple(sorted(skipped, key=lambda skip: skip.line))
+
+    def _known(self, idents: list[str]) -> set[str]:
+        found: set[str] = set()
+        with self._lock:
+            for start in range(0, len(idents), _CHUNK):
+                chunk = idents[start:start + _CHUNK]
+                found.update(r[0] for r in self._db.execute(
+                    f"SELECT identifiant_pe FROM jobseekers WHERE identifiant_pe IN ({','.join('?' * len(chunk))})",
+                    chunk))
+        return found
+
+    def find(self, idents: Iterable[str]) -> dict[str, Jobseeker]:
+        """The registry's people among ``idents``, by identifier (unknown ones are absent)."""
+        wanted = list(dict.fromkeys(idents))
+        people: dict[str, Jobseeker] = {}
+        with self._lock:
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start:start + _CHUNK]
+                for row in self._db.execute(
+                        f"{_SELECT} WHERE identifiant_pe IN ({','.join('?' * len(chunk))})", chunk):
+                    people[row[0]] = _person(row)
+        return people
 
     def get(self, identifiant_pe: str) -> Jobseeker | None:
-        return self._by_id.get(identifiant_pe)
+        with self._lock:
+            row = self._db.execute(f"{_SELECT} WHERE identifiant_pe = ?", (identifiant_pe,)).fetchone()
+        return None if row is None else _person(row)
 
     def __contains__(self, identifiant_pe: object) -> bool:
-        return identifiant_pe in self._by_id
+        if not isinstance(identifiant_pe, str):
+            return False
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM jobseekers WHERE identifiant_pe = ?",
+                                    (identifiant_pe,)).fetchone() is not None
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return self._count
 
     def __iter__(self) -> Iterator[Jobseeker]:
-        return iter(self._by_id.values())
+        """Everyone, in the file's order, a page at a time (the lock is not held between pages)."""
+        last = 0
+        while True:
+            with self._lock:
+                page = self._db.execute(f"SELECT rowid, {_COLUMNS_SQL} FROM jobseekers WHERE rowid > ? "
+                                        "ORDER BY rowid LIMIT ?", (last, _BATCH)).fetchall()
+            if not page:
+                return
+            for row in page:
+                yield _person(row[1:])
+            last = page[-1][0]
+
+    def close(self) -> None:
+        """Close (and so delete) the database; the registry cannot be read afterwards."""
+        with self._lock:
+            self._db.close()
 
     def __repr__(self) -> str:
         return f"Registry({self.source!r}, {len(self)} jobseekers, {len(self.skipped)} lines skipped)"
 
 
-def _parse_date(value: str, column: str) -> date:
+_BATCH = 5_000  # rows per insert while loading, and per page when iterating
+_CHUNK = 500  # identifiers per IN (...) query, well under SQLite's variable limit
+_COLUMNS_SQL = ", ".join(COLUMNS)
+_SELECT = f"SELECT {_COLUMNS_SQL} FROM jobseekers"
+_INSERT = f"INSERT INTO jobseekers ({_COLUMNS_SQL}) VALUES ({', '.join('?' * len(COLUMNS))})"
+# A temporary database, rebuilt at each start: no journal, no sync. Dates are ISO text. An 8 MB page
+# cache; the rest of the file stays on disk (the OS caches it).
+_SCHEMA = """
+PRAGMA journal_mode=OFF;
+PRAGMA synchronous=OFF;
+PRAGMA cache_size=-8192;
+CREATE TABLE jobseekers (
+    identifiant_pe TEXT PRIMARY KEY,
+    nom TEXT NOT NULL,
+    prenom TEXT NOT NULL,
+    date_naissance TEXT NOT NULL,
+    code_ml TEXT NOT NULL,
+    date_debut_cotraitance TEXT NOT NULL,
+    date_fin_cotraitance TEXT
+);
+"""
+
+
+def _row(person: Jobseeker) -> tuple[str | None, ...]:
+    end = person.date_fin_cotraitance
+    return (person.identifiant_pe, person.nom, person.prenom, person.date_naissance.isoformat(), person.code_ml,
+            person.date_debut_cotraitance.isoformat(), None if end is None else end.isoformat())
+
+
+def _person(row: tuple[Any, ...]) -> Jobseeker:
+    ident, nom, prenom, birth, code_ml, start, end = row
+    return Jobseeker(identifiant_pe=ident, nom=nom, prenom=prenom, date_naissance=date.fromisoformat(birth),
+                     code_ml=code_ml, date_debut_cotraitance=date.fromisoformat(start),
+                     date_fin_cotraitance=None if end is None else date.fromisoformat(end))
+
+
+def _decoded_lines(raw: BinaryIO, path: Path) -> Iterator[str]:
+    """The file's lines as text (a leading BOM dropped), read as they come: an undecodable line is a
+    configuration error naming its line number."""
+    for number, line in enumerate(raw, start=1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError(f"jobseeker registry {path}: not UTF-8 (line {number})") from exc
+        yield text.removeprefix("\ufeff") if number == 1 else text
+
+
+def _parse_date(value: str, column: str) -> str:
+    """``JJ/MM/AAAA`` → ISO ``AAAA-MM-JJ`` (as stored), or ``ValueError`` naming the column."""
     match = _DATE.fullmatch(value.strip())
     if not match:
         raise ValueError(f"{column} : date attendue au format JJ/MM/AAAA")
     day, month, year = (int(g) for g in match.groups())
     try:
-        return date(year, month, day)
+        return date(year, month, day).isoformat()
     except ValueError:
         raise ValueError(f"{column} : date inexistante") from None
 
 
-def _parse_row(row: list[str], index: dict[str, int], width: int) -> Jobseeker:
-    """One data row → `Jobseeker`; ``ValueError`` names the column at fault (never its value,
-    except for the non-personal identifier and codes)."""
+def _parse_row(row: list[str], index: list[int], width: int) -> tuple[str | None, ...]:
+    """One data row → the stored row (`COLUMNS`' order, ISO dates); ``ValueError`` names the column at
+    fault (never its value, except for the non-personal identifier and codes)."""
     if len(row) > width and any(cell.strip() for cell in row[width:]):
         raise ValueError(f"{len(row)} champs pour {width} colonnes d'en-tête")
-    cells = {c: (row[i].strip() if i < len(row) else "") for c, i in index.items()}
-    ident = cells["identifiant_pe"]
+    ident, nom, prenom, birth, code_ml, start, end = (row[i].strip() if i < len(row) else "" for i in index)
     if not _IDENTIFIANT.fullmatch(ident):
         raise ValueError("identifiant_pe : 8 à 11 chiffres ou majuscules attendus")
-    for column in ("nom", "prenom"):
-        if not cells[column]:
-            raise ValueError(f"{column} : vide")
-    if not _CODE_ML.fullmatch(cells["code_ml"]):
+    if not nom:
+        raise ValueError("nom : vide")
+    if not prenom:
+        raise ValueError("prenom : vide")
+    if not _CODE_ML.fullmatch(code_ml):
         raise ValueError("code_ml : 5 chiffres attendus")
-    start = _parse_date(cells["date_debut_cotraitance"], "date_debut_cotraitance")
-    end = (_parse_date(cells["date_fin_cotraitance"], "date_fin_cotraitance")
-           if cells["date_fin_cotraitance"] else None)
-    if end is not None and end < start:
+    start_iso = _parse_date(start, "date_debut_cotraitance")
+    end_iso = _parse_date(end, "date_fin_cotraitance") if end else None
+    if end_iso is not None and end_iso < start_iso:
         raise ValueError("date_fin_cotraitance antérieure à date_debut_cotraitance")
-    return Jobseeker(
-        identifiant_pe=ident, nom=cells["nom"], prenom=cells["prenom"],
-        date_naissance=_parse_date(cells["date_naissance"], "date_naissance"),
-        code_ml=cells["code_ml"], date_debut_cotraitance=start, date_fin_cotraitance=end,
-    )
+    return (ident, nom, prenom, _parse_date(birth, "date_naissance"), code_ml, start_iso, end_iso)

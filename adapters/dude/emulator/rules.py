@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any, Protocol
 
-from adapters.dude.emulator.registry import Registry, name_key
+from adapters.dude.emulator.registry import Jobseeker, name_key
 from gateway.codes import CONTRACTS_WITH_END, EventType, RejectCode
 from gateway.domain import TYPE_FIELDS
 
@@ -61,6 +61,14 @@ _CONTRACTS_WITH_END = frozenset(c.value for c in CONTRACTS_WITH_END)
 _PEM = EventType.PEM.value
 
 
+class People(Protocol):
+    """Who DUDE knows: an `adapters.dude.emulator.registry.Registry`, or the part of it an envelope
+    names (`Registry.find`, a plain ``dict``)."""
+
+    def get(self, identifiant_pe: str, /) -> Jobseeker | None:
+        """The jobseeker with this identifier, or None."""
+
+
 class LedgerView(Protocol):
     """What the rules need to know of the past (`adapters.dude.emulator.ledger.LedgerSnapshot`)."""
 
@@ -76,7 +84,7 @@ def is_duplicate(record: Mapping[str, Any], digest: str, ledger: LedgerView) -> 
     return ledger.accepted_hash(record["key"], record["version"]) == digest
 
 
-def check(record: Mapping[str, Any], *, content_hash: str, registry: Registry, ledger: LedgerView,
+def check(record: Mapping[str, Any], *, content_hash: str, registry: People, ledger: LedgerView,
           today: date) -> Verdict:
     """``None`` if DUDE accepts the event, else its reject code and a French message."""
     key, version, operation = record["key"], record["version"], record["operation"]

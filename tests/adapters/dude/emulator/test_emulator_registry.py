@@ -54,6 +54,29 @@ def test_malformed_lines_are_skipped_with_their_line_number_never_their_content(
     assert "line 3" in caplog.text and "Secret" not in caplog.text
 
 
+def test_a_large_registry_keeps_the_first_line_of_each_jobseeker_wherever_the_second_one_is(tmp_path: Path) -> None:
+    """Read in batches, kept on disk: a duplicate thousands of lines below the first one, or an
+    undecodable byte near the end, is still reported with its own line number."""
+    rows = [f"{n:08d}A;Nom{n};Prénom;06/05/2004;12345;01/01/2024;\n" for n in range(12_000)]
+    rows.insert(11_000, "00000002A;Autre;Personne;01/01/2001;54321;01/01/2024;\n")  # line 11,002
+    path = tmp_path / "registre.csv"
+    path.write_text(HEADER + "".join(rows), encoding="utf-8")
+    registry = Registry.from_csv(path)
+    assert len(registry) == 12_000
+    assert [(s.line, s.reason) for s in registry.skipped] == [(11_002, "identifiant 00000002A déjà présent plus haut")]
+    assert registry.get("00000002A").nom == "Nom2" and registry.get("00000002A").code_ml == "12345"
+    assert [p.identifiant_pe for p in registry][:3] == ["00000000A", "00000001A", "00000002A"]
+    assert len(list(registry)) == 12_000
+    found = registry.find(["00011999A", "00000005A", "0000000ZZ", "00000005A"])
+    assert sorted(found) == ["00000005A", "00011999A"] and found["00011999A"].nom_key == "nom11999"
+    assert "00011999A" in registry and "0000000ZZ" not in registry
+
+    with path.open("ab") as out:
+        out.write("00099999A;Lefèvre;Zoé;06/05/2004;12345;01/01/2024;\n".encode("latin-1"))  # line 12,003
+    with pytest.raises(ConfigurationError, match=r"not UTF-8 \(line 12003\)"):
+        Registry.from_csv(path)
+
+
 def test_a_missing_column_or_a_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="date_fin_cotraitance"):
         Registry.from_text("identifiant_pe;nom;prenom;date_naissance;code_ml;date_debut_cotraitance\n")
