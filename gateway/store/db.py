@@ -68,7 +68,8 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 
 class BulkInsert:
-    """``INSERT`` of many rows given as tuples, through the driver's ``executemany``: the ingest hot path.
+    """``INSERT`` of many rows given as tuples, through the driver's ``executemany`` (``COPY`` on
+    PostgreSQL): the ingest hot path.
 
     ``BulkInsert(table, columns)`` once, then ``insert(conn, rows)`` per chunk. Why not
     ``conn.execute(table.insert(), dicts)``: SQLAlchemy then converts every value of every row in
@@ -116,9 +117,32 @@ class BulkInsert:
                         row[column] = done
                 out.append(tuple(row))
             rows = out
+        if conn.dialect.name == "postgresql":
+            self._copy(conn, rows)
+            return
         if not positional:
             rows = [dict(zip(self.columns, row, strict=True)) for row in rows]
         conn.exec_driver_sql(sql, rows)
+
+    def _copy(self, conn: sa.Connection, rows: list[tuple]) -> None:
+        """PostgreSQL: ``COPY … FROM STDIN`` (psycopg's ``Copy.write_row``) rather than ``executemany``.
+        The rows go as one stream instead of one ``INSERT`` each; constraints, defaults, indexes and
+        foreign keys apply as for an ``INSERT``, and a failure aborts the transaction the same way. A
+        driver error is wrapped as SQLAlchemy wraps it (``IntegrityError`` for a duplicate key), so
+        that callers see the same exceptions on both stores."""
+        quote = conn.dialect.identifier_preparer.quote
+        statement = (f"COPY {conn.dialect.identifier_preparer.format_table(self.table)} "
+                     f"({', '.join(quote(name) for name in self.columns)}) FROM STDIN")
+        dbapi = conn.dialect.loaded_dbapi
+        cursor = conn.connection.cursor()
+        try:
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except dbapi.Error as exc:
+            raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi.Error, dialect=conn.dialect) from exc
+        finally:
+            cursor.close()
 
 
 _MISSING = object()
