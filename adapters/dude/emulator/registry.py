@@ -99,14 +99,16 @@ class SkippedLine:
 class Registry:
     """The jobseekers DUDE knows, by ``identifiant_pe``. Read once; immutable afterwards.
 
-    Kept in a private temporary SQLite database (stdlib ``sqlite3``, opened on an empty file name: on
-    disk, deleted when closed) rather than in Python objects: the agency's file holds hundreds of
-    thousands of people (670,000 for a night of a million events: 700 MB as objects, 85 MB this
-    way), and the emulator must run beside the gateway in bounded memory (issue 7). Loading streams
-    the file in batches; a `Jobseeker` is built only when an event names it. `find` looks up a whole
-    envelope's people in a few queries, which is what `adapters.dude.emulator.core` does for each
-    envelope. The price: ~10 µs a person at that size, against a dictionary's ~0.1 (for a million
-    events, ~10 s of the emulator's CPU, a tenth of it).
+    Kept in a private temporary SQLite database rather than in Python objects: the agency's file holds
+    hundreds of thousands of people (670,000 for a night of a million events: 700 MB as objects, 85 MB
+    this way), and the emulator must run beside the gateway in bounded memory (issue 7). The database
+    is opened on an empty file name (stdlib ``sqlite3``): in memory while small, then a file of the
+    temporary directory that SQLite unlinks as soon as it has opened it, so no copy of names and birth
+    dates outlives the process, even a killed one. Loading streams the file in batches; a `Jobseeker`
+    is built only when an event names it. `find` looks up a whole envelope's people in a few queries,
+    which is what `adapters.dude.emulator.core` does for each envelope. The price: ~10 µs a person at
+    that size, against a dictionary's ~0.1 (for a million events, ~10 s of the emulator's CPU, a tenth
+    of it).
 
     One connection, guarded by a lock, serves every thread (``check_same_thread=False``).
     """
