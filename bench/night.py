@@ -19,7 +19,8 @@ What is measured, for one size (issue 7):
   fresh store (issue 5).
 * **the store**: SQLite in the work folder by default; with ``--database-url`` (PostgreSQL), each
   measurement gets a fresh database created next to the one named (the role needs ``CREATEDB``) and
-  dropped afterwards, so the database named is never touched.
+  dropped afterwards, so the database named is never touched. When that server runs on this machine,
+  the CPU time its processes used during the night is printed too: it shares the same two cores.
 * **the stages** (20,000 events by default, ``--stages`` to force): each stage alone, on another fresh
   store and emulator, so that each can be read apart: reading + pre-flight, reading + storing,
   sealing (XML, XSD, signature, store), sending + receipts, reports.
@@ -135,11 +136,31 @@ def night(files: list[Path], registry: Path, data_dir: Path, events: int, *, wor
                       events)
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU time used so far by the processes of a PostgreSQL server running on this machine, those that
+    have ended included (a finished backend's time is added to its parent's); None when none is seen
+    (SQLite, or a server elsewhere). The server shares the two cores: its time is part of a night's."""
+    total, seen = 0, False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name, _, rest = (entry / "stat").read_text().partition(" (")[2].rpartition(") ")
+        except OSError:
+            continue
+        if name == "postgres":
+            fields = rest.split()
+            total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+            seen = True
+    return total / os.sysconf("SC_CLK_TCK") if seen else None
+
+
 def _night(files: list[Path], registry: Path, settings: Settings, events: int) -> dict:
     with emulator_process(settings, registry=registry, report_delay=0.0) as emulator:
         gw = Gateway.open(settings.model_copy(update={"dude_url": emulator.base_url}))
         gw.signer  # noqa: B018  (loading the key is set-up, not night work)
         reset_peak()
+        server_cpu = postgres_cpu_seconds() if settings.database_url else None
         emulator_cpu = cpu_seconds(emulator.process.pid)
         cpu = time.process_time()
         start = time.perf_counter()
@@ -150,10 +171,14 @@ def _night(files: list[Path], registry: Path, settings: Settings, events: int) -
         gateway_peak = (peak_rss_bytes() or 0) / MB
         emulator_peak = (peak_rss_bytes(emulator.process.pid) or 0) / MB
         gw.close()
+    if server_cpu is not None:  # the pool's backends have ended: give the server a moment to reap them
+        time.sleep(0.5)
+        server_cpu = postgres_cpu_seconds() - server_cpu
     return {"seconds": round(seconds, 3), "events_per_second": round(events / seconds),
             "workers": settings.send_workers, "peak_rss_mb": round(gateway_peak, 1),
             "cpu_seconds": round(cpu, 3), "reader": summary.reader, "emulator_cpu_seconds": round(emulator_cpu, 3),
             "emulator_peak_rss_mb": round(emulator_peak, 1) if emulator_peak else None,
+            "database_server_cpu_seconds": None if server_cpu is None else round(server_cpu, 3),
             "durations": {k: round(v, 3) for k, v in summary.durations.items()},
             "states": dict(sorted(summary.states.items())), "envelopes": dict(summary.envelopes)}
 
@@ -340,6 +365,8 @@ def print_one(result: dict) -> None:
              if reader else "")
           + f" ; émulateur {n['emulator_cpu_seconds']:.2f} s (mêmes 2 cœurs)")
     print(f"  émulateur DUDE (processus séparé) : pic RSS {n['emulator_peak_rss_mb']} Mo")
+    if n.get("database_server_cpu_seconds") is not None:
+        print(f"  serveur PostgreSQL (sur cette machine) : {n['database_server_cpu_seconds']:.2f} s de CPU")
     print(f"  états finaux : {n['states']}")
     print(f"plancher (lxml construction + XSD + signxml + executemany) : {f['seconds']:.3f} s "
           f"(construction {f['construction']:.3f}, XSD {f['xsd']:.3f}, signature {f['signature']:.3f}, "
