@@ -117,7 +117,7 @@ class BulkInsert:
                         row[column] = done
                 out.append(tuple(row))
             rows = out
-        if conn.dialect.name == "postgresql":
+        if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":  # the documented driver
             self._copy(conn, rows)
             return
         if not positional:
