@@ -17,9 +17,9 @@ Rows are written in chunks, each chunk in one transaction, with bulk statements:
 loses at most the chunk being written, and rereading the export restores it without duplicates.
 
 Hot path (every line of every export): rows are built as tuples and written through
-`gateway.store.db.BulkInsert` (the driver's ``executemany``, ``COPY`` on PostgreSQL, values converted once per distinct
-value) rather than as dicts through ``conn.execute(insert, dicts)``, which spent as long converting
-timestamps row by row as SQLite took to store the rows. The stored record, its content hash and its
+`gateway.store.db.BulkInsert` (the driver's ``executemany``, ``COPY`` on PostgreSQL, values converted
+once per distinct value) rather than as dicts through ``conn.execute(insert, dicts)``, which spent as
+long converting timestamps row by row as SQLite took to store the rows. The stored record, its content hash and its
 JSON text come ready from `gateway.pipeline.reading.prepare` (computed in the reader process during a
 run; here, for outcomes given as they are, by the API for instance); JSON encoders are built once.
 """

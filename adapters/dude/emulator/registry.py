@@ -200,38 +200,27 @@ class Registry:
         self.skipped = tuple(sorted(skipped, key=lambda skip: skip.line))
 
     def _known(self, idents: list[str]) -> set[str]:
-        found: set[str] = set()
+        return {ident for (ident,) in self._rows("identifiant_pe", idents)}
+
+    def _rows(self, columns: str, idents: list[str]) -> list[tuple]:
+        """``columns`` of the people among ``idents`` (distinct), a few hundred identifiers per query."""
+        rows: list[tuple] = []
         with self._lock:
             for start in range(0, len(idents), _CHUNK):
                 chunk = idents[start:start + _CHUNK]
-                found.update(r[0] for r in self._db.execute(
-                    f"SELECT identifiant_pe FROM jobseekers WHERE identifiant_pe IN ({','.join('?' * len(chunk))})",
-                    chunk))
-        return found
+                rows += self._db.execute(f"SELECT {columns} FROM jobseekers WHERE identifiant_pe IN "
+                                         f"({','.join('?' * len(chunk))})", chunk)
+        return rows
 
     def find(self, idents: Iterable[str]) -> dict[str, Jobseeker]:
         """The registry's people among ``idents``, by identifier (unknown ones are absent)."""
-        wanted = list(dict.fromkeys(idents))
-        people: dict[str, Jobseeker] = {}
-        with self._lock:
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start:start + _CHUNK]
-                for row in self._db.execute(
-                        f"{_SELECT} WHERE identifiant_pe IN ({','.join('?' * len(chunk))})", chunk):
-                    people[row[0]] = _person(row)
-        return people
+        return {row[0]: _person(row) for row in self._rows(_COLUMNS_SQL, list(dict.fromkeys(idents)))}
 
     def get(self, identifiant_pe: str) -> Jobseeker | None:
-        with self._lock:
-            row = self._db.execute(f"{_SELECT} WHERE identifiant_pe = ?", (identifiant_pe,)).fetchone()
-        return None if row is None else _person(row)
+        return self.find((identifiant_pe,)).get(identifiant_pe)
 
     def __contains__(self, identifiant_pe: object) -> bool:
-        if not isinstance(identifiant_pe, str):
-            return False
-        with self._lock:
-            return self._db.execute("SELECT 1 FROM jobseekers WHERE identifiant_pe = ?",
-                                    (identifiant_pe,)).fetchone() is not None
+        return isinstance(identifiant_pe, str) and bool(self._known([identifiant_pe]))
 
     def __len__(self) -> int:
         return self._count
@@ -241,7 +230,8 @@ class Registry:
         last = ""
         while True:
             with self._lock:
-                page = self._db.execute(f"{_SELECT} WHERE identifiant_pe > ? ORDER BY identifiant_pe LIMIT ?",
+                page = self._db.execute(f"SELECT {_COLUMNS_SQL} FROM jobseekers WHERE identifiant_pe > ? "
+                                        "ORDER BY identifiant_pe LIMIT ?",
                                         (last, _BATCH)).fetchall()
             if not page:
                 return
@@ -261,7 +251,6 @@ class Registry:
 _BATCH = 5_000  # rows per insert while loading, and per page when iterating
 _CHUNK = 500  # identifiers per IN (...) query, well under SQLite's variable limit
 _COLUMNS_SQL = ", ".join(COLUMNS)
-_SELECT = f"SELECT {_COLUMNS_SQL} FROM jobseekers"
 _INSERT = f"INSERT INTO jobseekers ({_COLUMNS_SQL}) VALUES ({', '.join('?' * len(COLUMNS))})"
 # A temporary database, rebuilt at each start: no journal, no sync. Dates are ISO text. The table is
 # its primary key's B-tree (WITHOUT ROWID: one descent per lookup, not two). An 8 MB page cache; the
