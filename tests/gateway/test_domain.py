@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from gateway.codes import EventType, Operation
-from gateway.domain import from_record, record_hash, stored_form, to_record
+from gateway.domain import Event, from_record, record_hash, stored_form, to_record
 from tests.factories import make_event
 
 
@@ -26,3 +26,19 @@ def test_stored_form_is_to_record_and_record_hash(type_: EventType, operation: O
 def test_a_cancellation_hashes_differently_from_the_same_fields_created() -> None:
     created, cancelled = make_event(), make_event(operation=Operation.CANCEL, modalite="IND", premier_entretien=True)
     assert stored_form(created)[1] != stored_form(cancelled)[1]
+
+
+def test_content_hashes_stored_by_earlier_versions_still_match() -> None:
+    """The store keeps each version's hash: if this gateway hashed the same content differently after an
+    upgrade, the next night would send every event again as a new version. These digests were computed
+    by the first implementation (stdlib ``json``); texts hold what a JSON encoder may escape differently:
+    quotes, a backslash, a tab, a line break, a control character, non-ASCII letters, an emoji."""
+    event = Event(code_ml="69001", id_evenement="7", identifiant_pe="1234567A", nom="Lefèvre-d'Ornano",
+                  prenom='Zoé "Zaza"', date_naissance=date(2004, 2, 29), conseiller="CONS01",
+                  type_evenement=EventType.EFO, date_evenement=date(2026, 11, 20), num_dossier="42",
+                  formacode="22435", organisme="AFPA « Lyon » \\ Sud\t€😀", date_debut=date(2026, 11, 23),
+                  commentaire="ligne 1\nligne 2\x01",
+                  saisi_le=datetime(2026, 11, 20, 10, 15, tzinfo=ZoneInfo("Europe/Paris")))
+    assert stored_form(event)[1] == "b8ec633490571b12b273779bf08a128b2badf74b307d83f8155cc2d6a03ca337"
+    cancelled = event.with_changes(operation=Operation.CANCEL)
+    assert stored_form(cancelled)[1] == "65a422756f7d538c942891f9743099c5b948ca567abc2a8f7fae643b859029cd"

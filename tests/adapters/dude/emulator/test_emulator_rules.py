@@ -114,6 +114,17 @@ def test_ledger_rules_duplicate_e05_e06(check) -> None:
     assert code_of(check(record(version=2, operation="A"), accepted)) == "E09"
 
 
+def test_a_ledger_kept_from_an_earlier_version_still_recognises_what_it_accepted() -> None:
+    """The emulator's ledger file outlives it (the demo keeps it): the same content must hash to the same
+    digest across versions, or a resend would be an ``E05`` conflict instead of a duplicate. Computed by
+    the first implementation (stdlib ``json``), on a record with what encoders may escape differently."""
+    rec = {"key": "69001-7", "version": 2, "operation": "M", "type_evenement": "ENT", "nom": "Lefèvre-d'Ornano",
+           "prenom": 'Zoé "Zaza"', "premier_entretien": True, "commentaire": "ligne 1\nligne 2\t€😀 \\",
+           "organisme": None}
+    assert content_hash(rec) == "dfcfae70854ed103f09fed93e29de22b531ee3bb7c04682adf8640452d0ef5f3"
+    assert content_hash({**rec, "version": 3, "key": "69001-7"}) == content_hash(rec)  # identity left out
+
+
 def test_a_duplicate_stays_accepted_even_if_the_registry_changed_since(check) -> None:
     rec = record(identifiant_pe="9999999Z")
     digest = content_hash(rec)
