@@ -16,7 +16,6 @@ envelope that was sent; anything else counts as a failed attempt, and the envelo
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
 import uuid
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import orjson
 import sqlalchemy as sa
 from lxml import etree
 from sqlalchemy.engine import Connection
@@ -104,7 +104,7 @@ def seal_next(gw: Gateway, *, run_id: int | None, claimed_by: str | None = None,
 
     ``None`` when nothing is pending; ``_ALL_INVALID`` (``""``) when every claimed event failed the XSD.
     Where the time goes (20,000 events, 4 envelopes): building the XML, the XSD check and the signature
-    are the libraries' floor; around them, one ``SELECT`` of the payloads, ``json.loads`` of each, and
+    are the libraries' floor; around them, one ``SELECT`` of the payloads, ``orjson.loads`` of each, and
     one transaction writing the envelope, its document and the events' move to ``ENVOYE`` with their
     history (set-based).
     """
@@ -115,7 +115,7 @@ def seal_next(gw: Gateway, *, run_id: int | None, claimed_by: str | None = None,
             return None
         now = gw.clock()
         envelope_id = str(uuid.uuid4())
-        loads, known = json.loads, (records if records is not None else {})
+        loads, known = orjson.loads, (records if records is not None else {})
         items = {r.id: OutgoingEvent(known.pop(r.payload, None) or loads(r.payload), r.version, r.operation)
                  for r in rows}
         produced_at = now.astimezone(ZoneInfo(settings.timezone))

@@ -27,7 +27,6 @@ run; here, for outcomes given as they are, by the API for instance); JSON encode
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -35,12 +34,13 @@ from datetime import date, datetime
 from itertools import islice
 from typing import NamedTuple
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from gateway.codes import EventState, Operation, RejectCode
 from gateway.domain import stored_form
-from gateway.pipeline.reading import PAYLOAD_JSON, Prepared, prepare
+from gateway.pipeline.reading import Prepared, payload_json, prepare
 from gateway.preflight import Outcome, Rejection, Valid
 from gateway.store.db import BulkInsert
 from gateway.store.models import events_t, history_t
@@ -58,7 +58,6 @@ _EVENT_COLUMNS = ("key", "version", "operation", "event_type", "code_ml", "ident
                   "payload", "content_hash", "state", "reject_code", "reject_message", "source_file",
                   "source_line", "run_id", "created_at", "updated_at")
 _INSERT_EVENTS = BulkInsert(events_t, _EVENT_COLUMNS)
-_FIELDS_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _PENDING, _INVALID = EventState.EN_ATTENTE.value, EventState.INVALIDE.value
 _CREATE, _MODIFY, _CANCEL = Operation.CREATE.value, Operation.MODIFY.value, Operation.CANCEL.value
 
@@ -172,8 +171,9 @@ def _load_states(conn: Connection, keys: set[str], *, latest: bool = False) -> d
 
 
 def _rejection_hash(rejection: Rejection) -> str:
-    blob = _FIELDS_JSON(sorted(rejection.fields.items()))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    """SHA-256 of the fields as read, sorted: the same bytes as the stdlib's compact JSON, like
+    `gateway.domain.record_hash` (the store keeps them)."""
+    return hashlib.sha256(orjson.dumps(sorted(rejection.fields.items()))).hexdigest()
 
 
 def _parse_date(value: str | None) -> date | None:
@@ -201,7 +201,7 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
             (fields.get("type_evenement") or "").strip()[:3] or None,
             code_ml if code_ml.isdigit() and len(code_ml) == 5 else None,
             (fields.get("identifiant_pe") or "").strip()[:20] or None,
-            _parse_date(fields.get("date_evenement")), PAYLOAD_JSON(fields), content_hash,
+            _parse_date(fields.get("date_evenement")), payload_json(fields), content_hash,
             _INVALID, code.value, message, file, line, run_id, now, now,
         ))
         states[key] = _KeyState(version, content_hash, ks.live if ks else False, ks.supersedable if ks else [],

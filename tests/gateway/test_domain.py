@@ -7,8 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.codes import EventType, Operation
+from gateway.codes import EventType, Operation, RejectCode
 from gateway.domain import Event, from_record, record_hash, stored_form, to_record
+from gateway.pipeline.ingest import _rejection_hash
+from gateway.preflight import Rejection
 from tests.factories import make_event
 
 
@@ -42,3 +44,11 @@ def test_content_hashes_stored_by_earlier_versions_still_match() -> None:
     assert stored_form(event)[1] == "b8ec633490571b12b273779bf08a128b2badf74b307d83f8155cc2d6a03ca337"
     cancelled = event.with_changes(operation=Operation.CANCEL)
     assert stored_form(cancelled)[1] == "65a422756f7d538c942891f9743099c5b948ca567abc2a8f7fae643b859029cd"
+
+
+def test_the_hash_of_a_rejected_line_is_the_one_earlier_versions_stored() -> None:
+    """Rereading an export must find its invalid lines already stored (nothing new), across upgrades too;
+    the digest was computed by the first implementation (stdlib ``json``)."""
+    rejection = Rejection(code=RejectCode.E09, message="m", field="siret", source_file="f.csv", source_line=3,
+                          key=None, fields={"nom": "Zoé", "siret": '123 "4"', "commentaire": "a\nb"})
+    assert _rejection_hash(rejection) == "2ea222778e6ea05a2563a16cc689c31487f864e52c8b2830fe0144f6d270c3be"

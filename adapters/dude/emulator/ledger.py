@@ -35,7 +35,6 @@ to `gateway.errors.StoreError` here (STYLE.md 3).
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -44,6 +43,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import orjson
 
 from adapters.dude.emulator.faults import LOST_REPORT_AT
 from gateway.errors import StoreError
@@ -121,15 +122,17 @@ ON CONFLICT (key, version) DO UPDATE SET
 """
 
 
-_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
 def content_hash(record: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of an event record's content, identity (``key``, ``version``) left out."""
+    """SHA-256 (hex) of an event record's content, identity (``key``, ``version``) left out.
+
+    Hashed: the compact JSON with sorted keys, which ``orjson`` writes byte for byte as the stdlib's
+    ``json.dumps(..., sort_keys=True, ensure_ascii=False, separators=(",", ":"))`` for the text,
+    booleans and nulls of a record (the field names are ASCII, so both sort them the same). The ledger
+    file keeps these digests across versions: the form must not change (a test pins one)."""
     payload = dict(record)
     payload.pop("key", None)
     payload.pop("version", None)
-    return hashlib.sha256(_CANONICAL_JSON.encode(payload).encode("utf-8")).hexdigest()
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _utc(when: datetime) -> str:
