@@ -26,7 +26,7 @@ import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -47,9 +47,9 @@ _INTAKE_LOCK = threading.Lock()
 _ATTEMPTS = 3
 
 
-@dataclass(frozen=True, slots=True)
-class ItemResult:
-    """The verdict on one submitted event, at ``index`` in the request."""
+class ItemResult(NamedTuple):
+    """The verdict on one submitted event, at ``index`` in the request (a tuple: a bulk request builds
+    thousands, a frozen dataclass took twice as long to build)."""
 
     index: int
     outcome: str
