@@ -21,7 +21,7 @@ Hot path (every line of every export): rows are built as tuples and written thro
 once per distinct value) rather than as dicts through ``conn.execute(insert, dicts)``, which spent as
 long converting timestamps row by row as SQLite took to store the rows. The stored record, its content hash and its
 JSON text come ready from `gateway.pipeline.reading.prepare` (computed in the reader process during a
-run; here, for outcomes given as they are, by the API for instance); JSON encoders are built once.
+run; here, for outcomes given as they are, by the API for instance); JSON is written by ``orjson``.
 """
 
 from __future__ import annotations

@@ -58,7 +58,6 @@ BATCH = 1000
 AHEAD = 8
 
 
-
 def payload_json(record: dict[str, Any]) -> str:
     """A record as the store keeps it (``events.payload``): compact JSON, UTF-8 text unescaped.
 
