@@ -116,18 +116,25 @@ def to_record(event: Event) -> dict[str, Any]:
     return record
 
 
-def record_hash(record: dict[str, Any]) -> str:
-    """`Event.content_hash` computed from a stored record (saves rebuilding the `Event`).
+def json_digest(value: Any, *, sort_keys: bool = False) -> str:
+    """SHA-256 (hex) of ``value``'s compact JSON: the content hashes of the store (`record_hash`, the
+    hash of a rejected line in `gateway.pipeline.ingest`) and of the emulator's ledger.
 
-    The hashed text is the compact JSON of the wire fields' values: ``orjson.dumps`` writes, for text,
-    booleans and nulls, byte for byte what ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))``
-    writes (checked on every Unicode code point), ten times faster. The store keeps these hashes, so
-    the form must never change (`tests.gateway.test_domain` pins digests made by the stdlib encoder).
+    Both keep these digests across versions, so the bytes hashed must never change: for text, booleans
+    and nulls, ``orjson.dumps`` writes byte for byte what ``json.dumps(..., ensure_ascii=False,
+    separators=(",", ":"))`` wrote before it (checked on every Unicode code point; with ASCII keys,
+    ``sort_keys`` orders them alike), ten times faster. Tests pin digests made by the stdlib encoder.
     """
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None)).hexdigest()
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    """`Event.content_hash` computed from a stored record (saves rebuilding the `Event`): the wire
+    fields' values, in `WIRE_FIELDS` order, and whether it cancels."""
     get = record.get
     payload = [get(name) for name in WIRE_FIELDS]
     payload.append(get("operation") == _CANCEL)
-    return hashlib.sha256(orjson.dumps(payload)).hexdigest()
+    return json_digest(payload)
 
 
 def stored_form(event: Event) -> tuple[dict[str, Any], str]:

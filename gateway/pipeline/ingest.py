@@ -19,14 +19,13 @@ loses at most the chunk being written, and rereading the export restores it with
 Hot path (every line of every export): rows are built as tuples and written through
 `gateway.store.db.BulkInsert` (the driver's ``executemany``, ``COPY`` on PostgreSQL, values converted
 once per distinct value) rather than as dicts through ``conn.execute(insert, dicts)``, which spent as
-long converting timestamps row by row as SQLite took to store the rows. The stored record, its content hash and its
-JSON text come ready from `gateway.pipeline.reading.prepare` (computed in the reader process during a
-run; here, for outcomes given as they are, by the API for instance); JSON is written by ``orjson``.
+long converting timestamps row by row as SQLite took to store the rows. The stored record, its content
+hash and its JSON text come ready from `gateway.pipeline.reading.prepare` (computed in the reader
+process during a run; here, for outcomes given as they are, by the API for instance).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,12 +33,11 @@ from datetime import date, datetime
 from itertools import islice
 from typing import NamedTuple
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from gateway.codes import EventState, Operation, RejectCode
-from gateway.domain import stored_form
+from gateway.domain import json_digest, stored_form
 from gateway.pipeline.reading import Prepared, payload_json, prepare
 from gateway.preflight import Outcome, Rejection, Valid
 from gateway.store.db import BulkInsert
@@ -171,9 +169,8 @@ def _load_states(conn: Connection, keys: set[str], *, latest: bool = False) -> d
 
 
 def _rejection_hash(rejection: Rejection) -> str:
-    """SHA-256 of the fields as read, sorted: the same bytes as the stdlib's compact JSON, like
-    `gateway.domain.record_hash` (the store keeps them)."""
-    return hashlib.sha256(orjson.dumps(sorted(rejection.fields.items()))).hexdigest()
+    """The content hash of a rejected line: its fields as read, sorted by name."""
+    return json_digest(sorted(rejection.fields.items()))
 
 
 def _parse_date(value: str | None) -> date | None:

@@ -34,7 +34,6 @@ to `gateway.errors.StoreError` here (STYLE.md 3).
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -44,9 +43,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import orjson
-
 from adapters.dude.emulator.faults import LOST_REPORT_AT
+from gateway.domain import json_digest
 from gateway.errors import StoreError
 
 RECU, REJETE, ACCEPTE = "RECU", "REJETE", "ACCEPTE"
@@ -123,16 +121,12 @@ ON CONFLICT (key, version) DO UPDATE SET
 
 
 def content_hash(record: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of an event record's content, identity (``key``, ``version``) left out.
-
-    Hashed: the compact JSON with sorted keys, which ``orjson`` writes byte for byte as the stdlib's
-    ``json.dumps(..., sort_keys=True, ensure_ascii=False, separators=(",", ":"))`` for the text,
-    booleans and nulls of a record (the field names are ASCII, so both sort them the same). The ledger
-    file keeps these digests across versions: the form must not change (a test pins one)."""
+    """SHA-256 (hex) of an event record's content, identity (``key``, ``version``) left out: its compact
+    JSON with sorted keys (`gateway.domain.json_digest`; the ledger file keeps these digests)."""
     payload = dict(record)
     payload.pop("key", None)
     payload.pop("version", None)
-    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return json_digest(payload, sort_keys=True)
 
 
 def _utc(when: datetime) -> str:
