@@ -48,3 +48,18 @@ def cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return float("nan")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants alive now (Linux ``/proc``; just ``[pid]`` elsewhere): the processes
+    of ``gateway serve --workers N`` under their supervisor, for instance."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                queue.extend(int(child) for child in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(16 * 1024 * 1024, gt=0, description="Largest JSON request body; "
                                     "DUDE's callback takes up to max_document_bytes.")
     api_page_max: int = Field(1000, ge=1, le=10_000, description="Most items in one page of a list.")
+    api_workers: int = Field(1, ge=1, le=64, description="Processes serving the API and the console "
+                             "(`gateway serve --workers`): more take in more requests at once, from several "
+                             "clients. The schedule runs once, in the supervising process.")
     input_dir: Path | None = Field(None, description="Where runs started through the API find their "
                                    "Parcours 3 exports. Default: <data_dir>/entrees")
 

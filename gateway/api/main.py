@@ -34,9 +34,10 @@ inexistant (404).
 """
 
 
-def create_app(gw: Gateway, *, scheduler: GatewayScheduler | None = None) -> FastAPI:
-    """The API over ``gw`` (which the caller opened and closes); ``scheduler`` (``gateway serve``) runs
-    from the app's start to its stop."""
+def create_app(gw: Gateway, *, scheduler: GatewayScheduler | None = None, close_gateway: bool = False) -> FastAPI:
+    """The API over ``gw``, which the caller opened and closes, unless ``close_gateway`` (a worker of
+    ``gateway serve --workers``, `gateway.api.worker`) hands it over to be closed at the app's stop;
+    ``scheduler`` (``gateway serve``) runs from the app's start to its stop."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +49,8 @@ def create_app(gw: Gateway, *, scheduler: GatewayScheduler | None = None) -> Fas
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             app.state.runs.join(timeout=5)
+            if close_gateway:
+                gw.close()
 
     app = FastAPI(title="Passerelle Parcours 3 → DUDE", version="1", description=DESCRIPTION, lifespan=lifespan,
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)

@@ -19,11 +19,13 @@ several instances sharing one database report the same numbers. They are whole-g
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -35,6 +37,8 @@ from gateway.store.models import envelopes_t, events_t, runs_t
 
 REPORT_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 6 * 3600, 12 * 3600, 24 * 3600)
 RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+#: Read by prometheus_client when it is imported: set, counters are kept in files of that folder.
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _histogram(name: str, doc: str, values: Iterable[float], buckets: tuple[float, ...]) -> HistogramMetricFamily:
@@ -99,15 +103,25 @@ class StoreCollector(Collector):
 
 
 class ApiMetrics:
-    """One registry per app (tests create many apps; the global registry would refuse duplicates)."""
+    """One registry per app (tests create many apps; the global registry would refuse duplicates).
+
+    Under ``gateway serve --workers N`` the supervisor gives its workers a folder
+    (``PROMETHEUS_MULTIPROC_DIR``, `gateway.api.worker`): each worker's request counters live there
+    (prometheus_client's multiprocess mode) and every scrape adds them up, so ``/metrics`` shows the
+    whole service whichever worker answers it.
+    """
 
     def __init__(self, gw: Gateway) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(StoreCollector(gw))
+        shared = os.environ.get(MULTIPROCESS_DIR_ENV)
+        if shared:
+            MultiProcessCollector(self.registry, path=shared)
+        own = None if shared else self.registry  # shared: the collector above reads them from the folder
         self.requests = Counter("gateway_api_requests", "Requêtes de l'API", ["method", "operation", "status"],
-                                registry=self.registry)
+                                registry=own)
         self.latency = Histogram("gateway_api_request_duration_seconds", "Durée des requêtes de l'API", ["operation"],
-                                 registry=self.registry,
+                                 registry=own,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
 
     def observe(self, method: str, operation: str, status: int, seconds: float) -> None:

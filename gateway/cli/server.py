@@ -20,23 +20,28 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on "
                                              "(default: GATEWAY_API_HOST or 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: GATEWAY_API_PORT or 8780).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Processes serving requests (default: "
+                                                "GATEWAY_API_WORKERS or 1); the schedule runs once whatever "
+                                                "their number.")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Serve the partner HTTP API (/api/v1, OpenAPI at /openapi.json, docs at /docs) and the console (/console)."""
     import uvicorn
 
     from gateway.api.main import create_app
+    from gateway.api.worker import serve_workers
     from gateway.context import Gateway
     from gateway.scheduler import GatewayScheduler
 
-    settings = load_settings(data_dir=data_dir, api_host=host, api_port=port)
+    settings = load_settings(data_dir=data_dir, api_host=host, api_port=port, api_workers=workers)
     warn_unsafe_keys(settings)
     try:
         gw = Gateway.open(settings)
     except GatewayError as exc:
         raise fail(exc) from exc
     console.print(f"API de la passerelle sur http://{settings.api_host}:{settings.api_port}/api/v1 "
-                  f"(documentation : /docs)")
+                  f"(documentation : /docs)" + (f", {settings.api_workers} processus" if settings.api_workers > 1
+                                                else ""))
     console.print(f"Console support sur http://{settings.api_host}:{settings.api_port}/console/ "
                   f"(connexion avec un jeton support ou admin)")
     console.print("Tâches planifiées : " + ("actives (gateway schedule show)" if settings.schedule_enabled
@@ -45,10 +50,14 @@ def serve(
         # No uvicorn access log: query strings may hold a jobseeker id (brief §6); gateway.api.access
         # logs method, path, status and time instead. uvicorn parses HTTP with httptools (a dependency):
         # with pure-Python h11, a 5,000-event bulk body costs the server ~60 % more CPU (bench/api.py).
-        # The schedule (issue 5) runs inside the app's lifespan: started with it, stopped with it.
         scheduler = GatewayScheduler(gw) if settings.schedule_enabled else None
-        uvicorn.run(create_app(gw, scheduler=scheduler), host=settings.api_host, port=settings.api_port,
-                    log_level="warning", access_log=False)
+        if settings.api_workers == 1:  # the schedule (issue 5) runs inside the app's lifespan
+            uvicorn.run(create_app(gw, scheduler=scheduler), host=settings.api_host, port=settings.api_port,
+                        log_level="warning", access_log=False)
+        else:
+            serve_workers(settings, scheduler=scheduler)
+    except GatewayError as exc:
+        raise fail(exc) from exc
     finally:
         gw.close()
 

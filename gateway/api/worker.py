@@ -1,0 +1,89 @@
+"""The application of one worker process of ``gateway serve --workers N``: uvicorn's supervisor starts N
+processes that share the listening socket, and each imports `create_worker_app`.
+
+Why processes: one interpreter takes in 7,000–9,000 new events/s through the bulk API on this project's
+2-core machines (``bench/api.py``), because parsing, pre-flight, the store's writes and HTTP share one
+GIL; two workers take in 10,000–14,000/s from clients sending at once. Each worker is an instance of its
+own (interpreter, `Gateway`, connection pool) over the one store: PostgreSQL takes their writes side by
+side, SQLite one after the other (WAL, 30 s busy timeout), as it already does for a night written while
+the API serves.
+
+What the supervisor does once, before the workers start (`gateway.cli.server.serve`): the schema
+migrations, the console's session key (so that every worker signs sessions with the same key), the
+warning about readable keys, and **the schedule**, which runs in the supervisor only: one scheduler per
+``gateway serve``, whatever the number of workers.
+
+A worker reads its settings as any instance does (``GATEWAY_*``, ``.env``); the supervisor puts the
+command line's ``--data-dir``, the log level and the folder of the request counters (`gateway.api.metrics`)
+in the environment the workers inherit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
+
+from gateway.api.main import create_app
+from gateway.api.metrics import MULTIPROCESS_DIR_ENV
+from gateway.console.session import load_secret
+from gateway.context import Gateway
+from gateway.scheduler import GatewayScheduler
+from gateway.settings import Settings
+
+#: How the supervisor tells its workers whether ``gateway --verbose serve`` was asked (access log at INFO).
+VERBOSE_ENV = "GATEWAY_SERVE_VERBOSE"
+
+
+def create_worker_app() -> FastAPI:
+    """The API and console of one worker, without a scheduler; its `Gateway` is closed when it stops."""
+    from gateway.cli.common import setup_logging
+
+    setup_logging(verbose=os.environ.get(VERBOSE_ENV) == "1")
+    gw = Gateway.open(Settings(), create=False)  # the supervisor has migrated the schema
+    return create_app(gw, close_gateway=True)
+
+
+def serve_workers(settings: Settings, *, scheduler: GatewayScheduler | None) -> None:
+    """Serve with ``settings.api_workers`` processes until SIGINT or SIGTERM; ``scheduler`` runs here, in
+    the supervisor, from before the first worker starts until the last has stopped. The caller has
+    opened the store (so migrated it) and closes it."""
+    load_secret(settings)  # made now: N workers starting at once would race to make it
+    os.environ["GATEWAY_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ[VERBOSE_ENV] = "1" if logging.getLogger().isEnabledFor(logging.INFO) else "0"
+    config = uvicorn.Config("gateway.api.worker:create_worker_app", factory=True, workers=settings.api_workers,
+                            host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False)
+    listener = tcp_listener(config)
+    # The workers' request counters (gateway.api.metrics), in the data folder: a service's /tmp may be
+    # read-only (systemd's ProtectSystem=strict), the data folder never is.
+    counters = tempfile.mkdtemp(prefix="metrics-workers-", dir=settings.data_dir)
+    os.environ[MULTIPROCESS_DIR_ENV] = counters
+    if scheduler is not None:
+        scheduler.start()
+    try:
+        Multiprocess(config, sockets=[listener]).run()
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        listener.close()
+        shutil.rmtree(counters, ignore_errors=True)
+
+
+def tcp_listener(config: uvicorn.Config) -> socket.socket:
+    """The socket uvicorn binds for its workers, declared as TCP.
+
+    uvicorn creates it with protocol 0 (uvicorn issue #3149), and asyncio sets ``TCP_NODELAY`` only on
+    accepted sockets whose protocol is ``IPPROTO_TCP``: Nagle's algorithm stays on, and every keep-alive
+    request after the first waits ~40 ms for the client's delayed ACK (``bench/api.py``'s reads took
+    48 ms instead of 5). The same descriptor, wrapped again with the protocol it really has.
+    """
+    bound = config.bind_socket()
+    listener = socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
+    listener.set_inheritable(True)
+    return listener
