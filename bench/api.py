@@ -3,14 +3,16 @@ event. Prints figures; asserts nothing.
 
     .venv/bin/python bench/api.py                  # 20,000 events in requests of 5,000; 2,000 reads per level
     .venv/bin/python bench/api.py --events 5000    # quicker
+    .venv/bin/python bench/api.py --workers 2      # one server layout only (default: 1, then 2)
     .venv/bin/python bench/api.py --json           # the same figures, machine-readable
 
-The API runs as ``gateway serve`` in a child process (its own interpreter, as in production), on a
-fresh SQLite store; the client is httpx in this process. Bulk submission posts pre-serialised bodies one
-after the other (each request: JSON parsing, pre-flight, one ingest, the per-event answer), first new
-events, then the same requests again (all duplicates: the idempotent path); besides the wall time,
-the server's own CPU time is read from ``/proc``, a figure that other processes on a shared machine do
-not inflate. Reads fetch random keys,
+The API runs as ``gateway serve --workers N`` in a child process (its own interpreters, as in
+production), on a fresh SQLite store each time; the clients are httpx in this process. Bulk submission
+posts pre-serialised bodies (each request: JSON parsing, pre-flight, one ingest, the per-event answer)
+from as many clients at once as the server has workers, each on its own connection, one request after
+the other: first new events, then the same requests again (all duplicates: the idempotent path).
+Besides the wall time, the server's own CPU time (supervisor and workers) is read from ``/proc``, a
+figure that other processes on a shared machine do not inflate. Reads fetch random keys,
 ``GET /api/v1/events/{key}`` (authentication, the event, its versions and history), with 1, 4 and 16
 clients at once; p50/p99 are per request, as the client sees them.
 """
@@ -26,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -37,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.api.auth import create_client  # noqa: E402
 from gateway.context import Gateway  # noqa: E402
 from gateway.demo import free_port  # noqa: E402
-from gateway.procstats import cpu_seconds  # noqa: E402
+from gateway.procstats import cpu_seconds, process_tree  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from gateway.store.models import utcnow  # noqa: E402
 
@@ -64,10 +67,11 @@ def make_event(index: int, rng: random.Random) -> dict:
     return {**base, "type_evenement": "PFO", "formacode": "22435", "organisme": "AFPA Lyon"}
 
 
-def start_server(data_dir: Path, port: int) -> subprocess.Popen:
+def start_server(data_dir: Path, port: int, workers: int = 1) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     process = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port), "--data-dir",
-                                str(data_dir)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                str(data_dir), "--workers", str(workers)], env=env, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -80,21 +84,64 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen:
         time.sleep(0.1)
 
 
-def bulk(base_url: str, token: str, bodies: list[bytes], events: int, pid: int) -> dict:
+def wait_until_settled(pid: int, timeout: float = 30.0) -> None:
+    """Wait until the server's processes are idle: with ``--workers``, the first worker answers
+    ``/healthz`` while the others are still starting, and clients connecting then would all be accepted
+    by the first (the bench would measure one worker)."""
+    deadline = time.monotonic() + timeout
+    before = server_cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = server_cpu_seconds(pid)
+        if now - before < 0.02:
+            return
+        before = now
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time of the server's processes: the supervisor and, with ``--workers``, its workers."""
+    return sum(cpu_seconds(p) for p in process_tree(pid))
+
+
+def bulk(base_url: str, token: str, bodies: list[bytes], events: int, pid: int, clients: int) -> dict:
+    """Post ``bodies`` from ``clients`` threads at once, each on its own connection, one request after the
+    other (client ``k`` posts bodies ``k``, ``k + clients``…)."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     outcomes: dict[str, int] = {}
-    with httpx.Client(base_url=base_url, timeout=300) as client:
-        cpu = cpu_seconds(pid)
-        start = time.perf_counter()
-        for body in bodies:
-            answer = client.post("/api/v1/events/bulk", content=body, headers=headers)
-            answer.raise_for_status()
-            for outcome, count in answer.json()["counts"].items():
-                outcomes[outcome] = outcomes.get(outcome, 0) + count
-        seconds = time.perf_counter() - start
-        cpu = cpu_seconds(pid) - cpu
-    return {"events": events, "requests": len(bodies), "seconds": round(seconds, 3),
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def client(k: int) -> None:
+        try:
+            with httpx.Client(base_url=base_url, timeout=300) as http:
+                for body in bodies[k::clients]:
+                    answer = http.post("/api/v1/events/bulk", content=body, headers=headers)
+                    answer.raise_for_status()
+                    with lock:
+                        for outcome, count in answer.json()["counts"].items():
+                            outcomes[outcome] = outcomes.get(outcome, 0) + count
+        except BaseException as exc:  # re-raised below, in the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    processes = process_tree(pid)
+    before = [cpu_seconds(p) for p in processes]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - start
+    used = [cpu_seconds(p) - b for p, b in zip(processes, before, strict=True)]
+    cpu = sum(used)
+    if failures:
+        raise failures[0]
+    # Which process did the work: the kernel gives a new connection to whichever worker accepts it
+    # first, so two clients connecting at once may both be served by one worker; this says when.
+    busy = sorted((round(u, 2) for u in used if u >= 0.05), reverse=True)
+    return {"events": events, "requests": len(bodies), "clients": clients, "seconds": round(seconds, 3),
             "events_per_second": round(events / seconds), "server_cpu_seconds": round(cpu, 3),
+            "server_cpu_by_process": busy,
             "events_per_server_cpu_second": round(events / cpu) if cpu > 0 else None, "outcomes": outcomes}
 
 
@@ -125,7 +172,7 @@ async def reads(base_url: str, token: str, keys: list[str], *, concurrency: int,
             "requests_per_second": round(len(latencies) / seconds)}
 
 
-def bench(events: int, batch: int, reads_per_level: int, workdir: Path, seed: int) -> dict:
+def bench(events: int, batch: int, reads_per_level: int, workdir: Path, seed: int, workers: int) -> dict:
     settings = Settings(_env_file=None, data_dir=workdir / "data", api_max_events_per_request=max(batch, 1))
     gw = Gateway.open(settings)
     _, token = create_client(gw.engine, name="bench", role="admin", now=utcnow())
@@ -136,17 +183,18 @@ def bench(events: int, batch: int, reads_per_level: int, workdir: Path, seed: in
     keys = [f"{e['code_ml']}-{e['id_evenement']}" for e in items]
 
     port = free_port()
-    server = start_server(settings.data_dir, port)
+    server = start_server(settings.data_dir, port, workers)
+    wait_until_settled(server.pid)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        first = bulk(base_url, token, bodies, events, server.pid)
-        again = bulk(base_url, token, bodies, events, server.pid)
+        first = bulk(base_url, token, bodies, events, server.pid, clients=workers)
+        again = bulk(base_url, token, bodies, events, server.pid, clients=workers)
         levels = [asyncio.run(reads(base_url, token, keys, concurrency=c, total=reads_per_level)) for c in (1, 4, 16)]
     finally:
         server.terminate()
-        server.wait(timeout=10)
-    return {"events": events, "batch": batch, "body_bytes": sum(map(len, bodies)), "bulk_new": first,
-            "bulk_again": again, "reads": levels}
+        server.wait(timeout=30)
+    return {"events": events, "batch": batch, "workers": workers, "body_bytes": sum(map(len, bodies)),
+            "bulk_new": first, "bulk_again": again, "reads": levels}
 
 
 def fr(n: int) -> str:
@@ -158,26 +206,33 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=5000, help="events per request")
     parser.add_argument("--reads", type=int, default=2000, help="reads per concurrency level")
+    parser.add_argument("--workers", type=int, action="append",
+                        help="server processes (gateway serve --workers); repeat to compare (default: 1, then 2)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="gateway-bench-api-") as tmp:
-        result = bench(args.events, args.batch, args.reads, Path(tmp), args.seed)
+    results = []
+    for workers in args.workers or [1, 2]:
+        with tempfile.TemporaryDirectory(prefix="gateway-bench-api-") as tmp:
+            results.append(bench(args.events, args.batch, args.reads, Path(tmp), args.seed, workers))
     if args.json:
-        print(json.dumps(result, ensure_ascii=False, indent=2))
+        print(json.dumps(results, ensure_ascii=False, indent=2))
         return
-    print(f"API — soumission en nombre : {fr(result['events'])} événements, requêtes de {fr(result['batch'])} "
-          f"({result['body_bytes'] / 1e6:.1f} Mo au total)")
-    for label, key in (("nouveaux", "bulk_new"), ("renvoyés (déjà reçus)", "bulk_again")):
-        b = result[key]
-        print(f"  {label:<24}{b['seconds']:>8.3f} s {fr(b['events_per_second']):>9} évts/s   (serveur : "
-              f"{b['server_cpu_seconds']:.3f} s de CPU, {fr(b['events_per_server_cpu_second'] or 0)} évts par "
-              f"seconde de CPU)  {b['outcomes']}")
-    print("API — lecture d'un événement (GET /api/v1/events/{clé})")
-    print(f"  {'clients':>8}{'p50 (ms)':>10}{'p99 (ms)':>10}{'moy. (ms)':>11}{'req/s':>8}")
-    for r in result["reads"]:
-        print(f"  {r['clients']:>8}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['mean_ms']:>11.2f}"
-              f"{r['requests_per_second']:>8}")
+    for result in results:
+        print(f"API, {result['workers']} processus — soumission en nombre : {fr(result['events'])} événements, "
+              f"requêtes de {fr(result['batch'])} ({result['body_bytes'] / 1e6:.1f} Mo au total), "
+              f"{result['workers']} client(s) à la fois")
+        for label, key in (("nouveaux", "bulk_new"), ("renvoyés (déjà reçus)", "bulk_again")):
+            b = result[key]
+            split = " + ".join(f"{u:.2f}" for u in b["server_cpu_by_process"])
+            print(f"  {label:<24}{b['seconds']:>8.3f} s {fr(b['events_per_second']):>9} évts/s   (serveur : "
+                  f"{b['server_cpu_seconds']:.3f} s de CPU ({split}), {fr(b['events_per_server_cpu_second'] or 0)} "
+                  f"évts par seconde de CPU)  {b['outcomes']}")
+        print(f"API, {result['workers']} processus — lecture d'un événement (GET /api/v1/events/{{clé}})")
+        print(f"  {'clients':>8}{'p50 (ms)':>10}{'p99 (ms)':>10}{'moy. (ms)':>11}{'req/s':>8}")
+        for r in result["reads"]:
+            print(f"  {r['clients']:>8}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['mean_ms']:>11.2f}"
+                  f"{r['requests_per_second']:>8}")
 
 
 if __name__ == "__main__":
