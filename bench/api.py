@@ -14,7 +14,8 @@ the other: first new events, then the same requests again (all duplicates: the i
 Besides the wall time, the server's own CPU time (supervisor and workers) is read from ``/proc``, a
 figure that other processes on a shared machine do not inflate. Reads fetch random keys,
 ``GET /api/v1/events/{key}`` (authentication, the event, its versions and history), with 1, 4 and 16
-clients at once; p50/p99 are per request, as the client sees them.
+clients at once; p50/p99 are per request, as the client sees them, with the CPU each request cost the
+server and the client (both on this machine).
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def bulk(base_url: str, token: str, bodies: list[bytes], events: int, pid: int, 
             "events_per_server_cpu_second": round(events / cpu) if cpu > 0 else None, "outcomes": outcomes}
 
 
-async def reads(base_url: str, token: str, keys: list[str], *, concurrency: int, total: int) -> dict:
+async def reads(base_url: str, token: str, keys: list[str], *, concurrency: int, total: int, pid: int) -> dict:
     headers = {"Authorization": f"Bearer {token}"}
     latencies: list[float] = []
     rng = random.Random(concurrency)
@@ -162,14 +163,19 @@ async def reads(base_url: str, token: str, keys: list[str], *, concurrency: int,
                 if answer.status_code != 200:
                     raise SystemExit(f"GET {key}: {answer.status_code} {answer.text[:200]}")
 
+        cpu, client_cpu = server_cpu_seconds(pid), time.process_time()
         start = time.perf_counter()
         await asyncio.gather(*(worker(max(1, total // concurrency)) for _ in range(concurrency)))
         seconds = time.perf_counter() - start
+        cpu, client_cpu = server_cpu_seconds(pid) - cpu, time.process_time() - client_cpu
     latencies.sort()
     p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
     return {"clients": concurrency, "requests": len(latencies), "p50_ms": round(p(0.50), 2),
             "p99_ms": round(p(0.99), 2), "mean_ms": round(statistics.fmean(latencies) * 1000, 2),
-            "requests_per_second": round(len(latencies) / seconds)}
+            "requests_per_second": round(len(latencies) / seconds),
+            # per request, in ms: which side of the loopback the CPU goes to (both share the machine)
+            "server_cpu_ms": round(cpu / len(latencies) * 1000, 2),
+            "client_cpu_ms": round(client_cpu / len(latencies) * 1000, 2)}
 
 
 def bench(events: int, batch: int, reads_per_level: int, workdir: Path, seed: int, workers: int) -> dict:
@@ -189,7 +195,8 @@ def bench(events: int, batch: int, reads_per_level: int, workdir: Path, seed: in
     try:
         first = bulk(base_url, token, bodies, events, server.pid, clients=workers)
         again = bulk(base_url, token, bodies, events, server.pid, clients=workers)
-        levels = [asyncio.run(reads(base_url, token, keys, concurrency=c, total=reads_per_level)) for c in (1, 4, 16)]
+        levels = [asyncio.run(reads(base_url, token, keys, concurrency=c, total=reads_per_level, pid=server.pid))
+                  for c in (1, 4, 16)]
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -229,10 +236,11 @@ def main() -> None:
                   f"{b['server_cpu_seconds']:.3f} s de CPU ({split}), {fr(b['events_per_server_cpu_second'] or 0)} "
                   f"évts par seconde de CPU)  {b['outcomes']}")
         print(f"API, {result['workers']} processus — lecture d'un événement (GET /api/v1/events/{{clé}})")
-        print(f"  {'clients':>8}{'p50 (ms)':>10}{'p99 (ms)':>10}{'moy. (ms)':>11}{'req/s':>8}")
+        print(f"  {'clients':>8}{'p50 (ms)':>10}{'p99 (ms)':>10}{'moy. (ms)':>11}{'req/s':>8}"
+              f"{'CPU serveur/req (ms)':>22}{'CPU client/req (ms)':>21}")
         for r in result["reads"]:
             print(f"  {r['clients']:>8}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['mean_ms']:>11.2f}"
-                  f"{r['requests_per_second']:>8}")
+                  f"{r['requests_per_second']:>8}{r['server_cpu_ms']:>22.2f}{r['client_cpu_ms']:>21.2f}")
 
 
 if __name__ == "__main__":

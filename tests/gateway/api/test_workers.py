@@ -1,7 +1,8 @@
 """``gateway serve --workers N`` (issue 7: bulk submission past one interpreter's ~7,000 events/s): several
-processes answer on one port over one store, each submission is stored once whichever worker took it, the
-schedule runs once (in the supervisor), keep-alive requests are not held back by Nagle's algorithm, and
-SIGTERM stops every process."""
+processes answer on one port over one store, each submission is stored once whichever worker took it,
+``/metrics`` counts the requests of all of them, the schedule runs once (in the supervisor), a worker that
+dies is replaced, keep-alive requests are not held back by Nagle's algorithm, and SIGTERM stops every
+process."""
 
 from __future__ import annotations
 
@@ -145,6 +146,24 @@ def test_two_workers_share_the_port_and_the_store_and_stop_on_sigterm(settings, 
             scrape = httpx.get(f"{base}/metrics", headers=headers, timeout=10).text
             assert float(bulk.search(scrape).group(1)) == 2 * total
 
+        os.kill(workers[0], signal.SIGKILL)  # a worker dies: the supervisor starts another, the service goes on
+        deadline = time.monotonic() + 60
+        while len(set(_workers(server.pid)) - set(workers)) < 1 or len(_workers(server.pid)) < 2:
+            assert time.monotonic() < deadline, "the dead worker was not replaced"
+            time.sleep(0.1)
+        workers = sorted(set(workers) | set(_workers(server.pid)))
+        late = [json_event(id_evenement=f"9{i:03d}") for i in range(EVENTS_EACH)]
+        deadline = time.monotonic() + 60
+        while True:  # the replacement may still be starting when it accepts a connection
+            try:
+                answer = httpx.post(f"{base}/api/v1/events/bulk", json={"events": late}, headers=headers, timeout=30)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert answer.json()["counts"] == {"CREE": EVENTS_EACH}
+        scrape = httpx.get(f"{base}/metrics", headers=headers, timeout=10).text
+        assert float(bulk.search(scrape).group(1)) == 2 * total + 1  # the dead worker's counts are kept
     finally:
         server.send_signal(signal.SIGTERM)
         try:
