@@ -25,6 +25,7 @@ import os
 import shutil
 import socket
 import tempfile
+from typing import TYPE_CHECKING
 
 import uvicorn
 from fastapi import FastAPI
@@ -34,8 +35,10 @@ from gateway.api.main import create_app
 from gateway.api.metrics import MULTIPROCESS_DIR_ENV
 from gateway.console.session import load_secret
 from gateway.context import Gateway
-from gateway.scheduler import GatewayScheduler
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.scheduler import GatewayScheduler
 
 #: How the supervisor tells its workers whether ``gateway --verbose serve`` was asked (access log at INFO).
 VERBOSE_ENV = "GATEWAY_SERVE_VERBOSE"
