@@ -85,7 +85,8 @@ def _workers(supervisor: int) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
-def test_two_workers_share_the_port_and_the_store_and_stop_on_sigterm(settings, dev_keys, database_url) -> None:
+def test_two_workers_share_the_port_and_the_store_and_stop_on_sigterm(settings, dev_keys, database_url,
+                                                                      tmp_path) -> None:
     gw = Gateway.open(settings)
     _, token = create_client(gw.engine, name="partenaire", role="admin", now=utcnow())
     gw.close()
@@ -93,14 +94,16 @@ def test_two_workers_share_the_port_and_the_store_and_stop_on_sigterm(settings, 
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     if database_url:
         env["GATEWAY_DATABASE_URL"] = database_url
-    server = subprocess.Popen([sys.executable, "-m", "gateway", "--verbose", "serve", "--workers", "2", "--port",
-                               str(port), "--data-dir", str(settings.data_dir)], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "serve.log"  # a file, not a pipe: the access log of every request must never block
+    with open(log, "w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "gateway", "--verbose", "serve", "--workers", "2",
+                                   "--port", str(port), "--data-dir", str(settings.data_dir)], env=env, cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=out)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while len(_workers(server.pid)) < 2 or not _answers(base):
-            assert server.poll() is None, server.stderr.read()
+            assert server.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "gateway serve --workers 2 did not start"
             time.sleep(0.1)
         workers = _workers(server.pid)
@@ -167,10 +170,11 @@ def test_two_workers_share_the_port_and_the_store_and_stop_on_sigterm(settings, 
     finally:
         server.send_signal(signal.SIGTERM)
         try:
-            _, stderr = server.communicate(timeout=30)
+            server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
             raise
+    stderr = log.read_text()
     assert server.returncode == 0, stderr
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
     assert len(re.findall(r"Scheduler started", stderr)) == 1, stderr  # in the supervisor only
