@@ -4,24 +4,26 @@ event. Prints figures; asserts nothing.
     .venv/bin/python bench/api.py                  # 20,000 events in requests of 5,000; 2,000 reads per level
     .venv/bin/python bench/api.py --events 5000    # quicker
     .venv/bin/python bench/api.py --workers 2      # one server layout only (default: 1, then 2)
+    .venv/bin/python bench/api.py --database-url postgresql+psycopg://…   # on PostgreSQL (a fresh database each)
     .venv/bin/python bench/api.py --json           # the same figures, machine-readable
 
 The API runs as ``gateway serve --workers N`` in a child process (its own interpreters, as in
-production), on a fresh SQLite store each time; the clients are httpx in this process. Bulk submission
-posts pre-serialised bodies (each request: JSON parsing, pre-flight, one ingest, the per-event answer)
-from as many clients at once as the server has workers, each on its own connection, one request after
-the other: first new events, then the same requests again (all duplicates: the idempotent path).
-Besides the wall time, the server's own CPU time (supervisor and workers) is read from ``/proc``, a
-figure that other processes on a shared machine do not inflate. Reads fetch random keys,
-``GET /api/v1/events/{key}`` (authentication, the event, its versions and history), with 1, 4 and 16
-clients at once; p50/p99 are per request, as the client sees them, with the CPU each request cost the
-server and the client (both on this machine).
+production), on a fresh store each time (SQLite, or a new database on ``--database-url``'s server); the
+clients are httpx in this process. Bulk submission posts pre-serialised bodies (each request: JSON
+parsing, pre-flight, one ingest, the per-event answer) from as many clients at once as the server has
+workers (started 0.1 s apart), each on its own connection, one request after the other: first new events,
+then the same requests again (all duplicates: the idempotent path). Besides the wall time, the server's
+own CPU time (supervisor and workers) is read from ``/proc``, a figure that other processes on a shared
+machine do not inflate. Reads fetch random keys, ``GET /api/v1/events/{key}`` (authentication, the event,
+its versions and history), with 1, 4 and 16 clients at once; p50/p99 are per request, as the client sees
+them, with the CPU each request cost the server and the client (both on this machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -44,6 +46,7 @@ from gateway.demo import free_port  # noqa: E402
 from gateway.procstats import cpu_seconds, process_tree  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from gateway.store.models import utcnow  # noqa: E402
+from tests.backends import fresh_postgres_database  # noqa: E402
 
 MISSIONS = [f"{69001 + i:05d}" for i in range(40)]
 
@@ -68,8 +71,10 @@ def make_event(index: int, rng: random.Random) -> dict:
     return {**base, "type_evenement": "PFO", "formacode": "22435", "organisme": "AFPA Lyon"}
 
 
-def start_server(data_dir: Path, port: int, workers: int = 1) -> subprocess.Popen:
+def start_server(data_dir: Path, port: int, workers: int = 1, database_url: str | None = None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    if database_url:
+        env["GATEWAY_DATABASE_URL"] = database_url
     process = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port), "--data-dir",
                                 str(data_dir), "--workers", str(workers)], env=env, cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -104,15 +109,22 @@ def server_cpu_seconds(pid: int) -> float:
     return sum(cpu_seconds(p) for p in process_tree(pid))
 
 
+#: Clients start this far apart, as independent partners would. Which worker accepts a new connection is
+#: the kernel's race: two connections opened in the same millisecond both went to one worker in about one
+#: run out of five; a moment later, the idle worker takes the second one.
+STAGGER_SECONDS = 0.1
+
+
 def bulk(base_url: str, token: str, bodies: list[bytes], events: int, pid: int, clients: int) -> dict:
-    """Post ``bodies`` from ``clients`` threads at once, each on its own connection, one request after the
-    other (client ``k`` posts bodies ``k``, ``k + clients``…)."""
+    """Post ``bodies`` from ``clients`` threads, each on its own connection, one request after the other
+    (client ``k`` posts bodies ``k``, ``k + clients``…, starting ``k × STAGGER_SECONDS`` after the first)."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     outcomes: dict[str, int] = {}
     lock = threading.Lock()
     failures: list[BaseException] = []
 
     def client(k: int) -> None:
+        time.sleep(STAGGER_SECONDS * k)  # counted in the wall time
         try:
             with httpx.Client(base_url=base_url, timeout=300) as http:
                 for body in bodies[k::clients]:
@@ -138,7 +150,7 @@ def bulk(base_url: str, token: str, bodies: list[bytes], events: int, pid: int, 
     if failures:
         raise failures[0]
     # Which process did the work: the kernel gives a new connection to whichever worker accepts it
-    # first, so two clients connecting at once may both be served by one worker; this says when.
+    # first, so two clients may still both be served by one worker; this says when.
     busy = sorted((round(u, 2) for u in used if u >= 0.05), reverse=True)
     return {"events": events, "requests": len(bodies), "clients": clients, "seconds": round(seconds, 3),
             "events_per_second": round(events / seconds), "server_cpu_seconds": round(cpu, 3),
@@ -178,8 +190,10 @@ async def reads(base_url: str, token: str, keys: list[str], *, concurrency: int,
             "client_cpu_ms": round(client_cpu / len(latencies) * 1000, 2)}
 
 
-def bench(events: int, batch: int, reads_per_level: int, workdir: Path, seed: int, workers: int) -> dict:
-    settings = Settings(_env_file=None, data_dir=workdir / "data", api_max_events_per_request=max(batch, 1))
+def bench(events: int, batch: int, reads_per_level: int, workdir: Path, seed: int, workers: int,
+          database_url: str | None = None) -> dict:
+    settings = Settings(_env_file=None, data_dir=workdir / "data", api_max_events_per_request=max(batch, 1),
+                        database_url=database_url)
     gw = Gateway.open(settings)
     _, token = create_client(gw.engine, name="bench", role="admin", now=utcnow())
     gw.close()
@@ -189,7 +203,7 @@ def bench(events: int, batch: int, reads_per_level: int, workdir: Path, seed: in
     keys = [f"{e['code_ml']}-{e['id_evenement']}" for e in items]
 
     port = free_port()
-    server = start_server(settings.data_dir, port, workers)
+    server = start_server(settings.data_dir, port, workers, database_url)
     wait_until_settled(server.pid)
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -200,7 +214,8 @@ def bench(events: int, batch: int, reads_per_level: int, workdir: Path, seed: in
     finally:
         server.terminate()
         server.wait(timeout=30)
-    return {"events": events, "batch": batch, "workers": workers, "body_bytes": sum(map(len, bodies)),
+    return {"events": events, "batch": batch, "workers": workers,
+            "store": "postgresql" if database_url else "sqlite", "body_bytes": sum(map(len, bodies)),
             "bulk_new": first, "bulk_again": again, "reads": levels}
 
 
@@ -215,27 +230,32 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=2000, help="reads per concurrency level")
     parser.add_argument("--workers", type=int, action="append",
                         help="server processes (gateway serve --workers); repeat to compare (default: 1, then 2)")
+    parser.add_argument("--database-url", help="store on this PostgreSQL server (postgresql+psycopg://…): a fresh "
+                        "database per layout, created next to the one named and dropped after (default: SQLite)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = []
     for workers in args.workers or [1, 2]:
-        with tempfile.TemporaryDirectory(prefix="gateway-bench-api-") as tmp:
-            results.append(bench(args.events, args.batch, args.reads, Path(tmp), args.seed, workers))
+        with (tempfile.TemporaryDirectory(prefix="gateway-bench-api-") as tmp,
+              fresh_postgres_database(args.database_url, prefix="gateway_bench_api") if args.database_url
+              else contextlib.nullcontext() as database_url):
+            results.append(bench(args.events, args.batch, args.reads, Path(tmp), args.seed, workers, database_url))
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
         return
     for result in results:
-        print(f"API, {result['workers']} processus — soumission en nombre : {fr(result['events'])} événements, "
-              f"requêtes de {fr(result['batch'])} ({result['body_bytes'] / 1e6:.1f} Mo au total), "
-              f"{result['workers']} client(s) à la fois")
+        print(f"API, {result['workers']} processus, stockage {result['store']} — soumission en nombre : "
+              f"{fr(result['events'])} événements, requêtes de {fr(result['batch'])} "
+              f"({result['body_bytes'] / 1e6:.1f} Mo au total), {result['workers']} client(s) à la fois")
         for label, key in (("nouveaux", "bulk_new"), ("renvoyés (déjà reçus)", "bulk_again")):
             b = result[key]
             split = " + ".join(f"{u:.2f}" for u in b["server_cpu_by_process"])
             print(f"  {label:<24}{b['seconds']:>8.3f} s {fr(b['events_per_second']):>9} évts/s   (serveur : "
                   f"{b['server_cpu_seconds']:.3f} s de CPU ({split}), {fr(b['events_per_server_cpu_second'] or 0)} "
                   f"évts par seconde de CPU)  {b['outcomes']}")
-        print(f"API, {result['workers']} processus — lecture d'un événement (GET /api/v1/events/{{clé}})")
+        print(f"API, {result['workers']} processus, stockage {result['store']} — lecture d'un événement "
+              f"(GET /api/v1/events/{{clé}})")
         print(f"  {'clients':>8}{'p50 (ms)':>10}{'p99 (ms)':>10}{'moy. (ms)':>11}{'req/s':>8}"
               f"{'CPU serveur/req (ms)':>22}{'CPU client/req (ms)':>21}")
         for r in result["reads"]:

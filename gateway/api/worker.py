@@ -1,9 +1,9 @@
 """The application of one worker process of ``gateway serve --workers N``: uvicorn's supervisor starts N
 processes that share the listening socket, and each imports `create_worker_app`.
 
-Why processes: one interpreter takes in 7,000–9,000 new events/s through the bulk API on this project's
+Why processes: one interpreter took in 6,300–8,200 new events/s through the bulk API on this project's
 2-core machines (``bench/api.py``), because parsing, pre-flight, the store's writes and HTTP share one
-GIL; two workers took in 9,300–13,600/s from two clients sending at once. Each worker is an instance of its
+GIL; two workers took in 8,900–13,600/s from two clients sending at once. Each worker is an instance of its
 own (interpreter, `Gateway`, connection pool) over the one store: PostgreSQL takes their writes side by
 side, SQLite one after the other (WAL, 30 s busy timeout), as it already does for a night written while
 the API serves.
