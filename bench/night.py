@@ -140,19 +140,15 @@ def postgres_cpu_seconds() -> float | None:
     """CPU time used so far by the processes of a PostgreSQL server running on this machine, those that
     have ended included (a finished backend's time is added to its parent's); None when none is seen
     (SQLite, or a server elsewhere). The server shares the two cores: its time is part of a night's."""
-    total, seen = 0, False
+    times = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
         try:
-            name, _, rest = (entry / "stat").read_text().partition(" (")[2].rpartition(") ")
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+                times.append(cpu_seconds(int(entry.name), reaped_children=True))
         except OSError:
             continue
-        if name == "postgres":
-            fields = rest.split()
-            total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
-            seen = True
-    return total / os.sysconf("SC_CLK_TCK") if seen else None
+    times = [t for t in times if t == t]  # NaN: the process ended meanwhile
+    return sum(times) if times else None
 
 
 def _night(files: list[Path], registry: Path, settings: Settings, events: int) -> dict:
