@@ -27,12 +27,17 @@ DataDirOpt = Annotated[Path | None,
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment (``GATEWAY_*``, ``.env``), with command-line options on top."""
+    """Settings from the environment (``GATEWAY_*``, ``.env``), with command-line options on top.
+
+    A value that does not fit ends the command with ``Erreur CONFIG``, naming each variable and what it
+    must be (never the value given: it may be a secret), and exit code 2, for every command alike."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigurationError(f"invalid settings: {exc}") from exc
+        problems = "; ".join(f"GATEWAY_{'_'.join(str(part) for part in error['loc']).upper()} : {error['msg']}"
+                             for error in exc.errors())
+        raise fail(ConfigurationError(f"réglages invalides : {problems}")) from None
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -103,3 +103,13 @@ def test_unknown_envelope_is_a_clear_error(demo) -> None:
     data_dir, _ = demo
     proc = gateway("envelopes", "show", "00000000-0000-4000-8000-000000000000", data_dir=data_dir, check=False)
     assert proc.returncode == 1 and "Introuvable" in proc.stderr.decode()
+
+
+def test_a_setting_out_of_range_is_a_clear_error_naming_the_variable(tmp_path: Path) -> None:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}, "GATEWAY_API_WORKERS": "0",
+           "GATEWAY_KEY_PASSWORD": "un-secret-a-ne-pas-afficher"}
+    proc = subprocess.run([sys.executable, "-m", "gateway", "serve", "--data-dir", str(tmp_path / "data")],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Erreur CONFIG" in proc.stderr and "GATEWAY_API_WORKERS" in proc.stderr
+    assert "Traceback" not in proc.stderr and "un-secret" not in proc.stderr
