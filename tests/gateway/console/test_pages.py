@@ -284,9 +284,14 @@ def test_the_chart_counts_each_nights_rejects_on_its_own_night(signed_in, gw, tm
     from tests.gateway.api.conftest import person
 
     real = gw.clock
-    today = real().astimezone(ZoneInfo("Europe/Paris")).date()
+    # "Today" is the day of the fixture's night, and the earlier nights are dated from it on a clock that
+    # still runs (the run waits on it): midnight in Paris between the fixture and this test moves nothing.
+    with gw.engine.connect() as conn:
+        fixture_night = conn.execute(sa.select(sa.func.max(history_t.c.at))).scalar_one()
+    today = fixture_night.astimezone(ZoneInfo("Europe/Paris")).date()
+    lag = real() - fixture_night
     for days_ago, ids in ((3, ("30", "31", "32")), (1, ("40",))):  # earlier nights: unknown jobseekers (E01)
-        gw.clock = lambda days_ago=days_ago: real() - timedelta(days=days_ago)
+        gw.clock = lambda days_ago=days_ago: real() - lag - timedelta(days=days_ago)
         lines = [p3_line(EventType.ENT, id_evenement=i, **{**person("69001"), "identifiant_pe": "9999999Z"})
                  for i in ids]
         run_batch(gw, [write_export(tmp_path / f"P3_69001_{days_ago}.csv", lines)])
