@@ -15,9 +15,9 @@ from gateway.store.models import events_t, history_t
 from tests.factories import json_event
 from tests.gateway.api.conftest import bearer
 
-#: A day that is still in the future for the gateway however long the suite runs: the names are collected
-#: (and this is computed) minutes before the test runs, and a "tomorrow" taken at 23:59 in Paris is today
-#: by then, which is how CI once failed. The exact boundary (tomorrow is refused, today is not) is
+#: A day that is still in the future for the gateway however long the suite runs: this module is
+#: collected (and this computed) minutes before its tests run, and a "tomorrow" taken at 23:59 in Paris
+#: is today by then, which is how CI once failed. The exact boundary (tomorrow is refused, today is not) is
 #: tests/gateway/test_preflight.py's, on a fixed day.
 IN_TWO_DAYS = (datetime.now(ZoneInfo("Europe/Paris")).date() + timedelta(days=2)).isoformat()
 
