@@ -9,7 +9,7 @@ from typing import Any
 
 from lxml import etree
 
-from adapters.dude.events_xml import NS, NSMAP, SCHEMA_VERSION, append_event, escape_text, event_xml, q
+from adapters.dude.events_xml import NS, NSMAP, SCHEMA_VERSION, append_event, escape_text, event_start, event_xml, q
 from gateway.codes import Operation
 
 _SUB = etree.SubElement
@@ -17,11 +17,14 @@ _SUB = etree.SubElement
 
 @dataclass(frozen=True, slots=True)
 class OutgoingEvent:
-    """One event as it goes into an envelope: its stored record, wire version and wire operation."""
+    """One event as it goes into an envelope: its stored record, wire version and wire operation, and
+    optionally its XML after the start tag, written ahead (`events_xml.event_body` of ``record``, with
+    ``cancels`` true exactly when ``operation`` is ``A``; None: written here)."""
 
     record: Mapping[str, Any]
     version: int
     operation: Operation | str
+    body: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,9 @@ def build_envelope(events: Iterable[OutgoingEvent], *, id_lot: str, sender: str,
         raise ValueError("produced_at must be timezone-aware (the XSD requires an offset)")
     parts = []
     for item in events:
-        parts.append(event_xml(item.record, version=item.version, operation=item.operation))
+        body = item.body
+        parts.append(event_xml(item.record, version=item.version, operation=item.operation) if body is None
+                     else event_start(item.record, version=item.version, operation=item.operation) + body)
     text = (f'<LotEvenements xmlns="{NS}"><EnTete><IdLot>{escape_text(id_lot)}</IdLot>'
             f"<Emetteur>{escape_text(sender)}</Emetteur><Destinataire>{escape_text(recipient)}</Destinataire>"
             f"<DateProduction>{produced_at.isoformat(timespec='seconds')}</DateProduction>"

@@ -128,16 +128,29 @@ def event_xml(record: Mapping[str, Any], *, version: int, operation: Operation |
     parse, never pass unnoticed. The XSD check that follows is the same either way.
     """
     op = operation.value if isinstance(operation, Operation) else operation
+    return event_start(record, version=version, operation=op) + event_body(record, cancels=op == "A")
+
+
+def event_start(record: Mapping[str, Any], *, version: int, operation: Operation | str) -> str:
+    """The ``Evenement`` start tag: the event's key, and the wire version and operation, which only the
+    store can decide (a ``C`` read from Parcours 3 goes out as ``M`` once DUDE has the event)."""
+    op = operation.value if isinstance(operation, Operation) else operation
+    return (f'<Evenement id="{escape_attr(record["code_ml"])}-{escape_attr(record["id_evenement"])}" '
+            f'version="{int(version)}" operation="{escape_attr(op)}">')
+
+
+def event_body(record: Mapping[str, Any], *, cancels: bool) -> str:
+    """Everything after the ``Evenement`` start tag, its end tag included: it depends on the record
+    alone (and on whether it cancels), so the export reader's process writes it ahead of the run
+    (`gateway.pipeline.reading.Prepared.xml_body`), and sealing only adds the start tag."""
     esc = escape_text
     type_code = record["type_evenement"]
-    head = (f'<Evenement id="{escape_attr(record["code_ml"])}-{escape_attr(record["id_evenement"])}" '
-            f'version="{int(version)}" operation="{escape_attr(op)}"><Jeune>'
-            f'<IdentifiantDE>{esc(record["identifiant_pe"])}</IdentifiantDE><Nom>{esc(record["nom"])}</Nom>'
+    head = (f'<Jeune><IdentifiantDE>{esc(record["identifiant_pe"])}</IdentifiantDE><Nom>{esc(record["nom"])}</Nom>'
             f'<Prenom>{esc(record["prenom"])}</Prenom><DateNaissance>{esc(record["date_naissance"])}'
             f'</DateNaissance></Jeune><MissionLocale><CodeML>{esc(record["code_ml"])}</CodeML>'
             f'<Conseiller>{esc(record["conseiller"])}</Conseiller></MissionLocale>'
             f'<DateEvenement>{esc(record["date_evenement"])}</DateEvenement>')
-    if op == "A":
+    if cancels:
         parts = [head, f'<Annulation typeEvenement="{escape_attr(type_code)}"/>']
     else:
         element, fields = _TYPED_TEXT[type_code]

@@ -41,6 +41,7 @@ from gateway.errors import (
     UnexpectedDocument,
 )
 from gateway.pipeline import pause, quarantine
+from gateway.pipeline.reading import Prepared
 from gateway.pipeline.transitions import move_envelope_events, set_envelope_state, set_event_states
 from gateway.store.models import DOC_LOT, DOC_RECEIPT, documents_t, envelopes_t, events_t, history_t
 
@@ -93,14 +94,15 @@ def seal_next_envelope(gw: Gateway, *, run_id: int | None) -> str | None:
 
 
 def seal_next(gw: Gateway, *, run_id: int | None, claimed_by: str | None = None,
-              records: dict[str, dict] | None = None) -> SealedEnvelope | str | None:
+              records: dict[str, Prepared] | None = None) -> SealedEnvelope | str | None:
     """`seal_next_envelope`, returning what a run needs to pipeline the envelope (`SealedEnvelope`).
 
     ``claimed_by``: the envelope is stored already claimed by that worker (`gateway.pipeline.sending`), so
     that no other worker takes it between its sealing and its sending.
 
-    ``records``: payloads this run has just stored, already decoded (`ingest.ingest`); a payload found
-    there is taken out, the others are decoded from the store.
+    ``records``: lines this run has just stored, by payload (`ingest.ingest`); a payload found there is
+    taken out with its record and its XML as the reader wrote them, the others are decoded from the
+    store and written here.
 
     ``None`` when nothing is pending; ``_ALL_INVALID`` (``""``) when every claimed event failed the XSD.
     Where the time goes (20,000 events, 4 envelopes): building the XML, the XSD check and the signature
@@ -116,8 +118,14 @@ def seal_next(gw: Gateway, *, run_id: int | None, claimed_by: str | None = None,
         now = gw.clock()
         envelope_id = str(uuid.uuid4())
         loads, known = orjson.loads, (records if records is not None else {})
-        items = {r.id: OutgoingEvent(known.pop(r.payload, None) or loads(r.payload), r.version, r.operation)
-                 for r in rows}
+        items = {}
+        for event_id, version, operation, payload in rows:
+            line = known.pop(payload, None)
+            if line is None:
+                items[event_id] = OutgoingEvent(loads(payload), version, operation)
+            else:  # its XML was written for the operation read: a cancellation stays one on the wire
+                items[event_id] = OutgoingEvent(line.record, version, operation, line.xml_body
+                                                if (line.operation == "A") == (operation == "A") else None)
         produced_at = now.astimezone(ZoneInfo(settings.timezone))
         while True:
             try:
@@ -225,7 +233,7 @@ def seal_all(gw: Gateway, *, run_id: int | None, on_sealed: Callable[[str], None
 
 def seal_pending(gw: Gateway, *, run_id: int | None, at_least: int = 1,
                  on_sealed: Callable[[SealedEnvelope], None] | None = None,
-                 claimed_by: str | None = None, records: dict[str, dict] | None = None) -> list[SealedEnvelope]:
+                 claimed_by: str | None = None, records: dict[str, Prepared] | None = None) -> list[SealedEnvelope]:
     """Seal envelopes while at least ``at_least`` events are pending (``at_least`` = N: full envelopes
     only, what a run does while it is still reading); calls ``on_sealed`` after each."""
     sealed: list[SealedEnvelope] = []

@@ -118,13 +118,14 @@ def _chunks(items: Iterable[Outcome | Prepared], size: int) -> Iterator[list[Out
 def ingest(engine: Engine, outcomes: Iterable[Outcome | Prepared], *, run_id: int | None, now: datetime,
            chunk_size: int = CHUNK, connection: Connection | None = None,
            on_chunk: Callable[[IngestStats], None] | None = None,
-           records: dict[str, dict] | None = None, answers: dict[str, Answer] | None = None) -> IngestStats:
+           records: dict[str, Prepared] | None = None, answers: dict[str, Answer] | None = None) -> IngestStats:
     """Write ``outcomes`` to the store; one transaction per chunk (or all in ``connection``'s).
 
     ``on_chunk(stats)`` is called after each chunk is committed (a run seals full envelopes then,
     while the rest of the export is still being read). ``records``, when given, receives each stored
-    payload (its JSON text → the record it encodes), so that sealing the envelopes of the same run
-    need not decode the JSON it has just written (`dispatch.seal_next`, ~9 µs an event). ``answers``,
+    payload (its JSON text → the `Prepared` line it was stored from: the record it encodes, and its XML),
+    so that sealing the envelopes of the same run need not decode the JSON it has just written nor
+    write the XML again (`dispatch.seal_next`). ``answers``,
     when given, receives each key's `Answer`."""
     stats = IngestStats()
     for chunk in _chunks(outcomes, chunk_size):
@@ -183,7 +184,7 @@ def _parse_date(value: str | None) -> date | None:
 
 
 def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: int | None, now: datetime,
-                  records: dict[str, dict] | None = None, answers: dict[str, Answer] | None = None) -> IngestStats:
+                  records: dict[str, Prepared] | None = None, answers: dict[str, Answer] | None = None) -> IngestStats:
     stats = IngestStats(lines=len(chunk))
     states = _load_states(conn, {_key_of(o) for o in chunk}, latest=answers is not None)
     rows: list[tuple] = []
@@ -239,7 +240,7 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
             wire_op = _MODIFY if ks and ks.live else _CREATE
         version = ks.version + 1 if ks else 1
         if records is not None:
-            records[outcome.payload] = outcome.record
+            records[outcome.payload] = outcome
         rows.append((
             key, version, wire_op, outcome.event_type, outcome.code_ml, outcome.identifiant_pe,
             outcome.date_evenement, outcome.payload, h, _PENDING, None, None, outcome.source_file,

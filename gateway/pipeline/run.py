@@ -51,7 +51,7 @@ from gateway.pipeline import dispatch, pause, reconcile
 from gateway.pipeline.sending import release as release_claim
 from gateway.pipeline.sending import send_waiting
 from gateway.pipeline.ingest import IngestStats, ingest
-from gateway.pipeline.reading import ExportStream
+from gateway.pipeline.reading import ExportStream, Prepared
 from gateway.preflight import PreflightConfig
 from gateway.store.models import envelopes_t, events_t, runs_t
 
@@ -155,7 +155,7 @@ def _timed(summary: RunSummary, stage: str):
 
 def _ingest_files(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress: Progress,
                   connection=None, on_chunk: Callable[[IngestStats], None] | None = None,
-                  records: dict[str, dict] | None = None) -> None:
+                  records: dict[str, Prepared] | None = None) -> None:
     config = PreflightConfig.from_settings(gw.settings)
     with ExportStream(inputs, config, encoding=gw.settings.input_encoding,
                       in_child=gw.settings.read_in_subprocess) as stream:
@@ -205,10 +205,11 @@ def _real_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress
             resumed = send_waiting(gw, run_id=summary.run_id, check=check)
             summary.sending["reprises"] += resumed.sent
     full = gw.settings.envelope_max_events
-    # Payloads stored by this run, still decoded: sealing takes them from here rather than decoding the
-    # JSON it has just written. Drained as envelopes are sealed (each chunk), so it stays near one
-    # envelope's worth; cleared if it ever grows past a few (events claimed by another instance).
-    records: dict[str, dict] = {}
+    # Lines stored by this run, by payload, still decoded and with their XML written by the reader:
+    # sealing takes them from here rather than decoding the JSON it has just written and writing the
+    # XML again. Drained as envelopes are sealed (each chunk), so it stays near one envelope's worth;
+    # cleared if it ever grows past a few (events claimed by another instance).
+    records: dict[str, Prepared] = {}
     with _Dispatcher(gw, summary, poll_reports=wait_for_reports) as dispatcher:
         def seal(at_least: int) -> None:
             check()
