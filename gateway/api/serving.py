@@ -13,14 +13,18 @@ import uvicorn
 
 from gateway.errors import ConfigurationError
 
+#: How every uvicorn server of the gateway runs (``gateway serve``, its workers, the demo's and the tests'
+#: threads): warnings only, and no access log, because a query string may hold a jobseeker's identifier
+#: (brief §6); `gateway.api.middleware` logs method, path, status and time instead.
+UVICORN_OPTIONS = {"log_level": "warning", "access_log": False}
+
 
 @contextlib.contextmanager
 def serve_in_thread(app, *, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 15.0,
                     name: str = "the gateway API", thread_name: str = "gateway-api-http") -> Iterator[str]:
     """Serve the ASGI ``app`` until the block ends (lifespan shutdown included); yields its base URL
     (``http://host:port``). ``port=0``: a free one. ``name`` says what failed to start, in the error."""
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                           lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on", **UVICORN_OPTIONS))
     thread = threading.Thread(target=server.run, name=thread_name, daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout

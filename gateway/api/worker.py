@@ -33,6 +33,7 @@ from uvicorn.supervisors import Multiprocess
 
 from gateway.api.main import create_app
 from gateway.api.metrics import MULTIPROCESS_DIR_ENV
+from gateway.api.serving import UVICORN_OPTIONS
 from gateway.console.session import load_secret
 from gateway.context import Gateway
 from gateway.settings import Settings
@@ -61,7 +62,7 @@ def serve_workers(settings: Settings, *, scheduler: GatewayScheduler | None) -> 
     os.environ["GATEWAY_DATA_DIR"] = str(settings.data_dir.resolve())
     os.environ[VERBOSE_ENV] = "1" if logging.getLogger().isEnabledFor(logging.INFO) else "0"
     config = uvicorn.Config("gateway.api.worker:create_worker_app", factory=True, workers=settings.api_workers,
-                            host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False)
+                            host=settings.api_host, port=settings.api_port, **UVICORN_OPTIONS)
     listener = tcp_listener(config)
     # The workers' request counters (gateway.api.metrics), in the data folder: a service's /tmp may be
     # read-only (systemd's ProtectSystem=strict), the data folder never is.

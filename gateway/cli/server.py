@@ -29,6 +29,7 @@ def serve(
     import uvicorn
 
     from gateway.api.main import create_app
+    from gateway.api.serving import UVICORN_OPTIONS
     from gateway.api.worker import serve_workers
     from gateway.context import Gateway
     from gateway.scheduler import GatewayScheduler
@@ -47,13 +48,12 @@ def serve(
     console.print("Tâches planifiées : " + ("actives (gateway schedule show)" if settings.schedule_enabled
                                             else "désactivées (GATEWAY_SCHEDULE_ENABLED=false)"))
     try:
-        # No uvicorn access log: query strings may hold a jobseeker id (brief §6); gateway.api.access
-        # logs method, path, status and time instead. uvicorn parses HTTP with httptools (a dependency):
+        # No uvicorn access log (UVICORN_OPTIONS). uvicorn parses HTTP with httptools (a dependency):
         # with pure-Python h11, a 5,000-event bulk body costs the server ~60 % more CPU (bench/api.py).
         scheduler = GatewayScheduler(gw) if settings.schedule_enabled else None
         if settings.api_workers == 1:  # the schedule (issue 5) runs inside the app's lifespan
             uvicorn.run(create_app(gw, scheduler=scheduler), host=settings.api_host, port=settings.api_port,
-                        log_level="warning", access_log=False)
+                        **UVICORN_OPTIONS)
         else:
             serve_workers(settings, scheduler=scheduler)
     except GatewayError as exc:
