@@ -125,8 +125,7 @@ def ingest(engine: Engine, outcomes: Iterable[Outcome | Prepared], *, run_id: in
     while the rest of the export is still being read). ``records``, when given, receives each stored
     payload (its JSON text → the `Prepared` line it was stored from: the record it encodes, and its XML),
     so that sealing the envelopes of the same run need not decode the JSON it has just written nor
-    write the XML again (`dispatch.seal_next`). ``answers``,
-    when given, receives each key's `Answer`."""
+    write the XML again (`dispatch.seal_next`). ``answers``, when given, receives each key's `Answer`."""
     stats = IngestStats()
     for chunk in _chunks(outcomes, chunk_size):
         if connection is not None:
@@ -225,7 +224,7 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
         if ks and ks.already_has(h, item.source_file, item.source_line):
             stats.duplicates += 1
             continue
-        outcome = prepare(item, stored=stored)
+        outcome = prepare(item, stored=stored, with_xml=records is not None)
         operation = outcome.operation
         if (operation == _MODIFY and ks is None) or (operation == _CANCEL and not (ks and ks.live)):
             what = "modifie" if operation == _MODIFY else "annule"

@@ -87,16 +87,18 @@ class Prepared(NamedTuple):
     source_line: int | None
     #: The ``Evenement``'s XML after its start tag (`adapters.dude.events_xml.event_body`; a cancellation
     #: when ``operation`` is ``A``): written here, in the reader's process, so that sealing the run's
-    #: envelopes (on the run's busiest core) only adds the start tag.
-    xml_body: str
+    #: envelopes (on the run's busiest core) only adds the start tag. None when nobody will seal from it
+    #: (the API's submissions, a dry run): sealing then writes it from the stored payload.
+    xml_body: str | None
 
 
 Item = Prepared | Rejection
 
 
-def prepare(outcome: Outcome | Prepared, *, stored: tuple[dict[str, Any], str] | None = None) -> Item:
+def prepare(outcome: Outcome | Prepared, *, stored: tuple[dict[str, Any], str] | None = None,
+            with_xml: bool = False) -> Item:
     """`Prepared` for a valid outcome (a rejection is kept as it is); ``stored``: its `stored_form`
-    when the caller has computed it already."""
+    when the caller has computed it already; ``with_xml``: with its `Prepared.xml_body`."""
     if isinstance(outcome, (Rejection, Prepared)):
         return outcome
     event = outcome.event
@@ -104,7 +106,7 @@ def prepare(outcome: Outcome | Prepared, *, stored: tuple[dict[str, Any], str] |
     operation = record.pop("operation", "C")
     return Prepared(event.key, operation, record["type_evenement"], event.code_ml, event.identifiant_pe,
                     event.date_evenement, record, content_hash, payload_json(record), outcome.source_file,
-                    outcome.source_line, event_body(record, cancels=operation == "A"))
+                    outcome.source_line, event_body(record, cancels=operation == "A") if with_xml else None)
 
 
 class ExportStream:
@@ -113,12 +115,14 @@ class ExportStream:
     ``items`` is either an iterator of `Item` (consume it whole before the next file: ingest does) or the
     exception that refused the file (`ExportFileError`, `OSError`). Iterating ``items`` may raise the error
     that stopped the file midway (an `OSError` reading it). ``reader`` tells, at the end, the child's peak
-    memory and CPU time (empty when reading in process).
+    memory and CPU time (empty when reading in process). ``with_xml``: each line with its XML
+    (`Prepared.xml_body`), for a run that seals what it reads.
     """
 
-    def __init__(self, paths: Sequence[Path], config: PreflightConfig, *, encoding: str, in_child: bool = True):
+    def __init__(self, paths: Sequence[Path], config: PreflightConfig, *, encoding: str, in_child: bool = True,
+                 with_xml: bool = False):
         self.paths = [Path(p) for p in paths]
-        self.config, self.encoding = config, encoding
+        self.config, self.encoding, self.with_xml = config, encoding, with_xml
         self.in_child = in_child and bool(self.paths) and os.name == "posix"
         self.reader: dict[str, float] = {}
         self._process: subprocess.Popen | None = None
@@ -150,7 +154,7 @@ class ExportStream:
         finally:
             os.close(write_fd)  # the child's alone: its end, or its death, ends our reads (EOFError)
         with self._process.stdin as orders:  # our own pickle, read by our own code
-            pickle.dump((self.paths, self.config, self.encoding), orders)
+            pickle.dump((self.paths, self.config, self.encoding, self.with_xml), orders)
         self._pump = threading.Thread(target=self._drain, name="export-reader-pipe", daemon=True)
         self._pump.start()
 
@@ -192,7 +196,8 @@ class ExportStream:
         for path in self.paths:
             if not self.in_child:
                 try:
-                    yield path, (prepare(o) for o in parse_export(path, self.config, encoding=self.encoding))
+                    yield path, (prepare(o, with_xml=self.with_xml)
+                                 for o in parse_export(path, self.config, encoding=self.encoding))
                 except (ExportFileError, OSError) as exc:
                     yield path, exc
                 continue
@@ -262,11 +267,12 @@ class _PipeHandler(logging.Handler):
 def serve() -> None:
     """The reader process's entry point: orders on stdin, messages on the pipe named by ``argv[1]``."""
     conn = Connection(int(sys.argv[1]), readable=False)
-    paths, config, encoding = pickle.load(sys.stdin.buffer)
-    _read(paths, config, encoding, conn)
+    paths, config, encoding, with_xml = pickle.load(sys.stdin.buffer)
+    _read(paths, config, encoding, conn, with_xml=with_xml)
 
 
-def _read(paths: list[Path], config: PreflightConfig, encoding: str, conn: Connection) -> None:
+def _read(paths: list[Path], config: PreflightConfig, encoding: str, conn: Connection, *,
+          with_xml: bool) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -284,7 +290,7 @@ def _read(paths: list[Path], config: PreflightConfig, encoding: str, conn: Conne
             batch: list[Item] = []
             try:
                 for outcome in outcomes:
-                    batch.append(prepare(outcome))
+                    batch.append(prepare(outcome, with_xml=with_xml))
                     if len(batch) == BATCH:
                         conn.send(("items", batch))
                         batch = []

@@ -158,7 +158,7 @@ def _ingest_files(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, prog
                   records: dict[str, Prepared] | None = None) -> None:
     config = PreflightConfig.from_settings(gw.settings)
     with ExportStream(inputs, config, encoding=gw.settings.input_encoding,
-                      in_child=gw.settings.read_in_subprocess) as stream:
+                      in_child=gw.settings.read_in_subprocess, with_xml=records is not None) as stream:
         for index, (path, items) in enumerate(stream):
             try:
                 if isinstance(items, BaseException):

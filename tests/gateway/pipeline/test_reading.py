@@ -27,7 +27,7 @@ CONFIG = PreflightConfig(identifiant_pe_pattern=r"[0-9]{7}[A-Z]", send_comments=
 def read_all(paths: list[Path], *, in_child: bool) -> list[tuple[str, list | str]]:
     """Each file's name with its items, or with ``code: message`` of the error that refused it."""
     out = []
-    with ExportStream(paths, CONFIG, encoding="auto", in_child=in_child) as stream:
+    with ExportStream(paths, CONFIG, encoding="auto", in_child=in_child, with_xml=True) as stream:
         for path, items in stream:
             if isinstance(items, BaseException):
                 out.append((path.name, f"{getattr(items, 'code', '?')}: {items}"))
@@ -55,6 +55,8 @@ def test_a_child_reads_exactly_what_the_run_would_read_itself(tmp_path: Path):
     first = prepared[0]
     assert first.key == f"{first.record['code_ml']}-{first.record['id_evenement']}"
     assert '"operation"' not in first.payload and first.record["nom"] in first.payload
+    # and its XML, but the start tag, which the store decides (version, operation on the wire)
+    assert first.xml_body.startswith("<Jeune><IdentifiantDE>") and first.xml_body.endswith("</Evenement>")
 
 
 def test_a_process_with_other_threads_reads_in_a_child_too(tmp_path: Path):
@@ -66,7 +68,7 @@ def test_a_process_with_other_threads_reads_in_a_child_too(tmp_path: Path):
     other = threading.Thread(target=stop.wait, name="heartbeat")
     other.start()
     try:
-        with ExportStream(paths, CONFIG, encoding="auto") as stream:
+        with ExportStream(paths, CONFIG, encoding="auto", with_xml=True) as stream:
             got = [(p.name, list(items)) for p, items in stream]
             child = stream._process
     finally:

@@ -33,12 +33,13 @@ def test_an_envelope_sealed_from_the_readers_xml_is_the_one_the_store_gives(gw, 
     lines.append({**lines[1], "operation": "A"})
     export = write_export(tmp_path / "P3_69001_20261128.csv", lines)
     records: dict = {}
-    with ExportStream([export], PreflightConfig.from_settings(gw.settings), encoding="auto") as stream:
+    with ExportStream([export], PreflightConfig.from_settings(gw.settings), encoding="auto", with_xml=True) as stream:
         for _, items in stream:
             ingest(gw.engine, items, run_id=None, now=gw.clock(), records=records)
     # by payload: the cancellation's is the same as its creation's, so these two share one entry, the
     # cancellation's (its XML must not go out under the creation's start tag)
     assert len(records) == len(lines) - 1
+    assert all(line.xml_body for line in records.values())
 
     sealed = dispatch.seal_next(gw, run_id=None, records=records)
 
