@@ -4,6 +4,7 @@ the next run after the switch is turned back sends what waited, with the same Id
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import httpx
@@ -53,17 +54,25 @@ def test_a_paused_run_reads_and_seals_but_sends_nothing_and_says_so(gw, emulator
 
 
 class PauseOnFirstPost(httpx.BaseTransport):
-    """An operator pauses sending while the first envelope is on its way."""
+    """An operator pauses sending while the first envelope is on its way.
+
+    The posts go through one at a time: the pause is written in the store (which may have to wait for
+    the run's write lock) before any other post gets through. Without this, on a loaded machine, the
+    other sender thread could post its envelope and the next one before the pause was written, and the
+    test would be measuring SQLite's lock race rather than what a written pause does."""
 
     def __init__(self, inner: httpx.BaseTransport, gw) -> None:
         self.inner, self.gw, self.posts = inner, gw, 0
+        self._one_at_a_time = threading.Lock()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.method == "POST":
+        if request.method != "POST":
+            return self.inner.handle_request(request)
+        with self._one_at_a_time:
             self.posts += 1
             if self.posts == 1:
                 pause.pause(self.gw.engine, by="api:admin", reason="incident", now=self.gw.clock())
-        return self.inner.handle_request(request)
+            return self.inner.handle_request(request)
 
 
 def test_a_pause_during_a_run_holds_from_the_next_post_on(gw, emulator, tmp_path) -> None:
