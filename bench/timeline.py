@@ -7,9 +7,9 @@ and of the emulator, every ``--step`` seconds, with the envelopes' milestones. P
 `bench/night.py` says how long a night takes and how much CPU each process used; this says *when*: a core
 left idle while another process waits (the start, before the first envelope; the end, while DUDE checks
 the last one) is time that no amount of work saved elsewhere gets back, and a thread busy all night long
-is the one that sets the pace. Read from ``/proc`` (Linux): ``utime + stime`` of each thread of this
-process (the run's main thread, its sender threads) and of its children (the reader, the emulator),
-sampled by a thread of its own, which is left out of the figures.
+is the one that sets the pace. Read from ``/proc`` (Linux, `gateway.procstats`): the CPU time of each
+thread of this process (the run's main thread, its sender threads) and of its children (the reader, the
+emulator), sampled by a thread of its own, which is left out of the figures.
 """
 
 from __future__ import annotations
@@ -32,27 +32,7 @@ from night import fresh_settings, generate  # noqa: E402
 from gateway.context import Gateway  # noqa: E402
 from gateway.demo import emulator_process  # noqa: E402
 from gateway.pipeline.run import run_batch  # noqa: E402
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(stat_path: str) -> float | None:
-    """``utime + stime`` of the task whose ``stat`` file this is; None if it is gone."""
-    try:
-        fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
-        except OSError:
-            continue
-    return found
+from gateway.procstats import cpu_seconds, process_tree  # noqa: E402
 
 
 class Sampler(threading.Thread):
@@ -69,18 +49,11 @@ class Sampler(threading.Thread):
         me, mine = os.getpid(), threading.get_native_id()
         start = time.perf_counter()
         while not self._done.is_set():
-            row: dict[str, float] = {}
-            for tid in os.listdir(f"/proc/{me}/task"):
-                if int(tid) != mine:
-                    value = cpu_seconds(f"/proc/{me}/task/{tid}/stat")
-                    if value is not None:
-                        row[tid] = value
-            emulator = cpu_seconds(f"/proc/{self.emulator_pid}/stat")
-            if emulator is not None:
-                row["émulateur"] = emulator
-            for child in children(me):
-                if child != self.emulator_pid and (value := cpu_seconds(f"/proc/{child}/stat")) is not None:
-                    row["lecteur"] = value
+            row = {tid: cpu_seconds(me, thread=int(tid)) for tid in os.listdir(f"/proc/{me}/task")
+                   if int(tid) != mine}
+            for child in process_tree(me)[1:]:
+                row["émulateur" if child == self.emulator_pid else "lecteur"] = cpu_seconds(child)
+            row = {key: value for key, value in row.items() if value == value}  # NaN: gone meanwhile
             for thread in threading.enumerate():  # Python's names for the native thread ids
                 if thread.native_id is not None:
                     self.names.setdefault(str(thread.native_id), thread.name)

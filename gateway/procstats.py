@@ -40,12 +40,14 @@ def peak_rss_bytes(pid: int | str = "self") -> int | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 if pid == "self" else None
 
 
-def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+def cpu_seconds(pid: int, *, reaped_children: bool = False, thread: int | None = None) -> float:
     """User + system CPU time ``pid`` has used so far (NaN if it cannot be read): a figure that other
     processes on a shared machine do not inflate, unlike wall time. ``reaped_children``: with the time
-    of its children that have ended and been waited for (a PostgreSQL server's finished backends)."""
+    of its children that have ended and been waited for (a PostgreSQL server's finished backends).
+    ``thread``: that thread's alone (its native id; `bench/timeline.py`)."""
+    stat = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
         return sum(int(v) for v in fields[11:15 if reaped_children else 13]) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return float("nan")
