@@ -79,6 +79,7 @@ from gateway.context import Gateway  # noqa: E402
 from tests.backends import fresh_postgres_database  # noqa: E402
 from gateway.demo import emulator_process  # noqa: E402
 from gateway.domain import stored_form  # noqa: E402
+from gateway.gc_tuning import tune_gc  # noqa: E402
 from gateway.keys import init_dev_keys  # noqa: E402
 from gateway.pipeline import dispatch, reconcile  # noqa: E402
 from gateway.pipeline.ingest import ingest  # noqa: E402
@@ -406,6 +407,7 @@ def print_scale(results: list[dict]) -> None:
 
 
 def main() -> None:
+    tune_gc()  # as the `gateway` command does
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--scale", action="store_true", help="20,000 then 1,000,000 events, each in its own process")

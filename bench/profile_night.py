@@ -31,6 +31,7 @@ from adapters.dude.emulator.core import Emulator  # noqa: E402
 from gateway.context import Gateway  # noqa: E402
 from gateway.demo import emulator_process  # noqa: E402
 from gateway.fixturegen import generate_night  # noqa: E402
+from gateway.gc_tuning import tune_gc  # noqa: E402
 from gateway.keys import init_dev_keys  # noqa: E402
 from gateway.pipeline.run import run_batch  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
@@ -40,6 +41,7 @@ PROFILES = ROOT / "bench" / "profiles"
 
 
 def main() -> None:
+    tune_gc()  # as the `gateway` command does
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--label", required=True, help="file name prefix, e.g. before or after")
     parser.add_argument("--events", type=int, default=20_000)

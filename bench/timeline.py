@@ -31,6 +31,7 @@ from night import fresh_settings, generate  # noqa: E402
 
 from gateway.context import Gateway  # noqa: E402
 from gateway.demo import emulator_process  # noqa: E402
+from gateway.gc_tuning import tune_gc  # noqa: E402
 from gateway.pipeline.run import run_batch  # noqa: E402
 from gateway.procstats import cpu_seconds, process_tree  # noqa: E402
 
@@ -80,6 +81,7 @@ class Milestones(logging.Handler):
 
 
 def main() -> None:
+    tune_gc()  # as the `gateway` command does
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)

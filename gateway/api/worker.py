@@ -36,6 +36,7 @@ from gateway.api.metrics import MULTIPROCESS_DIR_ENV
 from gateway.api.serving import UVICORN_OPTIONS
 from gateway.console.session import load_secret
 from gateway.context import Gateway
+from gateway.gc_tuning import tune_gc
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ def create_worker_app() -> FastAPI:
     """The API and console of one worker, without a scheduler; its `Gateway` is closed when it stops."""
     from gateway.cli.common import setup_logging
 
+    tune_gc()
     setup_logging(verbose=os.environ.get(VERBOSE_ENV) == "1")
     gw = Gateway.open(Settings(), create=False)  # the supervisor has migrated the schema
     return create_app(gw, close_gateway=True)

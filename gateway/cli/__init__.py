@@ -13,6 +13,7 @@ from gateway.cli.ops import db_app, schedule_app
 from gateway.cli.sending import sending_app
 from gateway.cli.server import clients_app, serve
 from gateway.cli.tools import emulator_app, fixtures_app, keys_app
+from gateway.gc_tuning import tune_gc
 
 app = typer.Typer(
     name="gateway", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -22,6 +23,7 @@ app = typer.Typer(
 
 @app.callback()
 def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress (stderr).")] = False) -> None:
+    tune_gc()
     setup_logging(verbose)
 
 

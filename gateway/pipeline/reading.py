@@ -51,6 +51,7 @@ from adapters.dude.events_xml import event_body
 from adapters.parcours3.mapping import parse_export
 from gateway.domain import stored_form
 from gateway.errors import ExportFileError, GatewayError
+from gateway.gc_tuning import tune_gc
 from gateway.preflight import Outcome, PreflightConfig, Rejection
 from gateway.procstats import peak_rss_bytes
 
@@ -266,6 +267,7 @@ class _PipeHandler(logging.Handler):
 
 def serve() -> None:
     """The reader process's entry point: orders on stdin, messages on the pipe named by ``argv[1]``."""
+    tune_gc()
     conn = Connection(int(sys.argv[1]), readable=False)
     paths, config, encoding, with_xml = pickle.load(sys.stdin.buffer)
     _read(paths, config, encoding, conn, with_xml=with_xml)
