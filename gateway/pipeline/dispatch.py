@@ -101,8 +101,7 @@ def seal_next(gw: Gateway, *, run_id: int | None, claimed_by: str | None = None,
     that no other worker takes it between its sealing and its sending.
 
     ``records``: lines this run has just stored, by payload (`ingest.ingest`); a payload found there is
-    taken out with its record and its XML as the reader wrote them, the others are decoded from the
-    store and written here.
+    taken out with its XML as the reader wrote it, the others' XML is written here.
 
     ``None`` when nothing is pending; ``_ALL_INVALID`` (``""``) when every claimed event failed the XSD.
     Where the time goes (20,000 events, 4 envelopes): building the XML, the XSD check and the signature
@@ -124,7 +123,7 @@ def seal_next(gw: Gateway, *, run_id: int | None, claimed_by: str | None = None,
             if line is None:
                 items[event_id] = OutgoingEvent(loads(payload), version, operation)
             else:  # its XML was written for the operation read: a cancellation stays one on the wire
-                items[event_id] = OutgoingEvent(line.record, version, operation, line.xml_body
+                items[event_id] = OutgoingEvent(line.decoded_record(), version, operation, line.xml_body
                                                 if (line.operation == "A") == (operation == "A") else None)
         produced_at = now.astimezone(ZoneInfo(settings.timezone))
         while True:

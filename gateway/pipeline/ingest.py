@@ -123,9 +123,9 @@ def ingest(engine: Engine, outcomes: Iterable[Outcome | Prepared], *, run_id: in
 
     ``on_chunk(stats)`` is called after each chunk is committed (a run seals full envelopes then,
     while the rest of the export is still being read). ``records``, when given, receives each stored
-    payload (its JSON text → the `Prepared` line it was stored from: the record it encodes, and its XML),
-    so that sealing the envelopes of the same run need not decode the JSON it has just written nor
-    write the XML again (`dispatch.seal_next`). ``answers``, when given, receives each key's `Answer`."""
+    payload (its JSON text → the `Prepared` line it was stored from, with its XML), so that sealing the
+    envelopes of the same run need not write the XML again (`dispatch.seal_next`). ``answers``, when
+    given, receives each key's `Answer`."""
     stats = IngestStats()
     for chunk in _chunks(outcomes, chunk_size):
         if connection is not None:
@@ -230,7 +230,7 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
             what = "modifie" if operation == _MODIFY else "annule"
             invalid_row(key, ks, h, RejectCode.E06,
                         f"l'événement {key} {what} un événement que la passerelle n'a jamais transmis",
-                        {**{k: str(v) for k, v in outcome.record.items()}, "operation": operation},
+                        {**{k: str(v) for k, v in outcome.decoded_record().items()}, "operation": operation},
                         outcome.source_file, outcome.source_line, operation)
             continue
         if operation == _CANCEL:

@@ -81,7 +81,11 @@ class Prepared(NamedTuple):
     code_ml: str
     identifiant_pe: str
     date_evenement: date
-    record: dict[str, Any]  # `gateway.domain.to_record` without ``operation``: what sealing turns into XML
+    #: `gateway.domain.to_record` without ``operation``: what sealing turns into XML. None for a line read
+    #: from an export (`ExportStream`): ``payload`` is its JSON, which `decoded_record` reads back when
+    #: needed. Not carrying both halves what a line costs to pickle and unpickle (~0.1 s of the run's
+    #: busiest core per 20,000 lines) and what the run holds in memory for the envelope being filled.
+    record: dict[str, Any] | None
     content_hash: str
     payload: str  # ``record`` as stored (JSON text)
     source_file: str | None
@@ -92,21 +96,27 @@ class Prepared(NamedTuple):
     #: (the API's submissions, a dry run): sealing then writes it from the stored payload.
     xml_body: str | None
 
+    def decoded_record(self) -> dict[str, Any]:
+        """``record``, read back from ``payload`` when the line came without it (same keys, same values)."""
+        return self.record if self.record is not None else orjson.loads(self.payload)
+
 
 Item = Prepared | Rejection
 
 
 def prepare(outcome: Outcome | Prepared, *, stored: tuple[dict[str, Any], str] | None = None,
-            with_xml: bool = False) -> Item:
+            with_xml: bool = False, keep_record: bool = True) -> Item:
     """`Prepared` for a valid outcome (a rejection is kept as it is); ``stored``: its `stored_form`
-    when the caller has computed it already; ``with_xml``: with its `Prepared.xml_body`."""
+    when the caller has computed it already; ``with_xml``: with its `Prepared.xml_body`;
+    ``keep_record``: with its `Prepared.record` (else None: the payload says it all)."""
     if isinstance(outcome, (Rejection, Prepared)):
         return outcome
     event = outcome.event
     record, content_hash = stored or stored_form(event)
     operation = record.pop("operation", "C")
     return Prepared(event.key, operation, record["type_evenement"], event.code_ml, event.identifiant_pe,
-                    event.date_evenement, record, content_hash, payload_json(record), outcome.source_file,
+                    event.date_evenement, record if keep_record else None, content_hash, payload_json(record),
+                    outcome.source_file,
                     outcome.source_line, event_body(record, cancels=operation == "A") if with_xml else None)
 
 
@@ -197,7 +207,7 @@ class ExportStream:
         for path in self.paths:
             if not self.in_child:
                 try:
-                    yield path, (prepare(o, with_xml=self.with_xml)
+                    yield path, (prepare(o, with_xml=self.with_xml, keep_record=False)
                                  for o in parse_export(path, self.config, encoding=self.encoding))
                 except (ExportFileError, OSError) as exc:
                     yield path, exc
@@ -292,7 +302,7 @@ def _read(paths: list[Path], config: PreflightConfig, encoding: str, conn: Conne
             batch: list[Item] = []
             try:
                 for outcome in outcomes:
-                    batch.append(prepare(outcome, with_xml=with_xml))
+                    batch.append(prepare(outcome, with_xml=with_xml, keep_record=False))
                     if len(batch) == BATCH:
                         conn.send(("items", batch))
                         batch = []

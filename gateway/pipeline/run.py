@@ -205,10 +205,10 @@ def _real_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress
             resumed = send_waiting(gw, run_id=summary.run_id, check=check)
             summary.sending["reprises"] += resumed.sent
     full = gw.settings.envelope_max_events
-    # Lines stored by this run, by payload, still decoded and with their XML written by the reader:
-    # sealing takes them from here rather than decoding the JSON it has just written and writing the
-    # XML again. Drained as envelopes are sealed (each chunk), so it stays near one envelope's worth;
-    # cleared if it ever grows past a few (events claimed by another instance).
+    # Lines stored by this run, by payload, with their XML written by the reader: sealing takes them
+    # from here rather than writing the XML again. Drained as envelopes are sealed (each chunk), so it
+    # stays near one envelope's worth; cleared if it ever grows past a few (events claimed by another
+    # instance).
     records: dict[str, Prepared] = {}
     with _Dispatcher(gw, summary, poll_reports=wait_for_reports) as dispatcher:
         def seal(at_least: int, *, reading: bool) -> None:

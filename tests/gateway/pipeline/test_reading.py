@@ -53,8 +53,9 @@ def test_a_child_reads_exactly_what_the_run_would_read_itself(tmp_path: Path):
     assert prepared and any(isinstance(i, Rejection) for i in items)
     # what ingest stores: the payload is the record's JSON, the key its code_ml-id_evenement
     first = prepared[0]
-    assert first.key == f"{first.record['code_ml']}-{first.record['id_evenement']}"
-    assert '"operation"' not in first.payload and first.record["nom"] in first.payload
+    record = first.decoded_record()
+    assert first.key == f"{record['code_ml']}-{record['id_evenement']}"
+    assert '"operation"' not in first.payload and record["nom"] in first.payload
     # and its XML, but the start tag, which the store decides (version, operation on the wire)
     assert first.xml_body.startswith("<Jeune><IdentifiantDE>") and first.xml_body.endswith("</Evenement>")
 
