@@ -33,7 +33,7 @@ What is measured, for one size (issue 7):
   noise only ever adds time; so the nights and the floor are measured ``--repeat`` times (3 up to
   100,000 events), alternately, and the fastest of each is kept (all are printed).
 * **the bound**: the CPU time of every process of the night (the run and its sender threads, its reader
-  process, the emulator, a PostgreSQL server on this machine) over the cores it may use. No schedule ends
+  and sealing processes, the emulator, a PostgreSQL server on this machine) over the cores it may use. No schedule ends
   the night sooner: the night over the bound tells how well the pipeline keeps the cores busy, and a
   bound above twice the floor means that the issue's 2× cannot be met by better overlap alone, only
   with less work.
@@ -179,13 +179,15 @@ def _night(files: list[Path], registry: Path, settings: Settings, events: int) -
         server_cpu = postgres_cpu_seconds() - server_cpu
     # Every process of the night shares the same cores: its wall time cannot be less than their CPU time
     # over the cores (the bound is reached only if every core is busy from start to end).
-    total_cpu = cpu + (summary.reader.get("cpu_seconds") or 0.0) + emulator_cpu + (server_cpu or 0.0)
+    total_cpu = (cpu + (summary.reader.get("cpu_seconds") or 0.0) + (summary.sealer.get("cpu_seconds") or 0.0)
+                 + emulator_cpu + (server_cpu or 0.0))
     cores = len(os.sched_getaffinity(0))
     return {"seconds": round(seconds, 3), "events_per_second": round(events / seconds),
             "total_cpu_seconds": round(total_cpu, 3), "cores": cores,
             "cpu_bound_seconds": round(total_cpu / cores, 3),
             "workers": settings.send_workers, "peak_rss_mb": round(gateway_peak, 1),
-            "cpu_seconds": round(cpu, 3), "reader": summary.reader, "emulator_cpu_seconds": round(emulator_cpu, 3),
+            "cpu_seconds": round(cpu, 3), "reader": summary.reader, "sealer": summary.sealer,
+            "emulator_cpu_seconds": round(emulator_cpu, 3),
             "emulator_peak_rss_mb": round(emulator_peak, 1) if emulator_peak else None,
             "database_server_cpu_seconds": None if server_cpu is None else round(server_cpu, 3),
             "durations": {k: round(v, 3) for k, v in summary.durations.items()},
@@ -368,10 +370,12 @@ def print_one(result: dict) -> None:
               + " / ".join(f"{x:.2f}" for x in n["all_seconds"]) + " s ; plancher "
               + " / ".join(f"{x:.2f}" for x in f["all_seconds"]) + " s")
     print("  durées de la nuit : " + ", ".join(f"{k} {v:.2f} s" for k, v in n["durations"].items()))
-    reader = n.get("reader") or {}
+    reader, sealer = n.get("reader") or {}, n.get("sealer") or {}
     print(f"  temps processeur : passerelle {n['cpu_seconds']:.2f} s"
           + (f" + lecture (processus fils) {reader['cpu_seconds']:.2f} s, pic RSS {reader['peak_rss_mb']:.0f} Mo"
              if reader else "")
+          + (f" + scellement (processus fils) {sealer['cpu_seconds']:.2f} s, pic RSS {sealer['peak_rss_mb']:.0f} Mo"
+             if sealer else "")
           + f" ; émulateur {n['emulator_cpu_seconds']:.2f} s (mêmes {n.get('cores', 2)} cœurs)")
     if n.get("cpu_bound_seconds"):
         print(f"  borne basse : {n['total_cpu_seconds']:.2f} s de CPU en tout ÷ {n['cores']} cœurs = "

@@ -37,7 +37,7 @@ from gateway.procstats import cpu_seconds, process_tree  # noqa: E402
 
 
 class Sampler(threading.Thread):
-    """Reads the CPU time of every thread of this process and of the reader and emulator processes."""
+    """Reads the CPU time of every thread of this process and of the reader, sealing and emulator processes."""
 
     def __init__(self, emulator_pid: int, step: float):
         super().__init__(name="sampler", daemon=True)
@@ -53,13 +53,22 @@ class Sampler(threading.Thread):
             row = {tid: cpu_seconds(me, thread=int(tid)) for tid in os.listdir(f"/proc/{me}/task")
                    if int(tid) != mine}
             for child in process_tree(me)[1:]:
-                row["émulateur" if child == self.emulator_pid else "lecteur"] = cpu_seconds(child)
+                row[self._label(child)] = cpu_seconds(child)
             row = {key: value for key, value in row.items() if value == value}  # NaN: gone meanwhile
             for thread in threading.enumerate():  # Python's names for the native thread ids
                 if thread.native_id is not None:
                     self.names.setdefault(str(thread.native_id), thread.name)
             self.samples.append((time.perf_counter() - start, row))
             time.sleep(self.step)
+
+    def _label(self, pid: int) -> str:
+        if pid == self.emulator_pid:
+            return "émulateur"
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            command = b""
+        return "scelleur" if b"sealing_child" in command else "lecteur"
 
     def stop(self) -> None:
         self._done.set()

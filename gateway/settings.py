@@ -14,9 +14,6 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: Where the published XSDs live (brief §7: ``schemas/xsd/`` at the top of the repository).
-XSD_DIR = Path(__file__).resolve().parent.parent / "schemas" / "xsd"
-
 
 class Settings(BaseSettings):
     """Settings of one gateway instance. Frozen: build a new one with ``model_copy(update=…)``."""
@@ -56,6 +53,9 @@ class Settings(BaseSettings):
     read_in_subprocess: bool = Field(True, description="Read and pre-flight the exports in a child process, on "
                                      "another core than storing and sealing (gateway.pipeline.reading); false "
                                      "reads them in the run's own process.")
+    seal_in_subprocess: bool = Field(True, description="Build, check and sign a run's envelopes in a child "
+                                     "process, while the run stores the next lines (gateway.pipeline.sealing); "
+                                     "false seals them in the run's own thread.")
 
     # Sending and reconciliation
     http_timeout_seconds: float = Field(60.0, gt=0)

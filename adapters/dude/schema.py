@@ -17,11 +17,13 @@ from lxml import etree
 
 from adapters.dude.events_xml import NS
 from gateway.errors import SchemaErrorDetail, SchemaViolation
-from gateway.settings import XSD_DIR
 
 if TYPE_CHECKING:
     import xmlschema
 
+#: Where the published XSDs live (brief §7: ``schemas/xsd/`` at the top of the repository). Not a
+#: setting: the sealing process imports this module, and `gateway.settings` alone costs it ~0.15 s.
+XSD_DIR = Path(__file__).resolve().parents[2] / "schemas" / "xsd"
 SCHEMA_FILE = XSD_DIR / "dude-echanges-v1.xsd"
 _EVENT_TAG = f"{{{NS}}}Evenement"
 

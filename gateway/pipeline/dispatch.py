@@ -147,33 +147,95 @@ def seal_next(gw: Gateway, *, run_id: int | None, claimed_by: str | None = None,
                     return _ALL_INVALID
         body = serialize(gw.signer.sign_in_place(root))
         del root  # the envelope's tree (~20 MB for 5,000 events): the bytes are all we keep
-        conn.execute(envelopes_t.insert().values(
-            id=envelope_id, run_id=run_id, state=EnvelopeState.SIGNE.value, event_count=len(items),
-            byte_size=len(body), created_at=now, attempts=0, polls=0, claimed_by=claimed_by,
-            claimed_until=now + timedelta(seconds=settings.send_claim_seconds) if claimed_by else None))
-        conn.execute(documents_t.insert().values(envelope_id=envelope_id, kind=DOC_LOT, at=now,
-                                                 sha256=_sha256(body), body=body))
-        ids = list(items)
-        updated = 0
-        for start in range(0, len(ids), 900):
-            part = ids[start:start + 900]
-            updated += conn.execute(
-                events_t.update().where(events_t.c.id.in_(part), events_t.c.state == EventState.EN_ATTENTE.value)
-                .values(state=EventState.ENVOYE.value, envelope_id=envelope_id, updated_at=now)).rowcount
-        if updated != len(ids):  # another worker took some of them: start again from what is left
-            raise _Contended()
-        conn.execute(history_t.insert().from_select(
-            ["event_id", "state", "at", "cause", "code", "envelope_id", "run_id", "actor"],
-            sa.select(events_t.c.id, sa.literal(EventState.ENVOYE.value),
-                      sa.literal(now, type_=history_t.c.at.type), sa.literal(f"mis dans le lot {envelope_id}"),
-                      sa.literal(None, type_=sa.String), sa.literal(envelope_id),
-                      sa.literal(run_id, type_=sa.Integer), sa.literal(None, type_=sa.String))
-            .where(events_t.c.envelope_id == envelope_id)))
-        set_envelope_state(conn, envelope_id, EnvelopeState.SIGNE.value, now=now,
-                           cause=f"{len(ids)} événements signés")
-    keys = frozenset(f"{o.record['code_ml']}-{o.record['id_evenement']}" for o in items.values())
+        keys = frozenset(f"{o.record['code_ml']}-{o.record['id_evenement']}" for o in items.values())
+        return _store_sealed(conn, gw, envelope_id, list(items), keys, body, now=now, run_id=run_id,
+                             claimed_by=claimed_by)
+
+
+def _store_sealed(conn: Connection, gw: Gateway, envelope_id: str, ids: list[int], keys: frozenset[str],
+                  body: bytes, *, now: datetime, run_id: int | None, claimed_by: str | None) -> SealedEnvelope:
+    """Write a signed envelope, its document and its events' move to ``ENVOYE`` (with their history), in
+    ``conn``'s transaction; `_Contended` if another worker sealed some of those events meanwhile."""
+    settings = gw.settings
+    conn.execute(envelopes_t.insert().values(
+        id=envelope_id, run_id=run_id, state=EnvelopeState.SIGNE.value, event_count=len(ids),
+        byte_size=len(body), created_at=now, attempts=0, polls=0, claimed_by=claimed_by,
+        claimed_until=now + timedelta(seconds=settings.send_claim_seconds) if claimed_by else None))
+    conn.execute(documents_t.insert().values(envelope_id=envelope_id, kind=DOC_LOT, at=now,
+                                             sha256=_sha256(body), body=body))
+    updated = 0
+    for start in range(0, len(ids), 900):
+        part = ids[start:start + 900]
+        updated += conn.execute(
+            events_t.update().where(events_t.c.id.in_(part), events_t.c.state == EventState.EN_ATTENTE.value)
+            .values(state=EventState.ENVOYE.value, envelope_id=envelope_id, updated_at=now)).rowcount
+    if updated != len(ids):  # another worker took some of them: start again from what is left
+        raise _Contended()
+    conn.execute(history_t.insert().from_select(
+        ["event_id", "state", "at", "cause", "code", "envelope_id", "run_id", "actor"],
+        sa.select(events_t.c.id, sa.literal(EventState.ENVOYE.value),
+                  sa.literal(now, type_=history_t.c.at.type), sa.literal(f"mis dans le lot {envelope_id}"),
+                  sa.literal(None, type_=sa.String), sa.literal(envelope_id),
+                  sa.literal(run_id, type_=sa.Integer), sa.literal(None, type_=sa.String))
+        .where(events_t.c.envelope_id == envelope_id)))
+    set_envelope_state(conn, envelope_id, EnvelopeState.SIGNE.value, now=now,
+                       cause=f"{len(ids)} événements signés")
     log.info("envelope %s sealed: %d events, %d bytes", envelope_id, len(ids), len(body))
     return SealedEnvelope(envelope_id, keys, len(ids), len(body))
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The first pending events, read (not moved) for an envelope sealed out of the run's thread
+    (`gateway.pipeline.sealing`), then stored by `store_claim`. Each item is ``(key, version, operation,
+    xml_body, payload)``: the XML after the start tag as the reader wrote it, or else (None) the stored
+    payload to write it from."""
+
+    envelope_id: str
+    produced_at: datetime
+    ids: list[int]
+    keys: frozenset[str]
+    items: list[tuple[str, int, str, str | None, str | None]]
+
+
+def claim_pending(gw: Gateway, *, records: dict[str, Prepared] | None = None) -> Claim | None:
+    """Read the next envelope's worth of pending events (at most ``envelope_max_events``, oldest first),
+    taking their lines out of ``records`` (see `seal_next`); None when none is pending.
+
+    Nothing is written: the events stay ``EN_ATTENTE`` until `store_claim` moves them, under the guard
+    that they still are (optimistic: another instance sealing some of them meanwhile makes it fail)."""
+    settings = gw.settings
+    with gw.engine.connect() as conn:
+        rows = conn.execute(sa.select(events_t.c.id, events_t.c.key, events_t.c.version, events_t.c.operation,
+                                      events_t.c.payload)
+                            .where(events_t.c.state == EventState.EN_ATTENTE.value)
+                            .order_by(events_t.c.id).limit(settings.envelope_max_events)).all()
+    if not rows:
+        return None
+    known = records if records is not None else {}
+    ids, items = [], []
+    for event_id, key, version, operation, payload in rows:
+        line = known.pop(payload, None)
+        # its XML was written for the operation read: a cancellation stays one on the wire
+        body = line.xml_body if line is not None and (line.operation == "A") == (operation == "A") else None
+        ids.append(event_id)
+        items.append((key, version, operation, body, None if body is not None else payload))
+    now = gw.clock()
+    return Claim(str(uuid.uuid4()), now.astimezone(ZoneInfo(settings.timezone)), ids,
+                 frozenset(item[0] for item in items), items)
+
+
+def store_claim(gw: Gateway, claim: Claim, body: bytes, *, run_id: int | None,
+                claimed_by: str | None = None) -> SealedEnvelope | None:
+    """Store the envelope sealed from ``claim`` (`_store_sealed`); None, and nothing written, if another
+    worker sealed some of its events since they were read (they are sealed again from what is left)."""
+    try:
+        with gw.engine.begin() as conn:
+            return _store_sealed(conn, gw, claim.envelope_id, claim.ids, claim.keys, body, now=gw.clock(),
+                                 run_id=run_id, claimed_by=claimed_by)
+    except _Contended:
+        log.info("envelope %s not stored: another worker sealed some of its events meanwhile", claim.envelope_id)
+        return None
 
 
 _ALL_INVALID = ""  # every claimed event failed the XSD: nothing sealed, but more may be pending
@@ -236,13 +298,8 @@ def seal_pending(gw: Gateway, *, run_id: int | None, at_least: int = 1,
     """Seal envelopes while at least ``at_least`` events are pending (``at_least`` = N: full envelopes
     only, what a run does while it is still reading); calls ``on_sealed`` after each."""
     sealed: list[SealedEnvelope] = []
-    while at_least <= 1 or _pending_count(gw) >= at_least:
-        try:
-            envelope = seal_next(gw, run_id=run_id, claimed_by=claimed_by, records=records)
-        except _Contended:
-            continue
-        if envelope == _ALL_INVALID:
-            continue
+    while at_least <= 1 or pending_count(gw) >= at_least:
+        envelope = seal_one(gw, run_id=run_id, claimed_by=claimed_by, records=records)
         if envelope is None:
             break
         sealed.append(envelope)
@@ -251,7 +308,21 @@ def seal_pending(gw: Gateway, *, run_id: int | None, at_least: int = 1,
     return sealed
 
 
-def _pending_count(gw: Gateway) -> int:
+def seal_one(gw: Gateway, *, run_id: int | None, claimed_by: str | None = None,
+             records: dict[str, Prepared] | None = None) -> SealedEnvelope | None:
+    """`seal_next` until it stores an envelope (past claims lost to another worker, and claims whose
+    events all failed the XSD); None when nothing is pending."""
+    while True:
+        try:
+            envelope = seal_next(gw, run_id=run_id, claimed_by=claimed_by, records=records)
+        except _Contended:
+            continue
+        if envelope != _ALL_INVALID:
+            return envelope
+
+
+def pending_count(gw: Gateway) -> int:
+    """How many events are ``EN_ATTENTE`` (in no envelope yet), all runs together."""
     with gw.engine.connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(events_t).where(
             events_t.c.state == EventState.EN_ATTENTE.value)).scalar_one()

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -52,6 +53,7 @@ from gateway.pipeline.sending import release as release_claim
 from gateway.pipeline.sending import send_waiting
 from gateway.pipeline.ingest import IngestStats, ingest
 from gateway.pipeline.reading import ExportStream, Prepared
+from gateway.pipeline.sealing import PipelinedSealing, Sealer
 from gateway.preflight import PreflightConfig
 from gateway.store.models import envelopes_t, events_t, runs_t
 
@@ -84,6 +86,8 @@ class RunSummary:
     file_warnings: list[dict] = field(default_factory=list)
     #: The export reader process's peak RSS (MB) and CPU time (s), when the exports were read in one.
     reader: dict[str, float] = field(default_factory=dict)
+    #: The same for the sealing process, when the envelopes were sealed in one.
+    sealer: dict[str, float] = field(default_factory=dict)
 
     def top_rejects(self, n: int = 10) -> list[dict]:
         return [{"code": code, "label": RejectCode(code).label, "count": count}
@@ -99,6 +103,7 @@ class RunSummary:
             "states": dict(sorted(self.states.items())),
             "top_rejects": self.top_rejects(), "durations": {k: round(v, 3) for k, v in self.durations.items()},
             "sending_paused": self.sending_paused, "file_warnings": self.file_warnings, "reader": self.reader,
+            "sealer": self.sealer,
             **({"would_send": self.would_send} if self.dry_run else {}),
         }
 
@@ -200,42 +205,90 @@ def _real_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress
     if switch.paused:  # read and seal (the outbox fills up), send nothing: gateway.pipeline.pause
         summary.sending_paused = switch.as_dict()
         log.warning("run %d: %s; reading and sealing only, nothing is sent", summary.run_id, switch.describe())
-    with _timed(summary, "reprise"):  # claimed one by one: another instance may be sending some of them
-        if not switch.paused:
-            resumed = send_waiting(gw, run_id=summary.run_id, check=check)
-            summary.sending["reprises"] += resumed.sent
-    full = gw.settings.envelope_max_events
-    # Lines stored by this run, by payload, with their XML written by the reader: sealing takes them
-    # from here rather than writing the XML again. Drained as envelopes are sealed (each chunk), so it
-    # stays near one envelope's worth; cleared if it ever grows past a few (events claimed by another
-    # instance).
-    records: dict[str, Prepared] = {}
-    with _Dispatcher(gw, summary, poll_reports=wait_for_reports) as dispatcher:
-        def seal(at_least: int, *, reading: bool) -> None:
-            check()
-            with _timed(summary, "scellement"):
-                sealed = dispatch.seal_pending(gw, run_id=summary.run_id, at_least=at_least,
-                                               on_sealed=None if switch.paused else dispatcher.submit,
-                                               claimed_by=None if switch.paused else gw.instance_id,
-                                               records=records)
-            if len(records) > 4 * full:
-                records.clear()
-            if switch.paused:
-                summary.sending["scelles_non_envoyes"] += len(sealed)
-            with _timed(summary, "envoi"):
-                dispatcher.catch_up(more_to_seal=reading)
-
-        started = time.perf_counter()
-        _ingest_files(gw, inputs, summary, progress, on_chunk=lambda stats: seal(full, reading=True),
-                      records=records)
-        seal(1, reading=False)
-        summary.durations["lecture"] = (time.perf_counter() - started - summary.durations.get("scellement", 0.0)
-                                        - summary.durations.get("envoi", 0.0))
-        with _timed(summary, "envoi"):
-            dispatcher.wait_for_receipts(progress)
+    sealer = _start_sealer(gw, inputs)  # it starts while the run resumes and starts reading
+    try:
+        with _timed(summary, "reprise"):  # claimed one by one: another instance may be sending some of them
+            if not switch.paused:
+                resumed = send_waiting(gw, run_id=summary.run_id, check=check)
+                summary.sending["reprises"] += resumed.sent
+        # Lines stored by this run, by payload, with their XML written by the reader: sealing takes them
+        # from here rather than writing the XML again. Drained as envelopes are sealed (each chunk), so
+        # it stays near one envelope's worth; cleared if it ever grows past a few (events claimed by
+        # another instance).
+        records: dict[str, Prepared] = {}
+        with _Dispatcher(gw, summary, poll_reports=wait_for_reports) as dispatcher:
+            _read_seal_send(gw, inputs, summary, progress, check, switch, dispatcher, records, sealer)
+    finally:
+        if sealer is not None:
+            sealer.close()
+            summary.sealer = sealer.stats
     if wait_for_reports:
         with _timed(summary, "comptes_rendus"):
             _wait_for_reports(gw, summary, progress)
+
+
+#: Bytes a Parcours 3 event takes at the least in an export (~200 on average, with its empty fields): what
+#: tells, before reading them, whether the exports hold two envelopes' worth.
+MIN_EVENT_BYTES = 100
+
+
+def _start_sealer(gw: Gateway, inputs: Sequence[Path]) -> Sealer | None:
+    """The sealing process (`gateway.pipeline.sealing`), started now so that it is ready by the first
+    envelope; None when sealing stays in the run's thread: ``seal_in_subprocess`` is false, the exports
+    hold less than two envelopes' worth (nothing to seal while storing), or it cannot start."""
+    settings = gw.settings
+    if not settings.seal_in_subprocess or os.name != "posix":
+        return None
+    size = 0
+    for path in inputs:
+        try:
+            size += Path(path).stat().st_size
+        except OSError:  # reported by the reading
+            pass
+    if size < 2 * settings.envelope_max_events * MIN_EVENT_BYTES:
+        return None
+    sealer = Sealer(gw)
+    try:
+        sealer.__enter__()
+    except OSError as exc:
+        log.warning("sealing process not started, the run seals in its own thread: %s", exc)
+        return None
+    return sealer
+
+
+def _read_seal_send(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress: Progress,
+                    check: Callable[[], None], switch: pause.SendingState, dispatcher: _Dispatcher,
+                    records: dict[str, Prepared], sealer: Sealer | None) -> None:
+    """Steps 2 and 3: read and store the exports, sealing full envelopes as they fill up and sending
+    each one as soon as it is sealed; then seal what is left, and wait for the receipts."""
+    full = gw.settings.envelope_max_events
+    on_sealed = None if switch.paused else dispatcher.submit
+    claimed_by = None if switch.paused else gw.instance_id
+    pipelined = (PipelinedSealing(gw, sealer, run_id=summary.run_id, claimed_by=claimed_by, records=records,
+                                  on_sealed=on_sealed) if sealer is not None else None)
+    def seal(at_least: int, *, reading: bool) -> None:
+        check()
+        with _timed(summary, "scellement"):
+            if pipelined is not None:
+                sealed = pipelined.advance(at_least, finish=not reading)
+            else:
+                sealed = dispatch.seal_pending(gw, run_id=summary.run_id, at_least=at_least,
+                                               on_sealed=on_sealed, claimed_by=claimed_by, records=records)
+        if len(records) > 4 * full:
+            records.clear()
+        if switch.paused:
+            summary.sending["scelles_non_envoyes"] += len(sealed)
+        with _timed(summary, "envoi"):
+            dispatcher.catch_up(more_to_seal=reading)
+
+    started = time.perf_counter()
+    _ingest_files(gw, inputs, summary, progress, on_chunk=lambda stats: seal(full, reading=True),
+                  records=records)
+    seal(1, reading=False)
+    summary.durations["lecture"] = (time.perf_counter() - started - summary.durations.get("scellement", 0.0)
+                                    - summary.durations.get("envoi", 0.0))
+    with _timed(summary, "envoi"):
+        dispatcher.wait_for_receipts(progress)
 
 
 #: Envelopes on the wire at once, by default (``send_workers``). Two: DUDE can check the signature and
