@@ -388,8 +388,9 @@ def print_one(result: dict) -> None:
     print(f"plancher (lxml construction + XSD + signxml + executemany) : {f['seconds']:.3f} s "
           f"(construction {f['construction']:.3f}, XSD {f['xsd']:.3f}, signature {f['signature']:.3f}, "
           f"executemany {f['executemany']:.3f})")
-    print(f"rapport nuit / plancher : {result['ratio']:.2f} ; CPU de la passerelle (sans le lecteur) / plancher : "
-          f"{n['cpu_seconds'] / f['seconds']:.2f}")
+    sealing_cpu = (n.get("sealer") or {}).get("cpu_seconds") or 0.0
+    print(f"rapport nuit / plancher : {result['ratio']:.2f} ; CPU de la passerelle et de son scellement (sans le "
+          f"lecteur) / plancher : {(n['cpu_seconds'] + sealing_cpu) / f['seconds']:.2f}")
 
 
 def print_scale(results: list[dict]) -> None:
