@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
+import pytest
 import sqlalchemy as sa
 from lxml import etree
 
@@ -23,6 +24,10 @@ from gateway.preflight import PreflightConfig
 from gateway.store.models import DOC_LOT, documents_t, events_t
 from tests.factories import p3_line, write_export
 from tests.tools import xmllint_validates, xmlsec1_verifies
+
+#: Each test takes seconds; a bug that loops between the run and its child should fail fast, not at
+#: pytest-timeout's default 600 s.
+pytestmark = pytest.mark.timeout(120)
 
 TYPES = list(EventType)
 
