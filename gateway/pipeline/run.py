@@ -7,7 +7,8 @@ Order of work, each step safe to repeat after a crash:
    the reading and pre-flight run in a child process, ahead of the storing (`gateway.pipeline.reading`);
 3. seal pending events into signed envelopes as soon as a full envelope's worth is stored (while the
    rest of the exports is still being read), then what is left, and send each one as soon as it is
-   sealed;
+   sealed; the XML, the XSD check and the signature are done in another child process, while the run
+   stores the next lines (`gateway.pipeline.sealing`);
 4. poll for the reports until every envelope of the run is settled or ``report_wait_seconds`` pass
    (later polls, by the scheduler or the next run, pick up the rest);
 5. record the run's counts and outcome.
@@ -266,6 +267,7 @@ def _read_seal_send(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, pr
     claimed_by = None if switch.paused else gw.instance_id
     pipelined = (PipelinedSealing(gw, sealer, run_id=summary.run_id, claimed_by=claimed_by, records=records,
                                   on_sealed=on_sealed) if sealer is not None else None)
+
     def seal(at_least: int, *, reading: bool) -> None:
         check()
         with _timed(summary, "scellement"):
