@@ -120,6 +120,21 @@ def prepare(outcome: Outcome | Prepared, *, stored: tuple[dict[str, Any], str] |
                     outcome.source_line, event_body(record, cancels=operation == "A") if with_xml else None)
 
 
+def start_child(module: str, *fds: int, stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
+    """A fresh interpreter (not a fork: see above) running ``module.serve()`` with ``fds``, its ends of our
+    pipes, as arguments; they are closed here once it has them, so that its death, or ours, ends the other's
+    reads (EOFError). It imports the very code the run imported (a checkout on ``sys.path``, or the
+    installed package). The export reader's and the sealing process's (`gateway.pipeline.sealing`)."""
+    here = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
+    try:
+        return subprocess.Popen([sys.executable, "-c", f"from {module} import serve; serve()", *map(str, fds)],
+                                stdin=stdin, pass_fds=fds, close_fds=True, env=env)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 class ExportStream:
     """The exports of one run, read in order; ``with ExportStream(...) as stream: for path, items in stream``.
 
@@ -155,15 +170,7 @@ class ExportStream:
     def _start(self) -> None:
         read_fd, write_fd = os.pipe()
         self._conn = Connection(read_fd, writable=False)
-        # The child imports the very code the run imported (a checkout on sys.path, or the installed package).
-        here = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
-        try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-c", "from gateway.pipeline.reading import serve; serve()", str(write_fd)],
-                stdin=subprocess.PIPE, pass_fds=(write_fd,), close_fds=True, env=env)
-        finally:
-            os.close(write_fd)  # the child's alone: its end, or its death, ends our reads (EOFError)
+        self._process = start_child("gateway.pipeline.reading", write_fd, stdin=subprocess.PIPE)
         with self._process.stdin as orders:  # our own pickle, read by our own code
             pickle.dump((self.paths, self.config, self.encoding, self.with_xml), orders)
         self._pump = threading.Thread(target=self._drain, name="export-reader-pipe", daemon=True)

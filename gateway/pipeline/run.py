@@ -248,13 +248,11 @@ def _start_sealer(gw: Gateway, inputs: Sequence[Path]) -> Sealer | None:
             pass
     if size < 2 * settings.envelope_max_events * MIN_EVENT_BYTES:
         return None
-    sealer = Sealer(gw)
     try:
-        sealer.__enter__()
+        return Sealer(gw).start()
     except OSError as exc:
         log.warning("sealing process not started, the run seals in its own thread: %s", exc)
         return None
-    return sealer
 
 
 def _read_seal_send(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress: Progress,

@@ -31,14 +31,12 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from pathlib import Path
 
 from gateway.context import Gateway
 from gateway.pipeline import dispatch
-from gateway.pipeline.reading import Prepared
+from gateway.pipeline.reading import Prepared, start_child
 
 log = logging.getLogger("gateway.sealing")
 
@@ -63,34 +61,26 @@ class Sealer:
         self._answers: Connection | None = None
 
     def __enter__(self) -> Sealer:
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-        return self
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _start(self) -> None:
-        orders_r, orders_w = os.pipe()
-        answers_r, answers_w = os.pipe()
-        self._orders = Connection(orders_w, readable=False)
-        self._answers = Connection(answers_r, writable=False)
-        here = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
+    def start(self) -> Sealer:
+        """Start the child and hand it the signing key's files; closes everything again if that fails."""
         try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-c", "from gateway.pipeline.sealing_child import serve; serve()", str(orders_r),
-                 str(answers_w)], pass_fds=(orders_r, answers_w), close_fds=True, env=env,
-                stdin=subprocess.DEVNULL)
-        finally:  # the child's ends: its death, or ours, ends the other's reads
-            os.close(orders_r)
-            os.close(answers_w)
-        s = self.gw.settings
-        self._orders.send((str(s.gateway_key_file), str(s.gateway_cert_file), s.key_password_bytes(),
-                           s.sender_code, s.recipient_code))
+            orders_r, orders_w = os.pipe()
+            answers_r, answers_w = os.pipe()
+            self._orders = Connection(orders_w, readable=False)
+            self._answers = Connection(answers_r, writable=False)
+            self._process = start_child("gateway.pipeline.sealing_child", orders_r, answers_w)
+            s = self.gw.settings
+            self._orders.send((str(s.gateway_key_file), str(s.gateway_cert_file), s.key_password_bytes(),
+                               s.sender_code, s.recipient_code))
+        except BaseException:
+            self.close()
+            raise
+        return self
 
     def submit(self, claim: dispatch.Claim) -> None:
         try:
@@ -195,15 +185,10 @@ class PipelinedSealing:
         except SealerGone as exc:
             self._lost(exc)
             body = None
-        if body is not None:
-            stored = dispatch.store_claim(self.gw, claim, body, run_id=self.run_id, claimed_by=self.claimed_by)
-            if stored is None:
-                return []
-            if self.on_sealed:
-                self.on_sealed(stored)
-            return [stored]
-        # Sealed here instead: its events are the first pending ones again (nothing else was claimed).
-        envelope = dispatch.seal_one(self.gw, run_id=self.run_id, claimed_by=self.claimed_by)
+        if body is not None:  # None back: another worker sealed some of its events, the rest are claimed again
+            envelope = dispatch.store_claim(self.gw, claim, body, run_id=self.run_id, claimed_by=self.claimed_by)
+        else:  # sealed here instead: its events are the first pending ones again (nothing else was claimed)
+            envelope = dispatch.seal_one(self.gw, run_id=self.run_id, claimed_by=self.claimed_by)
         if envelope is None:
             return []
         if self.on_sealed:

@@ -136,15 +136,15 @@ def test_a_sealing_process_that_dies_loses_nothing_and_sends_nothing_twice(gw, e
 
 def test_the_child_is_gone_once_the_run_is_over(gw, tmp_path: Path, monkeypatch):
     started, processes = [], []
-    enter = Sealer.__enter__
+    start = Sealer.start
 
     def remember(self):
         started.append(self)
-        entered = enter(self)
+        sealer = start(self)
         processes.append(self._process)
-        return entered
+        return sealer
 
-    monkeypatch.setattr(Sealer, "__enter__", remember)
+    monkeypatch.setattr(Sealer, "start", remember)
     run_batch(gw, [write_export(tmp_path / "P3_69001_20261128.csv", lines(120))])
     (sealer,), (process,) = started, processes
     assert process is not None and process.poll() is not None  # it left (or was made to) with the run
