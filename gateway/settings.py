@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     recipient_code: str = Field("DUDE", pattern=r"^[A-Z0-9_-]{1,20}$", description="`Destinataire` of every envelope.")
     # 2,000 rather than 5,000: DUDE can start on the first envelope sooner, keeps pace during the night
     # instead of checking a backlog of big envelopes at its end, and the last report comes sooner.
-    # Measured on a 20,000 night (bench/HISTORY.md, 2026-11-30): the night over its CPU bound 1.27 -> 1.20,
+    # Measured on a 20,000 night (bench/HISTORY.md, 2026-11-30): the night over its CPU bound 1.27 -> 1.21,
     # a tenth less wall time; the signatures, receipts and reports of 6 more envelopes cost less than that.
     envelope_max_events: int = Field(2000, ge=1, le=100_000, description="Events per envelope, at most.")
 
