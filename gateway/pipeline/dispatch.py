@@ -119,12 +119,8 @@ def seal_next(gw: Gateway, *, run_id: int | None, claimed_by: str | None = None,
         loads, known = orjson.loads, (records if records is not None else {})
         items = {}
         for event_id, version, operation, payload in rows:
-            line = known.pop(payload, None)
-            if line is None:
-                items[event_id] = OutgoingEvent(loads(payload), version, operation)
-            else:  # its XML was written for the operation read: a cancellation stays one on the wire
-                items[event_id] = OutgoingEvent(line.decoded_record(), version, operation, line.xml_body
-                                                if (line.operation == "A") == (operation == "A") else None)
+            items[event_id] = OutgoingEvent(loads(payload), version, operation,
+                                            _reader_xml(known.pop(payload, None), operation))
         produced_at = now.astimezone(ZoneInfo(settings.timezone))
         while True:
             try:
@@ -150,6 +146,15 @@ def seal_next(gw: Gateway, *, run_id: int | None, claimed_by: str | None = None,
         keys = frozenset(f"{o.record['code_ml']}-{o.record['id_evenement']}" for o in items.values())
         return _store_sealed(conn, gw, envelope_id, list(items), keys, body, now=now, run_id=run_id,
                              claimed_by=claimed_by)
+
+
+def _reader_xml(line: Prepared | None, operation: str) -> str | None:
+    """The XML the reader wrote for a stored line (`Prepared.xml_body`), if it fits the operation going on
+    the wire: it was written for the operation read, and a cancellation must stay one (a ``C`` read may
+    go out as ``M``: same body). None when there is no such line: sealing writes the XML itself."""
+    if line is None or (line.operation == "A") != (operation == "A"):
+        return None
+    return line.xml_body
 
 
 def _store_sealed(conn: Connection, gw: Gateway, envelope_id: str, ids: list[int], keys: frozenset[str],
@@ -215,9 +220,7 @@ def claim_pending(gw: Gateway, *, records: dict[str, Prepared] | None = None) ->
     known = records if records is not None else {}
     ids, items = [], []
     for event_id, key, version, operation, payload in rows:
-        line = known.pop(payload, None)
-        # its XML was written for the operation read: a cancellation stays one on the wire
-        body = line.xml_body if line is not None and (line.operation == "A") == (operation == "A") else None
+        body = _reader_xml(known.pop(payload, None), operation)
         ids.append(event_id)
         items.append((key, version, operation, body, None if body is not None else payload))
     now = gw.clock()
