@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gateway.errors import ConfigurationError, GatewayError
+from gateway.errors import ConfigurationError, GatewayError, StoreMissing
 from gateway.settings import Settings
 
 console = Console(stderr=False)
@@ -40,6 +40,36 @@ def load_settings(**overrides: Any) -> Settings:
         raise fail(ConfigurationError(f"réglages invalides : {problems}")) from None
 
 
+def open_store(data_dir: Path | None, *, existing: bool):
+    """The store's engine (``--data-dir``, ``GATEWAY_DATA_DIR`` or ``GATEWAY_DATABASE_URL``), its schema up to date.
+
+    Why ``existing``: SQLite creates a database wherever it is pointed, so a mistyped ``--data-dir`` used to
+    answer "0 rejects", "no envelope" or "sending active" from an empty store made on the spot, which at
+    2 a.m. reads like a quiet night. Commands that only look or undo (``rejects``, ``envelopes``,
+    ``sending status`` and ``resume``, ``clients list`` and ``revoke``) pass ``existing=True`` and end with
+    ``Erreur STORE_MISSING`` (exit code 2) naming the file they looked for. Commands that set something up
+    before a first night (``sending pause``, ``clients create``) may create the store, and say so on stderr
+    with its path. A server database (PostgreSQL) is the operator's to create: it is used as it is.
+    """
+    from sqlalchemy.engine import make_url
+
+    from gateway.store.db import create_schema, make_engine
+
+    url = load_settings(data_dir=data_dir).db_url
+    database = make_url(url).database if url.startswith("sqlite") else None
+    missing = bool(database) and database != ":memory:" and not Path(database).exists()
+    if missing and existing:
+        raise fail(StoreMissing(f"aucune base de la passerelle à {database} : vérifier --data-dir (ou "
+                                "GATEWAY_DATA_DIR, GATEWAY_DATABASE_URL) ; la première nuit la crée "
+                                "(gateway run, gateway demo)."))
+    engine = make_engine(url)
+    create_schema(engine)
+    if missing:
+        err_console.print(f"[yellow]Base créée[/] : {escape(str(database))} (il n'y en avait pas : si la "
+                          "passerelle en a une ailleurs, vérifier --data-dir)", highlight=False, soft_wrap=True)
+    return engine
+
+
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -61,7 +91,9 @@ def print_json(value: Any) -> None:
 
 
 def fail(exc: GatewayError) -> typer.Exit:
-    err_console.print(f"[bold red]Erreur {exc.code}[/] : {exc.message}")
+    """Print ``Erreur CODE : message`` on stderr, on one line (paths and commands in it stay whole, to copy),
+    and return the exit (code 2) to raise."""
+    err_console.print(f"[bold red]Erreur {exc.code}[/] : {escape(exc.message)}", soft_wrap=True)
     return typer.Exit(code=2)
 
 

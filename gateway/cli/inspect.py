@@ -9,17 +9,10 @@ import sqlalchemy as sa
 import typer
 from rich.table import Table
 
-from gateway.cli.common import DataDirOpt, JsonOpt, console, err_console, load_settings, print_json
+from gateway.cli.common import DataDirOpt, JsonOpt, console, err_console, open_store, print_json
 from gateway.codes import RejectCode
-from gateway.store.db import create_schema, make_engine
 from gateway.store.models import DOC_LOT, DOC_RECEIPT, DOC_REPORT, envelopes_t
 from gateway.store.queries import REJECTED_STATES, EventFilter, envelope_document, list_envelopes, list_events
-
-
-def _engine(data_dir):
-    engine = make_engine(load_settings(data_dir=data_dir).db_url)
-    create_schema(engine)
-    return engine
 
 
 def rejects(
@@ -37,7 +30,7 @@ def rejects(
             err_console.print(f"[red]Code inconnu[/] {code} : codes L01…L07, E01…E10")
             raise typer.Exit(code=2) from None
     flt = EventFilter(states=REJECTED_STATES, reject_code=code.upper() if code else None, code_ml=ml)
-    with _engine(data_dir).connect() as conn:
+    with open_store(data_dir, existing=True).connect() as conn:
         rows = list_events(conn, flt, limit=limit)
     items = [{"key": r.key, "version": r.version, "state": r.state, "code": r.reject_code,
               "label": RejectCode(r.reject_code).label if r.reject_code else None,
@@ -68,7 +61,7 @@ def envelopes_list(
     json_out: JsonOpt = False,
 ) -> None:
     """Envelopes, newest first: state, events, attempts, report counts."""
-    with _engine(data_dir).connect() as conn:
+    with open_store(data_dir, existing=True).connect() as conn:
         rows = list_envelopes(conn, limit=limit)
     items = [{"id": r.id, "state": r.state, "events": r.event_count, "bytes": r.byte_size,
               "attempts": r.attempts, "created_at": r.created_at.isoformat(), "reject_code": r.reject_code,
@@ -96,7 +89,7 @@ def envelopes_show(
     if document not in kinds:
         err_console.print(f"[red]--document[/] : lot, accuse ou compte-rendu, pas {document}")
         raise typer.Exit(code=2)
-    with _engine(data_dir).connect() as conn:
+    with open_store(data_dir, existing=True).connect() as conn:
         exists = conn.execute(sa.select(envelopes_t.c.id).where(envelopes_t.c.id == envelope_id)).first()
         body = envelope_document(conn, envelope_id, kinds[document]) if exists else None
     if body is None:

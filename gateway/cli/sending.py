@@ -11,19 +11,11 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import DataDirOpt, JsonOpt, console, fail, load_settings, print_json
+from gateway.cli.common import DataDirOpt, JsonOpt, console, fail, open_store, print_json
 from gateway.errors import GatewayError
 
 sending_app = typer.Typer(help="Pause or resume all sending to DUDE (every instance sharing the store).",
                           no_args_is_help=True)
-
-
-def _engine(data_dir):
-    from gateway.store.db import create_schema, make_engine
-
-    engine = make_engine(load_settings(data_dir=data_dir).db_url)
-    create_schema(engine)
-    return engine
 
 
 def _actor() -> str:
@@ -56,7 +48,7 @@ def sending_pause(
     from gateway.store.models import utcnow
 
     try:
-        state = pause(_engine(data_dir), by=_actor(), reason=reason, now=utcnow())
+        state = pause(open_store(data_dir, existing=False), by=_actor(), reason=reason, now=utcnow())
     except GatewayError as exc:
         raise fail(exc) from exc
     _show(state, json_out)
@@ -73,7 +65,7 @@ def sending_resume(
     from gateway.store.models import utcnow
 
     try:
-        state = resume(_engine(data_dir), by=_actor(), reason=reason, now=utcnow())
+        state = resume(open_store(data_dir, existing=True), by=_actor(), reason=reason, now=utcnow())
     except GatewayError as exc:
         raise fail(exc) from exc
     _show(state, json_out)
@@ -84,4 +76,4 @@ def sending_status(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> No
     """Whether sending is paused, since when, by whom and why."""
     from gateway.pipeline.pause import current
 
-    _show(current(_engine(data_dir)), json_out)
+    _show(current(open_store(data_dir, existing=True)), json_out)

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from gateway.cli.common import (
-    DataDirOpt, JsonOpt, console, err_console, fail, load_settings, print_json, warn_unsafe_keys,
+    DataDirOpt, JsonOpt, console, err_console, fail, load_settings, open_store, print_json, warn_unsafe_keys,
 )
 from gateway.errors import GatewayError
 
@@ -62,14 +62,6 @@ def serve(
         gw.close()
 
 
-def _engine(data_dir):
-    from gateway.store.db import create_schema, make_engine
-
-    engine = make_engine(load_settings(data_dir=data_dir).db_url)
-    create_schema(engine)
-    return engine
-
-
 @clients_app.command("create")
 def clients_create(
     name: Annotated[str, typer.Option(help="A name for the client (unique), e.g. the partner system's.")],
@@ -88,7 +80,8 @@ def clients_create(
     except ValueError:
         raise typer.BadParameter("admin, support ou partner", param_hint="--role") from None
     try:
-        info, token = create_client(_engine(data_dir), name=name, role=chosen, ml_codes=ml or [], now=utcnow())
+        info, token = create_client(open_store(data_dir, existing=False), name=name, role=chosen,
+                                    ml_codes=ml or [], now=utcnow())
     except GatewayError as exc:
         raise fail(exc) from exc
     if json_out:
@@ -105,7 +98,7 @@ def clients_list(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None
     """Clients, with their role, missions locales and whether they are revoked (never their token)."""
     from gateway.api.auth import list_clients
 
-    with _engine(data_dir).connect() as conn:
+    with open_store(data_dir, existing=True).connect() as conn:
         clients = list_clients(conn)
     if json_out:
         print_json({"count": len(clients), "clients": [c.as_dict() for c in clients]})
@@ -129,7 +122,7 @@ def clients_revoke(
     from gateway.store.models import utcnow
 
     try:
-        changed = revoke_client(_engine(data_dir), client_id, now=utcnow())
+        changed = revoke_client(open_store(data_dir, existing=True), client_id, now=utcnow())
     except GatewayError as exc:
         err_console.print(f"[red]Introuvable[/] : {exc.message}")
         raise typer.Exit(code=1) from exc

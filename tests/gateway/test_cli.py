@@ -105,6 +105,26 @@ def test_unknown_envelope_is_a_clear_error(demo) -> None:
     assert proc.returncode == 1 and "Introuvable" in proc.stderr.decode()
 
 
+LOOKING = [["rejects"], ["envelopes", "list"], ["envelopes", "show", "00000000-0000-4000-8000-000000000000"],
+           ["sending", "status"], ["sending", "resume"], ["clients", "list"], ["clients", "revoke", "1"]]
+
+
+@pytest.mark.parametrize("command", LOOKING, ids=lambda c: " ".join(c[:2]))
+def test_a_mistyped_data_dir_is_said_rather_than_shown_as_an_empty_store(command, demo, tmp_path: Path) -> None:
+    """At 2 a.m., `--data-dir /var/lib/gatway` must not answer "0 rejects" from a store made on the spot."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    real, _ = demo
+    mistyped = tmp_path / real.name
+    result = CliRunner(env={"GATEWAY_DATA_DIR": None, "GATEWAY_DATABASE_URL": None}).invoke(
+        app, [*command, "--data-dir", str(mistyped)])
+    said = " ".join(result.stderr.split())  # rich wraps long lines
+    assert result.exit_code == 2 and "STORE_MISSING" in said and str(mistyped / "gateway.db") in said
+    assert not mistyped.exists()
+
+
 def test_a_setting_out_of_range_is_a_clear_error_naming_the_variable(tmp_path: Path) -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}, "GATEWAY_API_WORKERS": "0",
            "GATEWAY_KEY_PASSWORD": "un-secret-a-ne-pas-afficher"}

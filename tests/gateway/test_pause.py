@@ -16,6 +16,7 @@ from adapters.dude.emulator.app import mock_transport
 from gateway.cli import app
 from gateway.pipeline import dispatch, pause, reconcile
 from gateway.pipeline.run import run_batch
+from gateway.store.db import create_schema, make_engine
 from gateway.store.models import audit_t, envelopes_t
 from tests.backends import on_both_backends
 from tests.factories import p3_line, write_export
@@ -127,6 +128,11 @@ def test_gateway_sending_pause_resume_status(settings, tmp_path) -> None:
     runner = CliRunner()
     data = ["--data-dir", str(settings.data_dir)]
     env = {"GATEWAY_DATABASE_URL": settings.database_url} if settings.database_url else {}
+    if not settings.database_url:  # no store in that folder yet: said, and none made on the spot
+        missing = runner.invoke(app, ["sending", "status", *data], env=env)
+        assert missing.exit_code == 2 and "STORE_MISSING" in missing.stderr
+        assert not (settings.data_dir / "gateway.db").exists()
+    create_schema(make_engine(settings.db_url))
     status = runner.invoke(app, ["sending", "status", *data, "--json"], env=env)
     assert status.exit_code == 0 and '"paused": false' in status.stdout
     refused = runner.invoke(app, ["sending", "pause", *data], env=env)

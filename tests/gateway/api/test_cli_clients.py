@@ -28,7 +28,8 @@ def test_a_token_is_printed_once_and_only_its_hash_is_kept(tmp_path) -> None:
     made = cli("clients", "create", "--name", "ml-lyon", "--role", "partner", "--ml", "69001", "--ml", "69002",
                "--data-dir", data, "--json")
     assert made.exit_code == 0, made.output
-    created = json.loads(made.output)
+    assert "Base créée" in made.stderr  # a first command that sets something up says it made the store
+    created = json.loads(made.stdout)
     token = created["token"]
     assert token.startswith("p3g_") and len(token) >= 40 and created["ml_codes"] == ["69001", "69002"]
 
