@@ -46,28 +46,42 @@ def open_store(data_dir: Path | None, *, existing: bool):
     Why ``existing``: SQLite creates a database wherever it is pointed, so a mistyped ``--data-dir`` used to
     answer "0 rejects", "no envelope" or "sending active" from an empty store made on the spot, which at
     2 a.m. reads like a quiet night. Commands that only look or undo (``rejects``, ``envelopes``,
-    ``sending status`` and ``resume``, ``clients list`` and ``revoke``) pass ``existing=True`` and end with
-    ``Erreur STORE_MISSING`` (exit code 2) naming the file they looked for. Commands that set something up
-    before a first night (``sending pause``, ``clients create``) may create the store, and say so on stderr
-    with its path. A server database (PostgreSQL) is the operator's to create: it is used as it is.
+    ``sending status`` and ``resume``, ``clients list`` and ``revoke``; ``schedule show`` and ``db current``
+    through `require_store`) pass ``existing=True`` and end with ``Erreur STORE_MISSING`` (exit code 2)
+    naming the file they looked for. Commands that set something up before a first night (``sending
+    pause``, ``clients create``) may create the store, and say so on stderr with its path. A server
+    database (PostgreSQL) is the operator's to create: it is used as it is.
     """
-    from sqlalchemy.engine import make_url
-
     from gateway.store.db import create_schema, make_engine
 
-    url = load_settings(data_dir=data_dir).db_url
-    database = make_url(url).database if url.startswith("sqlite") else None
-    missing = bool(database) and database != ":memory:" and not Path(database).exists()
+    settings = load_settings(data_dir=data_dir)
+    missing = missing_store(settings)
     if missing and existing:
-        raise fail(StoreMissing(f"aucune base de la passerelle à {database} : vérifier --data-dir (ou "
-                                "GATEWAY_DATA_DIR, GATEWAY_DATABASE_URL) ; la première nuit la crée "
-                                "(gateway run, gateway demo)."))
-    engine = make_engine(url)
+        require_store(settings)
+    engine = make_engine(settings.db_url)
     create_schema(engine)
     if missing:
-        err_console.print(f"[yellow]Base créée[/] : {escape(str(database))} (il n'y en avait pas : si la "
-                          "passerelle en a une ailleurs, vérifier --data-dir)", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]Base créée[/] : {escape(missing)} (il n'y en avait pas : si la passerelle "
+                          "en a une ailleurs, vérifier --data-dir)", highlight=False, soft_wrap=True)
     return engine
+
+
+def missing_store(settings: Settings) -> str | None:
+    """The SQLite file the settings name, if it does not exist (None for a server database)."""
+    from sqlalchemy.engine import make_url
+
+    url = settings.db_url
+    database = make_url(url).database if url.startswith("sqlite") else None
+    return database if database and database != ":memory:" and not Path(database).exists() else None
+
+
+def require_store(settings: Settings) -> None:
+    """End the command with ``Erreur STORE_MISSING`` if the settings name a SQLite file that does not exist."""
+    missing = missing_store(settings)
+    if missing:
+        raise fail(StoreMissing(f"aucune base de la passerelle à {missing} : vérifier --data-dir (ou "
+                                "GATEWAY_DATA_DIR, GATEWAY_DATABASE_URL) ; la première nuit la crée "
+                                "(gateway run, gateway demo), ou gateway db upgrade."))
 
 
 def setup_logging(verbose: bool = False) -> None:

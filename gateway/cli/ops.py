@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gateway.cli.common import DataDirOpt, JsonOpt, console, fail, load_settings, print_json
+from gateway.cli.common import DataDirOpt, JsonOpt, console, fail, load_settings, print_json, require_store
 from gateway.errors import GatewayError
 
 schedule_app = typer.Typer(help="The jobs `gateway serve` runs on schedule.", no_args_is_help=True)
@@ -29,6 +29,7 @@ def schedule_show(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> Non
     from gateway.scheduler import stored_jobs
 
     settings = load_settings(data_dir=data_dir)
+    require_store(settings)  # only looks: never makes an empty store (gateway.cli.common.open_store)
     try:
         gw = Gateway.open(settings)
         try:
@@ -91,7 +92,9 @@ def db_current(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
     from gateway.store.db import make_engine
     from gateway.store.migrate import current, head
 
-    engine = make_engine(load_settings(data_dir=data_dir).db_url)
+    settings = load_settings(data_dir=data_dir)
+    require_store(settings)  # only looks: never makes an empty store (gateway.cli.common.open_store)
+    engine = make_engine(settings.db_url)
     try:
         found = current(engine)
     except GatewayError as exc:

@@ -106,7 +106,8 @@ def test_unknown_envelope_is_a_clear_error(demo) -> None:
 
 
 LOOKING = [["rejects"], ["envelopes", "list"], ["envelopes", "show", "00000000-0000-4000-8000-000000000000"],
-           ["sending", "status"], ["sending", "resume"], ["clients", "list"], ["clients", "revoke", "1"]]
+           ["sending", "status"], ["sending", "resume"], ["clients", "list"], ["clients", "revoke", "1"],
+           ["schedule", "show"], ["db", "current"]]
 
 
 @pytest.mark.parametrize("command", LOOKING, ids=lambda c: " ".join(c[:2]))
