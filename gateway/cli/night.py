@@ -66,7 +66,11 @@ def run(
     """Run a batch over Parcours 3 exports against the configured DUDE endpoint (GATEWAY_DUDE_URL).
 
     One run at a time across every instance sharing the store: while another holds the run lease, this
-    one is refused (RUN_IN_PROGRESS)."""
+    one is refused (RUN_IN_PROGRESS).
+
+    Exit code: 0 done; 1 an export was refused whole; 2 the run could not go on (an error, said on
+    stderr); 3 done, but some envelopes got no receipt from DUDE after every attempt: they are kept and
+    sent again (same IdLot) by the next run or the scheduler."""
     from gateway.nightly import run_exclusive, run_night
 
     if now == bool(inputs):
@@ -97,6 +101,10 @@ def run(
         print_json(summary.as_dict())
     else:
         render_summary(summary, console, title="Exécution")
+    if summary.undelivered:
+        err_console.print(f"[yellow]{summary.undelivered} lot(s) non acquitté(s) par le DUDE.[/]")
     if summary.file_errors:
         err_console.print(f"[yellow]{len(summary.file_errors)} fichier(s) refusé(s).[/]")
         raise typer.Exit(code=1)
+    if summary.undelivered:  # a night DUDE never saw must not look like a good one to cron or systemd
+        raise typer.Exit(code=3)

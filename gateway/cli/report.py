@@ -57,6 +57,15 @@ def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit"
         console.print(f"[bold yellow]{_upper_first(state.describe())}[/] (depuis {paused.get('changed_at')}) : "
                       f"rien n'a été envoyé ; {fr(summary.sending.get('scelles_non_envoyes', 0))} lot(s) scellé(s) "
                       "partiront à la reprise (`gateway sending resume`).")
+    waiting, quarantined = summary.sending.get("sans_accuse", 0), summary.sending.get("quarantaine", 0)
+    if waiting:
+        console.print(f"[bold yellow]{fr(waiting)} lot(s) sans accusé de réception du DUDE[/] après toutes les "
+                      "tentatives : gardés, ils repartent (même IdLot) à la prochaine exécution ou au prochain "
+                      "passage du planificateur.")
+    if quarantined:
+        console.print(f"[bold yellow]{fr(quarantined)} lot(s) mis en quarantaine[/] : le DUDE les refuse à chaque "
+                      "envoi (HTTP 500) ; leurs événements repartent en lots plus petits, et un événement sur "
+                      "lequel il échoue seul finit SANS_REPONSE (console, à corriger ou clore).")
     for warning in summary.file_warnings:
         console.print(f"[yellow]Fichier sans enregistrement[/] {warning['file']} ({warning['code']}) : "
                       f"{warning['message']}")

@@ -90,6 +90,13 @@ class RunSummary:
     #: The same for the sealing process, when the envelopes were sealed in one.
     sealer: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def undelivered(self) -> int:
+        """Envelopes this run posted that DUDE did not acknowledge, still without a receipt after every attempt:
+        kept, and sent again (same IdLot) by the next run or the scheduler. (An envelope in quarantine is not
+        one: its events went on in smaller envelopes, `gateway.pipeline.quarantine`.)"""
+        return self.sending.get("sans_accuse", 0)
+
     def top_rejects(self, n: int = 10) -> list[dict]:
         return [{"code": code, "label": RejectCode(code).label, "count": count}
                 for code, count in self.rejects.most_common(n)]
@@ -212,6 +219,10 @@ def _real_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress
             if not switch.paused:
                 resumed = send_waiting(gw, run_id=summary.run_id, check=check)
                 summary.sending["reprises"] += resumed.sent
+                for state, counted in ((EnvelopeState.ENVOYE.value, "sans_accuse"),
+                                       (EnvelopeState.QUARANTAINE.value, "quarantaine")):
+                    if resumed.states.get(state):  # resent, and still not acknowledged
+                        summary.sending[counted] += resumed.states[state]
         # Lines stored by this run, by payload, with their XML written by the reader: sealing takes them
         # from here rather than writing the XML again. Drained as envelopes are sealed (each chunk), so
         # it stays near one envelope's worth; cleared if it ever grows past a few (events claimed by

@@ -135,7 +135,8 @@ def test_chaos_night_killed_and_restarted_loses_nothing_and_sends_nothing_twice(
                     refused += 1  # the killed run's lease has not expired yet (1 s): try again
                     time.sleep(0.3)
                     continue
-                assert code in (0, 1), (logs / f"run-{n:02d}.log").read_text(errors="replace")[-2000:]
+                # 3: done, some envelopes still without a receipt (DUDE's faults): the next runs resend them
+                assert code in (0, 1, 3), (logs / f"run-{n:02d}.log").read_text(errors="replace")[-2000:]
                 completed += 1
                 continue
             process.send_signal(signal.SIGKILL)
@@ -150,7 +151,7 @@ def test_chaos_night_killed_and_restarted_loses_nothing_and_sends_nothing_twice(
             if b"RUN_IN_PROGRESS" in (logs / f"run-{n:02d}.log").read_bytes():
                 time.sleep(0.5)
                 continue
-            assert code in (0, 1), (logs / f"run-{n:02d}.log").read_text(errors="replace")[-2000:]
+            assert code in (0, 1, 3), (logs / f"run-{n:02d}.log").read_text(errors="replace")[-2000:]
             completed += 1
             if settled(gw):
                 break

@@ -126,6 +126,32 @@ def test_a_mistyped_data_dir_is_said_rather_than_shown_as_an_empty_store(command
     assert not mistyped.exists()
 
 
+def test_a_night_dude_never_acknowledged_exits_3_and_keeps_its_envelope(settings, dev_keys, tmp_path: Path) -> None:
+    """cron and systemd read the exit code: a night that never reached DUDE must not end like a good one."""
+    import sqlalchemy as sa
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+    from gateway.store.db import make_engine
+    from gateway.store.models import envelopes_t
+    from tests.factories import p3_line, write_export
+
+    export = write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement="1"), p3_line(id_evenement="2")])
+    env = {"GATEWAY_DUDE_URL": "http://127.0.0.1:9/dude/v1", "GATEWAY_SEND_ATTEMPTS": "1",
+           "GATEWAY_DATA_DIR": None, "GATEWAY_DATABASE_URL": None}
+    result = CliRunner(env=env).invoke(
+        app, ["run", "--input", str(export), "--data-dir", str(settings.data_dir), "--no-wait", "--json"])
+
+    assert result.exit_code == 3, result.output
+    summary = json.loads(result.stdout)
+    assert summary["outcome"] == "TERMINE" and summary["sending"]["sans_accuse"] == 1
+    assert "1 lot(s) non acquitté(s) par le DUDE" in result.stderr
+    engine = make_engine(settings.db_url)
+    with engine.connect() as conn:  # kept, to go again with the same IdLot
+        assert conn.execute(sa.select(envelopes_t.c.state)).scalars().all() == ["ENVOYE"]
+    engine.dispose()
+
+
 def test_a_setting_out_of_range_is_a_clear_error_naming_the_variable(tmp_path: Path) -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}, "GATEWAY_API_WORKERS": "0",
            "GATEWAY_KEY_PASSWORD": "un-secret-a-ne-pas-afficher"}
