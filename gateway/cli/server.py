@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import Annotated
 
 import typer
@@ -10,7 +12,7 @@ from rich.table import Table
 from gateway.cli.common import (
     DataDirOpt, JsonOpt, console, err_console, fail, load_settings, open_store, print_json, warn_unsafe_keys,
 )
-from gateway.errors import GatewayError
+from gateway.errors import ConfigurationError, GatewayError
 
 clients_app = typer.Typer(help="API clients: bearer tokens bound to a role and missions locales.",
                           no_args_is_help=True)
@@ -36,6 +38,10 @@ def serve(
 
     settings = load_settings(data_dir=data_dir, api_host=host, api_port=port, api_workers=workers)
     warn_unsafe_keys(settings)
+    problem = _cannot_listen(settings.api_host, settings.api_port)
+    if problem:  # said before "API … sur http://…", which would announce a server that never starts
+        raise fail(ConfigurationError(f"impossible d'écouter sur {settings.api_host}:{settings.api_port} : "
+                                      f"{problem}."))
     try:
         gw = Gateway.open(settings)
     except GatewayError as exc:
@@ -60,6 +66,24 @@ def serve(
         raise fail(exc) from exc
     finally:
         gw.close()
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why a server could not listen on ``host:port`` (the port taken, the address not this machine's), or
+    None. Bound with ``SO_REUSEADDR`` as uvicorn does, so that a port left in TIME_WAIT by the last stop is
+    free; a port taken in the instant between this check and uvicorn's own bind is still uvicorn's error."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        said = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            return (f"port déjà pris ({said}) : une autre instance de gateway serve ? Choisir --port "
+                    "(ou GATEWAY_API_PORT)")
+        return f"{said} : vérifier --host (ou GATEWAY_API_HOST), une adresse de cette machine"
+    return None
 
 
 @clients_app.command("create")

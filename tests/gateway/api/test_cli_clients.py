@@ -76,3 +76,18 @@ def test_serve_starts_the_api(tmp_path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_serve_on_a_taken_port_says_so_and_announces_nothing(tmp_path) -> None:
+    """Not "API … on http://…" followed by uvicorn's bind error: one line naming the port and what to change."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner(env={"GATEWAY_API_HOST": None, "GATEWAY_API_PORT": None}).invoke(
+            app, ["serve", "--port", str(port), "--data-dir", str(tmp_path / "data")])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and f"127.0.0.1:{port}" in said and "port déjà pris" in said and "--port" in said
+    assert "http://" not in result.stdout
