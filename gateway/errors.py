@@ -27,7 +27,7 @@ are called (``raise … from exc``): nothing above the adapters catches a foreig
     │   └── RemoteServerError            DUDE_SERVER_ERROR
     ├── SendingPaused                    SENDING_PAUSED
     ├── StoreError                       STORE             (RuntimeError)
-    │   └── StoreMissing                 STORE_MISSING     a command that only looks, pointed where no store is
+    │   └── StoreMissing                 STORE_MISSING     a command that looks or undoes, pointed where no store is
     ├── NotFound                         NOT_FOUND         (LookupError)
     │   └── NoReport                     NO_REPORT         DUDE knows no report for an envelope
     ├── Unauthenticated                  UNAUTHENTICATED   (PermissionError)  API: no, unknown or revoked token
@@ -182,8 +182,8 @@ class StoreError(GatewayError, RuntimeError):
 
 
 class StoreMissing(StoreError):
-    """No SQLite store where a command that only looks was pointed (a mistyped ``--data-dir``): said, rather
-    than answered from an empty store made on the spot (`gateway.cli.common.open_store`)."""
+    """No SQLite store where a command that only looks or undoes was pointed (a mistyped ``--data-dir``): said,
+    rather than answered from an empty store made on the spot (`gateway.cli.common.open_store`)."""
 
     code = "STORE_MISSING"
 
