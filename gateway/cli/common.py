@@ -7,16 +7,17 @@ import logging
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gateway.errors import ConfigurationError, GatewayError, StoreMissing
-from gateway.settings import Settings
+
+if TYPE_CHECKING:  # pydantic-settings is imported when settings are read, not by `gateway --help`
+    from gateway.settings import Settings
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
@@ -31,6 +32,10 @@ def load_settings(**overrides: Any) -> Settings:
 
     A value that does not fit ends the command with ``Erreur CONFIG``, naming each variable and what it
     must be (never the value given: it may be a secret), and exit code 2, for every command alike."""
+    from pydantic import ValidationError
+
+    from gateway.settings import Settings
+
     overrides = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**overrides)

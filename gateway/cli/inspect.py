@@ -5,14 +5,13 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-import sqlalchemy as sa
 import typer
 from rich.table import Table
 
 from gateway.cli.common import DataDirOpt, JsonOpt, console, err_console, open_store, print_json
 from gateway.codes import RejectCode
-from gateway.store.models import DOC_LOT, DOC_RECEIPT, DOC_REPORT, envelopes_t
-from gateway.store.queries import REJECTED_STATES, EventFilter, envelope_document, list_envelopes, list_events
+
+# The store's modules (SQLAlchemy, SQLModel) are imported by each command: not by `gateway --help`.
 
 
 def rejects(
@@ -29,6 +28,8 @@ def rejects(
         except ValueError:
             err_console.print(f"[red]Code inconnu[/] {code} : codes L01…L07, E01…E10")
             raise typer.Exit(code=2) from None
+    from gateway.store.queries import REJECTED_STATES, EventFilter, list_events
+
     flt = EventFilter(states=REJECTED_STATES, reject_code=code.upper() if code else None, code_ml=ml)
     with open_store(data_dir, existing=True).connect() as conn:
         rows = list_events(conn, flt, limit=limit)
@@ -61,6 +62,8 @@ def envelopes_list(
     json_out: JsonOpt = False,
 ) -> None:
     """Envelopes, newest first: state, events, attempts, report counts."""
+    from gateway.store.queries import list_envelopes
+
     with open_store(data_dir, existing=True).connect() as conn:
         rows = list_envelopes(conn, limit=limit)
     items = [{"id": r.id, "state": r.state, "events": r.event_count, "bytes": r.byte_size,
@@ -85,6 +88,11 @@ def envelopes_show(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Print a signed document byte for byte: by default the envelope exactly as sent."""
+    import sqlalchemy as sa
+
+    from gateway.store.models import DOC_LOT, DOC_RECEIPT, DOC_REPORT, envelopes_t
+    from gateway.store.queries import envelope_document
+
     kinds = {"lot": DOC_LOT, "accuse": DOC_RECEIPT, "compte-rendu": DOC_REPORT}
     if document not in kinds:
         err_console.print(f"[red]--document[/] : lot, accuse ou compte-rendu, pas {document}")

@@ -10,9 +10,10 @@ import typer
 from gateway.cli.common import (
     DataDirOpt, JsonOpt, console, err_console, fail, load_settings, print_json, progress_bars, warn_unsafe_keys,
 )
-from gateway.cli.report import fr, render_summary
-from gateway.context import Gateway
 from gateway.errors import GatewayError
+
+# The pipeline, the store and the signing libraries are imported by the commands that use them, not here:
+# `gateway --help`, `gateway sending status` and the like start in a third of the time.
 
 
 def demo(
@@ -23,6 +24,7 @@ def demo(
     json_out: JsonOpt = False,
 ) -> None:
     """Run a whole realistic night from nothing: keys, exports, emulator, batch, reports, summary."""
+    from gateway.cli.report import fr, render_summary
     from gateway.demo import run_demo
 
     settings = load_settings(data_dir=data_dir)
@@ -71,6 +73,8 @@ def run(
     Exit code: 0 done; 1 an export was refused whole; 2 the run could not go on (an error, said on
     stderr); 3 done, but some envelopes got no receipt from DUDE after every attempt: they are kept and
     sent again (same IdLot) by the next run or the scheduler."""
+    from gateway.cli.report import render_summary
+    from gateway.context import Gateway
     from gateway.nightly import run_exclusive, run_night
 
     if now == bool(inputs):
