@@ -153,6 +153,15 @@ def pending_exports(gw: Gateway) -> list[Export]:
     return found
 
 
+def drop_folder_missing(gw: Gateway) -> dict[str, str]:
+    """The warning a night keeps when its drop folder does not exist: a mistyped ``GATEWAY_INPUT_DIR`` would
+    otherwise read nothing, night after night, and look like quiet nights (the night still sends what waits)."""
+    folder = gw.settings.runs_input_dir
+    log.warning("drop folder %s does not exist: no export read (GATEWAY_INPUT_DIR)", folder)
+    return {"file": str(folder), "code": "P3_DROP_FOLDER_MISSING",
+            "message": "dossier de dépôt introuvable : aucun export lu (vérifier GATEWAY_INPUT_DIR)"}
+
+
 def record_imports(gw: Gateway, exports: list[Export], summary: RunSummary) -> int:
     """List the exports ``summary``'s run read to the end (not those it refused)."""
     refused = {error["file"] for error in summary.file_errors}
@@ -201,8 +210,9 @@ def run_night(gw: Gateway, *, night: datetime | None = None, trigger: str = "sch
             return NightOutcome("DONE", night, detail=f"nuit du {night.isoformat()} déjà servie")
         exports = pending_exports(gw)
         log.info("night %s: %d export(s) to read", night.isoformat(), len(exports))
+        warnings = [] if gw.settings.runs_input_dir.is_dir() else [drop_folder_missing(gw)]
         summary = run_batch(gw, [e.path for e in exports], trigger=trigger, on_started=held.started,
-                            guard=held.guard, wait_for_reports=wait_for_reports)
+                            guard=held.guard, wait_for_reports=wait_for_reports, warnings=warnings)
         record_imports(gw, exports, summary)
         held.done()
     return NightOutcome("RUN", night, summary)

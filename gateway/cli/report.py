@@ -67,8 +67,7 @@ def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit"
                       "envoi (HTTP 500) ; leurs événements repartent en lots plus petits, et un événement sur "
                       "lequel il échoue seul finit SANS_REPONSE (console, à corriger ou clore).")
     for warning in summary.file_warnings:
-        console.print(f"[yellow]Fichier sans enregistrement[/] {warning['file']} ({warning['code']}) : "
-                      f"{warning['message']}")
+        console.print(f"[yellow]Attention[/] {warning['file']} ({warning['code']}) : {warning['message']}")
     for err in summary.file_errors:
         console.print(f"[red]Fichier refusé[/] {err['file']} ({err['code']}) : {err['message']}")
     if summary.durations:

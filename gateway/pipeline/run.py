@@ -133,13 +133,15 @@ def start_run(gw: Gateway, *, trigger: str, inputs: Sequence[Path], dry_run: boo
 def run_batch(gw: Gateway, inputs: Sequence[Path], *, trigger: str = "cli", dry_run: bool = False,
               progress: Progress = _noop, wait_for_reports: bool = True,
               on_started: Callable[[int], None] | None = None,
-              guard: Callable[[], None] | None = None) -> RunSummary:
+              guard: Callable[[], None] | None = None, warnings: Sequence[dict] = ()) -> RunSummary:
     """Run one batch over ``inputs`` and return its summary (also stored on the run row).
 
     ``on_started(run_id)`` is called once the run row exists (the API answers 202 with that id).
     ``guard()`` is called between steps and may raise a `GatewayError` to stop the run: the run's lease,
-    lost to another instance (`gateway.nightly`; issue 5)."""
+    lost to another instance (`gateway.nightly`; issue 5). ``warnings`` (``file``, ``code``, ``message``)
+    are the caller's, kept with the run's own (`RunSummary.file_warnings`): the night's missing drop folder."""
     summary = start_run(gw, trigger=trigger, inputs=inputs, dry_run=dry_run)
+    summary.file_warnings.extend(warnings)
     if on_started is not None:
         on_started(summary.run_id)
     try:
