@@ -137,6 +137,8 @@ def is_export_name(name: str) -> bool:
 def pending_exports(gw: Gateway) -> list[Export]:
     """The drop folder's exports not yet imported (by name and content), in name order."""
     folder = gw.settings.runs_input_dir
+    if gw.settings.input_dir is None:  # the default, inside the data folder: the gateway's own to make
+        folder.mkdir(parents=True, exist_ok=True)
     if not folder.is_dir():
         return []
     with gw.engine.connect() as conn:
@@ -154,8 +156,9 @@ def pending_exports(gw: Gateway) -> list[Export]:
 
 
 def drop_folder_missing(gw: Gateway) -> dict[str, str]:
-    """The warning a night keeps when its drop folder does not exist: a mistyped ``GATEWAY_INPUT_DIR`` would
-    otherwise read nothing, night after night, and look like quiet nights (the night still sends what waits)."""
+    """The warning a night keeps when the drop folder it was given (``GATEWAY_INPUT_DIR``) does not exist: a
+    mistyped path would otherwise read nothing, night after night, and look like quiet nights (the night
+    still sends what waits). The default folder, ``<data>/entrees``, is made by `pending_exports` instead."""
     folder = gw.settings.runs_input_dir
     log.warning("drop folder %s does not exist: no export read (GATEWAY_INPUT_DIR)", folder)
     return {"file": str(folder), "code": "P3_DROP_FOLDER_MISSING",

@@ -83,11 +83,11 @@ def run(
         raise typer.BadParameter("--dry-run needs --input", param_hint="--dry-run")
     settings = load_settings(data_dir=data_dir)
     warn_unsafe_keys(settings)
-    if now and not settings.runs_input_dir.is_dir():  # asked for the drop folder's night: it must exist
+    if now and settings.input_dir is not None and not settings.input_dir.is_dir():  # the one given must exist
         from gateway.errors import ConfigurationError
 
-        raise fail(ConfigurationError(f"dossier de dépôt introuvable : {settings.runs_input_dir} (vérifier "
-                                      "GATEWAY_INPUT_DIR ou --data-dir)."))
+        raise fail(ConfigurationError(f"dossier de dépôt introuvable : {settings.input_dir} (vérifier "
+                                      "GATEWAY_INPUT_DIR)."))
     try:
         gw = Gateway.open(settings)
         try:

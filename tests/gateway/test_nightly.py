@@ -112,14 +112,14 @@ def test_gateway_run_now_is_refused_while_another_instance_runs(gw, settings, mo
     if settings.database_url:
         monkeypatch.setenv("GATEWAY_DATABASE_URL", settings.database_url)
     assert lease.acquire(gw.engine, RUN_LEASE, "autre-machine:4242:abcdef", seconds=600)
-    settings.runs_input_dir.mkdir(parents=True, exist_ok=True)
     result = CliRunner().invoke(app, ["run", "--now", "--data-dir", str(settings.data_dir)])
     assert result.exit_code == 2 and "RUN_IN_PROGRESS" in result.output and "autre-machine" in result.output
     both = CliRunner().invoke(app, ["run", "--now", "--input", __file__, "--data-dir", str(settings.data_dir)])
     assert both.exit_code == 2 and "--now" in both.output
 
 
-def test_a_night_without_its_drop_folder_says_so_and_still_runs(gw, settings, caplog, monkeypatch) -> None:
+def test_a_night_without_its_drop_folder_says_so_and_still_runs(gw, settings, caplog, monkeypatch,
+                                                                tmp_path) -> None:
     """A mistyped GATEWAY_INPUT_DIR must not read nothing night after night in silence."""
     import json
 
@@ -127,19 +127,23 @@ def test_a_night_without_its_drop_folder_says_so_and_still_runs(gw, settings, ca
 
     from gateway.cli import app
 
-    folder = gw.settings.runs_input_dir
-    assert not folder.exists()
-    outcome = run_night(gw, night=NIGHT_1)  # the scheduler's night: it still runs (what waits is sent)
+    assert run_night(gw, night=NIGHT_1).summary.file_warnings == []  # the default folder is the gateway's own
+    assert gw.settings.runs_input_dir.is_dir()
+
+    folder = tmp_path / "depot-mal-orthographie"
+    gw.settings = gw.settings.model_copy(update={"input_dir": folder})
+    outcome = run_night(gw, night=NIGHT_2)  # the scheduler's night: it still runs (what waits is sent)
     assert outcome.status == "RUN" and outcome.summary.outcome == "TERMINE"
     assert [w["code"] for w in outcome.summary.file_warnings] == ["P3_DROP_FOLDER_MISSING"]
-    assert str(folder) in caplog.text
+    assert str(folder) in caplog.text and not folder.exists()
     with gw.engine.connect() as conn:  # kept with the run, for the API and whoever reads the runs
-        counts = json.loads(conn.execute(sa.select(runs_t.c.counts)).scalar_one())
-    assert counts["file_warnings"][0] == {"file": str(folder), "code": "P3_DROP_FOLDER_MISSING",
-                                          "message": outcome.summary.file_warnings[0]["message"]}
+        counts = json.loads(conn.execute(sa.select(runs_t.c.counts).order_by(runs_t.c.id.desc())).first()[0])
+    assert counts["file_warnings"] == [{"file": str(folder), "code": "P3_DROP_FOLDER_MISSING",
+                                        "message": outcome.summary.file_warnings[0]["message"]}]
 
+    monkeypatch.setenv("GATEWAY_INPUT_DIR", str(folder))
     if settings.database_url:
         monkeypatch.setenv("GATEWAY_DATABASE_URL", settings.database_url)
     asked = CliRunner().invoke(app, ["run", "--now", "--data-dir", str(settings.data_dir)])  # asked by hand
     said = " ".join(asked.stderr.split())
-    assert asked.exit_code == 2 and "CONFIG" in said and str(settings.runs_input_dir) in said
+    assert asked.exit_code == 2 and "CONFIG" in said and str(folder) in said
