@@ -211,6 +211,9 @@ def _dry_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress:
 def _real_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress: Progress, *,
               wait_for_reports: bool, guard: Callable[[], None] | None = None) -> None:
     check = guard or (lambda: None)
+    # The keys before the exports: a run that cannot sign, or could not check DUDE's answers, stops here
+    # (KeyMaterialError, KEYS) rather than after storing the night's lines.
+    gw.signer, gw.dude_trust  # noqa: B018
     switch = pause.current(gw.engine)
     if switch.paused:  # read and seal (the outbox fills up), send nothing: gateway.pipeline.pause
         summary.sending_paused = switch.as_dict()

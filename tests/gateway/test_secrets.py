@@ -93,6 +93,25 @@ def test_a_run_with_the_wrong_password_fails_saying_so_and_never_prints_it(encry
     assert wrong not in result.output and PASSWORD not in result.output
 
 
+def test_a_run_without_its_keys_stops_before_storing_anything(tmp_path) -> None:
+    """The keys are checked first: the night's lines are not stored by a run that could not sign them."""
+    import sqlalchemy as sa
+
+    from gateway.store.db import make_engine
+    from gateway.store.models import events_t, runs_t
+
+    data = tmp_path / "data"
+    export = write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement="1")])
+    result = CliRunner().invoke(app, ["run", "--input", str(export), "--data-dir", str(data), "--no-wait"],
+                                env=clean_env(GATEWAY_DUDE_URL="http://127.0.0.1:9/dude/v1"))
+    assert result.exit_code == 2 and "KEYS" in result.stderr and "gateway keys init" in result.stderr
+    engine = make_engine(f"sqlite:///{data / 'gateway.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(events_t)).scalar_one() == 0
+        assert conn.execute(sa.select(runs_t.c.outcome)).scalars().all() == ["ECHEC"]
+    engine.dispose()
+
+
 # --- permissions -------------------------------------------------------------------------------------
 
 def test_a_key_others_can_read_is_pointed_out_with_the_fix(settings, dev_keys, password_file) -> None:
