@@ -25,7 +25,9 @@ def test_every_gateway_command_collects_the_young_generation_less_often(default_
     from gateway.cli import app
     from gateway.store.db import create_schema, make_engine
 
-    create_schema(make_engine(f"sqlite:///{tmp_path / 'data' / 'gateway.db'}"))  # a store to list
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'gateway.db'}")
+    create_schema(engine)  # a store to list
+    engine.dispose()
     result = CliRunner().invoke(app, ["envelopes", "list", "--data-dir", str(tmp_path / "data")])
     assert result.exit_code == 0, result.output
     assert gc.get_threshold() == (FIRST_GENERATION, 10, 10)

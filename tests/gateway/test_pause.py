@@ -132,7 +132,9 @@ def test_gateway_sending_pause_resume_status(settings, tmp_path) -> None:
         missing = runner.invoke(app, ["sending", "status", *data], env=env)
         assert missing.exit_code == 2 and "STORE_MISSING" in missing.stderr
         assert not (settings.data_dir / "gateway.db").exists()
-    create_schema(make_engine(settings.db_url))
+    engine = make_engine(settings.db_url)
+    create_schema(engine)  # the store a first night would have made
+    engine.dispose()
     status = runner.invoke(app, ["sending", "status", *data, "--json"], env=env)
     assert status.exit_code == 0 and '"paused": false' in status.stdout
     refused = runner.invoke(app, ["sending", "pause", *data], env=env)
