@@ -155,7 +155,10 @@ def release(engine: Engine, name: str, holder: str, *, done_until: datetime | No
         values: dict = dict(released_at=at, expires_at=at)
         if done_until is not None:
             c = leases_t.c.done_until
-            values["done_until"] = sa.case((sa.or_(c.is_(None), c < done_until), done_until), else_=c)
+            # Typed as the column: a bare datetime in CASE … THEN would skip `UTCDateTime`, and SQLite would keep
+            # a Europe/Paris night's wall time as if it were UTC (02:00+01:00 read back as 02:00+00:00).
+            served = sa.literal(done_until, type_=c.type)
+            values["done_until"] = sa.case((sa.or_(c.is_(None), c < served), served), else_=c)
         return bool(conn.execute(leases_t.update().where(
             leases_t.c.name == name, leases_t.c.holder == holder).values(**values)).rowcount)
 

@@ -30,6 +30,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -200,7 +201,7 @@ def run_night(gw: Gateway, *, night: datetime | None = None, trigger: str = "sch
     already or another instance is running: take the lease, read the drop folder, run, list the imports."""
     night = night or gw.clock()
     current = lease.read(gw.engine, RUN_LEASE)
-    if current is not None and current.done_until is not None and current.done_until >= night:
+    if current is not None and _served(gw, current.done_until, night):
         return NightOutcome("DONE", night, detail=f"nuit du {night.isoformat()} déjà servie")
     try:
         held = RunLease(gw, night=night).acquire()
@@ -209,7 +210,7 @@ def run_night(gw: Gateway, *, night: datetime | None = None, trigger: str = "sch
         return NightOutcome("HELD", night, detail=exc.message)
     with held:
         previous = held.acquired.previous if held.acquired else None
-        if previous is not None and previous.done_until is not None and previous.done_until >= night:
+        if previous is not None and _served(gw, previous.done_until, night):
             return NightOutcome("DONE", night, detail=f"nuit du {night.isoformat()} déjà servie")
         exports = pending_exports(gw)
         log.info("night %s: %d export(s) to read", night.isoformat(), len(exports))
@@ -219,6 +220,19 @@ def run_night(gw: Gateway, *, night: datetime | None = None, trigger: str = "sch
         record_imports(gw, exports, summary)
         held.done()
     return NightOutcome("RUN", night, summary)
+
+
+def _served(gw: Gateway, done_until: datetime | None, night: datetime) -> bool:
+    """Whether the night scheduled at ``night`` is served already: a night up to ``done_until`` is, and so is one
+    at the same local time as ``done_until``. The second rule is for the autumn's repeated hour: on the night
+    summer time ends, a night at 02:00 Europe/Paris fires at 02:00+02:00 and again, an hour later, at
+    02:00+01:00 (APScheduler's cron trigger), and that is one night, not two."""
+    if done_until is None:
+        return False
+    if done_until >= night:
+        return True
+    zone = ZoneInfo(gw.settings.timezone)
+    return done_until.astimezone(zone).replace(tzinfo=None) == night.astimezone(zone).replace(tzinfo=None)
 
 
 def take_over_abandoned(gw: Gateway) -> NightOutcome | None:

@@ -45,6 +45,17 @@ def test_one_holder_at_a_time_and_free_when_released(store) -> None:
     assert info.holder == "b:2:y" and info.done_until == datetime(2026, 11, 28, 1, tzinfo=UTC)
 
 
+def test_the_night_served_is_kept_as_the_instant_it_was_in_paris(store) -> None:
+    """The scheduler hands over 02:00 Europe/Paris: kept as 01:00 UTC in winter, not as 02:00 UTC."""
+    from zoneinfo import ZoneInfo
+
+    night = datetime(2026, 12, 1, 2, 0, tzinfo=ZoneInfo("Europe/Paris"))
+    assert lease.acquire(store, "run", "a:1:x", seconds=60, night=night)
+    assert lease.release(store, "run", "a:1:x", done_until=night)
+    info = lease.read(store, "run")
+    assert info.done_until == night == datetime(2026, 12, 1, 1, 0, tzinfo=UTC) and info.night == night
+
+
 def test_an_expired_lease_goes_to_the_next_and_says_whose_it_was(store) -> None:
     assert lease.acquire(store, "run", "autre-machine:1:x", seconds=0.3, night=datetime(2026, 11, 28, 1, tzinfo=UTC))
     wait_until(lambda: lease.read(store, "run").free_at(lease.now(store)))

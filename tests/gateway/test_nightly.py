@@ -147,3 +147,36 @@ def test_a_night_without_its_drop_folder_says_so_and_still_runs(gw, settings, ca
     asked = CliRunner().invoke(app, ["run", "--now", "--data-dir", str(settings.data_dir)])  # asked by hand
     said = " ".join(asked.stderr.split())
     assert asked.exit_code == 2 and "CONFIG" in said and str(folder) in said
+
+
+def test_the_repeated_hour_when_summer_time_ends_is_one_night_not_two(gw) -> None:
+    """On 25 October 2026, 02:00 Europe/Paris happens twice and the cron trigger fires at both: one night runs."""
+    from datetime import timedelta
+
+    from gateway.scheduler import cron
+
+    trigger = cron(gw.settings.schedule_night_cron, gw.settings.timezone)
+    fires, previous = [], None
+    now = datetime(2026, 10, 24, 12, 0, tzinfo=UTC)
+    for _ in range(3):
+        previous = now = trigger.get_next_fire_time(previous, now)
+        fires.append(now)
+    first, again, next_night = fires
+    assert again.astimezone(UTC) - first.astimezone(UTC) == timedelta(hours=1)  # what APScheduler does
+
+    assert run_night(gw, night=first).status == "RUN"
+    repeated = run_night(gw, night=again)
+    assert repeated.status == "DONE" and repeated.summary is None
+    assert run_night(gw, night=next_night).status == "RUN"  # the next night is a night of its own
+    assert len(runs(gw)) == 2
+
+
+def test_gateway_run_now_just_after_the_scheduled_night_runs(gw) -> None:
+    """At 02:30 in Paris, after the 02:00 night: a run asked for now is a run, not "night already served"."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    scheduled = datetime(2026, 12, 1, 2, 0, tzinfo=ZoneInfo(gw.settings.timezone))
+    assert run_night(gw, night=scheduled).status == "RUN"
+    assert run_night(gw, night=scheduled).status == "DONE"  # the scheduler of another instance, firing too
+    assert run_night(gw, night=scheduled.astimezone(UTC) + timedelta(minutes=30)).status == "RUN"
