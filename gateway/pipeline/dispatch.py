@@ -385,14 +385,16 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None) -> Ack
                         SendingPaused.code)
             return SendResult(envelope_id, state, attempt - 1, f"[{SendingPaused.code}] envoi suspendu", paused=True)
         now = gw.clock()
+        e = envelopes_t.c
+        # Inside COALESCE and CASE a bare datetime skips `UTCDateTime`: typed as the columns, stored as UTC.
         with gw.engine.begin() as conn:
-            conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(
-                attempts=envelopes_t.c.attempts + 1,
-                first_sent_at=sa.func.coalesce(envelopes_t.c.first_sent_at, now),
+            conn.execute(envelopes_t.update().where(e.id == envelope_id).values(
+                attempts=e.attempts + 1,
+                first_sent_at=sa.func.coalesce(e.first_sent_at, sa.literal(now, type_=e.first_sent_at.type)),
                 claimed_until=sa.case(  # our claim, if we hold one, lasts this attempt (gateway.pipeline.sending)
-                    (envelopes_t.c.claimed_by == gw.instance_id,
-                     now + timedelta(seconds=gw.settings.send_claim_seconds)),
-                    else_=envelopes_t.c.claimed_until)))
+                    (e.claimed_by == gw.instance_id,
+                     sa.literal(now + timedelta(seconds=gw.settings.send_claim_seconds), type_=e.claimed_until.type)),
+                    else_=e.claimed_until)))
             if state == EnvelopeState.SIGNE.value:
                 set_envelope_state(conn, envelope_id, EnvelopeState.ENVOYE.value, now=now, cause="premier envoi")
                 state = EnvelopeState.ENVOYE.value

@@ -121,3 +121,26 @@ def test_a_dead_local_worker_s_claims_are_freed_by_the_next_sender(gw, emulator,
     stats = sending.send_waiting(gw)
 
     assert stats.envelopes == [sealed] and emulator.ledger_summary()["lots"] == 1
+
+
+def test_sending_times_are_the_right_instants_whatever_the_clock_zone(settings, emulator, tmp_path) -> None:
+    """A clock in Europe/Paris (a host without UTC, a test clock): the first sending is stored as the instant it
+    is, not as its wall time taken for UTC (a bare datetime in COALESCE or CASE would be, on SQLite)."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from gateway.pipeline.run import run_batch
+
+    paris = ZoneInfo("Europe/Paris")
+    gw = Gateway.open(settings.model_copy(update={"dude_url": "http://dude.test/dude/v1"}),
+                      transport=mock_transport(emulator), sleep=lambda seconds: None,
+                      clock=lambda: datetime.now(paris))
+    try:
+        before = datetime.now(UTC)
+        run_batch(gw, [write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement="1")])])
+        after = datetime.now(UTC)
+        with gw.engine.connect() as conn:
+            sent_at = conn.execute(sa.select(envelopes_t.c.first_sent_at)).scalar_one()
+    finally:
+        gw.close()
+    assert before <= sent_at <= after
