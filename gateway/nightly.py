@@ -20,7 +20,9 @@ receipt), and exports are read again where needed (keys and content de-duplicate
 suffixes: Parcours 3, or whatever copies its exports, writes ``x.csv.part`` or ``.x.csv`` and renames it
 when complete) that the store does not list as imported with the same name and SHA-256. A file is
 listed once a run has read it to the end; a refused file (a missing column…) is not, and is tried again
-each night until it is replaced. Files may be archived or deleted from the folder at any time after.
+each night until it is replaced. Files may be archived or deleted from the folder at any time after. The
+default folder (``<data>/entrees``) is made by the first night; a folder given in ``GATEWAY_INPUT_DIR`` that does
+not exist is a mistake the night keeps with its run (``P3_DROP_FOLDER_MISSING``), not a quiet night.
 """
 
 from __future__ import annotations
