@@ -41,6 +41,7 @@ from gateway.context import Gateway
 from gateway.errors import RunInProgress
 from gateway.pipeline.run import RunSummary, run_batch
 from gateway.pipeline.sending import release_claims_of
+from gateway.settings import Settings
 from gateway.store.models import imported_files_t, runs_t
 
 log = logging.getLogger("gateway.nightly")
@@ -158,11 +159,16 @@ def pending_exports(gw: Gateway) -> list[Export]:
     return found
 
 
-def drop_folder_missing(gw: Gateway) -> dict[str, str]:
-    """The warning a night keeps when the drop folder it was given (``GATEWAY_INPUT_DIR``) does not exist: a
-    mistyped path would otherwise read nothing, night after night, and look like quiet nights (the night
-    still sends what waits). The default folder, ``<data>/entrees``, is made by `pending_exports` instead."""
-    folder = gw.settings.runs_input_dir
+def missing_drop_folder(settings: Settings) -> Path | None:
+    """The drop folder given in ``GATEWAY_INPUT_DIR``, if it does not exist: a mistyped path would otherwise
+    read nothing, night after night, and look like quiet nights. (The default folder, ``<data>/entrees``, is
+    the gateway's own: `pending_exports` makes it.) The night keeps it as a warning with its run and still
+    sends what waits; ``gateway run --now`` refuses."""
+    folder = settings.input_dir
+    return folder if folder is not None and not folder.is_dir() else None
+
+
+def _drop_folder_warning(folder: Path) -> dict[str, str]:
     log.warning("drop folder %s does not exist: no export read (GATEWAY_INPUT_DIR)", folder)
     return {"file": str(folder), "code": "P3_DROP_FOLDER_MISSING",
             "message": "dossier de dépôt introuvable : aucun export lu (vérifier GATEWAY_INPUT_DIR)"}
@@ -216,7 +222,8 @@ def run_night(gw: Gateway, *, night: datetime | None = None, trigger: str = "sch
             return NightOutcome("DONE", night, detail=f"nuit du {night.isoformat()} déjà servie")
         exports = pending_exports(gw)
         log.info("night %s: %d export(s) to read", night.isoformat(), len(exports))
-        warnings = [] if gw.settings.runs_input_dir.is_dir() else [drop_folder_missing(gw)]
+        missing = missing_drop_folder(gw.settings)
+        warnings = [_drop_folder_warning(missing)] if missing else []
         summary = run_batch(gw, [e.path for e in exports], trigger=trigger, on_started=held.started,
                             guard=held.guard, wait_for_reports=wait_for_reports, warnings=warnings)
         record_imports(gw, exports, summary)

@@ -60,9 +60,9 @@ def open_store(data_dir: Path | None, *, existing: bool):
     from gateway.store.db import create_schema, make_engine
 
     settings = load_settings(data_dir=data_dir)
-    missing = missing_store(settings)
-    if missing and existing:
+    if existing:
         require_store(settings)
+    missing = missing_store(settings)
     engine = make_engine(settings.db_url)
     create_schema(engine)
     if missing:

@@ -75,7 +75,7 @@ def run(
     sent again (same IdLot) by the next run or the scheduler."""
     from gateway.cli.report import render_summary
     from gateway.context import Gateway
-    from gateway.nightly import run_exclusive, run_night
+    from gateway.nightly import missing_drop_folder, run_exclusive, run_night
 
     if now == bool(inputs):
         raise typer.BadParameter("either --now (the drop folder) or --input FILE…", param_hint="--input/--now")
@@ -83,11 +83,11 @@ def run(
         raise typer.BadParameter("--dry-run needs --input", param_hint="--dry-run")
     settings = load_settings(data_dir=data_dir)
     warn_unsafe_keys(settings)
-    if now and settings.input_dir is not None and not settings.input_dir.is_dir():  # the one given must exist
+    missing = missing_drop_folder(settings) if now else None
+    if missing:
         from gateway.errors import ConfigurationError
 
-        raise fail(ConfigurationError(f"dossier de dépôt introuvable : {settings.input_dir} (vérifier "
-                                      "GATEWAY_INPUT_DIR)."))
+        raise fail(ConfigurationError(f"dossier de dépôt introuvable : {missing} (vérifier GATEWAY_INPUT_DIR)."))
     try:
         gw = Gateway.open(settings)
         try:

@@ -185,7 +185,7 @@ class PipelinedSealing:
         except SealerGone as exc:
             self._lost(exc)
             body = None
-        if body is not None:  # None back: another worker sealed some of its events, the rest are claimed again
+        if body is not None:  # stored, or None if another worker sealed some of its events (the rest wait)
             envelope = dispatch.store_claim(self.gw, claim, body, run_id=self.run_id, claimed_by=self.claimed_by)
         else:  # sealed here instead: its events are the first pending ones again (nothing else was claimed)
             envelope = dispatch.seal_one(self.gw, run_id=self.run_id, claimed_by=self.claimed_by)
