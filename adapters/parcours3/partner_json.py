@@ -91,17 +91,23 @@ def _p3_date(name: str, value: str) -> str:
 
 
 def _p3_timestamp(value: str, config: PreflightConfig) -> str:
+    """An ISO 8601 timestamp → ``JJ/MM/AAAA HH:MM:SS`` in the configured zone. Checked here, so that a
+    partner's mistake is told in ISO terms about the value it sent (an hour 25 is not "JJ/MM/AAAA"), and
+    so that an instant that exists nowhere in the zone's calendar (``9999-12-31T23:59:59-12:00`` is year
+    10000 in Paris) is an ``E09`` for that one event rather than a failure of the whole request."""
     value = value.strip()
     if not value:
         return ""
-    if _NAIVE_TIMESTAMP.fullmatch(value):  # the usual case, Paris time already: text only, no conversion
-        return f"{value[8:10]}/{value[5:7]}/{value[:4]} {value[11:19]}"
     try:
         moment = datetime.fromisoformat(value)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(_zone(config.timezone))
     except ValueError:
-        raise _NotIso("saisi_le", value, "un horodatage ISO 8601 (AAAA-MM-JJTHH:MM:SS)") from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(_zone(config.timezone))
+        raise _NotIso("saisi_le", value, "un horodatage ISO 8601 (AAAA-MM-JJTHH:MM:SS) qui existe") from None
+    except OverflowError:
+        raise _NotIso("saisi_le", value, "un horodatage entre les années 0001 et 9999 à l'heure de Paris") from None
+    if _NAIVE_TIMESTAMP.fullmatch(value):  # the usual case, Paris time already: the text as it is
+        return f"{value[8:10]}/{value[5:7]}/{value[:4]} {value[11:19]}"
     return moment.strftime("%d/%m/%Y %H:%M:%S")
 
 

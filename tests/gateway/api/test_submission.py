@@ -26,6 +26,8 @@ PREFLIGHT = {
     "E09-champ-absent": ({"nom": None}, "E09", "nom"),
     "E09-date-non-iso": ({"date_evenement": "20/11/2026"}, "E09", "date_evenement"),
     "E09-date-inexistante": ({"date_evenement": "2026-02-30"}, "E09", "date_evenement"),
+    "E09-horodatage-heure-25": ({"saisi_le": "2026-11-20T25:00:00"}, "E09", "saisi_le"),
+    "E09-horodatage-an-10000-a-paris": ({"saisi_le": "9999-12-31T23:59:59-12:00"}, "E09", "saisi_le"),
     "E09-code-inconnu": ({"modalite": "XYZ"}, "E09", "modalite"),
     "E10-fin-avant-debut": ({"type_evenement": "EFO", "formacode": "22435", "organisme": "AFPA",
                              "date_debut": "2026-11-10", "date_fin": "2026-11-01"}, "E10", "date_fin"),
@@ -79,6 +81,24 @@ def test_each_preflight_reject_is_answered_and_stored_invalid(client, gw, tokens
     assert (row.key, row.state, row.reject_code) == (body["key"], "INVALIDE", code)
     again = client.post("/api/v1/events", json=event, headers=bearer(tokens.partner_69001))
     assert again.status_code == 200 and again.json()["outcome"] == "DEJA_RECU" and len(rows(gw)) == 1
+
+
+def test_a_bad_timestamp_is_told_in_iso_terms_and_refuses_only_its_event(client, gw, tokens) -> None:
+    """An hour 25 is said about the value the partner sent, in ISO terms (not the Parcours 3 text it would
+    have become); an instant outside the calendar in Paris time (it failed the whole request with a 500)
+    refuses its event alone: the others of the request are stored."""
+    events = [json_event(id_evenement="1"), json_event(id_evenement="2", saisi_le="2026-11-20T25:00:00"),
+              json_event(id_evenement="3", saisi_le="0001-01-01T00:00:00+14:00"), json_event(id_evenement="4")]
+    answer = client.post("/api/v1/events/bulk", json={"events": events}, headers=bearer(tokens.partner_69001))
+    assert answer.status_code == 200
+    results = answer.json()["results"]
+    assert [(r["state"], (r["reject"] or {}).get("field")) for r in results] == [
+        ("EN_ATTENTE", None), ("INVALIDE", "saisi_le"), ("INVALIDE", "saisi_le"), ("EN_ATTENTE", None)]
+    assert "« 2026-11-20T25:00:00 »" in results[1]["reject"]["message"]
+    assert "ISO 8601" in results[1]["reject"]["message"] and "JJ/MM" not in results[1]["reject"]["message"]
+    assert "0001 et 9999" in results[2]["reject"]["message"]
+    assert {r.key: r.state for r in rows(gw)} == {"69001-1": "EN_ATTENTE", "69001-2": "INVALIDE",
+                                                  "69001-3": "INVALIDE", "69001-4": "EN_ATTENTE"}
 
 
 def test_the_same_event_through_an_export_and_through_json_is_one_event(client, gw, tokens, tmp_path) -> None:
