@@ -11,6 +11,11 @@ signed XML reports, has ``max_document_bytes`` like every XML document the gatew
 
 Access logs name the method, the path without its query string (which may hold a jobseeker id:
 brief §6, "logs carry event keys, never names"), the status and the time.
+
+An unexpected failure (a bug) is answered here, as a 500 problem document, and logged once with its
+traceback. Not by an exception handler for ``Exception``: Starlette runs that one in its outermost
+middleware, which re-raises after answering, and uvicorn then closes the connection, so that a partner's
+next request on the same keep-alive connection failed without an answer (was its bulk stored or not?).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from gateway.api.problems import PROBLEM_MEDIA_TYPE, problem_body
 from gateway.errors import PayloadTooLarge
 
 access_log = logging.getLogger("gateway.api.access")
+log = logging.getLogger("gateway.api")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -59,11 +65,12 @@ class ApiMiddleware:
         scope.setdefault("state", {})["request_id"] = rid
         limit = self.large_paths.get(scope["path"], self.max_body_bytes)
         status = 500
+        answered = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
@@ -72,7 +79,13 @@ class ApiMiddleware:
             if declared is not None and declared > limit:
                 await _too_large(scope, send_with_id, rid, limit)
                 return
-            await self.app(scope, _counting(receive, limit), send_with_id)
+            try:
+                await self.app(scope, _counting(receive, limit), send_with_id)
+            except Exception:
+                if answered:  # too late to say anything else: the connection is cut, as it must be
+                    raise
+                log.exception("%s %s failed (id=%s)", scope["method"], scope["path"], rid)
+                await _internal_error(scope, send_with_id, rid)
         finally:
             elapsed = time.perf_counter() - started
             if self.observe is not None:  # by operation (the endpoint's name): a small, fixed set of labels
@@ -102,6 +115,15 @@ async def _too_large(scope: Scope, send: Send, rid: str, limit: int) -> None:
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                             (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _internal_error(scope: Scope, send: Send, rid: str) -> None:
+    body = problem_body(500, "INTERNAL", "erreur interne : voir le journal de la passerelle", instance=scope["path"],
+                        request_id=rid)
+    await send({"type": "http.response.start", "status": 500,
+                "headers": [(b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                            (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 

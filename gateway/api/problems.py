@@ -197,6 +197,8 @@ def install(app: FastAPI) -> None:
         return problem_response(request, status, code, detail, headers=headers or None)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
+        """Only for a failure of the request middleware itself: a bug below it is answered there, without
+        the connection being cut (`gateway.api.middleware`)."""
         log.exception("%s %s failed", request.method, request.url.path)
         return problem_response(request, 500, "INTERNAL", "erreur interne : voir le journal de la passerelle")
 

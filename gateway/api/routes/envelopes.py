@@ -26,13 +26,8 @@ def envelopes_list(page: Annotated[schemas.PageQuery, Query()], principal: Princ
                    gw: GatewayDep) -> schemas.Page[schemas.EnvelopePublic]:
     """Le plus récent d'abord."""
     criteria = {"scope": sorted(principal.scope or [])}
-    after = pagination.decode(page.cursor, criteria)
-    position = None
-    if after:
-        try:
-            position = (datetime.fromisoformat(after["at"]), str(after["id"]))
-        except (KeyError, TypeError, ValueError):
-            position = None
+    after = pagination.decode(page.cursor, criteria, shape={"at": datetime, "id": str})
+    position = (datetime.fromisoformat(after["at"]), after["id"]) if after else None
     limit = min(page.limit, gw.settings.api_page_max)
     rows = envelopes_page(conn, principal.scope, limit=limit + 1, after=position)
     more = len(rows) > limit

@@ -91,10 +91,9 @@ def search_events(query: Annotated[schemas.EventQuery, Query()], principal: Prin
     événements arrivés pendant le parcours apparaissent à la fin, sans décaler les pages déjà lues."""
     flt = event_filter(query, principal, key=query.key)
     criteria = {**query.model_dump(mode="json", exclude={"cursor", "limit"}), "scope": sorted(principal.scope or [])}
-    after = pagination.decode(query.cursor, criteria)
+    after = pagination.decode(query.cursor, criteria, shape={"id": int})
     limit = min(query.limit, gw.settings.api_page_max)
-    after_id = after.get("id") if after else None
-    rows = list_events(conn, flt, limit=limit + 1, after_id=after_id if isinstance(after_id, int) else None)
+    rows = list_events(conn, flt, limit=limit + 1, after_id=after["id"] if after else None)
     more = len(rows) > limit
     rows = rows[:limit]
     return schemas.Page[schemas.EventPublic](

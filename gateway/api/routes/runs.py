@@ -27,10 +27,9 @@ def runs_list(page: Annotated[schemas.PageQuery, Query()], principal: PrincipalD
               gw: GatewayDep) -> schemas.Page[schemas.RunPublic]:
     """La plus récente d'abord."""
     criteria = {"scope": sorted(principal.scope or [])}
-    after = pagination.decode(page.cursor, criteria)
+    after = pagination.decode(page.cursor, criteria, shape={"id": int})
     limit = min(page.limit, gw.settings.api_page_max)
-    before = after.get("id") if after else None
-    rows = list_runs(conn, principal.scope, limit=limit + 1, before_id=before if isinstance(before, int) else None)
+    rows = list_runs(conn, principal.scope, limit=limit + 1, before_id=after["id"] if after else None)
     more = len(rows) > limit
     rows = rows[:limit]
     states, envelopes = run_counts(conn, [r.id for r in rows], principal.scope)

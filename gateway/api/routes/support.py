@@ -71,11 +71,11 @@ def audit_log(query: Annotated[schemas.AuditQuery, Query()], principal: AdminDep
               gw: GatewayDep) -> schemas.Page[schemas.AuditEntryPublic]:
     """Toutes les actions, la plus récente d'abord : qui, quoi, quand, quel filtre, combien."""
     criteria = {"action": query.action}
-    after = pagination.decode(query.cursor, criteria)
+    after = pagination.decode(query.cursor, criteria, shape={"id": int})
     select = sa.select(audit_t)
     if query.action:
         select = select.where(audit_t.c.action == query.action)
-    if after and isinstance(after.get("id"), int):
+    if after:
         select = select.where(audit_t.c.id < after["id"])
     limit = min(query.limit, gw.settings.api_page_max)
     rows = conn.execute(select.order_by(audit_t.c.id.desc()).limit(limit + 1)).all()

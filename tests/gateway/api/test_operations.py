@@ -3,6 +3,8 @@ error of the API as one problem document with its stable code."""
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import time
 
@@ -175,6 +177,95 @@ def test_a_cursor_from_another_search_is_refused(client, tokens, night) -> None:
     other = client.get("/api/v1/events", params={"limit": 2, "code_ml": "69002", "cursor": page["next_cursor"]},
                        headers=auth)
     assert other.status_code == 422 and other.json()["code"] == "INVALID_CURSOR"
+
+
+def _rewritten(cursor: str, **position) -> str:
+    """A cursor as a client could rewrite it: readable base64 JSON, its search's fingerprint kept."""
+    data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    data["p"] = {**data["p"], **position}
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def _client_port(response) -> int:
+    return response.extensions["network_stream"].get_extra_info("client_addr")[1]
+
+
+def _second_run_and_envelope(client, gw, auth: dict) -> None:
+    """Two of everything a list pages through: the night's rejects resent (audited twice) and sent again."""
+    from gateway.pipeline.run import run_batch
+
+    assert client.post("/api/v1/events/resend", json={"states": ["REJETE"]}, headers=auth).status_code == 200
+    run_batch(gw, [])
+    assert client.post("/api/v1/events/resend", json={"states": ["REJETE"]}, headers=auth).status_code == 200
+
+
+FORGED = {"id-beyond-64-bits": {"id": 2**70}, "id-true": {"id": True}, "id-text": {"id": "12"},
+          "id-negative": {"id": -1}, "extra-member": {"x": 1}}
+
+
+@pytest.mark.parametrize("position", FORGED.values(), ids=FORGED.keys())
+def test_a_rewritten_cursor_is_refused_not_a_500(client, gw, tokens, night, position) -> None:
+    """An id past the store's integers reached the database (a 500); a text where an id goes restarted the
+    list in silence. Every list checks what its cursor holds."""
+    auth = bearer(tokens.admin)
+    _second_run_and_envelope(client, gw, auth)
+    for url in ("/api/v1/events", "/api/v1/audit", "/api/v1/envelopes", "/api/v1/runs"):
+        page = client.get(url, params={"limit": 1}, headers=auth).json()
+        assert page["next_cursor"], url
+        if url == "/api/v1/envelopes" and "id" in position and position["id"] == "12":
+            continue  # an envelope's id is a text: "12" is a well-formed one
+        answer = client.get(url, params={"limit": 1, "cursor": _rewritten(page["next_cursor"], **position)},
+                            headers=auth)
+        assert answer.status_code == 422 and answer.json()["code"] == "INVALID_CURSOR", (url, answer.text)
+        assert client.get(url, params={"limit": 1, "cursor": page["next_cursor"]}, headers=auth).status_code == 200
+
+
+def test_an_envelope_cursor_with_a_timestamp_outside_the_calendar_is_refused(client, gw, tokens, night) -> None:
+    auth = bearer(tokens.admin)
+    _second_run_and_envelope(client, gw, auth)
+    page = client.get("/api/v1/envelopes", params={"limit": 1}, headers=auth).json()
+    for at in ("0001-01-01T00:00:00+14:00", "2026-11-20T10:00:00", "demain"):
+        answer = client.get("/api/v1/envelopes", params={"cursor": _rewritten(page["next_cursor"], at=at)},
+                            headers=auth)
+        assert answer.status_code == 422 and answer.json()["code"] == "INVALID_CURSOR", at
+
+
+def test_a_bug_is_a_500_problem_and_the_connection_goes_on(gw, tokens, monkeypatch) -> None:
+    """Over real HTTP: Starlette's last-resort handler answered, then re-raised, and uvicorn cut the
+    connection, so the next request on it (a partner's next bulk) failed without an answer."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from gateway.api.routes import events as event_routes
+    from gateway.demo import free_port
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(event_routes, "list_events", broken)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(gw), host="127.0.0.1", port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=bearer(tokens.admin), timeout=10) as http:
+            failed = http.get("/api/v1/events")
+            assert failed.status_code == 500
+            assert failed.headers["content-type"] == "application/problem+json"
+            assert failed.json()["code"] == "INTERNAL" and "a bug" not in failed.text
+            assert failed.headers.get("connection") != "close"
+            after = http.post("/api/v1/events", json=json_event(), headers=bearer(tokens.partner_69001))
+            assert after.status_code == 201
+            # the same connection (httpx opens another, in silence, when it sees the first one closed)
+            assert _client_port(after) == _client_port(failed)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.mark.parametrize("database_url", BACKENDS, indirect=True)  # search on both stores
