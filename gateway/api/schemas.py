@@ -81,6 +81,11 @@ class EventIn(BaseModel):
     saisi_le: DateText | None = _f("Horodatage de saisie, ISO 8601 (heure de Paris sans fuseau).")
 
 
+#: The most events a bulk submission may ever hold: the ceiling of ``api_max_events_per_request``
+#: (`gateway.settings`), so that the request model refuses a longer list before validating any item.
+API_EVENTS_CEILING = 100_000
+
+
 class EventBulkIn(BaseModel):
     """Several events in one request (at most `api_max_events_per_request`)."""
 
@@ -88,7 +93,10 @@ class EventBulkIn(BaseModel):
         EXAMPLE_EVENT, {**EXAMPLE_EVENT, "id_evenement": "1002", "type_evenement": "CPA", "parcours": "ACC",
                         "modalite": None, "premier_entretien": None}]}]})
 
-    events: list[EventIn] = Field(min_length=1, description="Les événements, traités chacun pour soi.")
+    #: ``max_length``: pydantic refuses a longer list before validating any item (200,000 invalid items took
+    #: ~10 s of CPU to be refused as too many). The configured limit, lower, is checked after (`submit_events`).
+    events: list[EventIn] = Field(min_length=1, max_length=API_EVENTS_CEILING,
+                                  description="Les événements, traités chacun pour soi.")
 
 
 class RejectPublic(BaseModel):
