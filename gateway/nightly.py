@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -122,8 +123,8 @@ class RunLease:
 @dataclass(frozen=True, slots=True)
 class Export:
     path: Path
-    sha256: str
-    byte_size: int
+    sha256: str | None  # None: unreadable, the run refuses it (see pending_exports)
+    byte_size: int | None
 
 
 def _sha256(path: Path) -> str:
@@ -139,45 +140,61 @@ def is_export_name(name: str) -> bool:
 
 
 def pending_exports(gw: Gateway) -> list[Export]:
-    """The drop folder's exports not yet imported (by name and content), in name order."""
+    """The drop folder's exports not yet imported (by name and content), in name order.
+
+    An export the gateway may not read is one of them (``sha256`` None): the run then refuses it as a file
+    (``P3_FILE``, exit code 1 for ``gateway run``), it is not listed as imported, and the next night tries it
+    again. Skipping it with a log line made a badly delivered file look like a quiet night, every night. A
+    drop folder that cannot be listed reads as no export (`drop_folder_problem` says why)."""
     folder = gw.settings.runs_input_dir
     if gw.settings.input_dir is None:  # the default, inside the data folder: the gateway's own to make
         folder.mkdir(parents=True, exist_ok=True)
-    if not folder.is_dir():
+    try:
+        paths = sorted(p for p in folder.iterdir() if p.is_file() and is_export_name(p.name))
+    except OSError:  # missing or unreadable: drop_folder_problem tells the run
         return []
     with gw.engine.connect() as conn:
         done = set(conn.execute(sa.select(imported_files_t.c.name, imported_files_t.c.sha256)).tuples())
     found = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and is_export_name(p.name)):
+    for path in paths:
         try:
             export = Export(path, _sha256(path), path.stat().st_size)
-        except OSError as exc:  # vanished or unreadable: next night
+        except FileNotFoundError:  # taken away since the folder was listed: not an export any more
+            continue
+        except OSError as exc:  # there but unreadable: the run refuses it, which says so
             log.warning("export %s not readable: %s", path.name, exc)
+            found.append(Export(path, None, None))
             continue
         if (path.name, export.sha256) not in done:
             found.append(export)
     return found
 
 
-def missing_drop_folder(settings: Settings) -> Path | None:
-    """The drop folder given in ``GATEWAY_INPUT_DIR``, if it does not exist: a mistyped path would otherwise
-    read nothing, night after night, and look like quiet nights. (The default folder, ``<data>/entrees``, is
-    the gateway's own: `pending_exports` makes it.) The night keeps it as a warning with its run and still
-    sends what waits; ``gateway run --now`` refuses."""
-    folder = settings.input_dir
-    return folder if folder is not None and not folder.is_dir() else None
-
-
-def _drop_folder_warning(folder: Path) -> dict[str, str]:
-    log.warning("drop folder %s does not exist: no export read (GATEWAY_INPUT_DIR)", folder)
-    return {"file": str(folder), "code": "P3_DROP_FOLDER_MISSING",
-            "message": "dossier de dépôt introuvable : aucun export lu (vérifier GATEWAY_INPUT_DIR)"}
+def drop_folder_problem(settings: Settings) -> dict[str, str] | None:
+    """Why the drop folder cannot be read, as a warning of the run (``file``, ``code``, ``message``); None when
+    it can. A ``GATEWAY_INPUT_DIR`` that does not exist (a mistyped path) or that the gateway may not list
+    would otherwise read nothing, night after night, and look like quiet nights. (The default folder,
+    ``<data>/entrees``, is the gateway's own: `pending_exports` makes it.) The night keeps the warning with
+    its run and still sends what waits; ``gateway run --now`` refuses."""
+    folder = settings.runs_input_dir
+    if not folder.is_dir():
+        if settings.input_dir is None:
+            return None
+        code, message = "P3_DROP_FOLDER_MISSING", "dossier de dépôt introuvable"
+    else:
+        try:
+            with os.scandir(folder):
+                return None
+        except OSError as exc:
+            code, message = "P3_DROP_FOLDER_UNREADABLE", f"dossier de dépôt illisible ({exc.strerror})"
+    log.warning("drop folder %s: %s, no export read (GATEWAY_INPUT_DIR)", folder, code)
+    return {"file": str(folder), "code": code, "message": f"{message} : aucun export lu (vérifier GATEWAY_INPUT_DIR)"}
 
 
 def record_imports(gw: Gateway, exports: list[Export], summary: RunSummary) -> int:
     """List the exports ``summary``'s run read to the end (not those it refused)."""
     refused = {error["file"] for error in summary.file_errors}
-    rows = [e for e in exports if e.path.name not in refused]
+    rows = [e for e in exports if e.path.name not in refused and e.sha256 is not None]
     now = gw.clock()
     with gw.engine.begin() as conn:
         for e in rows:
@@ -222,8 +239,8 @@ def run_night(gw: Gateway, *, night: datetime | None = None, trigger: str = "sch
             return NightOutcome("DONE", night, detail=f"nuit du {night.isoformat()} déjà servie")
         exports = pending_exports(gw)
         log.info("night %s: %d export(s) to read", night.isoformat(), len(exports))
-        missing = missing_drop_folder(gw.settings)
-        warnings = [_drop_folder_warning(missing)] if missing else []
+        problem = drop_folder_problem(gw.settings)
+        warnings = [problem] if problem else []
         summary = run_batch(gw, [e.path for e in exports], trigger=trigger, on_started=held.started,
                             guard=held.guard, wait_for_reports=wait_for_reports, warnings=warnings)
         record_imports(gw, exports, summary)

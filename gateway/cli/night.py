@@ -75,7 +75,7 @@ def run(
     sent again (same IdLot) by the next run or the scheduler."""
     from gateway.cli.report import render_summary
     from gateway.context import Gateway
-    from gateway.nightly import missing_drop_folder, run_exclusive, run_night
+    from gateway.nightly import drop_folder_problem, run_exclusive, run_night
 
     if now == bool(inputs):
         raise typer.BadParameter("either --now (the drop folder) or --input FILE…", param_hint="--input/--now")
@@ -83,11 +83,11 @@ def run(
         raise typer.BadParameter("--dry-run needs --input", param_hint="--dry-run")
     settings = load_settings(data_dir=data_dir)
     warn_unsafe_keys(settings)
-    missing = missing_drop_folder(settings) if now else None
-    if missing:
+    problem = drop_folder_problem(settings) if now else None
+    if problem:
         from gateway.errors import ConfigurationError
 
-        raise fail(ConfigurationError(f"dossier de dépôt introuvable : {missing} (vérifier GATEWAY_INPUT_DIR)."))
+        raise fail(ConfigurationError(f"{problem['file']} : {problem['message']}."))
     try:
         gw = Gateway.open(settings)
         try:

@@ -180,3 +180,65 @@ def test_gateway_run_now_just_after_the_scheduled_night_runs(gw) -> None:
     assert run_night(gw, night=scheduled).status == "RUN"
     assert run_night(gw, night=scheduled).status == "DONE"  # the scheduler of another instance, firing too
     assert run_night(gw, night=scheduled.astimezone(UTC) + timedelta(minutes=30)).status == "RUN"
+
+
+def test_an_export_or_a_drop_folder_the_gateway_may_not_read_is_said_not_skipped(gw, settings, monkeypatch,
+                                                                                 tmp_path) -> None:
+    """An export left unreadable by whatever delivered it was skipped with a log line, and the night looked
+    quiet (exit 0) every night; a folder the gateway may not list ended the run with a traceback. Root reads
+    everything, so the refusals are the operating system's, played by ``open`` and ``os.scandir``."""
+    import builtins
+    import os
+
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+    from gateway.codes import EventType
+
+    folder = tmp_path / "depot"
+    folder.mkdir()
+    write_export(folder / "P3_69001_20261128.csv", [p3_line(EventType.ENT, id_evenement="1")])
+    locked = write_export(folder / "P3_69001_20261128_bis.csv", [p3_line(EventType.ENT, id_evenement="2")])
+    real_open = builtins.open
+
+    def refusing_open(file, *args, **kwargs):
+        if str(file) == str(locked):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    gw.settings = gw.settings.model_copy(update={"input_dir": folder, "read_in_subprocess": False})
+    outcome = run_night(gw, night=NIGHT_1)
+    assert [(e["file"], e["code"]) for e in outcome.summary.file_errors] == [(locked.name, "P3_UNREADABLE")]
+    assert "illisible" in outcome.summary.file_errors[0]["message"]  # and the exit code of gateway run is 1
+    assert outcome.summary.states == {"ACCEPTE": 1}  # the readable export went on
+    with gw.engine.connect() as conn:
+        imported = conn.execute(sa.select(imported_files_t.c.name)).scalars().all()
+    assert imported == ["P3_69001_20261128.csv"]  # the other is tried again the next night
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert run_night(gw, night=NIGHT_2).summary.states == {"ACCEPTE": 1}  # readable now: read, once
+
+    real_scandir = os.scandir
+
+    def refusing_scandir(path="."):
+        if str(path) == str(folder):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    real_iterdir = type(folder).iterdir
+
+    def refusing_iterdir(path):
+        if path == folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_iterdir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing_scandir)
+    monkeypatch.setattr(type(folder), "iterdir", refusing_iterdir)
+    later = run_night(gw, night=NIGHT_2 + (NIGHT_2 - NIGHT_1))
+    assert later.status == "RUN" and [w["code"] for w in later.summary.file_warnings] == ["P3_DROP_FOLDER_UNREADABLE"]
+    monkeypatch.setenv("GATEWAY_INPUT_DIR", str(folder))
+    if settings.database_url:
+        monkeypatch.setenv("GATEWAY_DATABASE_URL", settings.database_url)
+    asked = CliRunner().invoke(app, ["run", "--now", "--data-dir", str(settings.data_dir)])
+    said = " ".join(asked.stderr.split())
+    assert asked.exit_code == 2 and "CONFIG" in said and "illisible" in said and str(folder) in said
