@@ -55,16 +55,25 @@ def open_store(data_dir: Path | None, *, existing: bool):
     through `require_store`) pass ``existing=True`` and end with ``Erreur STORE_MISSING`` (exit code 2)
     naming the file they looked for. Commands that set something up before a first night (``sending
     pause``, ``clients create``) may create the store, and say so on stderr with its path. A server
-    database (PostgreSQL) is the operator's to create: it is used as it is.
+    database (PostgreSQL) is the operator's to create; the commands that only look do not lay the schema in
+    an empty one either (``Erreur STORE_MISSING``).
     """
     from gateway.store.db import create_schema, make_engine
+    from gateway.store.migrate import current
 
     settings = load_settings(data_dir=data_dir)
     if existing:
         require_store(settings)
     missing = missing_store(settings)
-    engine = make_engine(settings.db_url)
-    create_schema(engine)
+    try:
+        engine = make_engine(settings.db_url)
+        if existing and not missing and current(engine) is None:  # a server database never set up
+            engine.dispose()
+            raise StoreMissing(f"la base {engine.url.render_as_string()} n'a pas le schéma de la passerelle : "
+                               "vérifier GATEWAY_DATABASE_URL ; gateway db upgrade le crée.")
+        create_schema(engine)
+    except GatewayError as exc:  # a server down, a wrong password, a URL that is not one: said, not a traceback
+        raise fail(exc) from exc
     if missing:
         err_console.print(f"[yellow]Base créée[/] : {escape(missing)} (il n'y en avait pas : si la passerelle "
                           "en a une ailleurs, vérifier --data-dir)", highlight=False, soft_wrap=True)

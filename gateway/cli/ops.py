@@ -75,13 +75,15 @@ def db_upgrade(
     from gateway.store.db import make_engine
     from gateway.store.migrate import upgrade
 
-    engine = make_engine(load_settings(data_dir=data_dir).db_url)
+    engine = None
     try:
+        engine = make_engine(load_settings(data_dir=data_dir).db_url)
         before, after = upgrade(engine, revision)
     except GatewayError as exc:
         raise fail(exc) from exc
     finally:
-        engine.dispose()
+        if engine is not None:
+            engine.dispose()
     console.print(f"Schéma à jour : {before or 'vide'} → {after}." if before != after
                   else f"Schéma déjà à la révision {after}.")
 
@@ -94,13 +96,15 @@ def db_current(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
 
     settings = load_settings(data_dir=data_dir)
     require_store(settings)  # only looks: never makes an empty store (gateway.cli.common.open_store)
-    engine = make_engine(settings.db_url)
+    engine = None
     try:
+        engine = make_engine(settings.db_url)
         found = current(engine)
     except GatewayError as exc:
         raise fail(exc) from exc
     finally:
-        engine.dispose()
+        if engine is not None:
+            engine.dispose()
     if json_out:
         print_json({"current": found, "head": head()})
     else:

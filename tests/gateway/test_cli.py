@@ -126,6 +126,47 @@ def test_a_mistyped_data_dir_is_said_rather_than_shown_as_an_empty_store(command
     assert not mistyped.exists()
 
 
+UNREACHABLE = {"server-down": "postgresql+psycopg://gateway:secret@127.0.0.1:9/gateway",
+               "unknown-dialect": "postgres://gateway:secret@127.0.0.1/gateway", "not-a-url": "pas une URL secret"}
+
+
+@pytest.mark.parametrize("url", UNREACHABLE.values(), ids=UNREACHABLE.keys())
+@pytest.mark.parametrize("command", [*LOOKING, ["db", "upgrade"]], ids=lambda c: " ".join(c[:2]))
+def test_a_store_that_cannot_be_opened_is_said_not_a_traceback(command, url, tmp_path: Path) -> None:
+    """A PostgreSQL server down, a URL SQLAlchemy cannot read: ``Erreur STORE``, exit code 2, the password
+    never shown; four of these commands printed a traceback (exit code 1)."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    result = CliRunner(env={"GATEWAY_DATABASE_URL": url}).invoke(app, [*command, "--data-dir", str(tmp_path)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "Erreur STORE" in said, (result.exception, said)
+    assert "secret" not in said and "Traceback" not in said
+
+
+@pytest.mark.postgres
+def test_the_commands_that_only_look_leave_an_empty_postgresql_database_empty(tmp_path: Path) -> None:
+    """The README says they never make a store: on PostgreSQL, ``rejects`` laid the whole schema in an empty
+    database (a mistyped database name) and answered "Rejets (0)"."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+    from tests.backends import fresh_postgres_database
+
+    with fresh_postgres_database() as url:
+        for command in (["rejects"], ["envelopes", "list"], ["sending", "status"], ["clients", "list"]):
+            result = CliRunner(env={"GATEWAY_DATABASE_URL": url}).invoke(app, [*command, "--data-dir", str(tmp_path)])
+            said = " ".join(result.stderr.split())
+            assert result.exit_code == 2 and "STORE_MISSING" in said and "gateway db upgrade" in said, command
+        engine = sa.create_engine(url, poolclass=NullPool)
+        with engine.connect() as conn:
+            assert sa.inspect(conn).get_table_names() == []
+        engine.dispose()
+
+
 def test_a_night_dude_never_acknowledged_exits_3_and_keeps_its_envelope(settings, dev_keys, tmp_path: Path) -> None:
     """cron and systemd read the exit code: a night that never reached DUDE must not end like a good one."""
     import sqlalchemy as sa
