@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,7 +32,8 @@ class Settings(BaseSettings):
         "For PostgreSQL: postgresql+psycopg://user:password@host/dbname")
 
     # The other side
-    dude_url: str = Field("http://127.0.0.1:8790/dude/v1", description="Base URL of DUDE's exchange endpoint.")
+    dude_url: str = Field("http://127.0.0.1:8790/dude/v1", description="Base URL of DUDE's exchange endpoint: "
+                          "absolute, http or https, with a host.")
     sender_code: str = Field("PARCOURS3", pattern=r"^[A-Z0-9_-]{1,20}$", description="`Emetteur` of every envelope.")
     recipient_code: str = Field("DUDE", pattern=r"^[A-Z0-9_-]{1,20}$", description="`Destinataire` of every envelope.")
     # 2,000 rather than 5,000: DUDE can start on the first envelope sooner, keeps pace during the night
@@ -53,7 +56,8 @@ class Settings(BaseSettings):
     input_encoding: str = Field("auto", description="auto (UTF-8 if detected, else Windows-1252), cp1252 or utf-8.")
     identifiant_pe_pattern: str = Field(r"[0-9]{7}[A-Z]", description="Pattern of the agency's jobseeker id.")
     send_comments: bool = Field(False, description="Data minimisation: free-text comments are dropped unless true.")
-    timezone: str = Field("Europe/Paris", description="Time zone of Parcours 3 timestamps and of the nightly run.")
+    timezone: str = Field("Europe/Paris", description="Time zone of Parcours 3 timestamps and of the nightly run "
+                          "(IANA name, as the zoneinfo database spells it).")
     read_in_subprocess: bool = Field(True, description="Read and pre-flight the exports in a child process, on "
                                      "another core than storing and sealing (gateway.pipeline.reading); false "
                                      "reads them in the run's own process.")
@@ -140,6 +144,39 @@ class Settings(BaseSettings):
         value = value.lower()
         if value not in {"auto", "cp1252", "utf-8", "utf-8-sig"}:
             raise ValueError("expected auto, cp1252, utf-8 or utf-8-sig")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        """Checked here, not where it is first used: a misspelt zone used to surface as a raw traceback in the
+        middle of a run (left EN_COURS), or as "invalid schedule" blaming the cron setting, never naming
+        GATEWAY_TIMEZONE."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError("unknown time zone: expected an IANA name such as Europe/Paris "
+                             "(case and spelling as in the zoneinfo database)") from None
+        return value
+
+    @field_validator("dude_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        """Checked here: anything else used to be accepted, and a night then posted nowhere and ended as
+        DUDE_UNREACHABLE (exit code 3, "DUDE is down"), never naming GATEWAY_DUDE_URL. The message never
+        repeats the URL: it may carry a password."""
+        expected = "expected an absolute http:// or https:// URL with a host, such as http://127.0.0.1:8790/dude/v1"
+        if any(char.isspace() or not char.isprintable() for char in value):
+            raise ValueError(f"{expected} (no spaces or control characters)")
+        try:
+            parts = urlsplit(value)
+            host, port = parts.hostname, parts.port  # ValueError: a bad [IPv6] or a port not in 0-65535
+        except ValueError:
+            raise ValueError(f"{expected} (a valid host, and a port from 1 to 65535 if any)") from None
+        if parts.scheme not in {"http", "https"} or not host:
+            raise ValueError(expected)
+        if port == 0:
+            raise ValueError(f"{expected} (a port from 1 to 65535 if any)")
         return value
 
     # Derived paths -------------------------------------------------------------------------

@@ -1,0 +1,96 @@
+"""Settings checked when they load (`gateway.settings`): a wrong value stops every command up front with
+``Erreur CONFIG`` naming the variable, instead of failing later somewhere that blames something else."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.settings import Settings
+
+
+@pytest.mark.parametrize("zone", ["Europe/Pariss", "europe/paris", "Europe", "", "/etc/localtime", "../Paris"])
+def test_an_unknown_time_zone_is_refused_naming_the_setting(zone: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, timezone=zone)
+    assert [error["loc"] for error in refused.value.errors()] == [("timezone",)]
+    assert "time zone" in str(refused.value)
+
+
+@pytest.mark.parametrize(("zone", "near_miss"), [("Europe/Paris", "europe/paris"), ("UTC", "utc"),
+                                                  ("Pacific/Kiritimati", "Pacific/Kiritimat"),
+                                                  ("America/Cayenne", "America/Cayenne ")])
+def test_iana_time_zones_are_accepted_and_their_near_misses_refused(zone: str, near_miss: str) -> None:
+    assert Settings(_env_file=None, timezone=zone).timezone == zone
+    with pytest.raises(ValidationError, match="unknown time zone"):
+        Settings(_env_file=None, timezone=near_miss)
+
+
+@pytest.mark.parametrize("url", ["notaurl", "127.0.0.1:8790/dude/v1", "localhost:8790/dude/v1", "ftp://dude.test/v1",
+                                 "http://", "http:///dude/v1", "http://:8790/dude/v1", "//dude.test/dude/v1",
+                                 "http://dude.test:abc/v1", "http://dude.test:0/v1", "http://dude.test:70000/v1",
+                                 "http://dude .test/v1", "http://[::1/dude/v1"])
+def test_a_dude_url_that_is_not_absolute_http_with_a_host_is_refused(url: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, dude_url=url)
+    assert [error["loc"] for error in refused.value.errors()] == [("dude_url",)]
+    assert "absolute http:// or https:// URL with a host" in str(refused.value)
+
+
+@pytest.mark.parametrize(("url", "near_miss"), [
+    ("http://127.0.0.1:8790/dude/v1", "127.0.0.1:8790/dude/v1"),  # the default; tests' emulators and the demo
+    ("http://dude.test/dude/v1", "dude.test/dude/v1"),  # the tests' mock transport
+    ("http://127.0.0.1:9/dude/v1", "http://127.0.0.1:0/dude/v1"),  # the tests' "DUDE is down"
+    ("https://dude.example.fr/dude/v1/", "ftp://dude.example.fr/dude/v1/"),
+    ("HTTPS://DUDE.example.fr", "HTTPS:///DUDE.example.fr"),
+    ("http://[::1]:8790/dude/v1", "http://[::1:8790/dude/v1"),
+    ("https://passerelle:secret@dude.example.fr:8443/dude/v1", "https://passerelle:secret@:8443/dude/v1"),
+])
+def test_the_dude_urls_in_use_are_accepted_unchanged_and_their_near_misses_refused(url: str, near_miss: str) -> None:
+    assert Settings(_env_file=None, dude_url=url).dude_url == url
+    with pytest.raises(ValidationError, match="absolute http:// or https:// URL with a host"):
+        Settings(_env_file=None, dude_url=near_miss)
+
+
+def gateway_command(tmp_path: Path, *args: str, **variables: str) -> subprocess.CompletedProcess:
+    """The command as an operator runs it: from an empty folder, only the given ``GATEWAY_*`` variables."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+           "GATEWAY_DATA_DIR": str(tmp_path / "data"), **variables}
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("command", [["schedule", "show"], ["run", "--now"]], ids=" ".join)
+def test_a_misspelt_time_zone_stops_the_command_naming_gateway_timezone(tmp_path: Path, command: list[str]) -> None:
+    """It used to be a ZoneInfoNotFoundError traceback mid-run (exit 1, the run left EN_COURS), or
+    "invalid schedule '0 2 * * *'", which sends the operator to the cron setting."""
+    proc = gateway_command(tmp_path, *command, GATEWAY_TIMEZONE="Europe/Pariss")
+    said = " ".join(proc.stderr.split())  # rich wraps long lines
+    assert proc.returncode == 2, proc.stderr
+    assert "Erreur CONFIG" in said and "GATEWAY_TIMEZONE" in said and "unknown time zone" in said
+    assert "Traceback" not in said and "schedule" not in said
+    assert not (tmp_path / "data" / "gateway.db").exists()  # no run started, none left EN_COURS
+
+
+@pytest.mark.parametrize("command", [["schedule", "show"], ["run", "--now"]], ids=" ".join)
+def test_a_dude_url_that_is_not_a_url_stops_the_command_naming_gateway_dude_url(tmp_path: Path,
+                                                                                  command: list[str]) -> None:
+    """It used to be accepted: a night then posted nowhere and ended DUDE_UNREACHABLE, exit 3, which reads
+    "DUDE is down" when the mistake is ours."""
+    proc = gateway_command(tmp_path, *command, GATEWAY_DUDE_URL="notaurl")
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 2, proc.stderr
+    assert "Erreur CONFIG" in said and "GATEWAY_DUDE_URL" in said and "absolute http:// or https:// URL" in said
+    assert "DUDE_UNREACHABLE" not in said and "Traceback" not in said
+    assert not (tmp_path / "data" / "gateway.db").exists()
+
+
+def test_a_refused_dude_url_is_not_repeated_since_it_may_hold_a_password(tmp_path: Path) -> None:
+    proc = gateway_command(tmp_path, "schedule", "show", GATEWAY_DUDE_URL="ftp://passerelle:mot-de-passe@dude.fr/v1")
+    assert proc.returncode == 2 and "GATEWAY_DUDE_URL" in proc.stderr, proc.stderr
+    assert "mot-de-passe" not in proc.stderr
