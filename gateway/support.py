@@ -14,6 +14,13 @@ Rules (the brief, and the lead's decisions on issue 3):
   date and settings: only one that now passes goes back to ``EN_ATTENTE`` (as ``C``, ``M`` or
   ``A`` by the rules of ingest, its earlier unsettled versions becoming ``CORRIGE``); otherwise it
   stays ``INVALIDE`` with its fresh reason, and the answer says so;
+* an ``INVALIDE`` event whose line could not be read (no field kept: a wrong number of fields, a
+  broken quote…) is **not** checked again: there is nothing to check, and pre-flight on ``{}`` would
+  only find "id_evenement absent" and write that over the real reason. It is left exactly as it was
+  (reject, history) and the answer says why: only a corrected line, exported again, can replace it;
+* a close comment is written whole in the history (its ``cause`` holds 2,200 characters since revision
+  0003; the API takes 2,000): the history is what the event page and the API show support staff, and
+  the cut at 255 it had lost what they wrote;
 * **done once**: the rows are read under the write lock (SQLite: the audit row is written first,
   which takes the database's write lock; PostgreSQL: ``SELECT … FOR UPDATE``) and each move is a
   guarded ``UPDATE … WHERE state IN (…)``: two identical calls at the same moment resend each event
@@ -46,6 +53,10 @@ from gateway.submission import is_api_source
 RESEND, RESEND_FILTER, CLOSE = "RESEND", "RESEND_FILTER", "CLOSE"
 ACTIONABLE = tuple(sorted(s.value for s in ACTIONABLE_EVENT_STATES))
 _LISTED_MAX = 1000  # keys named in an answer or an audit row, at most
+_CAUSE_MAX = history_t.c.cause.type.length  # 2,200: a close comment's cause, whole
+#: Why an event whose export line could not be read is not resent (its own reason is kept and shown too).
+NOTHING_KEPT = ("La ligne de l'export n'a pas pu être lue et aucun champ n'a été conservé : la passerelle ne "
+                "peut pas la renvoyer. La corriger dans Parcours 3, puis l'exporter de nouveau.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +152,8 @@ def resend_event(gw: Gateway, key: str, *, actor: str, scope: frozenset[str] | N
         else:
             result = _resend_rows(gw, conn, [row], now=now, actor=actor, audit_id=audit_id)
             result.state = EventState.EN_ATTENTE.value if result.resent else EventState.INVALIDE.value
+            if _nothing_kept(row):
+                result.reason = NOTHING_KEPT
         _finish_audit(conn, audit_id, result.resent, _detail(result))
     return result
 
@@ -190,6 +203,11 @@ def _resend_rows(gw: Gateway, conn: Connection, rows: list[sa.Row], *, now: date
         result.resent_keys += [r.key for r in part]
     superseded: list[tuple[int, str]] = []
     for row in (r for r in rows if r.state == EventState.INVALIDE.value):
+        if _nothing_kept(row):  # left as it is: no update, no history row (the audit row says it was asked)
+            message = f"{row.reject_message or ''} {NOTHING_KEPT}".strip()
+            result.still_invalid.append(StillInvalid(row.key, row.version, row.reject_code or RejectCode.E09.value,
+                                                     message))
+            continue
         verdict = _revalidate(conn, row, config)
         if isinstance(verdict, StillInvalid):
             conn.execute(events_t.update().where(events_t.c.id == row.id, events_t.c.state == row.state)
@@ -228,6 +246,11 @@ def _resend_history(row: sa.Row, now: datetime, actor: str) -> dict:
 
 
 # --- pre-flight again, for an INVALIDE event ------------------------------------------------------
+
+
+def _nothing_kept(row: sa.Row) -> bool:
+    """The reader kept no field of the line (``{}``): nothing the gateway could check again or send."""
+    return row.state == EventState.INVALIDE.value and not json.loads(row.payload or "{}")
 
 
 def _stored_form(row: sa.Row, fields: dict[str, Any]) -> str:
@@ -304,7 +327,8 @@ def close_event(gw: Gateway, key: str, *, comment: str, actor: str, scope: froze
                                  .values(state=EventState.CLOS.value, updated_at=now)).rowcount
             if moved:
                 conn.execute(history_t.insert().values(
-                    event_id=row.id, state=EventState.CLOS.value, at=now, cause=f"clos par {actor} : {comment}"[:255],
+                    event_id=row.id, state=EventState.CLOS.value, at=now,
+                    cause=f"clos par {actor} : {comment}"[:_CAUSE_MAX],
                     code=row.reject_code, envelope_id=row.envelope_id, run_id=None, actor=actor[:120]))
             result = CloseResult(audit_id, row.key, row.version, moved,
                                  EventState.CLOS.value if moved else row.state)

@@ -47,6 +47,17 @@ BASELINE_TABLES = ("runs", "envelopes", "events", "event_history", "envelope_his
 _LOCK_KEY = 0x70336475  # pg_advisory_xact_lock key of the gateway's migrations ("p3du")
 
 
+def compare_type(context, inspected_column, metadata_column, inspected_type, metadata_type) -> bool | None:
+    """Autogenerate's type comparison, but for text lengths on SQLite, which keeps none (a ``VARCHAR(255)``
+    holds any text): widening a column there needs no revision, nor the copy of a whole table that a
+    batch ``ALTER`` would make. None: Alembic's own comparison."""
+    metadata_impl = getattr(metadata_type, "impl", metadata_type)  # sqlmodel's AutoString decorates a String
+    if (context.dialect.name == "sqlite" and isinstance(inspected_type, sa.String)
+            and isinstance(metadata_impl, sa.String)):
+        return False
+    return None
+
+
 def include_name(name: str | None, type_: str, parent_names: dict) -> bool:
     """Autogenerate compares only the gateway's own tables."""
     return not (type_ == "table" and name in FOREIGN_TABLES)
@@ -123,7 +134,7 @@ def differences(engine: Engine) -> list:
     from alembic.autogenerate import compare_metadata
 
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name})
+        context = MigrationContext.configure(conn, opts={"compare_type": compare_type, "include_name": include_name})
         return compare_metadata(context, SQLModel.metadata)
 
 

@@ -114,7 +114,9 @@ class EventHistory(SQLModel, table=True):
     event_id: int = Field(foreign_key="events.id", index=True)
     state: str = Field(max_length=20)
     at: datetime = Field(sa_type=UTCDateTime)
-    cause: str = Field(max_length=255)
+    #: 2,200 since revision 0003 (255 before): a support person's close comment (up to 2,000 characters
+    #: through the API) is kept whole here, where the event's page and the API show it.
+    cause: str = Field(max_length=2200)
     code: str | None = Field(default=None, max_length=3)
     envelope_id: str | None = Field(default=None, max_length=36)
     run_id: int | None = None

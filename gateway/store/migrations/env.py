@@ -15,11 +15,11 @@ from alembic import context
 from sqlmodel import SQLModel
 
 from gateway.store import models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from gateway.store.migrate import include_name, render_item
+from gateway.store.migrate import compare_type, include_name, render_item
 
 config = context.config
 target_metadata = SQLModel.metadata
-OPTIONS = dict(target_metadata=target_metadata, render_as_batch=True, compare_type=True,
+OPTIONS = dict(target_metadata=target_metadata, render_as_batch=True, compare_type=compare_type,
                include_name=include_name, render_item=render_item)
 
 
