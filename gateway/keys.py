@@ -112,6 +112,22 @@ def init_dev_keys(settings: Settings, *, overwrite: bool = False, days: int = 73
     return DevKeys(gw, emu, created=True)
 
 
+def check_key_material(settings: Settings) -> None:
+    """Raise `KeyMaterialError` (``KEYS``) unless a run could sign its envelopes and check DUDE's answers:
+    the signing key and certificate load, and the trust folder holds at least one certificate.
+
+    Called before a run touches the store (``gateway run``: a mistyped ``--data-dir`` made an empty store,
+    then failed on the keys) and at its start. An empty trust folder used to pass: DUDE took the envelopes,
+    every receipt was refused (``L02``) and the night ended as if DUDE were down (exit code 3)."""
+    from adapters.dude.signing import Signer, TrustStore
+
+    Signer.from_files(settings.gateway_key_file, settings.gateway_cert_file, password=settings.key_password_bytes())
+    if not len(TrustStore.from_dir(settings.gateway_trust_dir)):
+        raise KeyMaterialError(f"no DUDE certificate in the trust folder {settings.gateway_trust_dir}: receipts "
+                               "and reports could not be checked (put DUDE's certificate there as a .pem file, "
+                               "or run `gateway keys init` for the emulator)")
+
+
 def unsafe_key_files(settings: Settings) -> list[str]:
     """Warnings (French, for the operator) about secret files others may read: the gateway's private key and
     its password file, readable or writable by the group or by others (brief §6). Checked on start by

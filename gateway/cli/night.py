@@ -89,6 +89,10 @@ def run(
 
         raise fail(ConfigurationError(f"{problem['file']} : {problem['message']}."))
     try:
+        if not dry_run:  # before the store: a mistyped --data-dir must not leave an empty store behind
+            from gateway.keys import check_key_material
+
+            check_key_material(settings)
         gw = Gateway.open(settings)
         try:
             with progress_bars(not json_out) as progress:

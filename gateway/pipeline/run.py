@@ -49,6 +49,7 @@ import sqlalchemy as sa
 from gateway.codes import EnvelopeState, EventState, RejectCode
 from gateway.context import Gateway
 from gateway.errors import ExportFileError, GatewayError
+from gateway.keys import check_key_material
 from gateway.pipeline import dispatch, pause, reconcile
 from gateway.pipeline.sending import release as release_claim
 from gateway.pipeline.sending import send_waiting
@@ -211,9 +212,11 @@ def _dry_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress:
 def _real_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress: Progress, *,
               wait_for_reports: bool, guard: Callable[[], None] | None = None) -> None:
     check = guard or (lambda: None)
-    # The keys before the exports: a run that cannot sign, or could not check DUDE's answers, stops here
-    # (KeyMaterialError, KEYS) rather than after storing the night's lines.
-    gw.signer, gw.dude_trust  # noqa: B018
+    # The keys before the exports: a run that cannot sign, or could not check DUDE's answers (no trust
+    # folder, or an empty one), stops here (KeyMaterialError, KEYS) rather than after storing the night's lines.
+    gw.signer  # noqa: B018
+    if not len(gw.dude_trust):
+        check_key_material(gw.settings)  # raises, saying what is missing
     switch = pause.current(gw.engine)
     if switch.paused:  # read and seal (the outbox fills up), send nothing: gateway.pipeline.pause
         summary.sending_paused = switch.as_dict()

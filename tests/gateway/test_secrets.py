@@ -94,22 +94,42 @@ def test_a_run_with_the_wrong_password_fails_saying_so_and_never_prints_it(encry
 
 
 def test_a_run_without_its_keys_stops_before_storing_anything(tmp_path) -> None:
-    """The keys are checked first: the night's lines are not stored by a run that could not sign them."""
-    import sqlalchemy as sa
-
-    from gateway.store.db import make_engine
-    from gateway.store.models import events_t, runs_t
-
+    """The keys are checked first, before the store is even opened: a mistyped --data-dir (no keys there)
+    used to leave an empty store behind, which later commands then showed as a quiet night."""
     data = tmp_path / "data"
     export = write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement="1")])
     result = CliRunner().invoke(app, ["run", "--input", str(export), "--data-dir", str(data), "--no-wait"],
                                 env=clean_env(GATEWAY_DUDE_URL="http://127.0.0.1:9/dude/v1"))
     assert result.exit_code == 2 and "KEYS" in result.stderr and "gateway keys init" in result.stderr
-    engine = make_engine(f"sqlite:///{data / 'gateway.db'}")
-    with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(events_t)).scalar_one() == 0
-        assert conn.execute(sa.select(runs_t.c.outcome)).scalars().all() == ["ECHEC"]
-    engine.dispose()
+    assert not (data / "gateway.db").exists()
+
+
+def test_a_night_with_an_empty_trust_folder_stops_before_storing_anything(settings, dev_keys, tmp_path) -> None:
+    """An empty trust folder passed: DUDE took the envelopes, every receipt was refused (L02) and the night
+    ended as if DUDE were down. Now the run stops at once (KEYS), in the command as in a scheduled night."""
+    import sqlalchemy as sa
+
+    from gateway.context import Gateway
+    from gateway.pipeline.run import run_batch
+    from gateway.store.models import events_t, runs_t
+
+    for certificate in settings.gateway_trust_dir.iterdir():
+        certificate.unlink()
+    export = write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement="1")])
+    result = CliRunner().invoke(app, ["run", "--input", str(export), "--data-dir", str(settings.data_dir), "--no-wait"],
+                                env=clean_env(GATEWAY_DUDE_URL="http://127.0.0.1:9/dude/v1"))
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "KEYS" in said and str(settings.gateway_trust_dir) in said
+
+    gw = Gateway.open(settings)
+    try:
+        with pytest.raises(KeyMaterialError, match="trust folder"):
+            run_batch(gw, [export])  # the scheduler's way in
+        with gw.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(events_t)).scalar_one() == 0
+            assert conn.execute(sa.select(runs_t.c.outcome)).scalars().all() == ["ECHEC"]
+    finally:
+        gw.close()
 
 
 # --- permissions -------------------------------------------------------------------------------------
