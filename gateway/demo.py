@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from gateway.api.main import create_app
 from gateway.api.routes.dude import CALLBACK_PATH
-from gateway.api.serving import serve_in_thread
+from gateway.api.serving import cannot_listen, serve_in_thread
 from gateway.context import Gateway
 from gateway.errors import ConfigurationError
 from gateway.fixturegen import GeneratedNight, generate_night
@@ -67,8 +67,14 @@ class EmulatorHandle:
 def emulator_process(settings: Settings, *, registry: Path, port: int | None = None,
                      report_delay: float = 0.2, callback_url: str | None = None,
                      extra_args: list[str] | None = None) -> Iterator[EmulatorHandle]:
-    """Run ``gateway emulator serve`` in a child process until the block ends."""
-    port = port or free_port()
+    """Run ``gateway emulator serve`` in a child process until the block ends. A ``port`` already taken is
+    refused here: the health check would get its 200 from whatever holds it, and the night would go there."""
+    if port is None:
+        port = free_port()
+    else:
+        problem = cannot_listen("127.0.0.1", port, what="l'émulateur", port_hint="--port", host_hint="--host")
+        if problem:
+            raise ConfigurationError(f"impossible d'écouter sur 127.0.0.1:{port} : {problem}.")
     cmd = [sys.executable, "-m", "gateway", "emulator", "serve", "--port", str(port), "--registry", str(registry),
            "--data-dir", str(settings.data_dir), "--report-delay", str(report_delay)]
     if callback_url:

@@ -5,6 +5,8 @@ and the benchmark; the DUDE emulator's application too (`adapters.dude.emulator.
 from __future__ import annotations
 
 import contextlib
+import errno
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +19,26 @@ from gateway.errors import ConfigurationError
 #: threads): warnings only, and no access log, because a query string may hold a jobseeker's identifier
 #: (brief §6); `gateway.api.middleware` logs method, path, status and time instead.
 UVICORN_OPTIONS = {"log_level": "warning", "access_log": False}
+
+
+def cannot_listen(host: str, port: int, *, what: str, port_hint: str, host_hint: str) -> str | None:
+    """Why a server could not listen on ``host:port`` (the port taken, the address not this machine's), or
+    None; ``what`` names the server that may hold the port, the hints the option to change. Said before a
+    server announces itself: uvicorn would fail after the announcement (``gateway serve``, ``gateway emulator
+    serve``), and the demo would run its night against whatever answers on a taken port. Bound with
+    ``SO_REUSEADDR`` as uvicorn does, so that a port left in TIME_WAIT by the last stop is free; a port
+    taken in the instant between this check and uvicorn's own bind is still uvicorn's error."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        said = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            return f"port déjà pris ({said}) : une autre instance de {what} ? Choisir {port_hint}"
+        return f"{said} : vérifier {host_hint}, une adresse de cette machine"
+    return None
 
 
 @contextlib.contextmanager

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-import socket
 from typing import Annotated
 
 import typer
@@ -31,14 +29,15 @@ def serve(
     import uvicorn
 
     from gateway.api.main import create_app
-    from gateway.api.serving import UVICORN_OPTIONS
+    from gateway.api.serving import UVICORN_OPTIONS, cannot_listen
     from gateway.api.worker import serve_workers
     from gateway.context import Gateway
     from gateway.scheduler import GatewayScheduler
 
     settings = load_settings(data_dir=data_dir, api_host=host, api_port=port, api_workers=workers)
     warn_unsafe_keys(settings)
-    problem = _cannot_listen(settings.api_host, settings.api_port)
+    problem = cannot_listen(settings.api_host, settings.api_port, what="gateway serve",
+                            port_hint="--port (ou GATEWAY_API_PORT)", host_hint="--host (ou GATEWAY_API_HOST)")
     if problem:  # said before "API … sur http://…", which would announce a server that never starts
         raise fail(ConfigurationError(f"impossible d'écouter sur {settings.api_host}:{settings.api_port} : "
                                       f"{problem}."))
@@ -66,24 +65,6 @@ def serve(
         raise fail(exc) from exc
     finally:
         gw.close()
-
-
-def _cannot_listen(host: str, port: int) -> str | None:
-    """Why a server could not listen on ``host:port`` (the port taken, the address not this machine's), or
-    None. Bound with ``SO_REUSEADDR`` as uvicorn does, so that a port left in TIME_WAIT by the last stop is
-    free; a port taken in the instant between this check and uvicorn's own bind is still uvicorn's error."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(address)
-    except OSError as exc:
-        said = exc.strerror or str(exc)
-        if exc.errno == errno.EADDRINUSE:
-            return (f"port déjà pris ({said}) : une autre instance de gateway serve ? Choisir --port "
-                    "(ou GATEWAY_API_PORT)")
-        return f"{said} : vérifier --host (ou GATEWAY_API_HOST), une adresse de cette machine"
-    return None
 
 
 @clients_app.command("create")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from gateway.cli.common import DataDirOpt, JsonOpt, console, fail, load_settings, print_json
-from gateway.errors import GatewayError
+from gateway.errors import ConfigurationError, GatewayError
 
 keys_app = typer.Typer(help="Development keys and certificates.", no_args_is_help=True)
 fixtures_app = typer.Typer(help="Realistic test data.", no_args_is_help=True)
@@ -100,7 +100,12 @@ def emulator_serve(
     from adapters.dude.emulator.config import EmulatorConfig
     from gateway.keys import init_dev_keys
 
+    from gateway.api.serving import cannot_listen
+
     chosen = _faults(faults, fault_seed)
+    problem = cannot_listen(host, port, what="l'émulateur", port_hint="--port", host_hint="--host")
+    if problem:  # said before the banner, which would announce an emulator that never starts
+        raise fail(ConfigurationError(f"impossible d'écouter sur {host}:{port} : {problem}."))
     settings = load_settings(data_dir=data_dir)
     init_dev_keys(settings)
     overrides = {"report_delay_seconds": report_delay, "callback_url": callback_url}

@@ -10,6 +10,7 @@ import sys
 import time
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
@@ -91,3 +92,38 @@ def test_serve_on_a_taken_port_says_so_and_announces_nothing(tmp_path) -> None:
     said = " ".join(result.stderr.split())
     assert result.exit_code == 2 and f"127.0.0.1:{port}" in said and "port déjà pris" in said and "--port" in said
     assert "http://" not in result.stdout
+
+
+@pytest.mark.parametrize("command", [["emulator", "serve"], ["demo", "--events", "50"]], ids=["emulator", "demo"])
+def test_the_emulator_on_a_taken_port_says_so_and_nothing_is_sent_there(command, tmp_path) -> None:
+    """``gateway emulator serve`` announced itself, then failed with uvicorn's error; ``gateway demo --port``
+    took the 200 of whatever held the port for its emulator's, and sent the whole night there."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    posted: list[str] = []
+
+    class Other(BaseHTTPRequestHandler):  # another server, answering everything
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+
+        def do_POST(self):
+            posted.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    other = HTTPServer(("127.0.0.1", 0), Other)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        port = other.server_address[1]
+        result = CliRunner().invoke(app, [*command, "--port", str(port), "--data-dir", str(tmp_path / "data")])
+    finally:
+        other.shutdown()
+        other.server_close()
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and f"127.0.0.1:{port}" in said and "port déjà pris" in said and "--port" in said
+    assert "http://" not in result.stdout and posted == []
