@@ -201,15 +201,18 @@ class RejectCode(str, Enum):
            "puis renvoie.")
     E01 = ("E01", Level.EVENT, "Demandeur d'emploi inconnu",
            "L'identifiant France Travail du jeune est inconnu du DUDE. Corriger l'identifiant "
-           "dans le dossier du jeune dans Parcours 3, puis renvoyer.", ("identifiant_pe",))
+           "dans le dossier du jeune dans Parcours 3 : la version corrigée part d'elle-même avec le "
+           "prochain export. Renvoyer seulement si l'identifiant était juste et le dossier du DUDE en "
+           "retard.", ("identifiant_pe",))
     E02 = ("E02", Level.EVENT, "Demandeur d'emploi non confié à cette mission locale",
            "Le jeune n'est pas (ou plus) en co-traitance avec cette mission locale. Vérifier "
            "l'orientation et la mission locale du dossier ; clore l'événement si le jeune a été "
            "confié à une autre structure.", ("code_ml", "identifiant_pe"))
     E03 = ("E03", Level.EVENT, "Identité différente du dossier du demandeur d'emploi",
            "Le nom, le prénom ou la date de naissance ne correspondent pas au dossier du DUDE. "
-           "Vérifier l'identité du jeune dans Parcours 3 (orthographe, date de naissance), puis "
-           "renvoyer.", ("nom", "prenom", "date_naissance"))
+           "Vérifier l'identité du jeune dans Parcours 3 (orthographe, date de naissance) : une "
+           "correction part d'elle-même avec le prochain export. Renvoyer seulement si Parcours 3 "
+           "était juste et le dossier du DUDE a été corrigé.", ("nom", "prenom", "date_naissance"))
     E04 = ("E04", Level.EVENT, "Date de l'événement dans le futur ou avant le début de la co-traitance",
            "Corriger la date de l'événement dans Parcours 3 : elle ne peut être ni postérieure à "
            "aujourd'hui ni antérieure à l'orientation du jeune vers la mission locale.",
@@ -226,10 +229,12 @@ class RejectCode(str, Enum):
            ("date_naissance", "date_evenement"))
     E08 = ("E08", Level.EVENT, "SIRET invalide",
            "Le numéro SIRET de l'employeur est faux (14 chiffres, clé de contrôle). Le corriger "
-           "dans Parcours 3 à partir de la fiche de l'entreprise, puis renvoyer.", ("siret",))
+           "dans Parcours 3 à partir de la fiche de l'entreprise : la version corrigée part "
+           "d'elle-même avec le prochain export.", ("siret",))
     E09 = ("E09", Level.EVENT, "Champ absent ou mal formé pour ce type d'événement",
            "Un champ obligatoire manque ou n'a pas le bon format. Le message indique lequel : le "
-           "compléter ou le corriger dans Parcours 3, puis renvoyer.", ())
+           "compléter ou le corriger dans Parcours 3 ; la version corrigée part d'elle-même avec "
+           "le prochain export.", ())
     E10 = ("E10", Level.EVENT, "Date de fin antérieure à la date de début",
-           "Corriger la date de début ou la date de fin de la période dans Parcours 3, puis "
-           "renvoyer.", ("date_debut", "date_fin"))
+           "Corriger la date de début ou la date de fin de la période dans Parcours 3 : la version "
+           "corrigée part d'elle-même avec le prochain export.", ("date_debut", "date_fin"))

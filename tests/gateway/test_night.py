@@ -132,6 +132,18 @@ def test_correcting_an_invalid_line_supersedes_it_and_sends_a_creation(gw, tmp_p
     assert [tuple(r) for r in rows] == [(1, "C", "CORRIGE"), (2, "C", "ACCEPTE")]
 
 
+def test_a_rejected_event_corrected_in_parcours_3_goes_again_with_the_next_export(gw, tmp_path: Path) -> None:
+    """What the hints tell support staff (gateway/codes.py): a correction made in Parcours 3 arrives with the
+    next export as a new version, without anyone pressing "Renvoyer"; the rejected version becomes CORRIGE."""
+    wrong = p3_line(EventType.ENT, id_evenement="201", identifiant_pe="7654321Z")  # unknown to DUDE → E01
+    run_batch(gw, [write_export(tmp_path / "a.csv", [wrong])])
+    run_batch(gw, [write_export(tmp_path / "b.csv", [{**wrong, "identifiant_pe": p3_line()["identifiant_pe"]}])])
+    with gw.engine.connect() as conn:
+        rows = conn.execute(sa.select(events_t.c.version, events_t.c.state, events_t.c.reject_code)
+                            .where(events_t.c.key == "69001-201").order_by(events_t.c.version)).all()
+    assert [tuple(r) for r in rows] == [(1, "CORRIGE", "E01"), (2, "ACCEPTE", None)]
+
+
 def test_modification_of_an_unknown_event_is_e06(gw, tmp_path: Path) -> None:
     summary = run_batch(gw, [write_export(tmp_path / "a.csv", [p3_line(EventType.ENT, operation="M")])])
     assert dict(summary.rejects) == {"E06": 1}

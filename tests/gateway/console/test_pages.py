@@ -152,7 +152,7 @@ def test_a_rejected_events_page_explains_it_and_marks_the_element_sent(signed_in
     page = text(answer)
     assert "E01" in page and "Demandeur d'emploi inconnu" in page
     assert "Message du DUDE :" in page and "inconnu du fichier du DUDE" in page
-    assert "Corriger l'identifiant dans le dossier du jeune dans Parcours 3, puis renvoyer." in page
+    assert "Corriger l'identifiant dans le dossier du jeune dans Parcours 3 : la version corrigée part" in page
     assert "Dans Parcours 3, vérifier : Identifiant France Travail identifiant_pe" in words(answer)
     fields = answer.text[answer.text.index("Les champs, tels que Parcours 3"):]
     assert re.search(r'<tr class="a-corriger">\s*<th scope="row">Identifiant France Travail', fields)
