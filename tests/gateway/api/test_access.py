@@ -145,3 +145,21 @@ def test_no_valid_token_no_access(client, night, header) -> None:
     for url in ("/api/v1/events", path("69001-1"), "/api/v1/runs", "/api/v1/envelopes"):
         refused = client.get(url, headers=headers)
         assert refused.status_code == 401 and refused.headers["content-type"] == "application/problem+json"
+
+
+def test_a_line_whose_mission_locale_cannot_be_read_is_seen_by_the_mission_locale_its_export_is_named_for(
+        client, gw, tokens, tmp_path) -> None:
+    """Support staff of 69002 are the only ones who can have it corrected in Parcours 3: a line of
+    P3_69002_….csv whose code_ml is unreadable was hidden from them (no code_ml, so outside every scope)."""
+    from gateway.codes import EventType
+    from gateway.pipeline.run import run_batch
+    from tests.factories import p3_line, write_export
+
+    export = write_export(tmp_path / "P3_69002_20261129.csv", [p3_line(EventType.ENT, code_ml="6900X")])
+    run_batch(gw, [export])
+    key = "?P3_69002_20261129.csv:2"
+    assert states(gw) == {key: "INVALIDE"}
+    for name, sees in (("support_69002", True), ("partner_69002", True), ("support_69001", False)):
+        listed = client.get("/api/v1/events", params={"state": "INVALIDE"}, headers=bearer(tokens[name])).json()
+        assert ([e["key"] for e in listed["items"]] == [key]) is sees, name
+        assert (client.get(path(key), headers=bearer(tokens[name])).status_code == 200) is sees, name
