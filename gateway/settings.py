@@ -9,12 +9,18 @@ in a local data folder, DUDE played by the emulator on a loopback port.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+#: Variables with the settings' prefix that are not settings: the service's own, and the test suite's.
+NOT_SETTINGS = frozenset({"GATEWAY_SERVE_VERBOSE"})
+_NOT_SETTINGS_PREFIX = "GATEWAY_TEST_"
 
 
 class Settings(BaseSettings):
@@ -228,3 +234,26 @@ class Settings(BaseSettings):
                 raise ConfigurationError(f"cannot read the key password file {self.key_password_file} "
                                          f"({getattr(exc, 'strerror', None) or type(exc).__name__})") from exc
         return None
+
+
+def unknown_variables(environ: Mapping[str, str], env_file: Path | None = Path(".env")) -> list[str]:
+    """Each ``GATEWAY_*`` name, in the environment or in ``env_file``, that no setting has, with the one it
+    was probably meant to be: ``GATEWAY_INPUT_DIRR (GATEWAY_INPUT_DIR ?)``.
+
+    Unknown names are ignored (``extra="ignore"``: other tools may share the prefix), so a misspelt one
+    used to leave its setting at its default in silence; the command line now says so on start."""
+    import difflib
+
+    from dotenv import dotenv_values
+
+    known = {f"GATEWAY_{name.upper()}" for name in Settings.model_fields}
+    names = {name.upper() for name in environ if name.upper().startswith("GATEWAY_")}
+    if env_file is not None and env_file.is_file():
+        names |= {name.upper() for name in dotenv_values(env_file) if name.upper().startswith("GATEWAY_")}
+    found = []
+    for name in sorted(names - known - NOT_SETTINGS):
+        if name.startswith(_NOT_SETTINGS_PREFIX):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        found.append(f"{name} ({close[0]} ?)" if close else name)
+    return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,9 +35,12 @@ def load_settings(**overrides: Any) -> Settings:
     must be (never the value given: it may be a secret), and exit code 2, for every command alike."""
     from pydantic import ValidationError
 
-    from gateway.settings import Settings
+    from gateway.settings import Settings, unknown_variables
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    for name in unknown_variables(os.environ):
+        err_console.print(f"[bold yellow]Attention[/] : variable inconnue, ignorée : {escape(name)}", highlight=False,
+                          soft_wrap=True)
     try:
         return Settings(**overrides)
     except ValidationError as exc:

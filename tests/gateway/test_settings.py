@@ -94,3 +94,24 @@ def test_a_refused_dude_url_is_not_repeated_since_it_may_hold_a_password(tmp_pat
     proc = gateway_command(tmp_path, "schedule", "show", GATEWAY_DUDE_URL="ftp://passerelle:mot-de-passe@dude.fr/v1")
     assert proc.returncode == 2 and "GATEWAY_DUDE_URL" in proc.stderr, proc.stderr
     assert "mot-de-passe" not in proc.stderr
+
+
+def test_a_misspelt_variable_is_said_on_start_with_the_setting_it_was_meant_to_be(tmp_path, monkeypatch) -> None:
+    """``extra="ignore"`` let GATEWAY_INPUT_DIRR leave the drop folder at its default in silence."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+    from gateway.settings import unknown_variables
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("GATEWAY_DUDE_ULR=http://127.0.0.1:9/dude/v1\n", encoding="utf-8")
+    environ = {"GATEWAY_INPUT_DIRR": "/srv/depot", "GATEWAY_DATA_DIR": "x", "GATEWAY_TEST_POSTGRES_URL": "y",
+               "GATEWAY_SERVE_VERBOSE": "1", "GATEWAYS": "z"}
+    assert unknown_variables(environ, tmp_path / ".env") == [
+        "GATEWAY_DUDE_ULR (GATEWAY_DUDE_URL ?)", "GATEWAY_INPUT_DIRR (GATEWAY_INPUT_DIR ?)"]
+
+    result = CliRunner(env={"GATEWAY_INPUT_DIRR": "/srv/depot"}).invoke(
+        app, ["schedule", "show", "--data-dir", str(tmp_path / "data")])
+    said = " ".join(result.stderr.split())
+    assert "variable inconnue, ignorée : GATEWAY_INPUT_DIRR (GATEWAY_INPUT_DIR ?)" in said
+    assert "GATEWAY_DUDE_ULR (GATEWAY_DUDE_URL ?)" in said and "/srv/depot" not in said
