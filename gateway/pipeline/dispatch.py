@@ -183,6 +183,10 @@ def _store_sealed(conn: Connection, gw: Gateway, envelope_id: str, ids: list[int
                   sa.literal(None, type_=sa.String), sa.literal(envelope_id),
                   sa.literal(run_id, type_=sa.Integer), sa.literal(None, type_=sa.String))
         .where(events_t.c.envelope_id == envelope_id)))
+    if run_id is not None:  # a resent event, or one a partner submitted, is counted in the night that sends it
+        conn.execute(events_t.update().where(
+            events_t.c.envelope_id == envelope_id, sa.or_(events_t.c.run_id.is_(None), events_t.c.run_id != run_id))
+            .values(run_id=run_id))
     set_envelope_state(conn, envelope_id, EnvelopeState.SIGNE.value, now=now,
                        cause=f"{len(ids)} événements signés")
     log.info("envelope %s sealed: %d events, %d bytes", envelope_id, len(ids), len(body))

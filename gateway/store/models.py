@@ -95,6 +95,9 @@ class EventRow(SQLModel, table=True):
     reject_message: str | None = None
     source_file: str | None = Field(default=None, max_length=255)
     source_line: int | None = None
+    #: The run that read it, then the run that sends it (a resend, a partner's submission): the night it is
+    #: counted in, in the run's summary, the console's nights and the API's runs. Each state's run is in the
+    #: history.
     run_id: int | None = Field(default=None, foreign_key="runs.id", index=True)
     envelope_id: str | None = Field(default=None, foreign_key="envelopes.id", max_length=36,
                                     description="indexed by ix_events_envelope_id")

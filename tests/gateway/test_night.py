@@ -144,6 +144,24 @@ def test_a_rejected_event_corrected_in_parcours_3_goes_again_with_the_next_expor
     assert [tuple(r) for r in rows] == [(1, "CORRIGE", "E01"), (2, "ACCEPTE", None)]
 
 
+def test_an_event_is_counted_in_the_night_that_sends_it(gw, tmp_path: Path) -> None:
+    """A resent event, or one a partner submitted, counted nowhere: the run that sent it said "Total 0" (or
+    omitted it), and the console's nights filed its new result under the night that first read it."""
+    from gateway import support
+    from gateway.submission import submit
+    from tests.factories import json_event
+
+    first = run_batch(gw, [write_export(tmp_path / "a.csv", [p3_line(id_evenement="301", identifiant_pe="7654321Z")])])
+    assert first.states == {"REJETE": 1}
+    support.resend_event(gw, "69001-301", actor="test", scope=None)
+    submit(gw, [json_event(id_evenement="302")], client="partenaire", scope=None, request_id="r1")
+    second = run_batch(gw, [])
+    assert second.states == {"REJETE": 1, "ACCEPTE": 1} and second.rejects == {"E01": 1}
+    with gw.engine.connect() as conn:
+        runs = dict(conn.execute(sa.select(events_t.c.key, events_t.c.run_id)).all())
+    assert runs == {"69001-301": second.run_id, "69001-302": second.run_id}
+
+
 def test_modification_of_an_unknown_event_is_e06(gw, tmp_path: Path) -> None:
     summary = run_batch(gw, [write_export(tmp_path / "a.csv", [p3_line(EventType.ENT, operation="M")])])
     assert dict(summary.rejects) == {"E06": 1}
