@@ -2,26 +2,56 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from gateway.cli.common import DataDirOpt, JsonOpt, console, err_console, open_store, print_json
-from gateway.codes import RejectCode
+from gateway.cli.common import DataDirOpt, JsonOpt, console, err_console, fail, load_settings, open_store, print_json
+from gateway.codes import EnvelopeState, EventState, RejectCode
+from gateway.errors import NotFound
 
 # The store's modules (SQLAlchemy, SQLModel) are imported by each command: not by `gateway --help`.
+
+_ML = re.compile(r"[0-9]{5}")
+#: The shortest start of an IdLot `envelopes show` accepts: 8 hexadecimal digits, a UUID's first block, which
+#: two given envelopes share about once in four billion.
+MIN_PREFIX = 8
+#: Candidates named when a start of IdLot is shared by several envelopes.
+MAX_CANDIDATES = 10
+
+
+def _ml_code(value: str | None) -> str | None:
+    """``--ml`` is a mission locale's 5-digit code: "3926" (its leading zero lost in a spreadsheet) used to
+    answer "Rejets (0)" as if that mission locale had none; refused as the console refuses it."""
+    if value is not None and not _ML.fullmatch(value):
+        raise typer.BadParameter(f"mission locale « {value} » : cinq chiffres attendus (par exemple 03926).")
+    return value
+
+
+def _label(enum, value: str | None) -> str:
+    """A state's French label, as the console shows it; a value the catalogue does not know, as it is."""
+    if value is None:
+        return ""
+    try:
+        return enum(value).label
+    except ValueError:
+        return value
 
 
 def rejects(
     code: Annotated[str | None, typer.Option(help="Only this reject code (E01…E10, L01…L07).")] = None,
-    ml: Annotated[str | None, typer.Option(help="Only this mission locale (5-digit code).")] = None,
+    ml: Annotated[str | None, typer.Option(help="Only this mission locale (5-digit code).",
+                                           callback=_ml_code)] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many lines.")] = 200,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Rejected (REJETE) and invalid (INVALIDE) events, with code, label, key, source file and line."""
+    """Rejected (REJETE) and invalid (INVALIDE) events, with code, label, key, source file and line, and
+    what to correct for each code."""
     if code is not None:
         try:
             RejectCode(code.upper())
@@ -44,12 +74,30 @@ def rejects(
         return
     table = Table(title=f"Rejets ({len(items)}{'+' if len(items) == limit else ''})")
     for col in ("Code", "Libellé", "Événement", "État", "Fichier:ligne", "Détail"):
-        table.add_column(col, overflow="fold")
+        # the event's key is what support staff look up in Parcours 3: whole, on one line
+        table.add_column(col, no_wrap=col == "Événement", overflow="fold")
     for it in items:
         where = f"{it['source_file']}:{it['source_line']}" if it["source_file"] else "API"
-        table.add_row(it["code"] or "", it["label"] or "", f"{it['key']} v{it['version']}", it["state"], where,
-                      it["message"] or "")
+        table.add_row(it["code"] or "", it["label"] or "", f"{it['key']} v{it['version']}",
+                      _label(EventState, it["state"]), where, it["message"] or "")
     console.print(table)
+    _print_hints(items)
+
+
+def _print_hints(items: list[dict]) -> None:
+    """What to correct, once per code under the table (in the order the codes first appear): the hint belongs
+    to the code, not to the event, and 200 rejects of one code would repeat it 200 times in a column."""
+    codes = list(dict.fromkeys(it["code"] for it in items if it["code"]))
+    if not codes:
+        return
+    hints = Table.grid(padding=(0, 1))
+    hints.add_column(no_wrap=True)
+    hints.add_column()  # wraps under itself, not under the code
+    for code in codes:
+        reject = RejectCode(code)
+        hints.add_row(f"[bold]{reject.value}[/]", f"[bold]{escape(reject.label)}[/] — {escape(reject.hint)}")
+    console.print("À corriger, par code :", style="bold")
+    console.print(hints, highlight=False)
 
 
 envelopes_app = typer.Typer(help="Signed envelopes sent to DUDE.", no_args_is_help=True)
@@ -61,7 +109,8 @@ def envelopes_list(
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Envelopes, newest first: state, events, attempts, report counts."""
+    """Envelopes, newest first: state, events, attempts, report counts; times in the gateway's zone."""
+    from gateway.cli.report import local_zone, when, zone_note
     from gateway.store.queries import list_envelopes
 
     with open_store(data_dir, existing=True).connect() as conn:
@@ -72,25 +121,34 @@ def envelopes_list(
     if json_out:
         print_json({"count": len(items), "envelopes": items})
         return
-    table = Table(title="Lots")
-    for col in ("IdLot", "État", "Événements", "Tentatives", "Acceptés", "Rejetés", "Créé le"):
-        table.add_column(col)
-    for it in items:
-        table.add_row(it["id"], it["state"], str(it["events"]), str(it["attempts"]), str(it["accepted"] or ""),
-                      str(it["rejected"] or ""), it["created_at"][:19])
+    tz = local_zone(load_settings(data_dir=data_dir).timezone)
+    # The IdLot is what people copy into `envelopes show` or a ticket: never cut (36 characters). To leave the
+    # other columns room to wrap between words in 80 columns, the counts share one column and the attempts
+    # go under the state when there were several (one is the usual case; several is what to notice).
+    table = Table(title="Lots", caption=zone_note(tz))
+    table.add_column("IdLot", no_wrap=True, min_width=36)
+    for col in ("État", "Événements", "Créé le"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        state = _label(EnvelopeState, row.state) + (f"\n{row.attempts} tentatives" if row.attempts > 1 else "")
+        counts = [str(row.event_count)]
+        if row.accepted_count is not None:
+            counts.append(f"{row.accepted_count} acceptés")
+        if row.rejected_count is not None:
+            counts.append(f"{row.rejected_count} rejetés")
+        table.add_row(row.id, escape(state), "\n".join(counts), when(row.created_at, tz))
     console.print(table)
 
 
 @envelopes_app.command("show")
 def envelopes_show(
-    envelope_id: Annotated[str, typer.Argument(help="The envelope's IdLot.")],
+    envelope_id: Annotated[str, typer.Argument(help="The envelope's IdLot, or its first 8 characters or more "
+                                                    "(a trailing … is ignored).")],
     document: Annotated[str, typer.Option(help="lot (as sent), accuse (receipt) or compte-rendu (report).")] = "lot",
     data_dir: DataDirOpt = None,
 ) -> None:
     """Print a signed document byte for byte: by default the envelope exactly as sent."""
-    import sqlalchemy as sa
-
-    from gateway.store.models import DOC_LOT, DOC_RECEIPT, DOC_REPORT, envelopes_t
+    from gateway.store.models import DOC_LOT, DOC_RECEIPT, DOC_REPORT
     from gateway.store.queries import envelope_document
 
     kinds = {"lot": DOC_LOT, "accuse": DOC_RECEIPT, "compte-rendu": DOC_REPORT}
@@ -98,10 +156,40 @@ def envelopes_show(
         err_console.print(f"[red]--document[/] : lot, accuse ou compte-rendu, pas {document}")
         raise typer.Exit(code=2)
     with open_store(data_dir, existing=True).connect() as conn:
-        exists = conn.execute(sa.select(envelopes_t.c.id).where(envelopes_t.c.id == envelope_id)).first()
-        body = envelope_document(conn, envelope_id, kinds[document]) if exists else None
-    if body is None:
-        err_console.print(f"[red]Introuvable[/] : {'aucun lot ' + envelope_id if not exists else 'pas de ' + document}")
-        raise typer.Exit(code=1)
+        found = _find_envelope(conn, envelope_id)
+        body = envelope_document(conn, found, kinds[document])
+    if body is None:  # a receipt or a report DUDE has not sent (yet)
+        names = {"lot": "document signé", "accuse": "accusé de réception", "compte-rendu": "compte rendu"}
+        raise fail(NotFound(f"aucun {names[document]} pour le lot {found}"))
     sys.stdout.buffer.write(body)
     sys.stdout.flush()
+
+
+def _find_envelope(conn, given: str) -> str:
+    """The IdLot ``given`` designates: itself, or the only one it begins (at least `MIN_PREFIX` characters).
+
+    Why a start: a table in a narrow terminal, a log line or a ticket shows ``5b593516…``, and that is what
+    gets pasted; the ellipsis (or three dots) is dropped. A start shared by several envelopes is refused,
+    naming them, rather than showing one of them at random. A miss ends with ``Erreur NOT_FOUND``, an
+    ambiguous start with ``Erreur AMBIGUOUS``, both with exit code 2 like the command line's other errors, for
+    a script to tell them from a document printed."""
+    import sqlalchemy as sa
+
+    from gateway.store.models import envelopes_t
+    from gateway.store.queries import envelope_ids_starting_with
+
+    wanted = given.strip().removesuffix("…").removesuffix("...").strip()
+    if wanted and conn.execute(sa.select(envelopes_t.c.id).where(envelopes_t.c.id == wanted)).first():
+        return wanted
+    if len(wanted) < MIN_PREFIX:
+        raise fail(NotFound(f"aucun lot {wanted} : un début d'IdLot compte au moins {MIN_PREFIX} caractères "
+                            "(gateway envelopes list les donne en entier)"))
+    candidates = envelope_ids_starting_with(conn, wanted, limit=MAX_CANDIDATES + 1)
+    if not candidates:
+        raise fail(NotFound(f"aucun lot {wanted if len(wanted) >= 36 else 'commençant par ' + wanted} "
+                            "(gateway envelopes list)"))
+    if len(candidates) > 1:
+        shown = ", ".join(candidates[:MAX_CANDIDATES]) + (" …" if len(candidates) > MAX_CANDIDATES else "")
+        raise fail(NotFound(f"plusieurs lots commencent par {wanted} : {shown} ; donner plus de caractères",
+                            code="AMBIGUOUS"))
+    return candidates[0]

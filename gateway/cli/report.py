@@ -1,17 +1,47 @@
-"""Rendering a run summary for people (rich tables, in French)."""
+"""Rendering for people (rich tables, in French): a run summary, and times as the console shows them."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, tzinfo
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
 
 from gateway.codes import EnvelopeState, EventState
-from gateway.pipeline.run import RunSummary
+
+if TYPE_CHECKING:  # the pipeline is imported by the commands that run it, not by `gateway --help`
+    from gateway.pipeline.run import RunSummary
 
 
 def fr(n: int) -> str:
     """A count the French way: 20 000."""
     return f"{n:,}".replace(",", "\u202f")
+
+
+def local_zone(name: str) -> ZoneInfo:
+    """The zone times are shown in (``settings.timezone``, already checked when the settings were read)."""
+    return ZoneInfo(name)
+
+
+def when(value: datetime | None, tz: tzinfo, *, seconds: bool = False) -> str:
+    """A time as the console shows it (JJ/MM/AAAA HH:MM, in the gateway's zone), so that a support agent
+    reading the command line and the console side by side sees the same time for the same envelope.
+
+    The console's own filter (`gateway.console.templating.make_templates`) lives in the web stack, which the
+    command line does not import: this is the same format, kept here for the commands. The store's times are
+    UTC; one without a zone (never written by the store) is taken as UTC too, not as the machine's zone."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(tz).strftime("%d/%m/%Y %H:%M:%S" if seconds else "%d/%m/%Y %H:%M")
+
+
+def zone_note(tz: ZoneInfo) -> str:
+    """Said once under a table with times: the console says its times are Paris's, the command line says its zone."""
+    return f"Heures du fuseau {tz.key}"
 
 
 def _upper_first(text: str) -> str:

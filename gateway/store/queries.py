@@ -82,6 +82,13 @@ def list_envelopes(conn: Connection, *, limit: int = 100) -> list[sa.Row]:
                         .limit(limit)).all()
 
 
+def envelope_ids_starting_with(conn: Connection, prefix: str, *, limit: int) -> list[str]:
+    """IdLots beginning with ``prefix``, in order, at most ``limit``: people copy the start of an IdLot
+    (a narrow terminal or a message may have cut it), and ``gateway envelopes show`` finds it from that."""
+    return list(conn.execute(sa.select(envelopes_t.c.id).where(envelopes_t.c.id.startswith(prefix, autoescape=True))
+                             .order_by(envelopes_t.c.id).limit(limit)).scalars())
+
+
 def envelope_document(conn: Connection, envelope_id: str, kind: str) -> bytes | None:
     """The latest raw document of ``kind`` for an envelope (the signed XML exactly as sent, …)."""
     return conn.execute(sa.select(documents_t.c.body).where(

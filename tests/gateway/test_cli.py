@@ -102,7 +102,8 @@ def test_unknown_reject_code_is_a_clear_error(demo) -> None:
 def test_unknown_envelope_is_a_clear_error(demo) -> None:
     data_dir, _ = demo
     proc = gateway("envelopes", "show", "00000000-0000-4000-8000-000000000000", data_dir=data_dir, check=False)
-    assert proc.returncode == 1 and "Introuvable" in proc.stderr.decode()
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert "Erreur NOT_FOUND : aucun lot 00000000-0000-4000-8000-000000000000" in proc.stderr.decode()
 
 
 LOOKING = [["rejects"], ["envelopes", "list"], ["envelopes", "show", "00000000-0000-4000-8000-000000000000"],
