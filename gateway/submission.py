@@ -6,6 +6,15 @@ through one `gateway.pipeline.ingest.ingest` call, in one transaction, so a requ
 or not at all. Idempotency is ingest's: the same key with the same content as its latest version
 adds nothing, and the answer is that version's key, version and state.
 
+So is replay: ingest never reads the same line of the same file twice (the same content at the same
+place as any earlier version adds nothing: rereading an export whose lines modify each other sends
+nothing), and a request's "file" is ``API:<client>:<request id>``, its "line" an event's position.
+The request id being the caller's ``X-Request-ID`` when it sends one, a request retried under the
+same id adds nothing for an event it had stored, even after a newer version with other content came
+in between (a late retry does not undo a later correction); the answer is ``DEJA_RECU`` with the
+*latest* version. Without the header, the id is drawn per request and only the latest content counts.
+The partner API documents it (`gateway.api.routes.events.REPLAY`).
+
 Decided here, where the issue left it open:
 
 * **another mission locale** — an event whose ``code_ml`` is outside the caller's scope is refused
@@ -116,7 +125,8 @@ def submit(gw: Gateway, items: Sequence[Mapping[str, Any]], *, client: str, scop
 def _store(gw: Gateway, accepted: list[tuple[int, Outcome]]) -> list[tuple[int, ItemResult]]:
     """One `ingest` call for the whole request, in one transaction; its `Answer` for each key is the
     answer (a request holds each key once: the key's latest version is either the one this request
-    added, or the one it duplicated, same content)."""
+    added, or, when it added nothing, the latest there was: the same content, or a newer one when the
+    request is a retry of one that had stored this content, under the same request id)."""
     outcomes = [outcome for _, outcome in accepted]
     for attempt in range(1, _ATTEMPTS + 1):
         answers: dict[str, Answer] = {}

@@ -1,6 +1,6 @@
 """The API's dependencies, as type aliases (STYLE, full-stack-fastapi-template: ``SessionDep =
 Annotated[Session, Depends(get_db)]``): the `Gateway`, a database connection, the authenticated
-`Principal`, and the role checks.
+`Principal`, the role checks, and the check that a body sent as JSON is labelled JSON.
 
 Authentication reads the store on every request (`gateway.api.auth`), so a revoked token is refused
 by the very next request. Role checks answer 403 (the role says nothing about any event); what a
@@ -9,6 +9,7 @@ role may *see* is its scope, applied by each query, and an event outside it is a
 
 from __future__ import annotations
 
+import email.message
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Connection
 
 from gateway.api.auth import Principal, Role, authenticate
+from gateway.api.problems import UnsupportedMediaType
 from gateway.context import Gateway
 from gateway.errors import PermissionDenied
 
@@ -72,3 +74,36 @@ async def get_request_id(request: Request) -> str:
 
 
 RequestIdDep = Annotated[str, Depends(get_request_id)]
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """What FastAPI decodes as JSON (`fastapi.routing.get_request_handler`, strict content type):
+    ``application/json`` or ``application/…+json``, any case, with any parameters (``charset=utf-8``)."""
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    if message.get_content_maintype() != "application":
+        return False
+    subtype = message.get_content_subtype()
+    return subtype == "json" or subtype.endswith("+json")
+
+
+async def require_json(request: Request) -> None:
+    """A body FastAPI would not decode (``text/plain``, XML, a form, no ``Content-Type``) reached the
+    model as bytes and was refused as "doit être un objet JSON", though the JSON in it was right: the
+    fault is the label, so say so (415). An empty body is left to the model (a body it requires is a
+    422 "champ obligatoire"; one it does not, such as a resume's, is fine). FastAPI has read the body
+    already: this reads its copy."""
+    if not await request.body():
+        return
+    content_type = request.headers.get("content-type")
+    if not is_json_media_type(content_type):
+        sent = f"envoyé en « {content_type[:100]} »" if content_type else "envoyé sans en-tête Content-Type"
+        raise UnsupportedMediaType(f"corps {sent} : cette opération lit du JSON, à envoyer avec l'en-tête "
+                                   "`Content-Type: application/json`")
+
+
+#: On an operation that takes a JSON body, after the principal's dependency: who the caller is (401, 403)
+#: is said before what it sent is.
+JsonBodyDep = Annotated[None, Depends(require_json)]

@@ -6,9 +6,10 @@ codes"); ``title`` and ``detail`` are French, for people. A request the API cann
 JSON, a wrong or unknown field) is a 422 whose ``errors`` name each field at fault
 (``events.3.date_evenement``, ``state``…).
 
-The handlers here turn our errors, FastAPI's validation errors and Starlette's HTTP errors (unknown
-path 404, wrong method 405, body too large 413) into that one shape; `error_responses` documents
-them on every operation, and `finish_openapi` puts the `Problem` model in the OpenAPI document.
+The handlers here turn our errors (among them a body that is not labelled JSON: 415,
+`UnsupportedMediaType`), FastAPI's validation errors and Starlette's HTTP errors (unknown path 404,
+wrong method 405, body too large 413) into that one shape; `error_responses` documents them on every
+operation, and `finish_openapi` puts the `Problem` model in the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -33,24 +34,36 @@ from gateway.errors import (
 
 log = logging.getLogger("gateway.api")
 
+
+class UnsupportedMediaType(GatewayError, ValueError):
+    """A body the API does not read as JSON (`gateway.api.deps.require_json`): a 415 saying which
+    ``Content-Type`` to send, rather than the 422 "doit être un objet JSON" FastAPI's bytes gave, which
+    sent a partner looking for a fault in a body that was right. Here, not in `gateway.errors`: only
+    HTTP has media types."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:p3-dude:probleme:"
 
 #: Status of each kind of error, most specific first.
 _STATUS: tuple[tuple[type[GatewayError], int], ...] = (
     (Unauthenticated, 401), (PermissionDenied, 403), (NotFound, 404), (MethodNotAllowed, 405),
-    (PayloadTooLarge, 413), (RequestRejected, 422), (Conflict, 409), (UnexpectedDocument, 409),
-    (DocumentRejected, 400), (NotReady, 503), (StoreError, 503), (SendingPaused, 503), (TransportError, 502),
+    (PayloadTooLarge, 413), (UnsupportedMediaType, 415), (RequestRejected, 422), (Conflict, 409),
+    (UnexpectedDocument, 409), (DocumentRejected, 400), (NotReady, 503), (StoreError, 503), (SendingPaused, 503),
+    (TransportError, 502),
 )
 TITLES = {
     400: "Document refusé", 401: "Authentification requise", 403: "Accès refusé", 404: "Ressource introuvable",
     405: "Méthode non admise", 409: "Conflit avec l'état actuel", 413: "Requête trop volumineuse",
-    422: "Requête invalide", 500: "Erreur interne", 502: "DUDE injoignable", 503: "Service indisponible",
+    415: "Type de contenu non pris en charge", 422: "Requête invalide", 500: "Erreur interne",
+    502: "DUDE injoignable", 503: "Service indisponible",
 }
 #: Codes of the HTTP errors Starlette and FastAPI raise themselves.
 _HTTP_CODES = {400: RequestRejected.code, 401: Unauthenticated.code, 403: PermissionDenied.code,
                404: NotFound.code, 405: MethodNotAllowed.code, 409: Conflict.code, 413: PayloadTooLarge.code,
-               422: RequestRejected.code}
+               415: UnsupportedMediaType.code, 422: RequestRejected.code}
 
 
 class ProblemField(BaseModel):
@@ -124,6 +137,11 @@ _FRENCH = {
     "too_long": "au plus {max_length} élément(s)", "too_short": "au moins {min_length} élément(s)",
     "greater_than_equal": "doit être supérieur ou égal à {ge}", "less_than_equal": "doit être inférieur ou égal à {le}",
     "greater_than": "doit être supérieur à {gt}", "value_error": "{error}",
+    # JSON may carry a lone UTF-16 surrogate (``"\ud800"``): valid JSON, not text any store can hold.
+    "string_unicode": "texte illisible : caractère Unicode invalide (demi-paire de substitution isolée)",
+    "int_from_float": "doit être un entier, sans partie décimale",
+    "date_from_datetime_inexact": "date AAAA-MM-JJ attendue, sans heure",
+    "bool_or_text_type": "O, N, true ou false attendu",
 }
 
 
@@ -179,6 +197,8 @@ def install(app: FastAPI) -> None:
         title = RejectCode(exc.code).label if isinstance(exc, DocumentRejected) and exc.code in RejectCode.__members__ \
             else None
         headers = {"WWW-Authenticate": 'Bearer realm="passerelle"'} if status == 401 else None
+        if status == 415:  # RFC 9110 §15.5.16: what would have been taken
+            headers = {"Accept": "application/json"}
         if status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc)
         return problem_response(request, status, exc.code, exc.message, title=title,
@@ -226,6 +246,8 @@ _DESCRIPTIONS = {
     405: "Méthode non admise.",
     409: "Conflit avec l'état actuel.",
     413: "Corps de requête trop volumineux (refusé avant d'être lu en entier).",
+    415: "Corps non JSON : l'envoyer avec l'en-tête `Content-Type: application/json` (code "
+         "`UNSUPPORTED_MEDIA_TYPE`).",
     422: "Requête invalide : les champs en cause sont nommés dans `errors`.",
     503: "Service indisponible.",
 }

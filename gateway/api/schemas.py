@@ -8,14 +8,26 @@ there is no event to answer about. The others are *optional* in the schema on pu
 malformed value is a pre-flight reject of that one event (``E09`` naming the field), exactly as for a
 line of an export, not a refusal of the request. Their lengths are bounded generously, to protect the
 server; the business limits are pre-flight's.
+
+A JSON body is read without pydantic's lax conversions where they turn a mistake into a meaning: a
+boolean as a number (``{"run_id": true}`` was run 1, and a bulk resend really resent its events), a
+number as a date (``{"date_from": 0}`` was 1970-01-01, ``20261101`` a Unix timestamp), ``1`` as
+``true``. Numbers and booleans there are strict (`StrictInt`, `StrictBool`), days and instants are
+ISO 8601 text only (`IsoDate`, `IsoInstant`, on query strings too: "20261101" is no more a day there).
+Query strings stay lax for numbers: they are text by nature. A ``null`` for a required field is told
+as the field missing ("champ obligatoire"), which is what it is, not as a wrong type.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StringConstraints,
+)
+from pydantic_core import PydanticCustomError
 
 from gateway.codes import EventState, EventType, RejectCode
 
@@ -26,6 +38,51 @@ Text = Annotated[str, StringConstraints(max_length=1000)]
 DateText = Annotated[str, StringConstraints(max_length=32)]
 CodeMl = Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$")]
 IdEvenement = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_ISO_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ].*", re.DOTALL)
+
+
+def _iso_day(value: Any) -> Any:
+    """Only "AAAA-MM-JJ" goes on to pydantic's date parsing, which would also take a number, or digits,
+    as a Unix timestamp. A `date` is let through for Python callers. The error's type is pydantic's own
+    for a value that is not a date, so that its French message is `gateway.api.problems`' one."""
+    if (isinstance(value, str) and _ISO_DAY.fullmatch(value)) or (type(value) is date):
+        return value
+    raise PydanticCustomError("date_type", "Input should be a date in the format YYYY-MM-DD")
+
+
+def _iso_instant(value: Any) -> Any:
+    """Only ISO 8601 text (a day, then ``T`` and a time) goes on to pydantic's datetime parsing, which would
+    also take a number as a Unix timestamp."""
+    if (isinstance(value, str) and _ISO_INSTANT.fullmatch(value)) or isinstance(value, datetime):
+        return value
+    raise PydanticCustomError("datetime_type", "Input should be an ISO 8601 timestamp")
+
+
+def _present(value: Any) -> Any:
+    """``null`` for a required field: told as the field missing, the same error as leaving it out."""
+    if value is None:
+        raise PydanticCustomError("missing", "Field required")
+    return value
+
+
+def _bool_or_text(value: Any) -> Any:
+    """``true``/``false`` or text (O/N), as documented; a number is not read as a boolean. One error naming
+    the field, rather than one per member of the union (``premier_entretien.bool``…)."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    raise PydanticCustomError("bool_or_text_type", "Input should be true, false or a string (O/N)")
+
+
+#: A day, "AAAA-MM-JJ" only.
+IsoDate = Annotated[date, BeforeValidator(_iso_day)]
+#: An instant with its offset, ISO 8601 text only.
+IsoInstant = Annotated[AwareDatetime, BeforeValidator(_iso_instant)]
+#: A required field's ``null`` is a missing field.
+Present = BeforeValidator(_present)
+#: ``true``/``false`` or O/N.
+Flag = Annotated[StrictBool | Code, BeforeValidator(_bool_or_text)]
+
 #: An opaque page cursor (`gateway.api.pagination`): base64url text, given back unchanged.
 Cursor = Annotated[str, StringConstraints(max_length=200, pattern=r"^[A-Za-z0-9_-]*$")]
 
@@ -46,10 +103,12 @@ class EventIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_EVENT]})
 
-    id_evenement: IdEvenement = Field(description="Identifiant de l'événement dans Parcours 3 (chiffres). Avec "
-                                                  "`code_ml`, il fait la clé : sans clé lisible, pas d'événement.")
-    code_ml: CodeMl = Field(description="Code de la mission locale (5 chiffres) ; doit être dans le périmètre "
-                                        "du client, sinon l'événement est refusé (`FORBIDDEN`).")
+    id_evenement: Annotated[IdEvenement, Present] = Field(
+        description="Identifiant de l'événement dans Parcours 3 (chiffres). Avec `code_ml`, il fait la clé : sans "
+                    "clé lisible, pas d'événement.")
+    code_ml: Annotated[CodeMl, Present] = Field(
+        description="Code de la mission locale (5 chiffres) ; doit être dans le périmètre du client, sinon "
+                    "l'événement est refusé (`FORBIDDEN`).")
     num_dossier: Code | None = _f("Numéro du dossier du jeune dans Parcours 3 (chiffres).")
     identifiant_pe: Code | None = _f("Identifiant France Travail du jeune (7 chiffres et une lettre par "
                                      "défaut). Obligatoire.")
@@ -65,7 +124,7 @@ class EventIn(BaseModel):
     date_debut: DateText | None = _f("Début de la période (formation, prestation, emploi), AAAA-MM-JJ.")
     date_fin: DateText | None = _f("Fin de la période, AAAA-MM-JJ.")
     modalite: Code | None = _f("Entretien : IND, COL, TEL ou MEL.")
-    premier_entretien: bool | Code | None = _f("Premier entretien après l'orientation : O/N ou true/false.")
+    premier_entretien: Flag | None = _f("Premier entretien après l'orientation : O/N ou true/false.")
     formacode: Code | None = _f("Formacode (5 chiffres).")
     organisme: Text | None = _f("Organisme de formation ou prestataire (100 caractères au plus).")
     code_prestation: Code | None = _f("Code de prestation (3 lettres et 2 chiffres).")
@@ -95,8 +154,8 @@ class EventBulkIn(BaseModel):
 
     #: ``max_length``: pydantic refuses a longer list before validating any item (200,000 invalid items took
     #: ~10 s of CPU to be refused as too many). The configured limit, lower, is checked after (`submit_events`).
-    events: list[EventIn] = Field(min_length=1, max_length=API_EVENTS_CEILING,
-                                  description="Les événements, traités chacun pour soi.")
+    events: Annotated[list[EventIn], Present] = Field(min_length=1, max_length=API_EVENTS_CEILING,
+                                                      description="Les événements, traités chacun pour soi.")
 
 
 class RejectPublic(BaseModel):
@@ -113,8 +172,11 @@ class RejectPublic(BaseModel):
 class SubmissionItem(BaseModel):
     index: int = Field(description="Position dans la requête (à partir de 0).")
     outcome: Literal["CREE", "NOUVELLE_VERSION", "DEJA_RECU", "REFUSE"] = Field(
-        description="CREE : version 1 enregistrée ; NOUVELLE_VERSION ; DEJA_RECU : même clé, même contenu que "
-                    "la dernière version, rien de nouveau ; REFUSE : non enregistré (voir `reject`).")
+        description="CREE : version 1 enregistrée ; NOUVELLE_VERSION ; DEJA_RECU : rien d'enregistré, même clé et "
+                    "même contenu que la dernière version, ou nouvelle tentative d'une requête qui avait déjà "
+                    "enregistré cet événement (même `X-Request-ID`, même position, même contenu), même si une "
+                    "version plus récente a été reçue depuis ; `version` et `state` sont toujours ceux de la "
+                    "dernière version ; REFUSE : non enregistré (voir `reject`).")
     key: str | None = Field(None, description="Clé de l'événement, `code_ml-id_evenement`.")
     version: int | None = None
     state: EventState | None = None
@@ -209,8 +271,8 @@ class RunStartIn(BaseModel):
         default_factory=list, max_length=1000,
         description="Exports Parcours 3 à lire, par nom, dans le dossier d'entrée de la passerelle ; vide : "
                     "envoyer les événements déjà en attente.")
-    dry_run: bool = Field(False, description="Dire ce qui serait envoyé, sans rien envoyer.")
-    wait_for_reports: bool = Field(True, description="Attendre les comptes rendus avant de terminer.")
+    dry_run: StrictBool = Field(False, description="Dire ce qui serait envoyé, sans rien envoyer.")
+    wait_for_reports: StrictBool = Field(True, description="Attendre les comptes rendus avant de terminer.")
 
 
 class RunStarted(BaseModel):
@@ -261,11 +323,12 @@ class EventFilterIn(BaseModel):
     identifiant_pe: Code = Field(None, examples=["1234567A"])  # type: ignore[assignment]
     envelope_id: Annotated[str, StringConstraints(max_length=36)] = Field(  # type: ignore[assignment]
         None, description="IdLot.", examples=["3f2a9c1d-4e5b-4a7c-9d8e-1f2a3b4c5d6e"])
-    run_id: int = Field(None, ge=1, le=2**62, examples=[12])  # type: ignore[assignment]
-    date_from: date = Field(None, description="Date d'événement, à partir de (incluse).")  # type: ignore[assignment]
-    date_to: date = Field(None, description="Date d'événement, jusqu'à (incluse).")  # type: ignore[assignment]
-    updated_from: AwareDatetime = Field(None, description="Dernier changement d'état, à partir de.")  # type: ignore[assignment]
-    updated_to: AwareDatetime = Field(None, description="Dernier changement d'état, avant.")  # type: ignore[assignment]
+    run_id: StrictInt = Field(None, ge=1, le=2**62, examples=[12])  # type: ignore[assignment]
+    date_from: IsoDate = Field(None, description="Date d'événement, à partir de (incluse), AAAA-MM-JJ.")  # type: ignore[assignment]
+    date_to: IsoDate = Field(None, description="Date d'événement, jusqu'à (incluse), AAAA-MM-JJ.")  # type: ignore[assignment]
+    updated_from: IsoInstant = Field(None, description="Dernier changement d'état, à partir de (ISO 8601, "  # type: ignore[assignment]
+                                                       "avec fuseau).")
+    updated_to: IsoInstant = Field(None, description="Dernier changement d'état, avant (ISO 8601, avec fuseau).")  # type: ignore[assignment]
 
 
 class EventQuery(EventFilterIn):
@@ -275,6 +338,8 @@ class EventQuery(EventFilterIn):
 
     states: list[EventState] = Field(None, alias="state", max_length=10,  # type: ignore[assignment]
                                      description="État (répétable).")
+    #: Text by nature in a query string: "12" is the run 12, as it could be nothing else.
+    run_id: int = Field(None, ge=1, le=2**62, examples=[12])  # type: ignore[assignment]
     key: Annotated[str, StringConstraints(max_length=120)] = Field(None)  # type: ignore[assignment]
     limit: int = Field(100, ge=1, le=1000, description="Taille de la page.")
     cursor: Cursor = Field(None, description="Le `next_cursor` de la page précédente, tel quel.")  # type: ignore[assignment]
@@ -322,7 +387,7 @@ class CloseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"comment": "Jeune confié à une autre structure : événement sans objet."}]})
 
-    comment: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"\S", max_length=2000)] = Field(
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"\S", max_length=2000), Present] = Field(
         description="Pourquoi l'événement est clos (obligatoire, pas seulement des espaces).")
 
 
@@ -380,7 +445,7 @@ class SendingPauseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"reason": "Maintenance du DUDE annoncée de 22 h à 2 h"}]})
 
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, pattern=VISIBLE, max_length=500)] = Field(
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, pattern=VISIBLE, max_length=500), Present] = Field(
         description="Pourquoi l'envoi est suspendu (obligatoire) : conservé avec l'interrupteur et au journal d'audit.")
 
 

@@ -4,11 +4,17 @@ Reading one event answers its **latest version** (``?version=N`` for another one
 all versions and the history of every version, so one call shows what support needs (brief §5).
 Another mission locale's event, or one whose mission locale could not be read (admin only), is
 answered exactly as a missing one: 404 ``NOT_FOUND``, same body.
+
+A submission's ``X-Request-ID`` is a replay key as well as a trace (`gateway.submission`): a request
+names the "file" its events are read from, and ingest never reads the same line of the same file twice.
+The operations declare the header and say so, since it changes what a partner gets back.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Path, Query, Response
@@ -16,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api import pagination, schemas, views
 from gateway.api.auth import Principal
-from gateway.api.deps import ConnDep, GatewayDep, PrincipalDep, RequestIdDep, SubmitterDep
+from gateway.api.deps import ConnDep, GatewayDep, JsonBodyDep, PrincipalDep, RequestIdDep, SubmitterDep
 from gateway.api.problems import error_responses
 from gateway.context import Gateway
 from gateway.errors import FieldError, NotFound, PermissionDenied, RequestRejected
@@ -27,6 +33,37 @@ router = APIRouter(prefix="/events", tags=["événements"])
 
 KeyPath = Annotated[str, Path(max_length=300, description="Clé de l'événement, `code_ml-id_evenement`.",
                               examples=["69001-1001"])]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: What ``X-Request-ID`` does to a submission, in each submission operation's description: one text for both.
+REPLAY = """**Nouvelle tentative (`X-Request-ID`)** : l'en-tête facultatif `X-Request-ID` (1 à 64 caractères parmi
+les lettres, les chiffres, `.`, `_` et `-` ; une autre valeur est ignorée et remplacée par un identifiant tiré
+par la passerelle) nomme la requête : il est rendu dans la réponse (`request_id`, en-tête `X-Request-ID`) et
+sert de clé de rejeu, propre à chaque client. Un événement que cette requête a déjà enregistré (même client,
+même `X-Request-ID`, même position dans la requête, même contenu) n'est pas enregistré de nouveau : il est
+répondu `DEJA_RECU`, avec la version et l'état de la **dernière** version de l'événement, même si une version
+plus récente, d'un autre contenu, a été enregistrée entre-temps (une nouvelle tentative tardive ne défait pas
+une correction envoyée depuis). Sans cet en-tête, ou sous un autre identifiant, seul compte le contenu de la
+dernière version : renvoyer un contenu antérieur en fait une nouvelle version. Un `X-Request-ID` ne sert donc
+qu'à une requête et à ses nouvelles tentatives, jamais à une autre."""
+
+#: The header in the operations' parameters. No ``pattern`` in its schema: a value outside the format is not
+#: refused, only replaced (`gateway.api.middleware`), and a schema's constraint says "refused".
+REQUEST_ID_HEADER: dict[str, Any] = {"parameters": [{
+    "name": "X-Request-ID", "in": "header", "required": False, "schema": {"type": "string"},
+    "example": "p3-20261120-0001",
+    "description": "Identifiant de la requête, choisi par le client (1 à 64 caractères : lettres, chiffres, "
+                   "`.`, `_`, `-`) ; le même pour chaque nouvelle tentative de la même requête : un événement "
+                   "que cette requête a déjà enregistré, au même rang et de même contenu, est alors "
+                   "`DEJA_RECU` sans rien enregistrer, même si une version plus récente a été reçue depuis."}]}
+
+
+def _with_replay(endpoint: F) -> F:
+    """Append `REPLAY` to the operation's description (its docstring), so both submissions say the same."""
+    endpoint.__doc__ = f"{inspect.cleandoc(endpoint.__doc__ or '')}\n\n{REPLAY}"
+    return endpoint
 
 
 def _item(event: schemas.EventIn) -> dict[str, Any]:
@@ -43,13 +80,18 @@ def event_filter(q: schemas.EventFilterIn, principal: Principal, *, key: str | N
 
 
 @router.post("", status_code=201, response_model=schemas.SubmissionItem, summary="Soumettre un événement",
+             openapi_extra=REQUEST_ID_HEADER,
              responses={200: {"model": schemas.SubmissionItem,
-                              "description": "Déjà reçu : même clé, même contenu que la dernière version."},
+                              "description": "Déjà reçu (`DEJA_RECU`), rien d'enregistré : même contenu que la "
+                                             "dernière version, ou nouvelle tentative sous le même `X-Request-ID` "
+                                             "(voir plus haut) ; `version` et `state` sont ceux de la dernière "
+                                             "version."},
                         201: {"description": "Enregistré : nouvel événement ou nouvelle version (valide ou "
                                              "INVALIDE avec son code de rejet)."},
-                        **error_responses(401, 403, 413, 422)})
-def submit_event(event: schemas.EventIn, principal: SubmitterDep, gw: GatewayDep, request_id: RequestIdDep,
-                 response: Response) -> schemas.SubmissionItem:
+                        **error_responses(401, 403, 413, 415, 422)})
+@_with_replay
+def submit_event(event: schemas.EventIn, principal: SubmitterDep, json_body: JsonBodyDep, gw: GatewayDep,
+                 request_id: RequestIdDep, response: Response) -> schemas.SubmissionItem:
     """Pré-contrôle (les mêmes règles qu'une ligne d'export Parcours 3), puis enregistrement.
     Un événement d'une autre mission locale est refusé (403) ; un événement sans clé lisible, 422."""
     [item] = submit(gw, [_item(event)], client=principal.name, scope=principal.scope,
@@ -65,12 +107,13 @@ def submit_event(event: schemas.EventIn, principal: SubmitterDep, gw: GatewayDep
 
 
 @router.post("/bulk", response_model=schemas.SubmissionOut, summary="Soumettre des événements en nombre",
-             responses=error_responses(401, 403, 413, 422))
-def submit_events(body: schemas.EventBulkIn, principal: SubmitterDep, gw: GatewayDep,
+             openapi_extra=REQUEST_ID_HEADER, responses=error_responses(401, 403, 413, 415, 422))
+@_with_replay
+def submit_events(body: schemas.EventBulkIn, principal: SubmitterDep, json_body: JsonBodyDep, gw: GatewayDep,
                   request_id: RequestIdDep) -> Response:
     """Chaque événement reçoit sa réponse (clé, version, état ou code de rejet), dans l'ordre de la requête ;
     ceux d'une mission locale hors du périmètre sont refusés un par un (`FORBIDDEN`), les autres enregistrés.
-    Renvoyer la même requête ne crée rien (`DEJA_RECU`)."""
+    Renvoyer la même requête sans que rien n'ait changé entre-temps ne crée rien (`DEJA_RECU`)."""
     most = gw.settings.api_max_events_per_request
     if len(body.events) > most:
         raise RequestRejected(f"au plus {most} événements par requête ({len(body.events)} reçus)",

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from gateway.api import pagination, schemas, views
-from gateway.api.deps import AdminDep, ConnDep, GatewayDep, PrincipalDep
+from gateway.api.deps import AdminDep, ConnDep, GatewayDep, JsonBodyDep, PrincipalDep
 from gateway.api.problems import error_responses
 from gateway.errors import NotFound
 from gateway.store.queries import get_run, list_runs, run_counts
@@ -51,8 +51,8 @@ def run_detail(run_id: RunIdPath, principal: PrincipalDep, conn: ConnDep) -> sch
 @router.post("", status_code=202, response_model=schemas.RunStarted, summary="Lancer une exécution",
              responses={202: {"description": "Lancée : la suivre à l'adresse donnée.", "headers": {
                  "Location": {"description": "`/api/v1/runs/{id}`", "schema": {"type": "string"}}}},
-                 **error_responses(401, 403, 409, 413, 422)})
-def run_start(body: schemas.RunStartIn, principal: AdminDep, request: Request,
+                 **error_responses(401, 403, 409, 413, 415, 422)})
+def run_start(body: schemas.RunStartIn, principal: AdminDep, json_body: JsonBodyDep, request: Request,
               response: Response) -> schemas.RunStarted:
     """Lit les exports donnés (par nom, dans le dossier d'entrée), puis envoie tout ce qui est en attente, en
     arrière-plan : la réponse donne le numéro de l'exécution à suivre. 409 si une exécution est en cours."""

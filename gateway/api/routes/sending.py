@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api import schemas
-from gateway.api.deps import AdminDep, GatewayDep, SupportDep
+from gateway.api.deps import AdminDep, GatewayDep, JsonBodyDep, SupportDep
 from gateway.api.problems import error_responses
 from gateway.pipeline import pause
 
@@ -28,8 +28,9 @@ async def sending_state(principal: SupportDep, gw: GatewayDep) -> schemas.Sendin
 
 
 @router.post("/pause", response_model=schemas.SendingOut, summary="Suspendre tout envoi",
-             responses=error_responses(401, 403, 422))
-async def sending_pause(body: schemas.SendingPauseIn, principal: AdminDep, gw: GatewayDep) -> schemas.SendingOut:
+             responses=error_responses(401, 403, 415, 422))
+async def sending_pause(body: schemas.SendingPauseIn, principal: AdminDep, json_body: JsonBodyDep,
+                        gw: GatewayDep) -> schemas.SendingOut:
     """Plus rien n'est envoyé au DUDE, sur toutes les instances, jusqu'à la reprise ; les exécutions lisent et
     scellent toujours. Motif obligatoire, inscrit au journal d'audit."""
     state = await run_in_threadpool(lambda: pause.pause(gw.engine, by=principal.actor, reason=body.reason,
@@ -38,8 +39,9 @@ async def sending_pause(body: schemas.SendingPauseIn, principal: AdminDep, gw: G
 
 
 @router.post("/resume", response_model=schemas.SendingOut, summary="Reprendre l'envoi",
-             responses=error_responses(401, 403, 422))
-async def sending_resume(body: schemas.SendingResumeIn, principal: AdminDep, gw: GatewayDep) -> schemas.SendingOut:
+             responses=error_responses(401, 403, 415, 422))
+async def sending_resume(body: schemas.SendingResumeIn, principal: AdminDep, json_body: JsonBodyDep,
+                         gw: GatewayDep) -> schemas.SendingOut:
     """La prochaine exécution (ou le prochain passage du planificateur) envoie ce qui attendait, avec les mêmes
     IdLot."""
     state = await run_in_threadpool(lambda: pause.resume(gw.engine, by=principal.actor, reason=body.reason,

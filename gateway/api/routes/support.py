@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 
 from gateway import support
 from gateway.api import pagination, schemas, views
-from gateway.api.deps import AdminDep, ConnDep, GatewayDep, SupportDep
+from gateway.api.deps import AdminDep, ConnDep, GatewayDep, JsonBodyDep, SupportDep
 from gateway.api.problems import error_responses
 from gateway.api.routes.events import KeyPath, event_filter
 from gateway.errors import FieldError, RequestRejected
@@ -32,8 +32,9 @@ def _resend_out(result: support.ResendResult) -> schemas.ResendOut:
 
 
 @router.post("/events/resend", response_model=schemas.ResendOut, summary="Renvoyer les événements d'un filtre",
-             responses=error_responses(401, 403, 413, 422))
-def resend_matching(body: schemas.EventFilterIn, principal: SupportDep, gw: GatewayDep) -> schemas.ResendOut:
+             responses=error_responses(401, 403, 413, 415, 422))
+def resend_matching(body: schemas.EventFilterIn, principal: SupportDep, json_body: JsonBodyDep,
+                    gw: GatewayDep) -> schemas.ResendOut:
     """Remet EN_ATTENTE la dernière version de chaque événement du filtre qui est INVALIDE, REJETE ou
     SANS_REPONSE (un INVALIDE seulement s'il passe désormais le contrôle), une seule fois même si l'appel est
     répété ; la prochaine exécution les envoie. Renvoie le nombre d'événements remis en attente."""
@@ -56,8 +57,9 @@ def resend_event(key: KeyPath, principal: SupportDep, gw: GatewayDep) -> schemas
 
 
 @router.post("/events/{key}/close", response_model=schemas.CloseOut, summary="Clore un événement",
-             responses=error_responses(401, 403, 404, 413, 422))
-def close_event(key: KeyPath, body: schemas.CloseIn, principal: SupportDep, gw: GatewayDep) -> schemas.CloseOut:
+             responses=error_responses(401, 403, 404, 413, 415, 422))
+def close_event(key: KeyPath, body: schemas.CloseIn, principal: SupportDep, json_body: JsonBodyDep,
+                gw: GatewayDep) -> schemas.CloseOut:
     """État CLOS, avec un commentaire obligatoire, pour un événement INVALIDE, REJETE ou SANS_REPONSE."""
     result = support.close_event(gw, key, comment=body.comment, actor=principal.actor, scope=principal.scope,
                                  client_id=principal.client_id)
