@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from gateway.cli.common import (
-    DataDirOpt, JsonOpt, console, err_console, fail, load_settings, open_store, print_json, warn_unsafe_keys,
+    DataDirOpt, JsonOpt, console, fail, load_settings, open_store, print_json, warn_unsafe_keys,
 )
 from gateway.errors import ConfigurationError, GatewayError
 
@@ -108,12 +108,15 @@ def clients_list(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None
     if json_out:
         print_json({"count": len(clients), "clients": [c.as_dict() for c in clients]})
         return
-    table = Table(title="Clients de l'API")
+    from gateway.cli.report import local_zone, when, zone_note
+
+    tz = local_zone(load_settings(data_dir=data_dir).timezone)  # as the console and `envelopes list` show times
+    table = Table(title="Clients de l'API", caption=zone_note(tz))
     for col in ("N°", "Nom", "Rôle", "Missions locales", "Créé le", "Révoqué le"):
         table.add_column(col)
     for c in clients:
-        table.add_row(str(c.id), c.name, c.role, ", ".join(c.ml_codes) or "toutes", c.created_at.isoformat()[:19],
-                      c.revoked_at.isoformat()[:19] if c.revoked_at else "")
+        table.add_row(str(c.id), c.name, c.role, ", ".join(c.ml_codes) or "toutes", when(c.created_at, tz),
+                      when(c.revoked_at, tz))
     console.print(table)
 
 
@@ -129,6 +132,5 @@ def clients_revoke(
     try:
         changed = revoke_client(open_store(data_dir, existing=True), client_id, now=utcnow())
     except GatewayError as exc:
-        err_console.print(f"[red]Introuvable[/] : {exc.message}")
-        raise typer.Exit(code=1) from exc
+        raise fail(exc) from exc  # Erreur NOT_FOUND, exit code 2, as the command line's other errors
     console.print(f"Client n° {client_id} révoqué." if changed else f"Client n° {client_id} déjà révoqué.")

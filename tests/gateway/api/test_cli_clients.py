@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -43,7 +45,7 @@ def test_a_token_is_printed_once_and_only_its_hash_is_kept(tmp_path) -> None:
 
     assert cli("clients", "revoke", str(created["id"]), "--data-dir", data).exit_code == 0
     assert json.loads(cli("clients", "list", "--data-dir", data, "--json").output)["clients"][0]["revoked_at"]
-    assert cli("clients", "revoke", "999", "--data-dir", data).exit_code == 1
+    assert cli("clients", "revoke", "999", "--data-dir", data).exit_code == 2
 
 
 def test_clients_are_refused_without_the_scope_their_role_needs(tmp_path) -> None:
@@ -127,3 +129,18 @@ def test_the_emulator_on_a_taken_port_says_so_and_nothing_is_sent_there(command,
     said = " ".join(result.stderr.split())
     assert result.exit_code == 2 and f"127.0.0.1:{port}" in said and "port déjà pris" in said and "--port" in said
     assert "http://" not in result.stdout and posted == []
+
+
+def test_clients_list_shows_times_in_the_gateway_zone_and_revoking_an_unknown_one_is_an_error(tmp_path) -> None:
+    """Times as the console shows them (Paris by default, and it says so); a wrong number is ``Erreur
+    NOT_FOUND`` with exit code 2, like the command line's other errors (it was "Introuvable", exit 1)."""
+    data = str(tmp_path / "data")
+    made = CliRunner().invoke(app, ["clients", "create", "--name", "equipe", "--role", "admin", "--data-dir", data])
+    assert made.exit_code == 0
+    created = json.loads(CliRunner().invoke(app, ["clients", "list", "--data-dir", data, "--json"]).output)
+    at = datetime.fromisoformat(created["clients"][0]["created_at"])
+    shown = CliRunner(env={"COLUMNS": "160"}).invoke(app, ["clients", "list", "--data-dir", data]).output
+    paris = at.astimezone(ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y %H:%M")
+    assert paris in shown and "Europe/Paris" in shown
+    unknown = CliRunner().invoke(app, ["clients", "revoke", "999", "--data-dir", data])
+    assert unknown.exit_code == 2 and "Erreur NOT_FOUND" in unknown.stderr
