@@ -121,7 +121,8 @@ class EventState(_Labelled):
     RECU = ("RECU", "Reçu de Parcours 3")
     INVALIDE = ("INVALIDE", "Invalide (contrôle avant envoi)")
     EN_ATTENTE = ("EN_ATTENTE", "En attente d'envoi")
-    ENVOYE = ("ENVOYE", "Envoyé, en route vers le DUDE")
+    # Said of an event sealed while sending is paused too: in a signed envelope, not yet posted.
+    ENVOYE = ("ENVOYE", "Dans un lot signé, sans accusé de réception du DUDE pour l'instant")
     TRANSMIS = ("TRANSMIS", "Transmis, accusé de réception reçu")
     ACCEPTE = ("ACCEPTE", "Accepté par le DUDE")
     REJETE = ("REJETE", "Rejeté par le DUDE")
@@ -145,10 +146,10 @@ class EnvelopeState(_Labelled):
     """States of an envelope (brief §5)."""
 
     SIGNE = ("SIGNE", "Signée, pas encore envoyée")
-    ENVOYE = ("ENVOYE", "Envoi en cours")
+    ENVOYE = ("ENVOYE", "Envoyée ou à renvoyer, sans accusé de réception pour l'instant")
     RECU = ("RECU", "Reçue par le DUDE, compte rendu attendu")
     REJETE = ("REJETE", "Rejetée en bloc par le DUDE")
-    TRAITE = ("TRAITE", "Compte rendu rapproché")
+    TRAITE = ("TRAITE", "Traitée : compte rendu reçu et rapproché")
     SANS_REPONSE = ("SANS_REPONSE", "Pas de compte rendu dans le délai")
     QUARANTAINE = ("QUARANTAINE", "Mise en quarantaine : le DUDE la refuse à chaque envoi (HTTP 500), "
                                   "ses événements repartent en lots plus petits")

@@ -87,6 +87,10 @@ def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit"
         console.print(f"[bold yellow]{_upper_first(state.describe())}[/] (depuis {paused.get('changed_at')}) : "
                       f"rien n'a été envoyé ; {fr(summary.sending.get('scelles_non_envoyes', 0))} lot(s) scellé(s) "
                       "partiront à la reprise (`gateway sending resume`).")
+    resumed = summary.sending.get("reprises", 0)
+    if resumed:  # their events were counted in the run that read them; said here, or a take-over reads "Total 0"
+        console.print(f"Lots repris : {fr(resumed)} (scellés par une exécution précédente, renvoyés avec le même "
+                      "IdLot ; leurs événements comptent dans l'exécution qui les a lus).")
     waiting, quarantined = summary.sending.get("sans_accuse", 0), summary.sending.get("quarantaine", 0)
     if waiting:
         console.print(f"[bold yellow]{fr(waiting)} lot(s) sans accusé de réception du DUDE[/] après toutes les "

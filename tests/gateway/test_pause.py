@@ -52,6 +52,13 @@ def test_a_paused_run_reads_and_seals_but_sends_nothing_and_says_so(gw, emulator
     assert {state for _, _, state, _ in snapshot(gw)[0]} == {"ACCEPTE"}
     assert {i for i, _ in snapshot(gw)[1]} == sealed  # sent as sealed, same IdLots
     assert emulator.ledger_summary()["lots"] == 3
+    from rich.console import Console
+
+    from gateway.cli.report import render_summary
+
+    shown = Console(record=True, width=200)
+    render_summary(resumed, shown)  # its events counted in the paused run: the resent envelopes are said
+    assert "Lots repris : 3" in shown.export_text()
 
 
 class PauseOnFirstPost(httpx.BaseTransport):
