@@ -11,7 +11,7 @@ on pages (they show personal data: a shared computer's cache must not keep them)
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
@@ -86,7 +86,11 @@ def _page(request: Request, status: int, title: str, text: str) -> Response:
 def _install_handlers(app: FastAPI) -> None:
     async def login_required(request: Request, exc: LoginRequired) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        params = {"suite": target} if request.method == "GET" else {}
+        if request.method != "GET":  # an action (resend, close): back to the page it was pressed on
+            referer = urlsplit(request.headers.get("referer", ""))
+            same_site = referer.netloc == request.url.netloc
+            target = referer.path + (f"?{referer.query}" if referer.query else "") if same_site else ""
+        params = {"suite": target} if target else {}
         if exc.ended:
             params["fin"] = "1"
         response = RedirectResponse(f"{base_path(request)}/connexion?{urlencode(params)}", status_code=303)

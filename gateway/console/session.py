@@ -158,8 +158,15 @@ def _cookie(response: Response, request: Request, name: str, value: str, *, max_
                         secure=request.url.scheme == "https")
 
 
+#: How long the browser keeps the session cookie after the session itself has ended (its signed time is what
+#: ends it): with the same lifetime, the browser dropped the cookie at the very moment the session ended, and
+#: the console could not tell "your session ended" from "never signed in".
+COOKIE_GRACE_SECONDS = 7 * 24 * 3600
+
+
 def set_session(response: Response, request: Request, codec: SessionCodec, data: SessionData) -> None:
-    _cookie(response, request, COOKIE, codec.dumps(data), max_age=codec.max_age, path=base_path(request) or "/")
+    _cookie(response, request, COOKIE, codec.dumps(data), max_age=codec.max_age + COOKIE_GRACE_SECONDS,
+            path=base_path(request) or "/")
 
 
 def clear_session(response: Response, request: Request) -> None:

@@ -76,7 +76,8 @@ def test_sign_in_opens_a_hardened_session_and_is_audited(browser, gw, tokens, ni
     assert answer.status_code == 303 and answer.headers["location"] == "/console/"
     cookie = cookie_header(answer, "p3g_console")
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console;" in cookie
-    assert f"Max-Age={8 * 3600}" in cookie and "Secure" not in cookie  # plain http here: see the https test
+    # the cookie outlives the session (its signed time ends it), so that the console can say the session ended
+    assert f"Max-Age={8 * 3600 + 7 * 24 * 3600}" in cookie and "Secure" not in cookie  # plain http: see https test
     assert tokens.support_69001 not in cookie
     dashboard = browser.get("/console/")
     assert dashboard.status_code == 200 and "support_69001" in text(dashboard) and \
@@ -148,6 +149,22 @@ def test_a_session_expires_after_its_hours(signed_in, gw) -> None:
     gw.clock = lambda: real() + timedelta(hours=8, minutes=1)
     answer = user.get("/console/")
     assert answer.status_code == 303 and "fin=1" in answer.headers["location"]
+
+
+def test_an_action_pressed_after_the_session_ended_says_so_and_signs_in_back_to_its_page(signed_in, gw) -> None:
+    """"Clore" pressed on an event page after the 8 hours: the sign-in page said nothing (the browser had
+    dropped a cookie that lived exactly as long as the session) and led to the dashboard, not the event."""
+    user = signed_in("support_69001")
+    before = snapshot(gw)
+    real = gw.clock
+    gw.clock = lambda: real() + timedelta(hours=8, minutes=1)
+    refused = user.post("/console/actions/clore", {"cle": "69001-3", "commentaire": "parti en formation"},
+                        headers={"referer": "http://testserver/console/evenements/69001-3"})
+    location = refused.headers["location"]
+    assert refused.status_code == 303 and "fin=1" in location and "suite=%2Fconsole%2Fevenements%2F69001-3" in location
+    assert "Votre session a pris fin" in text(user.get(location)) and snapshot(gw) == before
+    elsewhere = user.post("/console/actions/clore", {"cle": "69001-3"}, headers={"referer": "https://ailleurs.example/x"})
+    assert "suite" not in elsewhere.headers["location"]  # a page of the console only
 
 
 def test_a_tampered_session_cookie_is_refused(signed_in) -> None:
