@@ -26,6 +26,17 @@ class _Labelled(str, Enum):
         return self.value
 
 
+def label_of(enum: type[Enum], value: str | None) -> str:
+    """``value``'s French label in ``enum`` (a state, a type, a reject code), as the console and the command
+    line show it; a value the catalogue does not know (written by a later version), as it is; None, nothing."""
+    if value is None:
+        return ""
+    try:
+        return enum(value).label
+    except ValueError:
+        return value
+
+
 class EventType(_Labelled):
     """Parcours 3 event types (brief §3) and their DUDE element names."""
 

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gateway.cli.common import DataDirOpt, JsonOpt, console, err_console, fail, load_settings, open_store, print_json
-from gateway.codes import EnvelopeState, EventState, RejectCode
+from gateway.codes import EnvelopeState, EventState, RejectCode, label_of
 from gateway.errors import NotFound
 
 # The store's modules (SQLAlchemy, SQLModel) are imported by each command: not by `gateway --help`.
@@ -30,16 +30,6 @@ def _ml_code(value: str | None) -> str | None:
     if value is not None and not _ML.fullmatch(value):
         raise typer.BadParameter(f"mission locale « {value} » : cinq chiffres attendus (par exemple 03926).")
     return value
-
-
-def _label(enum, value: str | None) -> str:
-    """A state's French label, as the console shows it; a value the catalogue does not know, as it is."""
-    if value is None:
-        return ""
-    try:
-        return enum(value).label
-    except ValueError:
-        return value
 
 
 def rejects(
@@ -79,7 +69,7 @@ def rejects(
     for it in items:
         where = f"{it['source_file']}:{it['source_line']}" if it["source_file"] else "API"
         table.add_row(it["code"] or "", it["label"] or "", f"{it['key']} v{it['version']}",
-                      _label(EventState, it["state"]), where, it["message"] or "")
+                      label_of(EventState, it["state"]), where, it["message"] or "")
     console.print(table)
     _print_hints(items)
 
@@ -130,7 +120,7 @@ def envelopes_list(
     for col in ("État", "Événements", "Créé le"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        state = _label(EnvelopeState, row.state) + (f"\n{row.attempts} tentatives" if row.attempts > 1 else "")
+        state = label_of(EnvelopeState, row.state) + (f"\n{row.attempts} tentatives" if row.attempts > 1 else "")
         counts = [str(row.event_count)]
         if row.accepted_count is not None:
             counts.append(f"{row.accepted_count} acceptés")

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from fastapi.templating import Jinja2Templates
 from starlette.requests import Request
 
-from gateway.codes import EnvelopeState, EventState, EventType, RejectCode
+from gateway.codes import EnvelopeState, EventState, EventType, RejectCode, label_of
 from gateway.console import labels
 from gateway.console.session import base_path
 
@@ -42,23 +42,15 @@ def make_templates(tz: ZoneInfo) -> Jinja2Templates:
         return "" if value is None else f"{value:,}".replace(",", "\u202f")
 
     env.filters.update(when=when, day=day, number=number, path=lambda v: quote(str(v), safe=""),
-                       state_label=lambda s: _label(EventState, s), envelope_label=lambda s: _label(EnvelopeState, s),
-                       type_label=lambda s: _label(EventType, s), field_label=labels.field_label,
-                       reject_label=lambda c: _label(RejectCode, c),
+                       state_label=lambda s: label_of(EventState, s),
+                       envelope_label=lambda s: label_of(EnvelopeState, s),
+                       type_label=lambda s: label_of(EventType, s), field_label=labels.field_label,
+                       reject_label=lambda c: label_of(RejectCode, c),
                        state_short=lambda s: labels.STATE_SHORT.get(s, s),
                        outcome_label=lambda s: labels.RUN_OUTCOMES.get(s, s),
                        trigger_label=lambda s: labels.RUN_TRIGGERS.get(s, s),
                        query=lambda params: "?" + urlencode(params) if params else "")
     return templates
-
-
-def _label(enum, value: str | None) -> str:
-    if value is None:
-        return ""
-    try:
-        return enum(value).label
-    except ValueError:
-        return value
 
 
 def render(request: Request, name: str, context: dict[str, Any], *, status: int = 200):

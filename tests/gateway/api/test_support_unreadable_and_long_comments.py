@@ -5,27 +5,14 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import sqlalchemy as sa
 
 from gateway.pipeline.run import run_batch
-from gateway.store.models import events_t, history_t
 from tests.backends import on_both_backends
 from tests.factories import P3_COLUMNS, p3_line, write_export
 from tests.gateway.api.conftest import bearer, person
+from tests.gateway.api.test_support import event, history
 
 database_url = on_both_backends()
-
-
-def event(gw, key: str):
-    with gw.engine.connect() as conn:
-        return conn.execute(sa.select(events_t).where(events_t.c.key == key)
-                            .order_by(events_t.c.version.desc())).first()
-
-
-def history(gw, key: str) -> list:
-    with gw.engine.connect() as conn:
-        return conn.execute(sa.select(history_t).join(events_t, events_t.c.id == history_t.c.event_id)
-                            .where(events_t.c.key == key).order_by(history_t.c.id)).all()
 
 
 def unreadable_line(gw, tmp_path) -> str:
