@@ -160,7 +160,7 @@ class EnvelopeState(_Labelled):
     ENVOYE = ("ENVOYE", "Envoyée ou à renvoyer, sans accusé de réception pour l'instant")
     RECU = ("RECU", "Reçue par le DUDE, compte rendu attendu")
     REJETE = ("REJETE", "Rejetée en bloc par le DUDE")
-    TRAITE = ("TRAITE", "Traitée : compte rendu reçu et rapproché")
+    TRAITE = ("TRAITE", "Traitée, compte rendu reçu et rapproché")
     SANS_REPONSE = ("SANS_REPONSE", "Pas de compte rendu dans le délai")
     QUARANTAINE = ("QUARANTAINE", "Mise en quarantaine : le DUDE la refuse à chaque envoi (HTTP 500), "
                                   "ses événements repartent en lots plus petits")
