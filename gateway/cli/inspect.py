@@ -32,8 +32,16 @@ def _ml_code(value: str | None) -> str | None:
     return value
 
 
+def _reject_code(value: str | None) -> str | None:
+    """``--code``: a code of the catalogue, in any case; refused like ``--ml`` (typer's usage error, exit 2)."""
+    if value is not None and value.upper() not in RejectCode.__members__:
+        raise typer.BadParameter(f"code « {value} » inconnu : L01…L07 ou E01…E10.")
+    return value
+
+
 def rejects(
-    code: Annotated[str | None, typer.Option(help="Only this reject code (E01…E10, L01…L07).")] = None,
+    code: Annotated[str | None, typer.Option(help="Only this reject code (E01…E10, L01…L07).",
+                                             callback=_reject_code)] = None,
     ml: Annotated[str | None, typer.Option(help="Only this mission locale (5-digit code).",
                                            callback=_ml_code)] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many lines.")] = 200,
@@ -42,12 +50,6 @@ def rejects(
 ) -> None:
     """Rejected (REJETE) and invalid (INVALIDE) events, with code, label, key, source file and line, and
     what to correct for each code."""
-    if code is not None:
-        try:
-            RejectCode(code.upper())
-        except ValueError:
-            err_console.print(f"[red]Code inconnu[/] {code} : codes L01…L07, E01…E10")
-            raise typer.Exit(code=2) from None
     from gateway.store.queries import REJECTED_STATES, EventFilter, list_events
 
     flt = EventFilter(states=REJECTED_STATES, reject_code=code.upper() if code else None, code_ml=ml)
