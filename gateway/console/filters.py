@@ -70,7 +70,11 @@ class RejectsQuery:
         if code and code not in RejectCode.__members__:
             errors.append(f"Code de rejet « {code} » inconnu.")
             code = None
-        chosen = [s for s in _all(params, "etat") if s in EventState.__members__]
+        chosen = _all(params, "etat")
+        unknown = [s for s in chosen if s not in {c.value for c in STATE_CHOICES}]
+        if unknown:  # said, like the other criteria: a list silently wider than asked misleads
+            errors.append(f"État « {', '.join(unknown)} » : cette liste montre les états "
+                          f"{', '.join(STATE_SHORT[c.value] for c in STATE_CHOICES)}.")
         states = tuple(s.value for s in STATE_CHOICES if s.value in chosen) or DEFAULT_STATES
         run_id = None
         if text := _get(params, "nuit"):
