@@ -27,7 +27,8 @@ class Message:
 
 
 def _n(count: int, one: str, many: str) -> str:
-    return f"{count} {one if count == 1 else many}"
+    """French agrees 0 and 1 in the singular: "0 événement remis"."""
+    return f"{count} {one if count <= 1 else many}"
 
 
 def action_message(conn: Connection, audit_id: str | None, actor: str) -> Message | None:

@@ -31,6 +31,7 @@ def test_a_line_that_could_not_be_read_offers_no_resend_and_keeps_its_reason(sig
     assert reason in text(page)
     assert "Renvoyer l'événement" not in page.text and 'action="/console/actions/renvoyer"' not in page.text
     assert "Impossible depuis la passerelle" in text(page) and "Clore l'événement" in page.text
+    assert "Opération (jamais envoyée)" in text(page)  # it said "Opération envoyée : Création"
 
     answer = user.post("/console/actions/renvoyer", {"cle": key})  # a page opened before, say
     said = text(user.get(answer.headers["location"]))
