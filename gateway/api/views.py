@@ -14,13 +14,26 @@ from gateway.codes import EnvelopeState, EventState, RejectCode
 from gateway.submission import ItemResult
 
 
+#: The API's own refusals of one event of a submission (`gateway.submission`), labelled like the catalogue's
+#: codes: a partner's developer reads ``label`` and ``hint`` whatever the code.
+API_REFUSALS: dict[str, tuple[str, str]] = {
+    "FORBIDDEN": ("Mission locale hors du périmètre du client",
+                  "Le jeton ne couvre pas cette mission locale : soumettre avec un jeton qui la couvre, ou "
+                  "demander à l'administrateur d'étendre son périmètre."),
+    "CONFLICT": ("Même événement deux fois dans la requête",
+                 "Une requête porte une version par événement : garder la dernière, ou envoyer l'autre dans "
+                 "une requête suivante."),
+}
+
+
 def reject(code: str | None, message: str | None = None, field: str | None = None) -> schemas.RejectPublic | None:
     if code is None:
         return None
     try:
         known = RejectCode(code)
     except ValueError:
-        return schemas.RejectPublic(code=code, message=message, field=field)
+        label, hint = API_REFUSALS.get(code, (None, None))
+        return schemas.RejectPublic(code=code, label=label, hint=hint, message=message, field=field)
     return schemas.RejectPublic(code=code, label=known.label, hint=known.hint, message=message,
                                 field=field or (known.fields[0] if known.fields else None))
 
@@ -30,7 +43,8 @@ def _reject_dict(code: str | None, message: str | None, field: str | None) -> di
         return None
     known = _CODES.get(code)
     if known is None:
-        return {"code": code, "label": None, "hint": None, "message": message, "field": field}
+        label, hint = API_REFUSALS.get(code, (None, None))
+        return {"code": code, "label": label, "hint": hint, "message": message, "field": field}
     return {"code": code, "label": known.label, "hint": known.hint, "message": message,
             "field": field or (known.fields[0] if known.fields else None)}
 

@@ -142,6 +142,8 @@ def test_bulk_answers_each_event_in_order(client, gw, tokens) -> None:
                    (2, "CREE", "69001-3", "INVALIDE", "E07"), (3, "REFUSE", "69002-4", None, "FORBIDDEN"),
                    (4, "REFUSE", "69001-1", None, "CONFLICT"), (5, "CREE", "69001-5", "EN_ATTENTE", None)]
     assert body["counts"] == {"CREE": 4, "REFUSE": 2}
+    refused = [r["reject"] for r in body["results"] if r["outcome"] == "REFUSE"]
+    assert all(r["label"] and r["hint"] for r in refused)  # labelled like the catalogue's codes
     assert {r.key for r in rows(gw)} == {"69001-1", "69001-2", "69001-3", "69001-5"}
     with gw.engine.connect() as conn:
         causes = conn.execute(sa.select(history_t.c.cause).where(history_t.c.state == "RECU")).scalars().all()
