@@ -241,10 +241,12 @@ def install(app: FastAPI) -> None:
 _DESCRIPTIONS = {
     400: "Document refusé (signature, certificat, XML, schéma : code L01…L04).",
     401: "Jeton absent, inconnu ou révoqué.",
-    403: "Rôle insuffisant pour cette opération.",
+    403: "Rôle insuffisant pour cette opération ; pour une soumission d'un seul événement, mission locale hors du "
+         "périmètre du client (en nombre, chaque événement hors périmètre est refusé à part : `FORBIDDEN`).",
     404: "Introuvable — ou hors du périmètre du client : la réponse est la même.",
     405: "Méthode non admise.",
-    409: "Conflit avec l'état actuel.",
+    409: "Conflit avec l'état actuel : `detail` dit lequel (une exécution déjà en cours ; les mêmes événements "
+         "enregistrés au même moment par une autre requête : la renvoyer).",
     413: "Corps de requête trop volumineux (refusé avant d'être lu en entier).",
     415: "Corps non JSON : l'envoyer avec l'en-tête `Content-Type: application/json` (code "
          "`UNSUPPORTED_MEDIA_TYPE`).",

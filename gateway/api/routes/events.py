@@ -88,7 +88,7 @@ def event_filter(q: schemas.EventFilterIn, principal: Principal, *, key: str | N
                                              "version."},
                         201: {"description": "Enregistré : nouvel événement ou nouvelle version (valide ou "
                                              "INVALIDE avec son code de rejet)."},
-                        **error_responses(401, 403, 413, 415, 422)})
+                        **error_responses(401, 403, 409, 413, 415, 422)})
 @_with_replay
 def submit_event(event: schemas.EventIn, principal: SubmitterDep, json_body: JsonBodyDep, gw: GatewayDep,
                  request_id: RequestIdDep, response: Response) -> schemas.SubmissionItem:
@@ -107,7 +107,7 @@ def submit_event(event: schemas.EventIn, principal: SubmitterDep, json_body: Jso
 
 
 @router.post("/bulk", response_model=schemas.SubmissionOut, summary="Soumettre des événements en nombre",
-             openapi_extra=REQUEST_ID_HEADER, responses=error_responses(401, 403, 413, 415, 422))
+             openapi_extra=REQUEST_ID_HEADER, responses=error_responses(401, 403, 409, 413, 415, 422))
 @_with_replay
 def submit_events(body: schemas.EventBulkIn, principal: SubmitterDep, json_body: JsonBodyDep, gw: GatewayDep,
                   request_id: RequestIdDep) -> Response:
