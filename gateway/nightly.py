@@ -143,7 +143,7 @@ def pending_exports(gw: Gateway) -> list[Export]:
     """The drop folder's exports not yet imported (by name and content), in name order.
 
     An export the gateway may not read is one of them (``sha256`` None): the run then refuses it as a file
-    (``P3_FILE``, exit code 1 for ``gateway run``), it is not listed as imported, and the next night tries it
+    (``P3_UNREADABLE``, exit code 1 for ``gateway run``), it is not listed as imported, and the next night tries it
     again. Skipping it with a log line made a badly delivered file look like a quiet night, every night. A
     drop folder that cannot be listed reads as no export (`drop_folder_problem` says why)."""
     folder = gw.settings.runs_input_dir
