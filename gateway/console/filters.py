@@ -25,6 +25,7 @@ STATE_CHOICES = (EventState.INVALIDE, EventState.REJETE, EventState.SANS_REPONSE
 #: What the list shows when no state is chosen: what is waiting for someone.
 DEFAULT_STATES = tuple(s.value for s in STATE_CHOICES if s in ACTIONABLE_EVENT_STATES)
 _ML = re.compile(r"[0-9]{5}")
+_EVENT_NUMBER = re.compile(r"[0-9]{1,20}")
 _FR_DATE = re.compile(r"(\d{2})/(\d{2})/(\d{4})")
 
 
@@ -96,16 +97,19 @@ class RejectsQuery:
         return cls(code_ml, code, states, run_id, bounds[0], bounds[1], search, tuple(errors))
 
     def event_filter(self, scope: frozenset[str] | None, *, identifiant_pe_pattern: str) -> EventFilter:
-        """The store's filter, within ``scope``. The search box holds a key or a jobseeker id, told apart by
-        the configured jobseeker-id format (a key is ``code_ml-id_evenement``)."""
-        key = pe = None
+        """The store's filter, within ``scope``. The search box holds a key, a jobseeker id (told apart by the
+        configured jobseeker-id format) or the Parcours 3 event number alone (digits: the key after its dash,
+        in any mission locale of the scope), which is what a counsellor usually reads out."""
+        key = pe = number = None
         if self.search:
             if re.fullmatch(identifiant_pe_pattern, self.search.upper()):
                 pe = self.search.upper()
+            elif _EVENT_NUMBER.fullmatch(self.search):
+                number = self.search
             else:
                 key = self.search
         return EventFilter(states=self.states, reject_code=self.reject_code, code_ml=self.code_ml,
-                           code_ml_in=scope, key=key, identifiant_pe=pe, run_id=self.run_id,
+                           code_ml_in=scope, key=key, event_number=number, identifiant_pe=pe, run_id=self.run_id,
                            date_from=self.date_from, date_to=self.date_to)
 
     def params(self) -> list[tuple[str, str]]:

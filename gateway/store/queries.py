@@ -25,6 +25,9 @@ class EventFilter:
     code_ml: str | None = None
     code_ml_in: frozenset[str] | None = None
     key: str | None = None
+    #: The Parcours 3 event number alone (``id_evenement``, the key after its dash): what support staff often
+    #: have in hand. Not served by an index; the rejects list, which uses it, narrows by state first.
+    event_number: str | None = None
     identifiant_pe: str | None = None
     envelope_id: str | None = None
     run_id: int | None = None
@@ -48,6 +51,8 @@ class EventFilter:
             clauses.append(c.code_ml.in_(sorted(self.code_ml_in)))
         if self.key:
             clauses.append(c.key == self.key)
+        if self.event_number:
+            clauses.append(c.key.endswith(f"-{self.event_number}", autoescape=True))
         if self.identifiant_pe:
             clauses.append(c.identifiant_pe == self.identifiant_pe)
         if self.envelope_id:

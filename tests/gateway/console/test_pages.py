@@ -85,6 +85,9 @@ def test_the_rejects_list_filters_by_code_state_mission_locale_night_date_and_se
     assert len(listed(user.get("/console/rejets?du=2026-11-20&au=20/11/2026"))) == 5  # ISO or JJ/MM/AAAA
     assert listed(user.get("/console/rejets?du=2026-11-21")) == []
     assert listed(user.get("/console/rejets?recherche=69002-4")) == ["69002-4"]
+    # the event number alone, as a counsellor reads it out: in every mission locale the user may see
+    assert set(listed(user.get("/console/rejets?recherche=4"))) == {"69001-4", "69002-4"}
+    assert listed(signed_in("support_69001").get("/console/rejets?recherche=4")) == ["69001-4"]
     assert set(listed(user.get(f"/console/rejets?recherche={PEOPLE['69002'][0].lower()}"))) == {"69002-4"}
     accepted_too = user.get("/console/rejets?etat=REJETE&etat=ACCEPTE")  # ACCEPTE is not a choice of this list
     assert set(listed(accepted_too)) == {"69001-3", "69002-3"}
