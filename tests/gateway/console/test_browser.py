@@ -303,3 +303,19 @@ def test_a_revoked_token_closes_the_session_at_the_next_click(page, night) -> No
     page.get_by_role("link", name="Rejets", exact=True).click()
     assert "/console/connexion" in page.url
     assert "Votre session a pris fin" in page.locator("main").inner_text()
+
+
+def test_the_rejects_list_fits_a_1280_pixel_screen(chromium, night) -> None:
+    """At 1,280 px the table was ~25 px too wide: the source file was cut ("P3_95574_20261129.c") unless one
+    scrolled sideways."""
+    context = chromium.new_context(locale="fr-FR", viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        sign_in(page, night, night.admin)
+        page.goto(f"{night.url}/console/rejets")
+        page.screenshot(path=SCREENSHOTS / "rejets-1280.png", full_page=False)
+        overflow = page.evaluate("() => { const box = document.querySelector('.defilement');"
+                                 " return box.scrollWidth - box.clientWidth; }")
+        assert overflow <= 0, f"{overflow} px to scroll sideways"
+    finally:
+        context.close()
