@@ -49,8 +49,9 @@ def load_settings(**overrides: Any) -> Settings:
         raise fail(ConfigurationError(f"réglages invalides : {problems}")) from None
 
 
-def open_store(data_dir: Path | None, *, existing: bool):
-    """The store's engine (``--data-dir``, ``GATEWAY_DATA_DIR`` or ``GATEWAY_DATABASE_URL``), its schema up to date.
+def open_store(settings: Settings, *, existing: bool):
+    """The store's engine (``--data-dir``, ``GATEWAY_DATA_DIR`` or ``GATEWAY_DATABASE_URL``, as ``settings`` read
+    them once with `load_settings`), its schema up to date.
 
     Why ``existing``: SQLite creates a database wherever it is pointed, so a mistyped ``--data-dir`` used to
     answer "0 rejects", "no envelope" or "sending active" from an empty store made on the spot, which at
@@ -65,7 +66,6 @@ def open_store(data_dir: Path | None, *, existing: bool):
     from gateway.store.db import create_schema, make_engine
     from gateway.store.migrate import current
 
-    settings = load_settings(data_dir=data_dir)
     if existing:
         require_store(settings)
     missing = missing_store(settings)

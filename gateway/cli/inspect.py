@@ -53,7 +53,7 @@ def rejects(
     from gateway.store.queries import REJECTED_STATES, EventFilter, list_events
 
     flt = EventFilter(states=REJECTED_STATES, reject_code=code.upper() if code else None, code_ml=ml)
-    with open_store(data_dir, existing=True).connect() as conn:
+    with open_store(load_settings(data_dir=data_dir), existing=True).connect() as conn:
         rows = list_events(conn, flt, limit=limit)
     items = [{"key": r.key, "version": r.version, "state": r.state, "code": r.reject_code,
               "label": RejectCode(r.reject_code).label if r.reject_code else None,
@@ -105,7 +105,8 @@ def envelopes_list(
     from gateway.cli.report import local_zone, when, zone_note
     from gateway.store.queries import list_envelopes
 
-    with open_store(data_dir, existing=True).connect() as conn:
+    settings = load_settings(data_dir=data_dir)
+    with open_store(settings, existing=True).connect() as conn:
         rows = list_envelopes(conn, limit=limit)
     items = [{"id": r.id, "state": r.state, "events": r.event_count, "bytes": r.byte_size,
               "attempts": r.attempts, "created_at": r.created_at.isoformat(), "reject_code": r.reject_code,
@@ -113,7 +114,7 @@ def envelopes_list(
     if json_out:
         print_json({"count": len(items), "envelopes": items})
         return
-    tz = local_zone(load_settings(data_dir=data_dir).timezone)
+    tz = local_zone(settings.timezone)
     # The IdLot is what people copy into `envelopes show` or a ticket: never cut (36 characters). To leave the
     # other columns room to wrap between words in 80 columns, the counts share one column and the attempts
     # go under the state when there were several (one is the usual case; several is what to notice).
@@ -147,7 +148,7 @@ def envelopes_show(
     if document not in kinds:
         err_console.print(f"[red]--document[/] : lot, accuse ou compte-rendu, pas {document}")
         raise typer.Exit(code=2)
-    with open_store(data_dir, existing=True).connect() as conn:
+    with open_store(load_settings(data_dir=data_dir), existing=True).connect() as conn:
         found = _find_envelope(conn, envelope_id)
         body = envelope_document(conn, found, kinds[document])
     if body is None:  # a receipt or a report DUDE has not sent (yet)

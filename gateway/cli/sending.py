@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import DataDirOpt, JsonOpt, console, fail, open_store, print_json
+from gateway.cli.common import DataDirOpt, JsonOpt, console, fail, load_settings, open_store, print_json
 from gateway.errors import GatewayError
 
 sending_app = typer.Typer(help="Pause or resume all sending to DUDE (every instance sharing the store).",
@@ -48,7 +48,8 @@ def sending_pause(
     from gateway.store.models import utcnow
 
     try:
-        state = pause(open_store(data_dir, existing=False), by=_actor(), reason=reason, now=utcnow())
+        engine = open_store(load_settings(data_dir=data_dir), existing=False)
+        state = pause(engine, by=_actor(), reason=reason, now=utcnow())
     except GatewayError as exc:
         raise fail(exc) from exc
     _show(state, json_out)
@@ -65,7 +66,8 @@ def sending_resume(
     from gateway.store.models import utcnow
 
     try:
-        state = resume(open_store(data_dir, existing=True), by=_actor(), reason=reason, now=utcnow())
+        engine = open_store(load_settings(data_dir=data_dir), existing=True)
+        state = resume(engine, by=_actor(), reason=reason, now=utcnow())
     except GatewayError as exc:
         raise fail(exc) from exc
     _show(state, json_out)
@@ -76,4 +78,4 @@ def sending_status(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> No
     """Whether sending is paused, since when, by whom and why."""
     from gateway.pipeline.pause import current
 
-    _show(current(open_store(data_dir, existing=True)), json_out)
+    _show(current(open_store(load_settings(data_dir=data_dir), existing=True)), json_out)

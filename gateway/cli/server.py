@@ -85,8 +85,8 @@ def clients_create(
     except ValueError:
         raise typer.BadParameter("admin, support ou partner", param_hint="--role") from None
     try:
-        info, token = create_client(open_store(data_dir, existing=False), name=name, role=chosen,
-                                    ml_codes=ml or [], now=utcnow())
+        engine = open_store(load_settings(data_dir=data_dir), existing=False)
+        info, token = create_client(engine, name=name, role=chosen, ml_codes=ml or [], now=utcnow())
     except GatewayError as exc:
         raise fail(exc) from exc
     if json_out:
@@ -103,14 +103,15 @@ def clients_list(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None
     """Clients, with their role, missions locales and whether they are revoked (never their token)."""
     from gateway.api.auth import list_clients
 
-    with open_store(data_dir, existing=True).connect() as conn:
+    settings = load_settings(data_dir=data_dir)
+    with open_store(settings, existing=True).connect() as conn:
         clients = list_clients(conn)
     if json_out:
         print_json({"count": len(clients), "clients": [c.as_dict() for c in clients]})
         return
     from gateway.cli.report import local_zone, when, zone_note
 
-    tz = local_zone(load_settings(data_dir=data_dir).timezone)  # as the console and `envelopes list` show times
+    tz = local_zone(settings.timezone)  # as the console and `envelopes list` show times
     table = Table(title="Clients de l'API", caption=zone_note(tz))
     for col in ("N°", "Nom", "Rôle", "Missions locales", "Créé le", "Révoqué le"):
         table.add_column(col)
@@ -130,7 +131,7 @@ def clients_revoke(
     from gateway.store.models import utcnow
 
     try:
-        changed = revoke_client(open_store(data_dir, existing=True), client_id, now=utcnow())
+        changed = revoke_client(open_store(load_settings(data_dir=data_dir), existing=True), client_id, now=utcnow())
     except GatewayError as exc:
         raise fail(exc) from exc  # Erreur NOT_FOUND, exit code 2, as the command line's other errors
     console.print(f"Client n° {client_id} révoqué." if changed else f"Client n° {client_id} déjà révoqué.")

@@ -115,3 +115,9 @@ def test_a_misspelt_variable_is_said_on_start_with_the_setting_it_was_meant_to_b
     said = " ".join(result.stderr.split())
     assert "variable inconnue, ignorée : GATEWAY_INPUT_DIRR (GATEWAY_INPUT_DIR ?)" in said
     assert "GATEWAY_DUDE_ULR (GATEWAY_DUDE_URL ?)" in said and "/srv/depot" not in said
+
+    data = str(tmp_path / "data")  # a command reads its settings once: each name said once
+    made = CliRunner().invoke(app, ["clients", "create", "--name", "x", "--role", "admin", "--data-dir", data])
+    assert made.exit_code == 0
+    listed = CliRunner(env={"GATEWAY_INPUT_DIRR": "/srv/depot"}).invoke(app, ["clients", "list", "--data-dir", data])
+    assert listed.exit_code == 0 and listed.stderr.count("GATEWAY_INPUT_DIRR") == 1
