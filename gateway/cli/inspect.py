@@ -102,7 +102,9 @@ def envelopes_list(
     json_out: JsonOpt = False,
 ) -> None:
     """Envelopes, newest first: state, events, attempts, report counts; times in the gateway's zone."""
-    from gateway.cli.report import local_zone, when, zone_note
+    from zoneinfo import ZoneInfo
+
+    from gateway.cli.report import when, zone_note
     from gateway.store.queries import list_envelopes
 
     settings = load_settings(data_dir=data_dir)
@@ -114,7 +116,7 @@ def envelopes_list(
     if json_out:
         print_json({"count": len(items), "envelopes": items})
         return
-    tz = local_zone(settings.timezone)
+    tz = ZoneInfo(settings.timezone)  # checked when the settings were read
     # The IdLot is what people copy into `envelopes show` or a ticket: never cut (36 characters). To leave the
     # other columns room to wrap between words in 80 columns, the counts share one column and the attempts
     # go under the state when there were several (one is the usual case; several is what to notice).

@@ -20,11 +20,6 @@ def fr(n: int) -> str:
     return f"{n:,}".replace(",", "\u202f")
 
 
-def local_zone(name: str) -> ZoneInfo:
-    """The zone times are shown in (``settings.timezone``, already checked when the settings were read)."""
-    return ZoneInfo(name)
-
-
 def when(value: datetime | None, tz: tzinfo, *, seconds: bool = False) -> str:
     """A time as the console shows it (JJ/MM/AAAA HH:MM, in the gateway's zone), so that a support agent
     reading the command line and the console side by side sees the same time for the same envelope.

@@ -109,9 +109,11 @@ def clients_list(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None
     if json_out:
         print_json({"count": len(clients), "clients": [c.as_dict() for c in clients]})
         return
-    from gateway.cli.report import local_zone, when, zone_note
+    from zoneinfo import ZoneInfo
 
-    tz = local_zone(settings.timezone)  # as the console and `envelopes list` show times
+    from gateway.cli.report import when, zone_note
+
+    tz = ZoneInfo(settings.timezone)  # as the console and `envelopes list` show times
     table = Table(title="Clients de l'API", caption=zone_note(tz))
     for col in ("N°", "Nom", "Rôle", "Missions locales", "Créé le", "Révoqué le"):
         table.add_column(col)
