@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from gateway.api import problems
+from gateway.api.docs import mount_docs
 from gateway.api.metrics import ApiMetrics
 from gateway.api.middleware import ApiMiddleware
 from gateway.api.routes import dude, envelopes, events, health, runs, sending, support
@@ -53,7 +54,7 @@ def create_app(gw: Gateway, *, scheduler: GatewayScheduler | None = None, close_
                 gw.close()
 
     app = FastAPI(title="Passerelle Parcours 3 → DUDE", version="1", description=DESCRIPTION, lifespan=lifespan,
-                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
+                  openapi_url="/openapi.json", docs_url=None, redoc_url=None)
     app.state.gateway = gw
     app.state.scheduler = scheduler
     app.state.runs = RunLauncher(gw)
@@ -64,6 +65,7 @@ def create_app(gw: Gateway, *, scheduler: GatewayScheduler | None = None, close_
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
+    mount_docs(app)  # /docs, Swagger UI served from here, not from a CDN
     mount_console(app, gw)  # the support console, French HTML pages under /console (issue 4)
 
     problems.install(app)

@@ -319,3 +319,25 @@ def test_the_rejects_list_fits_a_1280_pixel_screen(chromium, night) -> None:
         assert overflow <= 0, f"{overflow} px to scroll sideways"
     finally:
         context.close()
+
+
+def test_the_api_documentation_renders_without_internet(page, night) -> None:
+    """``/docs`` loaded Swagger UI from cdn.jsdelivr.net: on a gateway's closed network the page stayed blank.
+    Here every request that leaves the gateway is refused, and the page must still list the operations."""
+    left = []
+
+    def only_the_gateway(route) -> None:
+        if route.request.url.startswith(night.url):
+            route.continue_()
+        else:
+            left.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_gateway)
+    page.goto(f"{night.url}/docs")
+    bulk = page.locator(".opblock", has=page.locator("[data-path='/api/v1/events/bulk']"))
+    bulk.first.wait_for()
+    assert "Passerelle Parcours 3 → DUDE" in page.locator(".info .title").inner_text()
+    assert page.locator(".opblock").count() >= 20  # every operation, not an error box
+    assert not page.locator(".errors-wrapper").count()  # Swagger UI 4 could not read OpenAPI 3.1
+    assert left == []
