@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,7 +24,24 @@ if TYPE_CHECKING:  # pydantic-settings is imported when settings are read, not b
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")]
+#: Whether the command running was given ``--json`` (set by `_json_errors`, read by `fail`).
+_json_errors_on: ContextVar[bool] = ContextVar("gateway_cli_json_errors", default=False)
+
+
+def _json_errors(ctx: typer.Context, value: bool) -> bool:
+    """Note ``--json`` for `fail`, until the command ends.
+
+    Why here: errors are said by `fail`, often from `load_settings` or `open_store`, which do not know the
+    command's options; every command with ``--json`` takes it through `JsonOpt`, so none is forgotten."""
+    if value:
+        token = _json_errors_on.set(True)
+        ctx.call_on_close(lambda: _json_errors_on.reset(token))
+    return value
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout "
+                                       "(an error too: {\"error\": {\"code\": …, \"message\": …}}).",
+                                       callback=_json_errors)]
 DataDirOpt = Annotated[Path | None,
                        typer.Option("--data-dir", help="Data folder (default: GATEWAY_DATA_DIR or ./gateway-data).")]
 
@@ -124,8 +142,13 @@ def print_json(value: Any) -> None:
 
 def fail(exc: GatewayError) -> typer.Exit:
     """Print ``Erreur CODE : message`` on stderr, on one line (paths and commands in it stay whole, to copy),
-    and return the exit (code 2) to raise."""
+    and return the exit (code 2) to raise.
+
+    Run with ``--json``, the same code and message are also written on stdout as one JSON object,
+    ``{"error": {"code": …, "message": …}}``: a script parsing stdout used to find nothing there to parse."""
     err_console.print(f"[bold red]Erreur {exc.code}[/] : {escape(exc.message)}", soft_wrap=True)
+    if _json_errors_on.get():
+        print_json({"error": {"code": exc.code, "message": exc.message}})
     return typer.Exit(code=2)
 
 
