@@ -167,13 +167,18 @@ def _find_envelope(conn, given: str) -> str:
     gets pasted; the ellipsis (or three dots) is dropped. A start shared by several envelopes is refused,
     naming them, rather than showing one of them at random. A miss ends with ``Erreur NOT_FOUND``, an
     ambiguous start with ``Erreur AMBIGUOUS``, both with exit code 2 like the command line's other errors, for
-    a script to tell them from a document printed."""
+    a script to tell them from a document printed.
+
+    Why lowercase: IdLots are lowercase UUIDs (`gateway.pipeline.dispatch`), and some tools print them in
+    capitals; SQLite's LIKE ignores case but PostgreSQL's does not, so a start in capitals was found on one
+    store and not on the other. What is typed is lowercased, and the queries stay as they were: ``lower(id)``
+    in SQL would pass the primary key's index by."""
     import sqlalchemy as sa
 
     from gateway.store.models import envelopes_t
     from gateway.store.queries import envelope_ids_starting_with
 
-    wanted = given.strip().removesuffix("…").removesuffix("...").strip()
+    wanted = given.strip().removesuffix("…").removesuffix("...").strip().lower()
     if wanted and conn.execute(sa.select(envelopes_t.c.id).where(envelopes_t.c.id == wanted)).first():
         return wanted
     if len(wanted) < MIN_PREFIX:

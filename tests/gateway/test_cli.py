@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends import BACKENDS
 from tests.tools import xmllint_validates, xmlsec1_verifies
 
 COMMANDS = [["demo"], ["run"], ["rejects"], ["envelopes", "list"], ["envelopes", "show"], ["keys", "init"],
@@ -202,3 +203,31 @@ def test_a_setting_out_of_range_is_a_clear_error_naming_the_variable(tmp_path: P
     assert proc.returncode == 2, proc.stderr
     assert "Erreur CONFIG" in proc.stderr and "GATEWAY_API_WORKERS" in proc.stderr
     assert "Traceback" not in proc.stderr and "un-secret" not in proc.stderr
+
+
+@pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
+@pytest.mark.parametrize("given", ["5B593516-0C2E-4D8F-9A41-7E3B2C1D0F98", "5B593516…", "5B593516-0c2e"])
+def test_envelopes_show_finds_an_uppercased_idlot_on_either_store(settings, given: str) -> None:
+    """Some tools print an IdLot in capitals, and that is what gets pasted: SQLite found it (its LIKE ignores
+    case) and PostgreSQL said NOT_FOUND; IdLots are lowercase UUIDs, both stores now find it."""
+    import sqlalchemy as sa
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+    from gateway.store.db import create_schema, make_engine
+    from gateway.store.models import DOC_LOT, documents_t, envelopes_t, utcnow
+
+    envelope_id = "5b593516-0c2e-4d8f-9a41-7e3b2c1d0f98"
+    engine = make_engine(settings.db_url)
+    create_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(envelopes_t).values(id=envelope_id, state="TRAITE", event_count=1,
+                                                   created_at=utcnow()))
+        conn.execute(sa.insert(documents_t).values(envelope_id=envelope_id, kind=DOC_LOT, at=utcnow(),
+                                                   sha256="0" * 64, body=b"<LotEvenements>signe</LotEvenements>"))
+    engine.dispose()
+
+    result = CliRunner(env={"GATEWAY_DATA_DIR": None, "GATEWAY_DATABASE_URL": settings.database_url}).invoke(
+        app, ["envelopes", "show", given, "--data-dir", str(settings.data_dir)])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "<LotEvenements>signe</LotEvenements>"
