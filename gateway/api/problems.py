@@ -177,16 +177,22 @@ def _summary(errors: list[FieldError], *, total: int | None = None) -> str:
 # --- handlers --------------------------------------------------------------------------------------
 
 def _allowed_methods(request: Request) -> list[str]:
-    """The methods the OpenAPI document gives for the request's path (whatever the routers' nesting)."""
+    """The methods the OpenAPI document gives for the request's path (whatever the routers' nesting).
+
+    Of the paths that match, those with the fewest parameters: a literal path wins over a parameter, as
+    in the routes (`gateway.api.routes.events.NOT_KEYS`), so ``/events/bulk`` is ``POST`` only, not also
+    the ``GET`` of ``/events/{key}``."""
     table = getattr(request.app.state, "allowed_methods", None)
     if table is None:
         table = []
         for template, operations in request.app.openapi().get("paths", {}).items():
             pattern = re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$")
-            table.append((pattern, sorted(m.upper() for m in operations)))
+            table.append((pattern, template.count("{"), sorted(m.upper() for m in operations)))
         request.app.state.allowed_methods = table
     path = request.url.path
-    return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})
+    matching = [(parameters, methods) for pattern, parameters, methods in table if pattern.match(path)]
+    fewest = min((parameters for parameters, _ in matching), default=0)
+    return sorted({m for parameters, methods in matching if parameters == fewest for m in methods})
 
 
 def install(app: FastAPI) -> None:
@@ -216,11 +222,13 @@ def install(app: FastAPI) -> None:
             error = FieldError("body", "corps illisible : JSON en UTF-8 attendu", "json_invalid")
             return problem_response(request, 422, RequestRejected.code, _summary([error]), errors=[error])
         headers = dict(exc.headers or {})
+        allowed = ""
         if status == 405:  # Starlette names the methods of the first route matching the path only
             headers["Allow"] = ", ".join(_allowed_methods(request))
+            allowed = f" (admis ici : {headers['Allow']})" if headers["Allow"] else ""
         code = _HTTP_CODES.get(status, GatewayError.code)
         detail = {404: f"pas de ressource {request.url.path}",
-                  405: f"{request.method} non admis sur {request.url.path}",
+                  405: f"{request.method} non admis sur {request.url.path}{allowed}",
                   413: "corps de requête trop volumineux"}.get(status, str(exc.detail))
         return problem_response(request, status, code, detail, headers=headers or None)
 

@@ -8,6 +8,12 @@ answered exactly as a missing one: 404 ``NOT_FOUND``, same body.
 A submission's ``X-Request-ID`` is a replay key as well as a trace (`gateway.submission`): a request
 names the "file" its events are read from, and ingest never reads the same line of the same file twice.
 The operations declare the header and say so, since it changes what a partner gets back.
+
+``/events/bulk`` and ``/events/resend`` are not keys: ``GET /events/bulk`` was read as the event "bulk"
+(404 "événement bulk introuvable") while a ``PUT`` there was a 405, so a partner who mistyped the method
+was told of a missing event. The read's ``{key}`` never matches them (`KEY_SEGMENT`), so every method
+but ``POST`` on them is a 405 with ``Allow: POST``. No event can have either key: a key is
+``code_ml-id_evenement`` (5 digits, ``-``, digits), or ``?file:line`` for a line without one.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Annotated, Any, TypeVar
 import orjson
 from fastapi import APIRouter, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from gateway.api import pagination, schemas, views
 from gateway.api.auth import Principal
@@ -33,6 +40,22 @@ router = APIRouter(prefix="/events", tags=["événements"])
 
 KeyPath = Annotated[str, Path(max_length=300, description="Clé de l'événement, `code_ml-id_evenement`.",
                               examples=["69001-1001"])]
+
+#: The literal paths beside ``/events/{key}``: ``/events/bulk`` (here) and ``/events/resend``
+#: (`gateway.api.routes.support`). A new one goes here too (tests/gateway/api/test_operations.py checks).
+NOT_KEYS = ("bulk", "resend")
+
+
+class _KeyConvertor(StringConvertor):
+    """A path segment that is not one of `NOT_KEYS`: Starlette takes the first route whose path and
+    method match, so without it ``GET /events/bulk`` was ``read_event``'s, and not a 405."""
+
+    regex = f"(?!(?:{'|'.join(NOT_KEYS)})(?:/|$))[^/]+"
+
+
+register_url_convertor("event_key", _KeyConvertor())
+#: ``/{key}`` for the read of an event: the same parameter, which never matches a sibling's literal path.
+KEY_SEGMENT = "/{key:event_key}"
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -144,7 +167,7 @@ def search_events(query: Annotated[schemas.EventQuery, Query()], principal: Prin
         next_cursor=pagination.encode({"id": rows[-1].id}, criteria) if more else None)
 
 
-@router.get("/{key}", response_model=schemas.EventDetail, summary="Lire un événement",
+@router.get(KEY_SEGMENT, response_model=schemas.EventDetail, summary="Lire un événement",
             responses=error_responses(401, 404, 422))
 async def read_event(key: KeyPath, query: Annotated[schemas.VersionQuery, Query()], principal: PrincipalDep,
                      gw: GatewayDep) -> schemas.EventDetail:

@@ -170,6 +170,28 @@ def test_every_error_is_a_problem_document_with_its_code(client, tokens, method,
         assert problem["errors"] and all(e["field"] for e in problem["errors"])
 
 
+def test_a_wrong_method_on_a_path_beside_an_event_key_is_a_405_naming_the_right_one(client, tokens, night) -> None:
+    """``GET /api/v1/events/bulk`` was read as the event "bulk" (404 "événement bulk introuvable"), and a
+    ``PUT`` there said ``Allow: GET, POST``. Every literal path beside ``/events/{key}`` (``bulk``,
+    ``resend``: no key can be either, a key is ``code_ml-id_evenement`` or ``?file:line``) now answers
+    any other method, GET and HEAD included, with a 405 naming its own methods, and only them."""
+    paths = client.get("/openapi.json").json()["paths"]
+    beside_a_key = {path: sorted(m.upper() for m in paths[path]) for path in paths if "{" not in path
+                    and f"{path.rsplit('/', 1)[0]}/{{key}}" in paths}
+    assert beside_a_key == {"/api/v1/events/bulk": ["POST"], "/api/v1/events/resend": ["POST"]}
+    for path, allowed in beside_a_key.items():
+        for method in ("GET", "HEAD", "PUT", "PATCH", "DELETE"):
+            answer = client.request(method, path, headers=bearer(tokens.admin))
+            named = ", ".join(allowed)
+            assert (answer.status_code, answer.headers["allow"]) == (405, named), (method, path, answer.text)
+            assert answer.headers["content-type"] == "application/problem+json"
+            if method != "HEAD":
+                problem = answer.json()
+                assert problem["code"] == "METHOD_NOT_ALLOWED" and problem["instance"] == path
+                assert problem["detail"] == f"{method} non admis sur {path} (admis ici : {named})"
+    assert client.get("/api/v1/events/69001-1", headers=bearer(tokens.admin)).status_code == 200
+
+
 @pytest.mark.parametrize("database_url", BACKENDS, indirect=True)  # search on both stores
 def test_a_cursor_from_another_search_is_refused(client, tokens, night) -> None:
     auth = bearer(tokens.admin)
