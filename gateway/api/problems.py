@@ -132,6 +132,10 @@ _FRENCH = {
     "date_type": "date AAAA-MM-JJ attendue", "datetime_parsing": "horodatage ISO 8601 attendu",
     "datetime_from_date_parsing": "horodatage ISO 8601 attendu", "datetime_type": "horodatage ISO 8601 attendu",
     "timezone_aware": "horodatage avec fuseau horaire attendu (par exemple 2026-11-20T10:00:00+01:00)",
+    # A query string reads a "+" as a space (`gateway.api.schemas.QueryInstant`).
+    "datetime_plus_as_space": "horodatage ISO 8601 attendu : une espace à la place du « + » du fuseau horaire (dans "
+                              "une adresse, un « + » non encodé se lit comme une espace) ; écrire %2B ({written}), "
+                              "ou l'heure UTC suivie de Z",
     "json_invalid": "JSON invalide", "list_type": "doit être une liste", "dict_type": "doit être un objet JSON",
     "model_attributes_type": "doit être un objet JSON", "model_type": "doit être un objet JSON",
     "too_long": "au plus {max_length} élément(s)", "too_short": "au moins {min_length} élément(s)",

@@ -59,6 +59,20 @@ def _iso_instant(value: Any) -> Any:
     raise PydanticCustomError("datetime_type", "Input should be an ISO 8601 timestamp")
 
 
+#: An instant whose offset's ``+`` became a space: a ``+`` pasted unencoded into a URL, read back.
+_PLUS_AS_SPACE = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}[0-9:.,]*) ([0-9]{2}(?::?[0-9]{2})?)")
+
+
+def _query_instant(value: Any) -> Any:
+    """In a query string a ``+`` stands for a space (form encoding): ``updated_from=2026-11-29T10:00:00+01:00``
+    pasted as is into a URL arrives as ``2026-11-29T10:00:00 01:00``, refused as "horodatage ISO 8601 attendu"
+    without a word of why. Said here, with the value as it is to be written (``%2B``; or ``Z``)."""
+    if isinstance(value, str) and (found := _PLUS_AS_SPACE.fullmatch(value)):
+        raise PydanticCustomError("datetime_plus_as_space", "The offset's '+' was read as a space: write %2B",
+                                  {"written": f"{found[1]}%2B{found[2]}"})
+    return _iso_instant(value)
+
+
 def _present(value: Any) -> Any:
     """``null`` for a required field: told as the field missing, the same error as leaving it out."""
     if value is None:
@@ -78,6 +92,8 @@ def _bool_or_text(value: Any) -> Any:
 IsoDate = Annotated[date, BeforeValidator(_iso_day)]
 #: An instant with its offset, ISO 8601 text only.
 IsoInstant = Annotated[AwareDatetime, BeforeValidator(_iso_instant)]
+#: The same in a query string, where the offset's ``+`` may have become a space.
+QueryInstant = Annotated[AwareDatetime, BeforeValidator(_query_instant)]
 #: A required field's ``null`` is a missing field.
 Present = BeforeValidator(_present)
 #: ``true``/``false`` or O/N.
@@ -341,6 +357,10 @@ class EventQuery(EventFilterIn):
     #: Text by nature in a query string: "12" is the run 12, as it could be nothing else.
     run_id: int = Field(None, ge=1, le=2**62, examples=[12])  # type: ignore[assignment]
     key: Annotated[str, StringConstraints(max_length=120)] = Field(None)  # type: ignore[assignment]
+    updated_from: QueryInstant = Field(None, description="Dernier changement d'état, à partir de (ISO 8601, "  # type: ignore[assignment]
+                                                         "avec fuseau ; dans une adresse, « + » s'écrit `%2B`).")
+    updated_to: QueryInstant = Field(None, description="Dernier changement d'état, avant (ISO 8601, avec fuseau ; "  # type: ignore[assignment]
+                                                       "dans une adresse, « + » s'écrit `%2B`).")
     limit: int = Field(100, ge=1, le=1000, description="Taille de la page.")
     cursor: Cursor = Field(None, description="Le `next_cursor` de la page précédente, tel quel.")  # type: ignore[assignment]
 

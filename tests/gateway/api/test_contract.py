@@ -184,6 +184,22 @@ def test_the_resend_filter_takes_no_boolean_for_a_number_nor_a_number_for_a_date
     assert by_number.status_code == 422 and by_number.json()["errors"][0]["field"] == "date_from"
 
 
+def test_a_plus_pasted_unencoded_in_a_search_url_is_told_to_be_written_2b(client, tokens, night) -> None:
+    """In a query string ``+`` is a space: ``updated_from=2026-11-29T10:00:00+01:00`` pasted into a URL was
+    refused as "horodatage ISO 8601 attendu", not a word of why. The 422 now says it, with the value to write."""
+    support = bearer(tokens.support_69001)
+    for name in ("updated_from", "updated_to"):
+        answer = client.get(f"/api/v1/events?{name}=2026-11-29T10:00:00+01:00", headers=support)
+        assert answer.status_code == 422
+        [error] = answer.json()["errors"]
+        assert (error["field"], error["type"]) == (name, "datetime_plus_as_space")
+        assert "« + »" in error["message"] and "(2026-11-29T10:00:00%2B01:00)" in error["message"], error
+        assert "Z" in error["message"] and error["message"] in answer.json()["detail"]
+    written = client.get("/api/v1/events?updated_from=2000-01-01T10:00:00%2B01:00&updated_to=2100-01-01T00:00:00Z",
+                         headers=support)
+    assert written.status_code == 200 and "69001-3" in {e["key"] for e in written.json()["items"]}
+
+
 def test_a_run_and_an_event_take_no_number_for_a_boolean(client, gw, tokens) -> None:
     """``{"dry_run": 1}`` started a real run (``1`` read as ``true`` is a guess, and here the wrong way
     round would send); ``premier_entretien: 1`` was stored as ``true``. Both are 422 naming the field once."""
