@@ -3,7 +3,8 @@ Annotated[Session, Depends(get_db)]``): the `Gateway`, a database connection, th
 `Principal`, the role checks, and the check that a body sent as JSON is labelled JSON.
 
 Authentication reads the store on every request (`gateway.api.auth`), so a revoked token is refused
-by the very next request. Role checks answer 403 (the role says nothing about any event); what a
+by the very next request; a caller without a valid token is told so before anything of its body
+(`authenticate_first`). Role checks answer 403 (the role says nothing about any event); what a
 role may *see* is its scope, applied by each query, and an event outside it is a 404.
 """
 
@@ -14,8 +15,10 @@ from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Connection
+from starlette.concurrency import run_in_threadpool
 
 from gateway.api.auth import Principal, Role, authenticate
 from gateway.api.problems import UnsupportedMediaType
@@ -50,6 +53,23 @@ def get_principal(gw: GatewayDep,
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def _authenticates(dependant: Dependant) -> bool:
+    return any(d.call is get_principal or _authenticates(d) for d in dependant.dependencies)
+
+
+async def authenticate_first(request: Request) -> None:
+    """FastAPI reads and parses a JSON body before it runs any dependency, so a body it could not parse
+    was answered (422 "JSON invalide", or a body too deep or not UTF-8) before the token was looked at: a
+    client without a valid token learnt how its body parsed, not that it was not let in. The problem
+    handlers call this before they answer such an error (`gateway.api.problems`): on an operation that
+    authenticates its caller, it raises `Unauthenticated` as `get_principal` would have; for a caller it
+    lets in, nothing (its answer stays what it was), and nothing either where no token is asked (DUDE's
+    callback)."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if isinstance(dependant, Dependant) and _authenticates(dependant):
+        await run_in_threadpool(get_principal, await get_gateway(request), await _bearer(request))
 
 
 def require(*roles: Role) -> Callable[[Principal], Principal]:

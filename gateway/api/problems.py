@@ -199,6 +199,11 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted({m for parameters, methods in matching if parameters == fewest for m in methods})
 
 
+def _unparsed(exc: RequestValidationError) -> bool:
+    """FastAPI's error for a body it could not parse as JSON, raised before any dependency ran."""
+    return [e.get("type") for e in exc.errors()] == ["json_invalid"]
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that make every error a problem document."""
 
@@ -215,13 +220,28 @@ def install(app: FastAPI) -> None:
                                 errors=getattr(exc, "errors", ()) if isinstance(exc, RequestRejected) else (),
                                 headers=headers)
 
+    async def caller_first(request: Request) -> Response | None:
+        """The 401 of a caller without a valid token, where FastAPI failed to parse the body before it
+        authenticated anyone (`gateway.api.deps.authenticate_first`); else ``None``."""
+        from gateway.api.deps import authenticate_first  # here: deps imports this module
+
+        try:
+            await authenticate_first(request)
+        except GatewayError as exc:
+            return await on_gateway_error(request, exc)
+        return None
+
     async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+        if _unparsed(exc) and (refused := await caller_first(request)) is not None:
+            return refused
         errors = field_errors(exc)
         return problem_response(request, 422, RequestRejected.code, _summary(errors, total=len(exc.errors())),
                                 errors=errors)
 
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
         status = exc.status_code
+        if status == 400 and (refused := await caller_first(request)) is not None:
+            return refused
         if status == 400:  # FastAPI could not even decode the body (not UTF-8, not JSON): the issue wants a 422
             error = FieldError("body", "corps illisible : JSON en UTF-8 attendu", "json_invalid")
             return problem_response(request, 422, RequestRejected.code, _summary([error]), errors=[error])

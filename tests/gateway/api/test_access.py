@@ -147,6 +147,31 @@ def test_no_valid_token_no_access(client, night, header) -> None:
         assert refused.status_code == 401 and refused.headers["content-type"] == "application/problem+json"
 
 
+#: Every operation that reads a JSON body.
+TAKING_JSON = ("/api/v1/events", "/api/v1/events/bulk", "/api/v1/events/resend", f"{path('69001-3')}/close",
+               "/api/v1/runs", "/api/v1/sending/pause", "/api/v1/sending/resume")
+
+
+@pytest.mark.parametrize("body", [b'{"events": [', b'{"events": "\xff"}'], ids=["json-invalide", "pas-utf-8"])
+def test_who_the_caller_is_comes_before_what_its_body_is(client, tokens, night, body) -> None:
+    """FastAPI parses a JSON body before it runs any dependency: without a valid token, a malformed body
+    was a 422 telling how it failed to parse, and the 401 came only once the body was mended. Now a
+    client not let in learns that, and nothing of its body; a client let in keeps its 422, even where its
+    role may not act (as before: its body is told first, then its rights)."""
+    label = {"Content-Type": "application/json"}
+    for header in (None, "Bearer p3g_unknown"):
+        for url in TAKING_JSON:
+            refused = client.post(url, content=body, headers={**label, **({"Authorization": header} if header else {})})
+            assert (refused.status_code, refused.json()["code"]) == (401, "UNAUTHENTICATED"), (url, refused.text)
+            assert refused.headers["www-authenticate"].startswith("Bearer") and "errors" not in refused.json()
+    for name in ("admin", "partner_69001"):
+        for url in TAKING_JSON:
+            answer = client.post(url, content=body, headers={**label, **bearer(tokens[name])})
+            assert (answer.status_code, answer.json()["code"]) == (422, "VALIDATION"), (name, url, answer.text)
+            assert [e["field"] for e in answer.json()["errors"]] == ["body"]
+    assert client.post("/api/v1/dude/comptes-rendus", content=body, headers=label).json()["code"] == "L03"
+
+
 def test_a_line_whose_mission_locale_cannot_be_read_is_seen_by_the_mission_locale_its_export_is_named_for(
         client, gw, tokens, tmp_path) -> None:
     """Support staff of 69002 are the only ones who can have it corrected in Parcours 3: a line of
