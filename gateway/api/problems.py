@@ -243,7 +243,12 @@ def install(app: FastAPI) -> None:
         if status == 400 and (refused := await caller_first(request)) is not None:
             return refused
         if status == 400:  # FastAPI could not even decode the body (not UTF-8, not JSON): the issue wants a 422
-            error = FieldError("body", "corps illisible : JSON en UTF-8 attendu", "json_invalid")
+            if isinstance(exc.__cause__, RecursionError):  # valid UTF-8, but nested past what `json.loads` reads
+                error = FieldError("body", "JSON trop profondément imbriqué (des centaines d'objets ou de listes les "
+                                   "uns dans les autres) : les corps de cette API n'ont que quelques niveaux",
+                                   "json_too_deep")
+            else:
+                error = FieldError("body", "corps illisible : JSON en UTF-8 attendu", "json_invalid")
             return problem_response(request, 422, RequestRejected.code, _summary([error]), errors=[error])
         headers = dict(exc.headers or {})
         allowed = ""

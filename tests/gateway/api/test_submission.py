@@ -188,6 +188,26 @@ def test_invalid_json_is_a_422(client, tokens) -> None:
     assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "body"
 
 
+def test_a_body_nested_too_deep_is_told_so_not_as_unreadable(client, gw, tokens) -> None:
+    """Thousands of lists one in the other are valid JSON in valid UTF-8, past what the parser reads: the 422
+    said "corps illisible : JSON en UTF-8 attendu", and a partner went checking its encoding. It says what is
+    wrong now, under its own type; a body that is not UTF-8 is still told so."""
+    label = {"Content-Type": "application/json"}
+    deep = b'{"events": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    answer = client.post("/api/v1/events/bulk", content=deep, headers={**label, **bearer(tokens.partner_69001)})
+    assert (answer.status_code, answer.json()["code"]) == (422, "VALIDATION")
+    [error] = answer.json()["errors"]
+    assert (error["field"], error["type"]) == ("body", "json_too_deep")
+    assert "trop profondément imbriqué" in error["message"] and "UTF-8" not in error["message"]
+    assert error["message"] in answer.json()["detail"]
+    not_utf8 = client.post("/api/v1/events/bulk", content=b'{"events": "\xff"}',
+                           headers={**label, **bearer(tokens.partner_69001)})
+    assert not_utf8.json()["errors"] == [{"field": "body", "message": "corps illisible : JSON en UTF-8 attendu",
+                                          "type": "json_invalid"}]
+    assert client.post("/api/v1/events/bulk", content=deep, headers=label).status_code == 401  # no token: that first
+    assert rows(gw) == []
+
+
 def test_more_events_than_the_setting_allows_is_a_422(gw, tokens) -> None:
     from fastapi.testclient import TestClient
 
