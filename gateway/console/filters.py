@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from urllib.parse import urlencode
 
@@ -96,10 +96,18 @@ class RejectsQuery:
         search = _get(params, "recherche")[:120] or None
         return cls(code_ml, code, states, run_id, bounds[0], bounds[1], search, tuple(errors))
 
+    def without_unknown_run(self, scope: frozenset[str] | None) -> RejectsQuery:
+        """These criteria without their night, which the store does not have (or not for ``scope``), and
+        saying so like an unreadable criterion: an empty list would read as a night without rejects."""
+        where = "" if scope is None else " ou n'a lu ni envoyé aucun événement de vos missions locales"
+        return replace(self, run_id=None,
+                       errors=(*self.errors, f"Nuit « {self.run_id} » : cette exécution n'existe pas{where}."))
+
     def event_filter(self, scope: frozenset[str] | None, *, identifiant_pe_pattern: str) -> EventFilter:
-        """The store's filter, within ``scope``. The search box holds a key, a jobseeker id (told apart by the
-        configured jobseeker-id format) or the Parcours 3 event number alone (digits: the key after its dash,
-        in any mission locale of the scope), which is what a counsellor usually reads out."""
+        """The store's filter, within ``scope``. The search box holds a key or its beginning (a whole key
+        begins itself), a jobseeker id (told apart by the configured jobseeker-id format) or the Parcours 3
+        event number alone (digits: the key after its dash, in any mission locale of the scope), which is
+        what a counsellor usually reads out."""
         key = pe = number = None
         if self.search:
             if re.fullmatch(identifiant_pe_pattern, self.search.upper()):

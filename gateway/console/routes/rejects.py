@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
 from gateway import support
@@ -24,13 +25,26 @@ from gateway.console.outcome import action_message
 from gateway.console.session import base_path
 from gateway.console.templating import render
 from gateway.context import Gateway
-from gateway.store.queries import count_events, list_runs
+from gateway.store.queries import count_events, get_run, list_runs
 
 router = APIRouter()
 
 
 def _filter(gw: Gateway, user: ConsoleUser, query: RejectsQuery):
     return query.event_filter(user.scope, identifiant_pe_pattern=gw.settings.identifiant_pe_pattern)
+
+
+def _read(conn: Connection, params, user: ConsoleUser) -> RejectsQuery:
+    """The criteria of ``params``, a night the user cannot see named and left out like an unreadable one."""
+    query = RejectsQuery.from_params(params)
+    if query.run_id is not None and get_run(conn, query.run_id, user.scope) is None:
+        return query.without_unknown_run(user.scope)
+    return query
+
+
+def _read_apart(gw: Gateway, params, user: ConsoleUser) -> RejectsQuery:
+    with gw.engine.connect() as conn:
+        return _read(conn, params, user)
 
 
 def _cursor(value: str | None) -> int | None:
@@ -40,9 +54,9 @@ def _cursor(value: str | None) -> int | None:
 @router.get("/rejets", name="rejets")
 def rejects(request: Request, user: UserDep, gw: GatewayDep) -> Response:
     params = request.query_params
-    query = RejectsQuery.from_params(params)
-    flt = _filter(gw, user, query)
     with gw.engine.connect() as conn:
+        query = _read(conn, params, user)
+        flt = _filter(gw, user, query)
         page = queries.rejects_page(conn, flt, limit=gw.settings.console_page_size,
                                     after=_cursor(params.get("apres")), before=_cursor(params.get("avant")))
         total = count_events(conn, flt)
@@ -61,7 +75,7 @@ def rejects(request: Request, user: UserDep, gw: GatewayDep) -> Response:
 
 @router.get("/rejets.csv", name="rejets_csv")
 def rejects_csv(request: Request, user: UserDep, gw: GatewayDep) -> Response:
-    query = RejectsQuery.from_params(request.query_params)
+    query = _read_apart(gw, request.query_params, user)
     flt = _filter(gw, user, query)
 
     def chunks():
@@ -75,15 +89,15 @@ def rejects_csv(request: Request, user: UserDep, gw: GatewayDep) -> Response:
 
 @router.get("/rejets/renvoi", name="confirmer_renvoi")
 def confirm_resend(request: Request, user: UserDep, gw: GatewayDep) -> Response:
-    query = RejectsQuery.from_params(request.query_params)
     with gw.engine.connect() as conn:
+        query = _read(conn, request.query_params, user)
         count = support.count_resendable(conn, _filter(gw, user, query))
     return render(request, "confirmer_renvoi.html", {"user": user, "q": query, "count": count})
 
 
 @router.post("/actions/renvoyer-filtre", name="renvoyer_filtre")
 async def resend_filter(request: Request, user: CheckedUserDep, gw: GatewayDep) -> Response:
-    query = RejectsQuery.from_params(await request.form())
+    query = await run_in_threadpool(_read_apart, gw, await request.form(), user)
     if query.errors:  # a criterion dropped would widen the resend: refuse instead
         return render(request, "erreur.html", {"user": user, "title": "Filtre illisible", "errors": query.errors,
                                                "text": "Rien n'a été renvoyé. Refaites le filtre depuis la liste "

@@ -81,7 +81,7 @@ def test_the_rejects_list_filters_by_code_state_mission_locale_night_date_and_se
     assert set(listed(user.get("/console/rejets?etat=REJETE"))) == {"69001-3", "69002-3"}
     assert set(listed(user.get("/console/rejets?ml=69002"))) == {"69002-3", "69002-4"}
     assert set(listed(user.get("/console/rejets?code=E08&ml=69001"))) == {"69001-4"}
-    assert len(listed(user.get("/console/rejets?nuit=1"))) == 5 and listed(user.get("/console/rejets?nuit=2")) == []
+    assert len(listed(user.get("/console/rejets?nuit=1"))) == 5  # the only night (a night that is not: below)
     assert len(listed(user.get("/console/rejets?du=2026-11-20&au=20/11/2026"))) == 5  # ISO or JJ/MM/AAAA
     assert listed(user.get("/console/rejets?du=2026-11-21")) == []
     assert listed(user.get("/console/rejets?recherche=69002-4")) == ["69002-4"]
@@ -101,6 +101,34 @@ def test_unreadable_criteria_are_named_and_left_out(signed_in) -> None:
     assert "Code de rejet « E99 » inconnu." in words and "Mission locale « 6900 » : cinq chiffres attendus." in words
     assert "État « ACCEPTE » : cette liste montre les états Invalide, Rejeté" in words  # it was dropped in silence
     assert len(listed(page)) == 2  # the state that could be read still filters: the night's two REJETE
+
+
+def test_an_unknown_night_is_said_and_the_other_criteria_kept(signed_in, gw, tmp_path) -> None:
+    """``?nuit=99`` listed nothing, as if night 99 had had no rejects; a resend of that filter said "nothing
+    to resend" instead of refusing it."""
+    from tests.gateway.api.conftest import person
+
+    user = signed_in("admin")
+    page = user.get("/console/rejets?nuit=99&code=E01")
+    assert page.status_code == 200
+    assert "Nuit « 99 » : cette exécution n'existe pas." in text(page)
+    assert set(listed(page)) == {"69001-3", "69002-3"}  # the code still filters, the night is left out
+    assert "lus par l'exécution" not in text(page) and "nuit=99" not in page.text  # nor kept in the links
+    assert listed(user.get("/console/rejets?nuit=1&code=E01")) != [] and "n'existe pas" not in text(
+        user.get("/console/rejets?nuit=1"))
+    assert "cette exécution n'existe pas" in text(user.get("/console/rejets/renvoi?nuit=99&code=E01"))
+    refused = user.post("/console/actions/renvoyer-filtre", {"nuit": "99", "code": "E01"})
+    assert refused.status_code == 400 and "Rien n'a été renvoyé" in text(refused)
+    assert state(gw, "69001-3") == "REJETE" and audit(gw, "RESEND_FILTER") == []
+
+    # a night that read only another mission locale's events is, for a support user, one that does not exist
+    run_batch(gw, [write_export(tmp_path / "P3_69001_20261129.csv",
+                                [p3_line(EventType.MER, id_evenement="7", siret="73282932000075", **person("69001"))])])
+    assert listed(signed_in("support_69001").get("/console/rejets?nuit=2")) == ["69001-7"]
+    other = signed_in("support_69002").get("/console/rejets?nuit=2")
+    assert ("Nuit « 2 » : cette exécution n'existe pas ou n'a lu ni envoyé aucun événement de vos missions "
+            "locales.") in text(other)
+    assert set(listed(other)) == {"69002-3", "69002-4"}
 
 
 def test_the_rejects_list_pages_by_keyset_both_ways(signed_in, gw) -> None:
