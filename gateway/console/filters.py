@@ -117,8 +117,8 @@ class RejectsQuery:
             else:
                 key = self.search
         return EventFilter(states=self.states, reject_code=self.reject_code, code_ml=self.code_ml,
-                           code_ml_in=scope, key=key, event_number=number, identifiant_pe=pe, run_id=self.run_id,
-                           date_from=self.date_from, date_to=self.date_to)
+                           code_ml_in=scope, key_prefix=key, event_number=number, identifiant_pe=pe,
+                           run_id=self.run_id, date_from=self.date_from, date_to=self.date_to)
 
     def params(self) -> list[tuple[str, str]]:
         """The criteria as query parameters (only those set; the default states left implicit)."""

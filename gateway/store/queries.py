@@ -25,6 +25,8 @@ class EventFilter:
     code_ml: str | None = None
     code_ml_in: frozenset[str] | None = None
     key: str | None = None
+    #: The beginning of a key (a whole key begins itself): a counsellor types ``03926-1001`` for ``03926-100104``.
+    key_prefix: str | None = None
     #: The Parcours 3 event number alone (``id_evenement``, the key after its dash): what support staff often
     #: have in hand. Not served by an index; the rejects list, which uses it, narrows by state first.
     event_number: str | None = None
@@ -51,6 +53,8 @@ class EventFilter:
             clauses.append(c.code_ml.in_(sorted(self.code_ml_in)))
         if self.key:
             clauses.append(c.key == self.key)
+        if self.key_prefix:
+            clauses += key_starts_with(self.key_prefix)
         if self.event_number:
             clauses.append(c.key.endswith(f"-{self.event_number}", autoescape=True))
         if self.identifiant_pe:
@@ -68,6 +72,27 @@ class EventFilter:
         if self.updated_to is not None:
             clauses.append(c.updated_at < self.updated_to)
         return clauses
+
+
+#: One past the last code point: no string starts with a character after it.
+_LAST_CHAR = 0x10FFFF
+
+
+def key_starts_with(prefix: str) -> list[sa.ColumnElement]:
+    """Keys beginning with ``prefix``, as two bounds the key's index (``uq_events_key_version``) serves, then
+    the prefix itself.
+
+    Why not LIKE alone: SQLite's LIKE ignores case, so it never uses a binary index, and PostgreSQL uses
+    one for LIKE only under the C collation. A range does use it on both, and holds every key that starts
+    with ``prefix`` wherever strings sort by code point, as in SQLite, PostgreSQL's C and C.UTF-8 collations
+    (and its ICU ones, for the letters, digits, dash, colon and underscore keys are made of). The LIKE
+    (``%`` and ``_`` escaped) then keeps only those that really begin with it, on the few rows left.
+    """
+    key = events_t.c.key
+    clauses = [key >= prefix]
+    if ord(prefix[-1]) < _LAST_CHAR:
+        clauses.append(key < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+    return [*clauses, key.startswith(prefix, autoescape=True)]
 
 
 def list_events(conn: Connection, flt: EventFilter, *, limit: int = 100, after_id: int | None = None) -> list[sa.Row]:

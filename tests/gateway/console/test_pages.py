@@ -93,6 +93,26 @@ def test_the_rejects_list_filters_by_code_state_mission_locale_night_date_and_se
     assert set(listed(accepted_too)) == {"69001-3", "69002-3"}
 
 
+def test_the_beginning_of_a_key_finds_the_events_it_begins(signed_in, gw, tmp_path) -> None:
+    """A counsellor typed ``69001-1001`` for ``69001-100104`` and found nothing: only a whole key was found."""
+    from tests.gateway.api.conftest import person
+
+    lines = [p3_line(EventType.MER, id_evenement=n, siret="73282932000075", **person("69001"))
+             for n in ("1001", "100104")]  # both invalid (E08), so both listed by default
+    run_batch(gw, [write_export(tmp_path / "P3_69001_20261129.csv", lines)])
+    user = signed_in("admin")
+    assert set(listed(user.get("/console/rejets?recherche=69001-1001"))) == {"69001-1001", "69001-100104"}
+    assert listed(user.get("/console/rejets?recherche=69001-10010")) == ["69001-100104"]
+    assert listed(user.get("/console/rejets?recherche=69001-100104")) == ["69001-100104"]  # a whole key still
+    assert set(listed(user.get("/console/rejets?recherche=69002-"))) == {"69002-3", "69002-4"}
+    assert listed(user.get("/console/rejets?recherche=%3FP3_00000")) == ["?P3_00000_20261128.csv:10"]
+    for wildcard in ("69001-%", "69001-1_01", "69001-_"):  # typed, not LIKE's wildcards
+        assert listed(user.get("/console/rejets", params={"recherche": wildcard})) == [], wildcard
+    assert listed(signed_in("support_69002").get("/console/rejets?recherche=69001-")) == []  # the scope holds
+    page = user.get("/console/rejets")
+    assert "Le début d'une clé suffit" in text(page) and 'aria-describedby="aide-recherche"' in page.text
+
+
 def test_unreadable_criteria_are_named_and_left_out(signed_in) -> None:
     page = signed_in("admin").get("/console/rejets?du=31/02/2026&code=E99&ml=6900&etat=ACCEPTE&etat=REJETE")
     assert page.status_code == 200
