@@ -67,12 +67,25 @@ RUN_OUTCOMES = {"EN_COURS": "En cours", "TERMINE": "Terminée", "TERMINE_AVEC_ER
 RUN_TRIGGERS = {"schedule": "planification", "scheduler": "planification", "cli": "ligne de commande",
                 "api": "API", "demo": "démonstration"}
 
+#: How a report came back, as `gateway.pipeline.reconcile` records it (``via``, in the causes of the events'
+#: and envelopes' histories): the gateway asked DUDE for it, or DUDE pushed it to the gateway's callback. The
+#: store keeps the word the pipeline and its logs use; support staff read French.
+REPORT_WAYS = {"polling": "demandé au DUDE", "callback": "transmis par le DUDE"}
+_REPORT_CAUSE = re.compile(r"(compte rendu [^()]*)\((polling|callback)\)")
+
 #: Words a reject message may use for a field, besides its column name (the DUDE writes French).
 _FIELD_WORDS = {"prénom": "prenom", "date de naissance": "date_naissance", "date de fin": "date_fin",
                 "date de début": "date_debut", "date de l'événement": "date_evenement", "siret": "siret",
                 "nom": "nom", "identifiant demandeur d'emploi": "identifiant_pe"}
 #: Codes whose message names exactly which of the code's usual fields is wrong (E03: "nom, prénom").
 _NARROWING = frozenset({RejectCode.E03})
+
+
+def cause_label(cause: str) -> str:
+    """A history row's cause in French: a report's ``(polling)`` or ``(callback)`` said in words. Only a cause
+    the reconciliation wrote is touched (it begins with "compte rendu"), never a person's close comment."""
+    return _REPORT_CAUSE.sub(lambda m: f"{m[1]}({REPORT_WAYS[m[2]]})", cause, count=1) \
+        if cause.startswith("compte rendu ") else cause
 
 
 def field_label(name: str) -> str:

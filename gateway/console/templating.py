@@ -45,6 +45,7 @@ def make_templates(tz: ZoneInfo) -> Jinja2Templates:
                        state_label=lambda s: label_of(EventState, s),
                        envelope_label=lambda s: label_of(EnvelopeState, s),
                        type_label=lambda s: label_of(EventType, s), field_label=labels.field_label,
+                       cause_label=labels.cause_label,
                        reject_label=lambda c: label_of(RejectCode, c),
                        state_short=lambda s: labels.STATE_SHORT.get(s, s),
                        outcome_label=lambda s: labels.RUN_OUTCOMES.get(s, s),

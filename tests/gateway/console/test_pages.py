@@ -219,6 +219,14 @@ def test_a_rejected_events_page_explains_it_and_marks_the_element_sent(signed_in
     assert 'action="/console/actions/renvoyer"' in answer.text and 'action="/console/actions/clore"' in answer.text
 
 
+def test_the_history_says_in_french_how_the_report_came_back(signed_in) -> None:
+    """It said "compte rendu du lot … (polling)": the pipeline's word, kept in the store, shown as such."""
+    page = text(signed_in("support_69001").get("/console/evenements/69001-3"))
+    timeline = page[page.index("Historique"):]
+    assert re.search(r"compte rendu du lot [0-9a-f-]{36} \(demandé au DUDE\) : ", timeline), timeline
+    assert "polling" not in page and "callback" not in page
+
+
 def test_an_invalid_events_page_says_it_was_never_sent(signed_in) -> None:
     answer = signed_in("admin").get("/console/evenements/69002-4")
     page = text(answer)

@@ -12,7 +12,7 @@ from gateway.console.attention import priorities
 from gateway.console.chart import NightCounts, nice_max, rejects_chart
 from gateway.console.csvexport import safe_cell
 from gateway.console.filters import DEFAULT_STATES, RejectsQuery
-from gateway.console.labels import fields_in_cause, value_label
+from gateway.console.labels import cause_label, fields_in_cause, value_label
 from gateway.console.queries import CodeCount
 from gateway.console.xmlview import elements_for, render
 
@@ -119,3 +119,13 @@ def test_priorities_put_envelope_rejects_and_missing_reports_before_business_cod
 def test_cells_a_spreadsheet_would_run_are_defused() -> None:
     assert [safe_cell(v) for v in ("=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "\tx", "69001-3", None, 4)] == \
         ["'=HYPERLINK(\"x\")", "'+1", "'-2", "'@SUM(A1)", "'\tx", "69001-3", "", "4"]
+
+
+def test_how_a_report_came_back_is_said_in_french_and_nothing_else_is_touched() -> None:
+    assert cause_label("compte rendu du lot 3f2a (polling) : Identité différente (nom)") == \
+        "compte rendu du lot 3f2a (demandé au DUDE) : Identité différente (nom)"
+    assert cause_label("compte rendu tardif rapproché (callback) : 4 acceptés, 2 rejetés") == \
+        "compte rendu tardif rapproché (transmis par le DUDE) : 4 acceptés, 2 rejetés"
+    for kept in ("clos par console:x : compte rendu (polling) reçu deux fois",
+                 "accusé de réception : 3 événements reçus", "compte rendu du lot 3f2a (autre)"):
+        assert cause_label(kept) == kept
