@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.console.deps import CsrfRefused, LoginRequired, session_user
-from gateway.console.routes import dashboard, events, rejects, signin
+from gateway.console.routes import dashboard, envelopes, events, rejects, signin
 from gateway.console.session import SessionCodec, base_path, clear_session, load_secret
 from gateway.console.templating import STATIC_DIR, make_templates, render
 from gateway.context import Gateway
@@ -66,7 +66,7 @@ def create_console(gw: Gateway) -> FastAPI:
     app.state.sessions = SessionCodec(load_secret(gw.settings), clock=lambda: gw.clock(),
                                       max_age_seconds=int(gw.settings.console_session_hours * 3600))
     app.state.templates = make_templates(ZoneInfo(gw.settings.timezone))
-    for module in (signin, dashboard, rejects, events):
+    for module in (signin, dashboard, rejects, events, envelopes):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _install_handlers(app)
@@ -105,6 +105,9 @@ def _install_handlers(app: FastAPI) -> None:
                      "Rechargez la page, puis recommencez.")
 
     async def not_found(request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith(f"{base_path(request)}/lots/"):  # the same words, missing or out of scope
+            return _page(request, 404, "Introuvable", "Ce lot est introuvable. Vérifiez son IdLot (36 caractères), "
+                                                      "ou ouvrez-le depuis la page d'un de ses événements.")
         return _page(request, 404, "Introuvable",
                      "Cette page ou cet événement est introuvable. Vérifiez la clé de l'événement "
                      "(code de la mission locale, tiret, n° de l'événement), ou cherchez-le dans la liste des rejets.")

@@ -29,7 +29,7 @@ from gateway.console.session import base_path
 from gateway.console.templating import render
 from gateway.console.xmlview import sent_xml
 from gateway.errors import NotFound, RequestRejected
-from gateway.store.queries import event_history, event_versions
+from gateway.store.queries import envelopes_page, event_history, event_versions
 
 router = APIRouter()
 _ACTIONABLE = frozenset(s.value for s in ACTIONABLE_EVENT_STATES)
@@ -66,6 +66,10 @@ def event_page(request: Request, key: str, user: UserDep, gw: GatewayDep, versio
         message = row.reject_message if row.reject_code else None
         involved = labels.fields_in_cause(code, message or (last_reject.cause if last_reject else None))
         xml = sent_xml(conn, key=row.key, version=row.version, envelope_ids=envelopes, fields=involved)
+        # The envelopes of every version's history that the user may open: an event resent since holds to its
+        # new envelope, and the old one may hold none of the user's events any more (its page would be 404).
+        named = dict.fromkeys([*(h.envelope_id for h in history if h.envelope_id), *envelopes])
+        openable = {e for e in named if envelopes_page(conn, user.scope, limit=1, envelope_id=e)}
         done = action_message(conn, action, user.actor)
     known = labels.reject_info(code)
     latest = row.id == versions[-1].id
@@ -75,6 +79,7 @@ def event_page(request: Request, key: str, user: UserDep, gw: GatewayDep, versio
         "code": code, "known": known, "envelope_level": bool(known and known.level is Level.ENVELOPE),
         "open_reject": row.reject_code is not None, "message": message, "xml": xml, "flash": done,
         "latest": latest, "actionable": latest and row.state in _ACTIONABLE, "comment_max": COMMENT_MAX,
+        "openable": openable,
         "comment_missing": erreur == "commentaire"})
 
 

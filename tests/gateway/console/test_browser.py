@@ -224,6 +224,18 @@ def test_another_mission_locales_event_is_introuvable(page, night) -> None:
     assert page.locator("#liste-rejets").count() == 0
 
 
+def test_the_event_page_leads_to_its_envelopes_page(page, night) -> None:
+    sign_in(page, night, night.support)
+    page.goto(event_url(night, night.keys[-1]))  # rejected by DUDE: sent in an envelope
+    link = page.locator("section[aria-labelledby=titre-xml] p a")
+    lot = link.inner_text()
+    link.click()
+    page.wait_for_url(f"{night.url}/console/lots/{lot}")
+    assert page.get_by_role("heading", level=1, name=f"Lot {lot}").is_visible()
+    assert page.get_by_role("heading", name="Ses événements de vos missions locales, par état").is_visible()
+    page.screenshot(path=SCREENSHOTS / "page-lot.png", full_page=True)
+
+
 def test_a_form_without_its_csrf_token_is_refused(page, night) -> None:
     sign_in(page, night, night.support)
     key = night.others[1]

@@ -1,0 +1,48 @@
+"""One envelope's page (``/lots/{IdLot}``): what support staff otherwise reach only through ``gateway envelopes``
+and ``GET /api/v1/envelopes/{id}`` — its state, when it was sealed and sent, DUDE's receipt and report, its
+history, and its events by state.
+
+It reads what the API's envelope route reads, with the same helpers and the same rule of scope: a support
+user sees an envelope holding one of the events of their missions locales, with those events only counted;
+any other is answered exactly as a missing one ("introuvable", 404), like an event. The whole envelope's
+counts (its size, DUDE's accepted and rejected totals) count other missions locales' events: admin only,
+as in the API.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from gateway.codes import EventState
+from gateway.console import labels
+from gateway.console.deps import GatewayDep, UserDep
+from gateway.console.templating import render
+from gateway.errors import NotFound
+from gateway.store.queries import envelope_event_states, envelope_history, envelopes_page
+
+router = APIRouter()
+
+#: An IdLot is a UUID: 36 characters (`gateway.store.models.Envelope.id`).
+ID_MAX = 36
+#: Event states in the order of an envelope's life, for its counts (a state the catalogue does not know last).
+_STATE_ORDER = [s.value for s in EventState]
+
+
+@router.get("/lots/{envelope_id}", name="lot")
+def envelope_page(request: Request, envelope_id: str, user: UserDep, gw: GatewayDep) -> Response:
+    if len(envelope_id) > ID_MAX:
+        raise NotFound(f"lot {envelope_id[:ID_MAX]}… introuvable")
+    with gw.engine.connect() as conn:
+        rows = envelopes_page(conn, user.scope, limit=1, envelope_id=envelope_id)
+        if not rows:
+            raise NotFound(f"lot {envelope_id} introuvable")
+        states = envelope_event_states(conn, [envelope_id], user.scope)[envelope_id]
+        history = envelope_history(conn, envelope_id)
+    counts = sorted(states.items(), key=lambda kv: (_STATE_ORDER.index(kv[0]) if kv[0] in _STATE_ORDER
+                                                    else len(_STATE_ORDER), kv[0]))
+    envelope = rows[0]
+    return render(request, "lot.html", {
+        "user": user, "envelope": envelope, "history": history, "counts": counts,
+        "total": sum(states.values()), "whole": user.scope is None,
+        "reject": labels.reject_info(envelope.reject_code)})
