@@ -26,6 +26,8 @@ STATE_CHOICES = (EventState.INVALIDE, EventState.REJETE, EventState.SANS_REPONSE
 DEFAULT_STATES = tuple(s.value for s in STATE_CHOICES if s in ACTIONABLE_EVENT_STATES)
 _ML = re.compile(r"[0-9]{5}")
 _EVENT_NUMBER = re.compile(r"[0-9]{1,20}")
+#: An IdLot: a UUID as the gateway writes it (lowercase; `gateway.pipeline.dispatch`).
+_ID_LOT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _FR_DATE = re.compile(r"(\d{2})/(\d{2})/(\d{4})")
 
 
@@ -58,6 +60,8 @@ class RejectsQuery:
     date_from: date | None = None
     date_to: date | None = None
     search: str | None = None
+    #: An envelope's IdLot: its events (those it was the last to carry), from the envelope's page.
+    envelope_id: str | None = None
     errors: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
@@ -94,7 +98,12 @@ class RejectsQuery:
                     errors.append(f"{label} « {text} » : date JJ/MM/AAAA attendue.")
             bounds.append(value)
         search = _get(params, "recherche")[:120] or None
-        return cls(code_ml, code, states, run_id, bounds[0], bounds[1], search, tuple(errors))
+        envelope_id = _get(params, "lot").lower() or None
+        if envelope_id and not _ID_LOT.fullmatch(envelope_id):
+            errors.append(f"Lot « {envelope_id[:40]} » : IdLot attendu (36 caractères, comme "
+                          "5b593516-0c2e-4f8a-9d1b-3c7e2a6f8e10).")
+            envelope_id = None
+        return cls(code_ml, code, states, run_id, bounds[0], bounds[1], search, envelope_id, tuple(errors))
 
     def without_unknown_run(self, scope: frozenset[str] | None) -> RejectsQuery:
         """These criteria without their night, which the store does not have (or not for ``scope``), and
@@ -102,6 +111,12 @@ class RejectsQuery:
         where = "" if scope is None else " ou n'a lu ni envoyé aucun événement de vos missions locales"
         return replace(self, run_id=None,
                        errors=(*self.errors, f"Nuit « {self.run_id} » : cette exécution n'existe pas{where}."))
+
+    def without_unknown_envelope(self) -> RejectsQuery:
+        """These criteria without their envelope, which the store does not have or the user may not open
+        (answered alike, as on the envelope's own page), said like an unreadable criterion."""
+        return replace(self, envelope_id=None,
+                       errors=(*self.errors, f"Lot « {self.envelope_id} » : introuvable."))
 
     def event_filter(self, scope: frozenset[str] | None, *, identifiant_pe_pattern: str) -> EventFilter:
         """The store's filter, within ``scope``. The search box holds a key or its beginning (a whole key
@@ -118,7 +133,8 @@ class RejectsQuery:
                 key = self.search
         return EventFilter(states=self.states, reject_code=self.reject_code, code_ml=self.code_ml,
                            code_ml_in=scope, key_prefix=key, event_number=number, identifiant_pe=pe,
-                           run_id=self.run_id, date_from=self.date_from, date_to=self.date_to)
+                           run_id=self.run_id, date_from=self.date_from, date_to=self.date_to,
+                           envelope_id=self.envelope_id)
 
     def params(self) -> list[tuple[str, str]]:
         """The criteria as query parameters (only those set; the default states left implicit)."""
@@ -137,6 +153,8 @@ class RejectsQuery:
             out.append(("au", self.date_to.isoformat()))
         if self.search:
             out.append(("recherche", self.search))
+        if self.envelope_id:
+            out.append(("lot", self.envelope_id))
         return out
 
     def query(self, **extra: str | int | None) -> str:
@@ -160,6 +178,8 @@ class RejectsQuery:
             out.append(f"événements du {self.date_to:%d/%m/%Y} ou avant")
         if self.search:
             out.append(f"recherche « {self.search} »")
+        if self.envelope_id:
+            out.append(f"envoyés en dernier dans le lot {self.envelope_id}")
         return out
 
     def file_name(self, now: datetime, scope: frozenset[str] | None) -> str:
@@ -171,4 +191,6 @@ class RejectsQuery:
             parts.append(self.reject_code)
         if self.run_id is not None:
             parts.append(f"nuit{self.run_id}")
+        if self.envelope_id:
+            parts.append(f"lot{self.envelope_id[:8]}")
         return "-".join(parts) + f"-{now:%Y%m%d}.csv"

@@ -17,6 +17,7 @@ from fastapi.responses import Response
 from gateway.codes import EventState
 from gateway.console import labels
 from gateway.console.deps import GatewayDep, UserDep
+from gateway.console.filters import STATE_CHOICES
 from gateway.console.templating import render
 from gateway.errors import NotFound
 from gateway.store.queries import envelope_event_states, envelope_history, envelopes_page
@@ -45,4 +46,5 @@ def envelope_page(request: Request, envelope_id: str, user: UserDep, gw: Gateway
     return render(request, "lot.html", {
         "user": user, "envelope": envelope, "history": history, "counts": counts,
         "total": sum(states.values()), "whole": user.scope is None,
-        "reject": labels.reject_info(envelope.reject_code)})
+        "reject": labels.reject_info(envelope.reject_code),
+        "listable": {s.value for s in STATE_CHOICES}})  # the states the rejects list can show: their counts link there

@@ -25,7 +25,7 @@ from gateway.console.outcome import action_message
 from gateway.console.session import base_path
 from gateway.console.templating import render
 from gateway.context import Gateway
-from gateway.store.queries import count_events, get_run, list_runs
+from gateway.store.queries import count_events, envelopes_page, get_run, list_runs
 
 router = APIRouter()
 
@@ -35,10 +35,14 @@ def _filter(gw: Gateway, user: ConsoleUser, query: RejectsQuery):
 
 
 def _read(conn: Connection, params, user: ConsoleUser) -> RejectsQuery:
-    """The criteria of ``params``, a night the user cannot see named and left out like an unreadable one."""
+    """The criteria of ``params``, a night or an envelope the user cannot see named and left out like an
+    unreadable criterion."""
     query = RejectsQuery.from_params(params)
     if query.run_id is not None and get_run(conn, query.run_id, user.scope) is None:
-        return query.without_unknown_run(user.scope)
+        query = query.without_unknown_run(user.scope)
+    if query.envelope_id is not None and not envelopes_page(conn, user.scope, limit=1,
+                                                            envelope_id=query.envelope_id):
+        query = query.without_unknown_envelope()
     return query
 
 

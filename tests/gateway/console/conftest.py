@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -25,6 +26,12 @@ from tests.gateway.api.conftest import (  # noqa: F401  (fixtures shared with th
 )
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+LISTED = re.compile(r'href="/console/evenements/([^"?]+)"')
+
+
+def listed(response) -> list[str]:
+    """The keys a rejects list shows, in its order."""
+    return [unquote(k) for k in LISTED.findall(response.text)]
 
 
 def text(response) -> str:

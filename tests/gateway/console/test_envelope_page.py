@@ -13,7 +13,7 @@ from gateway.pipeline.run import run_batch
 from gateway.store.models import events_t
 from tests.backends import on_both_backends
 from tests.factories import p3_line, write_export
-from tests.gateway.console.conftest import text, words
+from tests.gateway.console.conftest import listed, text, words
 
 database_url = on_both_backends()
 
@@ -101,3 +101,37 @@ def test_the_envelope_page_keeps_the_consoles_security_headers(signed_in, gw) ->
     assert "script-src 'self'" in answer.headers["content-security-policy"]
     assert answer.headers["cache-control"] == "no-store" and answer.headers["x-frame-options"] == "DENY"
     assert 'style="' not in answer.text and "<script>" not in answer.text
+
+
+def test_an_envelopes_counts_lead_to_its_events_in_the_rejects_list(signed_in, gw) -> None:
+    """From an envelope's page, a count opens the rejects list on that envelope and state: which of its events
+    were rejected, to handle them (the list's ``lot`` criterion, kept by its form and its links)."""
+    lot = envelope_of(gw, "69001-3")
+    with gw.engine.connect() as conn:
+        rejected = sorted(conn.execute(sa.select(events_t.c.key).where(events_t.c.envelope_id == lot,
+                                                                       events_t.c.state == "REJETE")).scalars())
+    admin = signed_in("admin")
+    page = admin.get(f"/console/lots/{lot}").text
+    link = f"/console/rejets?lot={lot}&amp;etat=REJETE"
+    assert f'href="{link}"' in page
+    answer = admin.get(link.replace("&amp;", "&"))
+    assert sorted(listed(answer)) == rejected and len(rejected) == 2
+    assert f'name="lot" type="text" value="{lot}"' in answer.text  # kept when the form is sent again
+    mine = listed(signed_in("support_69001").get(link.replace("&amp;", "&")))
+    assert mine == [k for k in rejected if k.startswith("69001-")] and len(mine) == 1
+
+
+def test_an_unknown_or_unreadable_envelope_in_the_rejects_list_is_said_and_left_out(signed_in, gw) -> None:
+    admin = signed_in("admin")
+    everything = sorted(listed(admin.get("/console/rejets")))
+    unknown = admin.get("/console/rejets?lot=00000000-0000-0000-0000-000000000000")
+    assert "Lot « 00000000-0000-0000-0000-000000000000 » : introuvable." in words(unknown)
+    assert sorted(listed(unknown)) == everything  # left out, as the message says
+    garbled = admin.get("/console/rejets?lot=pas-un-lot")
+    assert "Lot « pas-un-lot » : IdLot attendu" in words(garbled) and sorted(listed(garbled)) == everything
+    # Another mission locale's envelope is answered as a missing one.
+    lot = envelope_of(gw, "69001-3")
+    assert "introuvable" not in words(signed_in("support_69002").get(f"/console/rejets?lot={lot}"))  # shared
+    refused = signed_in("support_69002").post("/console/actions/renvoyer-filtre",
+                                              {"lot": "00000000-0000-0000-0000-000000000000"})
+    assert "Rien n'a été renvoyé" in words(refused)  # a criterion dropped would widen the resend

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import re
-from urllib.parse import unquote
 
 import sqlalchemy as sa
 
@@ -16,16 +15,10 @@ from gateway.pipeline.run import run_batch
 from gateway.store.models import audit_t, events_t, history_t
 from tests.backends import on_both_backends
 from tests.factories import p3_line, write_export
-from tests.gateway.console.conftest import PEOPLE, text, words
-
-LISTED = re.compile(r'href="/console/evenements/([^"?]+)"')
+from tests.gateway.console.conftest import PEOPLE, listed, text, words
 
 #: The console's own queries (dashboard, pages, chart) hold on SQLite and PostgreSQL alike (tests/backends.py).
 database_url = on_both_backends()
-
-
-def listed(response) -> list[str]:
-    return [unquote(k) for k in LISTED.findall(response.text)]
 
 
 def state(gw, key: str) -> str:
