@@ -13,6 +13,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,6 +22,9 @@ from cryptography.x509.oid import NameOID
 
 from gateway.errors import KeyMaterialError
 from gateway.settings import Settings
+
+if TYPE_CHECKING:  # signxml is imported when a key is loaded, not by `gateway keys` commands
+    from adapters.dude.signing import Signer
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,20 +116,23 @@ def init_dev_keys(settings: Settings, *, overwrite: bool = False, days: int = 73
     return DevKeys(gw, emu, created=True)
 
 
-def check_key_material(settings: Settings) -> None:
+def check_key_material(settings: Settings) -> Signer:
     """Raise `KeyMaterialError` (``KEYS``) unless a run could sign its envelopes and check DUDE's answers:
-    the signing key and certificate load, and the trust folder holds at least one certificate.
+    the signing key and certificate load, and the trust folder holds at least one certificate. Returns the
+    signer it loaded, for the run to sign with (``gateway run``: the key is read, and its password used, once).
 
     Called before a run touches the store (``gateway run``: a mistyped ``--data-dir`` made an empty store,
     then failed on the keys) and at its start. An empty trust folder used to pass: DUDE took the envelopes,
     every receipt was refused (``L02``) and the night ended as if DUDE were down (exit code 3)."""
     from adapters.dude.signing import Signer, TrustStore
 
-    Signer.from_files(settings.gateway_key_file, settings.gateway_cert_file, password=settings.key_password_bytes())
+    signer = Signer.from_files(settings.gateway_key_file, settings.gateway_cert_file,
+                               password=settings.key_password_bytes())
     if not len(TrustStore.from_dir(settings.gateway_trust_dir)):
         raise KeyMaterialError(f"no DUDE certificate in the trust folder {settings.gateway_trust_dir}: receipts "
                                "and reports could not be checked (put DUDE's certificate there as a .pem file, "
                                "or run `gateway keys init` for the emulator)")
+    return signer
 
 
 def unsafe_key_files(settings: Settings) -> list[str]:

@@ -89,11 +89,14 @@ def run(
 
         raise fail(ConfigurationError(f"{problem['file']} : {problem['message']}."))
     try:
+        signer = None
         if not dry_run:  # before the store: a mistyped --data-dir must not leave an empty store behind
             from gateway.keys import check_key_material
 
-            check_key_material(settings)
+            signer = check_key_material(settings)
         gw = Gateway.open(settings)
+        if signer is not None:  # the run signs with the key just checked, rather than reading it again
+            gw.signer = signer
         try:
             with progress_bars(not json_out) as progress:
                 if now:

@@ -231,3 +231,29 @@ def test_envelopes_show_finds_an_uppercased_idlot_on_either_store(settings, give
         app, ["envelopes", "show", given, "--data-dir", str(settings.data_dir)])
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "<LotEvenements>signe</LotEvenements>"
+
+
+def test_gateway_run_reads_the_signing_key_once(settings, dev_keys, tmp_path: Path, monkeypatch) -> None:
+    """The key was read, and its password used, twice: once to check it before the store is opened, once
+    to sign. The sealing process, in a process of its own, loads its own copy."""
+    from typer.testing import CliRunner
+
+    from adapters.dude.signing import Signer
+    from gateway.cli import app
+    from tests.factories import p3_line, write_export
+
+    loads = []
+    original = Signer.from_files.__func__
+
+    def counted(cls, *args, **kwargs):
+        loads.append(args)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Signer, "from_files", classmethod(counted))
+    export = write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement="1")])
+    env = {"GATEWAY_DUDE_URL": "http://127.0.0.1:9/dude/v1", "GATEWAY_SEND_ATTEMPTS": "1",
+           "GATEWAY_DATA_DIR": None, "GATEWAY_DATABASE_URL": None}
+    result = CliRunner(env=env).invoke(
+        app, ["run", "--input", str(export), "--data-dir", str(settings.data_dir), "--no-wait", "--json"])
+    assert result.exit_code == 3, result.output  # nobody at DUDE's address: the envelope was signed, then kept
+    assert len(loads) == 1
