@@ -202,6 +202,12 @@ class _Lines:
             return lineno, raw.decode(self._encoding, "replace"), False
 
 
+#: What an unknown column's name may look like to be repeated in a warning or a log line (else its position).
+_COLUMN_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+#: Unknown columns told one by one; the rest are counted.
+_UNKNOWN_COLUMNS_TOLD = 10
+
+
 class ExportReader:
     """An opened Parcours 3 export: header checked, records streamed on each iteration.
 
@@ -256,8 +262,15 @@ class ExportReader:
             self._read_header(header)
 
     def _read_header(self, header: list[str]) -> None:
+        """Index the known columns, refuse a file without the required ones, then tell the unknown ones.
+
+        In that order, and an unknown column named only when it reads like a column name: a file without
+        its header line (or any file that is not an export) has a record where the header should be, and
+        its "unknown columns" were logged one by one (a name, a birth date, a social security number)
+        before the file was refused for the missing columns."""
         index: list[tuple[str, int]] = []
         seen: set[str] = set()
+        unknown: list[tuple[int, str]] = []
         for position, raw in enumerate(header, start=1):
             name = raw.replace("\ufeff", "").strip().lower()
             if name in seen and (name in KNOWN_COLUMNS or name in DROPPED_COLUMNS):
@@ -267,9 +280,7 @@ class ExportReader:
             if name in KNOWN_COLUMNS:
                 index.append((name, position - 1))
             elif name not in DROPPED_COLUMNS:
-                label = f"« {raw.strip()} »" if raw.strip() else f"sans nom (position {position})"
-                self.warnings.append(f"Colonne inconnue ignorée : {label}.")
-                log.warning("%s: unknown column ignored: %r", self.source_file, raw.strip())
+                unknown.append((position, name))
         missing = [name for name in REQUIRED_COLUMNS if name not in seen]
         if missing:
             other = next((name for sep, name in ((",", "des virgules"), ("\t", "des tabulations"), ("|", "des barres"))
@@ -279,6 +290,13 @@ class ExportReader:
                 f"colonne(s) obligatoire(s) absente(s) de l'en-tête : {', '.join(missing)}.{hint}",
                 path=str(self.path), code="P3_COLUMN_MISSING",
             )
+        for position, name in unknown[:_UNKNOWN_COLUMNS_TOLD]:
+            label = f"« {name} »" if _COLUMN_NAME.fullmatch(name) else f"en position {position}"
+            self.warnings.append(f"Colonne inconnue ignorée : {label}.")
+            log.warning("%s: unknown column ignored: %s", self.source_file,
+                        repr(name) if _COLUMN_NAME.fullmatch(name) else f"at position {position}")
+        if len(unknown) > _UNKNOWN_COLUMNS_TOLD:
+            self.warnings.append(f"… et {len(unknown) - _UNKNOWN_COLUMNS_TOLD} autre(s) colonne(s) inconnue(s).")
         self._index = tuple(index)
         self._width = len(header)
 

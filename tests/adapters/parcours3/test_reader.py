@@ -118,6 +118,30 @@ def test_unknown_columns_are_warned_about_by_name_only(caplog):
     assert "Mission locale de Lyon" not in logged  # the column's values are not logged
 
 
+def test_a_file_without_its_header_line_is_refused_without_logging_its_first_record(tmp_path, caplog):
+    """Its first record stands where the header should be: each value was logged as an "unknown column"
+    (name, birth date, social security number) before the file was refused for its missing columns."""
+    person = ("1001", "69001", "555", "1234567A", "DUPONT", "Jeanne", "12/03/2005", "1850775123456", "C1", "ENT",
+              "C", "20/11/2026", "", "", "IND", "O")
+    path = write(tmp_path, ";".join(person) + "\n" + line(2) + "\n")
+    with caplog.at_level(logging.DEBUG), pytest.raises(ExportFileError) as info:
+        read_export(path)
+    assert info.value.code == "P3_COLUMN_MISSING"
+    said = caplog.text + info.value.message
+    assert not [value for value in ("DUPONT", "Jeanne", "12/03/2005", "1850775123456", "1234567A") if value in said]
+
+
+def test_an_unknown_column_that_is_no_column_name_is_told_by_its_position(tmp_path, caplog):
+    path = write(tmp_path, HEADER + ";Jeanne DUPONT 1850775123456" + "".join(f";extra_{n}" for n in range(12))
+                 + "\n" + line(1) + "\n")
+    with caplog.at_level(logging.WARNING):
+        reader = read_export(path)
+    assert reader.warnings[0] == "Colonne inconnue ignorée : en position 15."
+    assert reader.warnings[1:10] == [f"Colonne inconnue ignorée : « extra_{n} »." for n in range(9)]
+    assert reader.warnings[10:] == ["… et 3 autre(s) colonne(s) inconnue(s)."]
+    assert "DUPONT" not in caplog.text and "1850775123456" not in caplog.text and "at position 15" in caplog.text
+
+
 def test_a_missing_required_column_refuses_the_file():
     with pytest.raises(ExportFileError) as info:
         read_export(FIXTURES / "colonne-obligatoire-manquante.csv")
