@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from gateway import lease
 from gateway.context import Gateway
 from gateway.errors import RunInProgress
-from gateway.pipeline.run import RunSummary, run_batch
+from gateway.pipeline.run import RunSummary, printable_name, run_batch
 from gateway.pipeline.sending import release_claims_of
 from gateway.settings import Settings
 from gateway.store.models import imported_files_t, runs_t
@@ -162,7 +162,7 @@ def pending_exports(gw: Gateway) -> list[Export]:
         except FileNotFoundError:  # taken away since the folder was listed: not an export any more
             continue
         except OSError as exc:  # there but unreadable: the run refuses it, which says so
-            log.warning("export %s not readable: %s", path.name, exc)
+            log.warning("export %s not readable: %s", printable_name(path.name), exc.strerror or type(exc).__name__)
             found.append(Export(path, None, None))
             continue
         if (path.name, export.sha256) not in done:
@@ -194,7 +194,8 @@ def drop_folder_problem(settings: Settings) -> dict[str, str] | None:
 def record_imports(gw: Gateway, exports: list[Export], summary: RunSummary) -> int:
     """List the exports ``summary``'s run read to the end (not those it refused)."""
     refused = {error["file"] for error in summary.file_errors}
-    rows = [e for e in exports if e.path.name not in refused and e.sha256 is not None]
+    rows = [e for e in exports if e.path.name not in refused and e.sha256 is not None
+            and printable_name(e.path.name) == e.path.name]  # a name refused (P3_FILE_NAME) is tried again
     now = gw.clock()
     with gw.engine.begin() as conn:
         for e in rows:

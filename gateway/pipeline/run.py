@@ -121,9 +121,24 @@ def _noop(stage: str, done: int, total: int | None) -> None:
     pass
 
 
+def printable_name(name: str) -> str:
+    """A file name as it may be shown, logged and stored: bytes that are not UTF-8 (kept by Python as
+    surrogates) as ``\\xff``, control characters as ``\\n``, ``\\x1b``… A name holding either is refused
+    (`FILE_NAME_REFUSED`): stored as it was, it stopped every night (the store takes UTF-8 only), and logged
+    as it was, a newline and an escape sequence in it wrote a line of its own in the log."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+#: The file error of an export whose name `printable_name` had to change.
+FILE_NAME_REFUSED = {"code": "P3_FILE_NAME",
+                     "message": "nom de fichier illisible (octets hors UTF-8 ou caractères de contrôle) : "
+                                "le fichier n'est pas lu ; le renommer, par exemple P3_69001_20261128.csv"}
+
+
 def start_run(gw: Gateway, *, trigger: str, inputs: Sequence[Path], dry_run: bool) -> RunSummary:
     now = gw.clock()
-    names = [Path(p).name for p in inputs]
+    names = [printable_name(Path(p).name) for p in inputs]
     with gw.engine.begin() as conn:
         run_id = conn.execute(runs_t.insert().values(trigger=trigger, dry_run=dry_run, inputs=json.dumps(names),
                                                      started_at=now, outcome="EN_COURS", counts="{}")
@@ -143,6 +158,14 @@ def run_batch(gw: Gateway, inputs: Sequence[Path], *, trigger: str = "cli", dry_
     are the caller's, kept with the run's own (`RunSummary.file_warnings`): the night's missing drop folder."""
     summary = start_run(gw, trigger=trigger, inputs=inputs, dry_run=dry_run)
     summary.file_warnings.extend(warnings)
+    readable = []
+    for path in inputs:
+        if (shown := printable_name(Path(path).name)) == Path(path).name:
+            readable.append(path)
+        else:  # refused before it is read: the other files and the night go on
+            summary.file_errors.append({"file": shown, **FILE_NAME_REFUSED})
+            log.error("export %s refused: P3_FILE_NAME", shown)
+    inputs = readable
     if on_started is not None:
         on_started(summary.run_id)
     try:

@@ -3,6 +3,7 @@ instance died finished by another (issue 5). On SQLite and PostgreSQL, the emula
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 
@@ -71,6 +72,31 @@ def test_a_refused_export_is_tried_again_each_night_until_it_is_replaced(gw) -> 
     drop(gw, "P3_69001_20261128.csv", 1)  # the corrected export
     assert run_night(gw, night=NIGHT_2).summary.states == {"ACCEPTE": 3}
     assert pending_exports(gw) == []
+
+
+def test_an_export_whose_name_cannot_be_stored_or_logged_is_refused_and_the_night_goes_on(gw, caplog) -> None:
+    """A name with bytes that are not UTF-8 stopped every night with a traceback (the store takes UTF-8 only),
+    leaving the lines already stored unsent and the files after it unread; a newline and an escape sequence
+    in a name wrote a forged line in the log."""
+    folder = gw.settings.runs_input_dir
+    folder.mkdir(parents=True)
+    drop(gw, "P3_69001_20261127.csv", 1)
+    rows = [p3_line(id_evenement=str(10 + i)) for i in range(3)]
+    write_export(folder / os.fsdecode(b"P3_69001_\xff\xfe.csv"), rows)
+    forged = "P3_69001_\n2026-11-30 03:00:00,000 ERROR gateway.run: FORGED\x1b[31m.csv"
+    write_export(folder / forged, rows)
+    drop(gw, "P3_69001_20261128.csv", 20)  # after the others in name order
+
+    night = run_night(gw, night=NIGHT_1)
+
+    summary = night.summary
+    assert summary.outcome == "TERMINE_AVEC_ERREURS" and summary.states == {"ACCEPTE": 6}
+    assert sorted((e["file"], e["code"]) for e in summary.file_errors) == [
+        ("P3_69001_\\n2026-11-30 03:00:00,000 ERROR gateway.run: FORGED\\x1b[31m.csv", "P3_FILE_NAME"),
+        ("P3_69001_\\xff\\xfe.csv", "P3_FILE_NAME")]
+    told = [r.getMessage() for r in caplog.records if "FORGED" in r.getMessage()]
+    assert told and not [m for m in told if "\n" in m or "\x1b" in m]  # the name, escaped, on one line
+    assert sorted(e.path.name for e in pending_exports(gw)) == sorted([forged, os.fsdecode(b"P3_69001_\xff\xfe.csv")])
 
 
 def test_a_night_held_by_another_instance_is_left_to_it(gw) -> None:
