@@ -136,6 +136,7 @@ _FRENCH = {
     "datetime_plus_as_space": "horodatage ISO 8601 attendu : une espace à la place du « + » du fuseau horaire (dans "
                               "une adresse, un « + » non encodé se lit comme une espace) ; écrire %2B ({written}), "
                               "ou l'heure UTC suivie de Z",
+    "datetime_out_of_range": "horodatage hors du calendrier une fois ramené en UTC (de l'an 1 à l'an 9999)",
     "json_invalid": "JSON invalide", "list_type": "doit être une liste", "dict_type": "doit être un objet JSON",
     "model_attributes_type": "doit être un objet JSON", "model_type": "doit être un objet JSON",
     "too_long": "au plus {max_length} élément(s)", "too_short": "au moins {min_length} élément(s)",

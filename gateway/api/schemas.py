@@ -21,11 +21,12 @@ as the field missing ("champ obligatoire"), which is what it is, not as a wrong 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
-    AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StringConstraints,
+    AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt,
+    StringConstraints,
 )
 from pydantic_core import PydanticCustomError
 
@@ -57,6 +58,16 @@ def _iso_instant(value: Any) -> Any:
     if (isinstance(value, str) and _ISO_INSTANT.fullmatch(value)) or isinstance(value, datetime):
         return value
     raise PydanticCustomError("datetime_type", "Input should be an ISO 8601 timestamp")
+
+
+def _fits_utc(value: datetime) -> datetime:
+    """An instant the store can hold: it is kept in UTC, and ``9999-12-31T23:59:59-12:00`` is in the year
+    10,000 there (``0001-01-01T00:00:00+14:00`` in the year 0): the conversion failed in the query, a 500."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError("datetime_out_of_range", "Input is out of the calendar once in UTC") from None
+    return value
 
 
 #: An instant whose offset's ``+`` became a space: a ``+`` pasted unencoded into a URL, read back.
@@ -91,9 +102,9 @@ def _bool_or_text(value: Any) -> Any:
 #: A day, "AAAA-MM-JJ" only.
 IsoDate = Annotated[date, BeforeValidator(_iso_day)]
 #: An instant with its offset, ISO 8601 text only.
-IsoInstant = Annotated[AwareDatetime, BeforeValidator(_iso_instant)]
+IsoInstant = Annotated[AwareDatetime, BeforeValidator(_iso_instant), AfterValidator(_fits_utc)]
 #: The same in a query string, where the offset's ``+`` may have become a space.
-QueryInstant = Annotated[AwareDatetime, BeforeValidator(_query_instant)]
+QueryInstant = Annotated[AwareDatetime, BeforeValidator(_query_instant), AfterValidator(_fits_utc)]
 #: A required field's ``null`` is a missing field.
 Present = BeforeValidator(_present)
 #: ``true``/``false`` or O/N.

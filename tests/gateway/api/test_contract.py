@@ -258,3 +258,17 @@ def test_pydantic_errors_a_partner_may_meet_are_french(target, value, error_type
     assert error["type"] == error_type
     [translated] = field_errors(RequestValidationError([{**error, "loc": ("body", "champ")}]))
     assert (translated.field, translated.message, translated.type) == ("champ", message, error_type)
+
+
+def test_an_instant_out_of_the_calendar_in_utc_is_a_422_not_a_500(client, tokens, night) -> None:
+    """``9999-12-31T23:59:59-12:00`` is in the year 10,000 in UTC, where the store keeps its instants: the
+    search and the resend by filter failed converting it (500), as ``saisi_le`` did before."""
+    admin = bearer(tokens.admin)
+    for name, value in (("updated_from", "9999-12-31T23:59:59-12:00"), ("updated_to", "0001-01-01T00:00:00%2B14:00")):
+        searched = client.get(f"/api/v1/events?{name}={value}", headers=admin)
+        resent = client.post("/api/v1/events/resend", json={name: value.replace("%2B", "+")}, headers=admin)
+        for answer in (searched, resent):
+            assert answer.status_code == 422, answer.text
+            [error] = answer.json()["errors"]
+            assert (error["field"], error["type"]) == (name, "datetime_out_of_range")
+            assert "hors du calendrier" in error["message"]
