@@ -43,8 +43,12 @@ class RunLauncher:
         folder = self.gw.settings.runs_input_dir.resolve()
         paths, errors = [], []
         for index, name in enumerate(names):
-            path = (folder / name).resolve()
-            if path.parent != folder or not path.is_file():
+            try:
+                path = (folder / name).resolve()
+                found = path.parent == folder and path.is_file()
+            except (ValueError, OSError):  # a NUL byte, a name too long: no such export either (it was a 500)
+                path, found = folder / "?", False
+            if not found:
                 errors.append(FieldError(f"inputs.{index}", f"pas de fichier {name!r} dans le dossier d'entrée",
                                          "not_found"))
             paths.append(path)

@@ -66,7 +66,7 @@ def test_a_run_reads_exports_from_the_input_folder_only(client, gw, tokens, tmp_
     folder.mkdir(parents=True)
     export = write_export(folder / "P3_69001_20261128.csv", [p3_line(id_evenement="7", **person("69001"))])
     outside = write_export(tmp_path / "P3_69002_20261128.csv", [p3_line(id_evenement="8")])
-    for name in ("../P3_69002_20261128.csv", str(outside), "absent.csv"):
+    for name in ("../P3_69002_20261128.csv", str(outside), "absent.csv", "a\x00b.csv", "x" * 5000):  # NUL: a 500
         refused = client.post("/api/v1/runs", json={"inputs": [name]}, headers=admin)
         assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "inputs.0"
     started = client.post("/api/v1/runs", json={"inputs": [export.name], "dry_run": True}, headers=admin)
