@@ -124,6 +124,27 @@ async def require_json(request: Request) -> None:
                                    "`Content-Type: application/json`")
 
 
+def is_xml_media_type(content_type: str | None) -> bool:
+    """``application/xml``, ``text/xml`` or ``…/…+xml``, any case, with any parameters."""
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    maintype, subtype = message.get_content_maintype(), message.get_content_subtype()
+    return (maintype in ("application", "text") and subtype == "xml") or subtype.endswith("+xml")
+
+
+async def require_xml(request: Request) -> None:
+    """DUDE's callback takes a signed XML document, and no token: whatever the body, the signature decides.
+    Any label was taken, so a page in a browser could make it post there across sites (a ``text/plain`` form
+    needs no preflight): refused first, 415, naming the ``Content-Type`` to send."""
+    content_type = request.headers.get("content-type")
+    if not is_xml_media_type(content_type):
+        sent = f"envoyé en « {content_type[:100]} »" if content_type else "envoyé sans en-tête Content-Type"
+        raise UnsupportedMediaType(f"corps {sent} : un compte rendu du DUDE est du XML, à envoyer avec l'en-tête "
+                                   "`Content-Type: application/xml`")
+
+
 #: On an operation that takes a JSON body, after the principal's dependency: who the caller is (401, 403)
 #: is said before what it sent is.
 JsonBodyDep = Annotated[None, Depends(require_json)]

@@ -169,7 +169,8 @@ def test_who_the_caller_is_comes_before_what_its_body_is(client, tokens, night, 
             answer = client.post(url, content=body, headers={**label, **bearer(tokens[name])})
             assert (answer.status_code, answer.json()["code"]) == (422, "VALIDATION"), (name, url, answer.text)
             assert [e["field"] for e in answer.json()["errors"]] == ["body"]
-    assert client.post("/api/v1/dude/comptes-rendus", content=body, headers=label).json()["code"] == "L03"
+    xml = {"Content-Type": "application/xml"}  # DUDE's callback: no token asked, its own refusal
+    assert client.post("/api/v1/dude/comptes-rendus", content=body, headers=xml).json()["code"] == "L03"
 
 
 def test_a_line_whose_mission_locale_cannot_be_read_is_seen_by_the_mission_locale_its_export_is_named_for(

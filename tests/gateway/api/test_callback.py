@@ -72,6 +72,23 @@ def test_a_genuine_report_is_applied_and_a_second_copy_is_harmless(awaiting) -> 
     assert snapshot(gw) == after
 
 
+def test_a_report_not_labelled_xml_is_refused_before_it_is_read(awaiting) -> None:
+    """No token guards this door, only the signature: a ``text/plain`` body, which a page in a browser may post
+    across sites without asking, was read and applied all the same."""
+    gw, emu, clock, client = awaiting
+    envelope_id = only_envelope(gw)
+    clock.now += timedelta(hours=2)
+    report = emu.report(envelope_id).body
+    before = snapshot(gw)
+    for headers in ({"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}, {}):
+        refused = client.post(CALLBACK, content=report, headers=headers)
+        assert (refused.status_code, refused.json()["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE"), headers
+        assert "Content-Type: application/xml" in refused.json()["detail"]
+    assert snapshot(gw) == before
+    for label in ("text/xml", "application/xml; charset=utf-8"):  # what a DUDE may send
+        assert client.post(CALLBACK, content=report, headers={"Content-Type": label}).status_code == 200
+
+
 def refusals(dev_keys, envelope_id: str) -> dict[str, tuple[bytes, int, str]]:
     dude = Signer.from_files(dev_keys.emulator.key_file, dev_keys.emulator.cert_file)
     stranger_key, stranger_cert = make_self_signed("faux DUDE")

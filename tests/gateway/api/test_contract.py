@@ -127,8 +127,8 @@ OPERATIONS_TAKING_JSON = [
 
 def test_every_operation_taking_json_refuses_another_type_and_documents_it(client, gw, tokens, night) -> None:
     """Each one answers 415 and changes nothing (no resend, no close, no run, the switch as it was);
-    who the caller is is still said first (401); the OpenAPI lists the 415 on each of them, and not on
-    DUDE's callback, which takes signed XML and still does."""
+    who the caller is is still said first (401); the OpenAPI lists the 415 on each of them. DUDE's
+    callback takes signed XML, and its own 415 is for any other label."""
     doc = client.get("/openapi.json").json()
     for path, template, who, body in OPERATIONS_TAKING_JSON:
         answer = client.post(path, content=json.dumps(body).encode(),
@@ -144,7 +144,7 @@ def test_every_operation_taking_json_refuses_another_type_and_documents_it(clien
     assert client.get("/api/v1/events/69001-3", headers=admin).json()["state"] == "REJETE"
 
     callback = doc["paths"]["/api/v1/dude/comptes-rendus"]["post"]
-    assert "415" not in callback["responses"] and list(callback["requestBody"]["content"]) == ["application/xml"]
+    assert "415" in callback["responses"] and list(callback["requestBody"]["content"]) == ["application/xml"]
     xml = client.post("/api/v1/dude/comptes-rendus", content=b"<CompteRendu",  # read, and found unreadable
                       headers={"Content-Type": "application/xml"})
     assert (xml.status_code, xml.json()["code"]) == (400, "L03")

@@ -150,7 +150,7 @@ PROBLEMS = [
     ("GET", "/api/v1/events?updated_from=2026-11-20T10:00:00", "admin", None, 422, "VALIDATION"),
     ("GET", "/api/v1/runs/abc", "admin", None, 422, "VALIDATION"),
     ("POST", "/api/v1/events/bulk", "admin", {"events": "non"}, 422, "VALIDATION"),
-    ("POST", "/api/v1/dude/comptes-rendus", None, None, 400, "L03"),
+    ("POST", "/api/v1/dude/comptes-rendus", None, None, 415, "UNSUPPORTED_MEDIA_TYPE"),  # L03: test_callback
 ]
 
 
