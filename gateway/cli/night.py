@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from gateway.cli.common import (
     DataDirOpt, JsonOpt, console, err_console, fail, load_settings, print_json, progress_bars, warn_unsafe_keys,
 )
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, KeyMaterialError
 
 # The pipeline, the store and the signing libraries are imported by the commands that use them, not here:
 # `gateway --help`, `gateway sending status` and the like start in a third of the time.
@@ -89,11 +90,17 @@ def run(
 
         raise fail(ConfigurationError(f"{problem['file']} : {problem['message']}."))
     try:
+        from gateway.keys import check_key_material
+
         signer = None
         if not dry_run:  # before the store: a mistyped --data-dir must not leave an empty store behind
-            from gateway.keys import check_key_material
-
             signer = check_key_material(settings)
+        else:  # a dry run says what tonight would do: that it would stop on the keys too, though it goes on
+            try:
+                check_key_material(settings)
+            except KeyMaterialError as exc:
+                err_console.print(f"[bold yellow]Attention[/] : la vraie nuit s'arrêterait là, {exc.code} : "
+                                  f"{escape(exc.message)}", soft_wrap=True)
         gw = Gateway.open(settings)
         if signer is not None:  # the run signs with the key just checked, rather than reading it again
             gw.signer = signer

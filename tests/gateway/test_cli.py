@@ -257,3 +257,20 @@ def test_gateway_run_reads_the_signing_key_once(settings, dev_keys, tmp_path: Pa
         app, ["run", "--input", str(export), "--data-dir", str(settings.data_dir), "--no-wait", "--json"])
     assert result.exit_code == 3, result.output  # nobody at DUDE's address: the envelope was signed, then kept
     assert len(loads) == 1
+
+
+def test_a_dry_run_says_that_the_night_would_stop_on_the_keys(tmp_path: Path) -> None:
+    """A dry run says what tonight would send; with a key that would not load it said "1 to send" and nothing
+    else, and the night itself then stopped on the keys (exit code 2)."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+    from tests.factories import p3_line, write_export
+
+    export = write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement="1")])
+    env = {"GATEWAY_DATA_DIR": None, "GATEWAY_DATABASE_URL": None}
+    result = CliRunner(env=env).invoke(
+        app, ["run", "--input", str(export), "--dry-run", "--json", "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["would_send"] == 1
+    assert "Attention : la vraie nuit s'arrêterait là, KEYS :" in " ".join(result.stderr.split())
