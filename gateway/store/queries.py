@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -216,6 +217,37 @@ def envelope_event_states(conn: Connection, envelope_ids: list[str],
     return out
 
 
-def envelope_history(conn: Connection, envelope_id: str) -> list[sa.Row]:
-    return conn.execute(sa.select(envelope_history_t).where(envelope_history_t.c.envelope_id == envelope_id)
-                        .order_by(envelope_history_t.c.id)).all()
+@dataclass(frozen=True, slots=True)
+class EnvelopeStep:
+    """One line of an envelope's history, as a caller may read it."""
+
+    state: str
+    at: datetime
+    cause: str
+
+
+#: The causes of an envelope's history that count the whole envelope (`gateway.pipeline.dispatch`,
+#: `reconcile`, `quarantine`), and their wording without the figures.
+_ENVELOPE_TOTALS = (
+    (re.compile(r"\d+ événements signés"), "lot signé"),
+    (re.compile(r"accusé de réception : \d+ événements reçus"), "accusé de réception"),
+    (re.compile(r"(compte rendu (?:tardif )?rapproché \(\w+\)) : \d+ acceptés, \d+ rejetés"), r"\1"),
+    (re.compile(r"\d+ (événements du lot \S+ mis en quarantaine, scellés à nouveau)"), r"\1"),
+)
+
+
+def without_totals(cause: str) -> str:
+    """``cause`` without the whole envelope's figures, if it has any."""
+    for pattern, wording in _ENVELOPE_TOTALS:
+        if pattern.fullmatch(cause):
+            return pattern.sub(wording, cause)
+    return cause
+
+
+def envelope_history(conn: Connection, envelope_id: str, *, whole: bool = True) -> list[EnvelopeStep]:
+    """An envelope's states, oldest first. ``whole=False`` for a caller scoped to some missions locales: an
+    envelope holds other missions locales' events too, and the figures the history gave ("585 événements
+    signés", "560 acceptés, 25 rejetés") told what the envelope's summary keeps for admin."""
+    rows = conn.execute(sa.select(envelope_history_t.c.state, envelope_history_t.c.at, envelope_history_t.c.cause)
+                        .where(envelope_history_t.c.envelope_id == envelope_id).order_by(envelope_history_t.c.id))
+    return [EnvelopeStep(state, at, cause if whole else without_totals(cause)) for state, at, cause in rows]

@@ -47,4 +47,5 @@ def envelope_detail(envelope_id: Annotated[str, Path(max_length=36, description=
     if not rows:
         raise NotFound(f"lot {envelope_id} introuvable")
     states = envelope_event_states(conn, [envelope_id], principal.scope)
-    return views.envelope_public(rows[0], states[envelope_id], principal, history=envelope_history(conn, envelope_id))
+    history = envelope_history(conn, envelope_id, whole=principal.scope is None)  # figures of others' events: admin
+    return views.envelope_public(rows[0], states[envelope_id], principal, history=history)

@@ -39,7 +39,7 @@ def envelope_page(request: Request, envelope_id: str, user: UserDep, gw: Gateway
         if not rows:
             raise NotFound(f"lot {envelope_id} introuvable")
         states = envelope_event_states(conn, [envelope_id], user.scope)[envelope_id]
-        history = envelope_history(conn, envelope_id)
+        history = envelope_history(conn, envelope_id, whole=user.scope is None)
     counts = sorted(states.items(), key=lambda kv: (_STATE_ORDER.index(kv[0]) if kv[0] in _STATE_ORDER
                                                     else len(_STATE_ORDER), kv[0]))
     envelope = rows[0]

@@ -58,6 +58,12 @@ def test_an_admin_starts_a_run_that_sends_what_partners_submitted(client, gw, to
     partner_view = client.get(f"/api/v1/envelopes/{envelope['id']}", headers=bearer(tokens.partner_69001)).json()
     assert partner_view["states"] == {"ACCEPTE": 3} and partner_view["accepted_count"] is None
     assert partner_view["byte_size"] is None and partner_view["last_error"] is None
+    # The whole envelope's figures are admin's: in its history too (they count other missions locales' events).
+    assert [h["cause"] for h in detail["history"]] == [
+        "3 événements signés", "premier envoi", "accusé de réception : 3 événements reçus",
+        "compte rendu rapproché (polling) : 3 acceptés, 0 rejetés"]
+    assert [h["cause"] for h in partner_view["history"]] == [
+        "lot signé", "premier envoi", "accusé de réception", "compte rendu rapproché (polling)"]
 
 
 def test_a_run_reads_exports_from_the_input_folder_only(client, gw, tokens, tmp_path) -> None:

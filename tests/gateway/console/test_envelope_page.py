@@ -52,6 +52,9 @@ def test_a_support_user_sees_their_events_of_an_envelope_and_no_other_envelope(s
     assert "Ses événements de vos missions locales, par état" in page
     assert "Accepté par le DUDE 2 Rejeté par le DUDE 1 Total 3" in page  # its own three, not the six
     assert "Événements scellés" not in page and "Selon le compte rendu" not in page  # whole-envelope counts
+    history = page[page.index("Historique"):]  # nor in its history
+    assert "lot signé" in history and "compte rendu rapproché (demandé au DUDE)" in history
+    assert "6 événements" not in history and "acceptés" not in history
 
     run_batch(gw, [write_export(tmp_path / "P3_69002_20261129.csv",
                                 [p3_line(EventType.ENT, id_evenement="8", **person("69002"))])])
