@@ -97,23 +97,42 @@ def trust(identity: Identity, cert_file: Path, *, as_name: str) -> Path:
 class DevKeys:
     gateway: Identity
     emulator: Identity
-    created: bool
+    #: The sides whose key and certificate were made by this call ("gateway", "emulator"); the others kept.
+    made: tuple[str, ...]
+
+    @property
+    def created(self) -> bool:
+        return bool(self.made)
 
 
-def init_dev_keys(settings: Settings, *, overwrite: bool = False, days: int = 730) -> DevKeys:
-    """Create both sides' keys and cross-trust them; keep existing keys unless ``overwrite``."""
+SIDES = ("gateway", "emulator")
+
+
+def init_dev_keys(settings: Settings, *, overwrite: bool = False, days: int = 730,
+                  sides: tuple[str, ...] = SIDES) -> DevKeys:
+    """Make the keys of ``sides`` that are missing (all of them with ``overwrite``), and cross-trust them.
+
+    Side by side: when one side's key was missing, both used to be made again, so that ``gateway keys init``
+    with the emulator's folder gone replaced the gateway's key and the certificate registered with DUDE,
+    without ``--force``. ``gateway emulator serve`` passes ``sides=("emulator",)``: the emulator never
+    writes the gateway's keys."""
     gw, emu = gateway_identity(settings), emulator_identity(settings)
-    exists = gw.key_file.exists() and emu.key_file.exists()
-    if exists and not overwrite:
-        return DevKeys(gw, emu, created=False)
-    if gw.key_file.exists() and not overwrite and settings.key_file is not None:
-        raise KeyMaterialError(f"{gw.key_file} exists and is configured explicitly; not overwriting it")
-    password = settings.key_password_bytes()
-    write_identity(gw, *make_self_signed(f"{settings.sender_code} passerelle", days=days, password=password))
-    write_identity(emu, *make_self_signed(f"{settings.recipient_code} emulateur", days=days))
-    trust(gw, emu.cert_file, as_name="dude.cert.pem")
-    trust(emu, gw.cert_file, as_name="gateway.cert.pem")
-    return DevKeys(gw, emu, created=True)
+    if overwrite and "gateway" in sides and gw.key_file.exists() and settings.key_file is not None:
+        raise KeyMaterialError(f"{gw.key_file} is configured explicitly (GATEWAY_KEY_FILE); not overwriting it")
+    made = []
+    if "gateway" in sides and (overwrite or not gw.key_file.exists()):
+        write_identity(gw, *make_self_signed(f"{settings.sender_code} passerelle", days=days,
+                                             password=settings.key_password_bytes()))
+        made.append("gateway")
+    if "emulator" in sides and (overwrite or not emu.key_file.exists()):
+        write_identity(emu, *make_self_signed(f"{settings.recipient_code} emulateur", days=days))
+        made.append("emulator")
+    if made:  # each side trusts the other's certificate, the one just made or the one kept
+        if emu.cert_file.exists() and "gateway" in sides:
+            trust(gw, emu.cert_file, as_name="dude.cert.pem")
+        if gw.cert_file.exists():
+            trust(emu, gw.cert_file, as_name="gateway.cert.pem")
+    return DevKeys(gw, emu, made=tuple(made))
 
 
 def check_key_material(settings: Settings) -> Signer:

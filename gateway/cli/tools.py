@@ -36,7 +36,7 @@ def keys_init(
         encrypted = b"ENCRYPTED" in made.gateway.key_file.read_bytes()[:64]
     except GatewayError as exc:
         raise fail(exc) from exc
-    info = {"created": made.created, "encrypted": encrypted,
+    info = {"created": made.created, "made": list(made.made), "encrypted": encrypted,
             "gateway": {"key": str(made.gateway.key_file), "certificate": str(made.gateway.cert_file),
                         "trust_dir": str(made.gateway.trust_dir)},
             "emulator": {"key": str(made.emulator.key_file), "certificate": str(made.emulator.cert_file),
@@ -44,10 +44,13 @@ def keys_init(
     if json_out:
         print_json(info)
         return
-    verb = "Créées" if made.created else "Déjà présentes (--force pour les remplacer)"
-    console.print(f"{verb} :\n  passerelle : {made.gateway.key_file}, {made.gateway.cert_file}"
+    def said(side: str) -> str:
+        return "créées" if side in made.made else "déjà présentes, gardées (--force pour les remplacer)"
+
+    console.print(f"Clés de la passerelle {said('gateway')} : {made.gateway.key_file}, {made.gateway.cert_file}"
                   f"{' (clé chiffrée par mot de passe)' if encrypted else ''}\n"
-                  f"  émulateur  : {made.emulator.key_file}, {made.emulator.cert_file}")
+                  f"Clés de l'émulateur {said('emulator')} : {made.emulator.key_file}, {made.emulator.cert_file}",
+                  soft_wrap=True)
 
 
 @keys_app.command("show-cert")
@@ -107,7 +110,7 @@ def emulator_serve(
     if problem:  # said before the banner, which would announce an emulator that never starts
         raise fail(ConfigurationError(f"impossible d'écouter sur {host}:{port} : {problem}."))
     settings = load_settings(data_dir=data_dir)
-    init_dev_keys(settings)
+    init_dev_keys(settings, sides=("emulator",))  # its own, if missing; never the gateway's
     overrides = {"report_delay_seconds": report_delay, "callback_url": callback_url}
     if registry is not None:
         overrides["registry_file"] = registry

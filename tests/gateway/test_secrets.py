@@ -3,8 +3,10 @@ is never logged nor printed; a key file others can read is pointed out on start,
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,32 @@ def test_run_serve_and_demo_warn_on_start(settings, dev_keys, tmp_path, monkeypa
     settings.gateway_key_file.chmod(0o600)
     again = CliRunner().invoke(app, [*args, *data], env=clean_env())
     assert "chmod 600" not in again.output
+
+
+def test_keys_init_makes_only_the_missing_side_and_keeps_the_gateways_key(tmp_path) -> None:
+    """With the emulator's folder gone, ``gateway keys init`` (no ``--force``) made both sides again: the
+    gateway's key, and the certificate registered with DUDE, were replaced without a word."""
+    from gateway.keys import emulator_identity, gateway_identity
+
+    data = tmp_path / "data"
+    assert CliRunner().invoke(app, ["keys", "init", "--data-dir", str(data)]).exit_code == 0
+    settings = Settings(_env_file=None, data_dir=data)
+    gw, emu = gateway_identity(settings), emulator_identity(settings)
+    kept = (gw.key_file.read_bytes(), gw.cert_file.read_bytes())
+    shutil.rmtree(emu.key_file.parent)
+
+    again = CliRunner().invoke(app, ["keys", "init", "--data-dir", str(data), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["made"] == ["emulator"]
+    assert (gw.key_file.read_bytes(), gw.cert_file.read_bytes()) == kept
+    assert (emu.trust_dir / "gateway.cert.pem").read_bytes() == kept[1]  # the new emulator trusts the kept key
+    assert (gw.trust_dir / "dude.cert.pem").read_bytes() == emu.cert_file.read_bytes()
+
+
+def test_the_emulator_makes_its_own_keys_and_never_the_gateways(tmp_path) -> None:
+    from gateway.keys import emulator_identity, gateway_identity, init_dev_keys
+
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data")
+    made = init_dev_keys(settings, sides=("emulator",))  # what `gateway emulator serve` does
+    assert made.made == ("emulator",) and emulator_identity(settings).key_file.exists()
+    assert not gateway_identity(settings).key_file.exists()
