@@ -36,6 +36,7 @@ from gateway.api.metrics import MULTIPROCESS_DIR_ENV
 from gateway.api.serving import UVICORN_OPTIONS
 from gateway.console.session import load_secret
 from gateway.context import Gateway
+from gateway.errors import ConfigurationError
 from gateway.gc_tuning import tune_gc
 from gateway.settings import Settings
 
@@ -65,10 +66,16 @@ def serve_workers(settings: Settings, *, scheduler: GatewayScheduler | None) -> 
     os.environ[VERBOSE_ENV] = "1" if logging.getLogger().isEnabledFor(logging.INFO) else "0"
     config = uvicorn.Config("gateway.api.worker:create_worker_app", factory=True, workers=settings.api_workers,
                             host=settings.api_host, port=settings.api_port, **UVICORN_OPTIONS)
-    listener = tcp_listener(config)
     # The workers' request counters (gateway.api.metrics), in the data folder: a service's /tmp may be
-    # read-only (systemd's ProtectSystem=strict), the data folder never is.
-    counters = tempfile.mkdtemp(prefix="metrics-workers-", dir=settings.data_dir)
+    # read-only (systemd's ProtectSystem=strict), the data folder never is. On PostgreSQL, with the keys
+    # and the console's secret elsewhere, nothing else may have made that folder yet: made here.
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        counters = tempfile.mkdtemp(prefix="metrics-workers-", dir=settings.data_dir)
+    except OSError as exc:
+        raise ConfigurationError(f"dossier de données {settings.data_dir} inutilisable ({exc.strerror}) : les "
+                                 "processus y comptent leurs requêtes ; vérifier GATEWAY_DATA_DIR") from exc
+    listener = tcp_listener(config)
     os.environ[MULTIPROCESS_DIR_ENV] = counters
     if scheduler is not None:
         scheduler.start()

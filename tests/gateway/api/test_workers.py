@@ -179,3 +179,26 @@ def _answers(base: str) -> bool:
         return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_serving_with_workers_makes_its_data_folder_or_says_why_it_cannot(tmp_path, monkeypatch) -> None:
+    """On PostgreSQL, with the keys and the console's secret elsewhere, nothing had made the data folder:
+    ``gateway serve --workers 2`` announced itself, then ended in a traceback (FileNotFoundError)."""
+    from gateway.api import worker
+    from gateway.errors import ConfigurationError
+    from gateway.settings import Settings
+
+    served = []
+    monkeypatch.setattr(worker.Multiprocess, "run", lambda self: served.append(os.listdir(os.environ[
+        worker.MULTIPROCESS_DIR_ENV])))
+    monkeypatch.setenv("GATEWAY_CONSOLE_SECRET_KEY", "s" * 40)
+    for name in (worker.MULTIPROCESS_DIR_ENV, "GATEWAY_DATA_DIR", worker.VERBOSE_ENV):  # set for the workers
+        monkeypatch.setenv(name, "")
+    settings = Settings(_env_file=None, data_dir=tmp_path / "absent" / "data", api_workers=2,
+                        api_host="127.0.0.1", api_port=free_port())
+    worker.serve_workers(settings, scheduler=None)
+    assert served == [[]] and (tmp_path / "absent" / "data").is_dir()
+
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigurationError, match="GATEWAY_DATA_DIR"):
+        worker.serve_workers(settings.model_copy(update={"data_dir": tmp_path / "a-file" / "data"}), scheduler=None)
