@@ -185,6 +185,19 @@ class Settings(BaseSettings):
             raise ValueError(f"{expected} (a port from 1 to 65535 if any)")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _driver_we_ship(cls, value: str | None) -> str | None:
+        """``postgresql://…`` and ``postgres://…`` (what PostgreSQL's own tools, and most hosting panels,
+        write) name SQLAlchemy's default driver, psycopg2, which is not installed: a traceback
+        (``ModuleNotFoundError``), or "Can't load plugin". Both mean the psycopg 3 driver the gateway ships."""
+        if value is None:
+            return None
+        for plain in ("postgresql://", "postgres://"):
+            if value.startswith(plain):
+                return "postgresql+psycopg://" + value[len(plain):]
+        return value
+
     # Derived paths -------------------------------------------------------------------------
 
     @property

@@ -121,3 +121,20 @@ def test_a_misspelt_variable_is_said_on_start_with_the_setting_it_was_meant_to_b
     assert made.exit_code == 0
     listed = CliRunner(env={"GATEWAY_INPUT_DIRR": "/srv/depot"}).invoke(app, ["clients", "list", "--data-dir", data])
     assert listed.exit_code == 0 and listed.stderr.count("GATEWAY_INPUT_DIRR") == 1
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_the_plain_postgresql_url_forms_mean_the_driver_the_gateway_ships(scheme: str, tmp_path: Path) -> None:
+    """``postgresql://…`` gave a traceback (``No module named 'psycopg2'``), ``postgres://…`` "Can't load
+    plugin": the forms PostgreSQL's tools and hosting panels write. A command now runs on them."""
+    from tests.backends import fresh_postgres_database
+
+    assert Settings(_env_file=None, database_url=f"{scheme}://u:p@db/gw").db_url == "postgresql+psycopg://u:p@db/gw"
+    assert Settings(_env_file=None, database_url="sqlite:///x.db").db_url == "sqlite:///x.db"
+    with fresh_postgres_database() as url:  # skipped without a test server, unless CI requires one
+        plain = url.replace("postgresql+psycopg://", f"{scheme}://")
+        env = {**os.environ, "GATEWAY_DATABASE_URL": plain, "GATEWAY_DATA_DIR": str(tmp_path)}
+        done = subprocess.run([sys.executable, "-m", "gateway", "db", "upgrade"], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
