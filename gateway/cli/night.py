@@ -74,6 +74,8 @@ def run(
     Exit code: 0 done; 1 an export was refused whole; 2 the run could not go on (an error, said on
     stderr); 3 done, but some envelopes got no receipt from DUDE after every attempt: they are kept and
     sent again (same IdLot) by the next run or the scheduler."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
     from gateway.cli.report import render_summary
     from gateway.context import Gateway
     from gateway.nightly import drop_folder_problem, run_exclusive, run_night
@@ -120,6 +122,13 @@ def run(
             gw.close()
     except GatewayError as exc:
         raise fail(exc) from exc
+    except (OperationalError, InterfaceError) as exc:  # the database lost mid-run: said, not 266 lines of traceback
+        from gateway.errors import StoreError
+
+        cause = str(exc.orig or exc).strip().splitlines()[0][:200] if str(exc.orig or exc).strip() else ""
+        raise fail(StoreError(f"base de données perdue pendant l'exécution ({type(exc.orig or exc).__name__} : "
+                              f"{cause}) ; rien n'est perdu : le prochain lancement reprend l'exécution "
+                              "interrompue et renvoie ses lots avec le même IdLot")) from exc
     if json_out:
         print_json(summary.as_dict())
     else:

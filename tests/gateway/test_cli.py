@@ -274,3 +274,28 @@ def test_a_dry_run_says_that_the_night_would_stop_on_the_keys(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["would_send"] == 1
     assert "Attention : la vraie nuit s'arrêterait là, KEYS :" in " ".join(result.stderr.split())
+
+
+def test_the_database_lost_during_a_run_is_said_not_a_traceback(settings, dev_keys, tmp_path, monkeypatch) -> None:
+    """PostgreSQL restarted mid-night: 266 lines of traceback and exit code 1, which the README gives to "an
+    export refused whole". Now ``Erreur STORE`` (exit code 2) saying that the next run takes it up again."""
+    import sqlalchemy as sa
+    from typer.testing import CliRunner
+
+    import gateway.nightly
+    from gateway.cli import app
+    from tests.factories import p3_line, write_export
+
+    def lost(*args, **kwargs):
+        raise sa.exc.OperationalError("UPDATE events …", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(gateway.nightly, "run_exclusive", lost)
+    export = write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement="1")])
+    env = {"GATEWAY_DATA_DIR": None, "GATEWAY_DATABASE_URL": None}
+    result = CliRunner(env=env).invoke(
+        app, ["run", "--input", str(export), "--json", "--data-dir", str(settings.data_dir)])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.stderr.split())
+    assert "Erreur STORE : base de données perdue pendant l'exécution (Exception : server closed the connection" in said
+    assert "le prochain lancement reprend" in said and "Traceback" not in result.output
+    assert json.loads(result.stdout)["error"]["code"] == "STORE"
