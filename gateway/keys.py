@@ -8,6 +8,7 @@ key comes from the operator's PKI and DUDE's certificate from the agency; the sa
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from cryptography.x509.oid import NameOID
 
 from gateway.errors import KeyMaterialError
 from gateway.settings import Settings
+
+log = logging.getLogger("gateway.keys")
 
 if TYPE_CHECKING:  # signxml is imported when a key is loaded, not by `gateway keys` commands
     from adapters.dude.signing import Signer
@@ -135,22 +138,42 @@ def init_dev_keys(settings: Settings, *, overwrite: bool = False, days: int = 73
     return DevKeys(gw, emu, made=tuple(made))
 
 
-def check_key_material(settings: Settings) -> Signer:
+def check_key_material(settings: Settings, *, now: datetime | None = None) -> Signer:
     """Raise `KeyMaterialError` (``KEYS``) unless a run could sign its envelopes and check DUDE's answers:
-    the signing key and certificate load, and the trust folder holds at least one certificate. Returns the
-    signer it loaded, for the run to sign with (``gateway run``: the key is read, and its password used, once).
+    the signing key and certificate load, the certificate has not expired, and the trust folder holds at
+    least one DUDE certificate not expired. Returns the signer it loaded, for the run to sign with
+    (``gateway run``: the key is read, and its password used, once). A certificate within
+    ``certificate_warning_days`` of its end is logged as a warning.
 
     Called before a run touches the store (``gateway run``: a mistyped ``--data-dir`` made an empty store,
     then failed on the keys) and at its start. An empty trust folder used to pass: DUDE took the envelopes,
-    every receipt was refused (``L02``) and the night ended as if DUDE were down (exit code 3)."""
+    every receipt was refused (``L02``) and the night ended as if DUDE were down (exit code 3). So did an
+    expired certificate of ours, which ``/readyz`` told but ``gateway run`` (cron) never did."""
     from adapters.dude.signing import Signer, TrustStore
 
+    now = now or datetime.now(UTC)
     signer = Signer.from_files(settings.gateway_key_file, settings.gateway_cert_file,
                                password=settings.key_password_bytes())
-    if not len(TrustStore.from_dir(settings.gateway_trust_dir)):
+    ends = signer.certificate.not_valid_after_utc
+    if ends <= now:
+        raise KeyMaterialError(f"the gateway's certificate {settings.gateway_cert_file} expired on {ends:%Y-%m-%d}: "
+                               "DUDE refuses what it signs (L02); put the renewed certificate there, and give it "
+                               "to DUDE (gateway keys show-cert)")
+    trusted = TrustStore.from_dir(settings.gateway_trust_dir)
+    if not len(trusted):
         raise KeyMaterialError(f"no DUDE certificate in the trust folder {settings.gateway_trust_dir}: receipts "
                                "and reports could not be checked (put DUDE's certificate there as a .pem file, "
                                "or run `gateway keys init` for the emulator)")
+    dude_ends = [t.certificate.not_valid_after_utc for t in trusted.certificates]
+    if all(end <= now for end in dude_ends):
+        raise KeyMaterialError(f"every DUDE certificate in the trust folder {settings.gateway_trust_dir} has expired "
+                               f"(the last on {max(dude_ends):%Y-%m-%d}): no receipt or report could be trusted; "
+                               "put DUDE's current certificate there")
+    soon = now + timedelta(days=settings.certificate_warning_days)
+    for whose, end in [("the gateway's", ends), *(("a DUDE", e) for e in dude_ends if e > now)]:
+        if end <= soon:
+            log.warning("%s certificate expires on %s, in %d day(s): renew it before then", whose,
+                        f"{end:%Y-%m-%d}", (end - now).days)
     return signer
 
 

@@ -199,3 +199,35 @@ def test_the_emulator_makes_its_own_keys_and_never_the_gateways(tmp_path) -> Non
     made = init_dev_keys(settings, sides=("emulator",))  # what `gateway emulator serve` does
     assert made.made == ("emulator",) and emulator_identity(settings).key_file.exists()
     assert not gateway_identity(settings).key_file.exists()
+
+
+def test_a_run_stops_on_an_expired_certificate_and_warns_of_one_ending_soon(settings, dev_keys, tmp_path,
+                                                                           caplog) -> None:
+    """An expired certificate of ours was told by ``/readyz`` only: ``gateway run`` (cron) sealed and sent, and
+    DUDE refused every envelope (L02), a night that read as "DUDE is down"."""
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.keys import check_key_material, gateway_identity, make_self_signed, write_identity
+
+    signer = check_key_material(settings)
+    end = signer.certificate.not_valid_after_utc
+    with caplog.at_level(logging.WARNING, logger="gateway.keys"):
+        check_key_material(settings, now=end - timedelta(days=5))
+    assert "the gateway's certificate expires on" in caplog.text and "in 5 day(s)" in caplog.text
+    with pytest.raises(KeyMaterialError, match="the gateway's certificate .* expired on"):
+        check_key_material(settings, now=end + timedelta(days=1))
+    trusted = settings.gateway_trust_dir / "dude.cert.pem"
+    kept = trusted.read_bytes()
+    trusted.write_bytes(make_self_signed("dude", days=0, not_before=datetime.now(UTC) - timedelta(days=1))[1])
+    with pytest.raises(KeyMaterialError, match="every DUDE certificate in the trust folder .* has expired"):
+        check_key_material(settings)
+    trusted.write_bytes(kept)
+
+    # End to end: a certificate that ended a minute ago stops `gateway run` before anything is stored.
+    gw_id = gateway_identity(settings)
+    write_identity(gw_id, *make_self_signed("passerelle", days=0, not_before=datetime.now(UTC) - timedelta(days=1)))
+    export = write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement="1")])
+    result = CliRunner(env={"GATEWAY_DATA_DIR": None, "GATEWAY_DATABASE_URL": None}).invoke(
+        app, ["run", "--input", str(export), "--data-dir", str(settings.data_dir)])
+    assert result.exit_code == 2
+    assert "Erreur KEYS" in result.stderr and "expired on" in " ".join(result.stderr.split())
