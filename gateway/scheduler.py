@@ -44,6 +44,10 @@ from gateway.errors import ConfigurationError
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.scheduler")
+#: One line per scheduled night, what it did (counts by state, exports refused, envelopes without receipt):
+#: logged at INFO and shown by ``gateway serve`` without ``-v`` (`gateway.cli.server`), where everything
+#: else below WARNING stays quiet. It names counts and codes, never an event or a person.
+night_log = logging.getLogger("gateway.night")
 
 NIGHT, REPORTS, TAKEOVER, PURGE, CERTIFICATES = "nuit", "comptes-rendus", "reprise", "purge", "certificats"
 
@@ -119,9 +123,19 @@ def night_job() -> str:
     gw, scheduled_at = _current()
     outcome = run_night(gw, night=scheduled_at, trigger="schedule")
     if outcome.summary is not None:
-        log.info("night %s: run %d %s", outcome.night, outcome.summary.run_id, outcome.summary.outcome)
+        summary = outcome.summary
+        states = ", ".join(f"{state} {count}" for state, count in sorted(summary.states.items())) or "nothing new"
+        said = [f"night {outcome.night}: run {summary.run_id} {summary.outcome}: {states}"]
+        if summary.file_errors:
+            said.append(f"{len(summary.file_errors)} export(s) refused "
+                        f"({', '.join(sorted({e['code'] for e in summary.file_errors}))})")
+        if summary.file_warnings:
+            said.append(", ".join(sorted({w["code"] for w in summary.file_warnings})))
+        if summary.undelivered:
+            said.append(f"{summary.undelivered} envelope(s) without DUDE's receipt, kept to go again")
+        night_log.info("; ".join(said))
     else:
-        log.info("night %s: %s (%s)", outcome.night, outcome.status, outcome.detail)
+        night_log.info("night %s: %s (%s)", outcome.night, outcome.status, outcome.detail)
     return outcome.status
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -36,6 +37,7 @@ def serve(
 
     settings = load_settings(data_dir=data_dir, api_host=host, api_port=port, api_workers=workers)
     warn_unsafe_keys(settings)
+    logging.getLogger("gateway.night").setLevel(logging.INFO)  # a service says what each night did, even without -v
     problem = cannot_listen(settings.api_host, settings.api_port, what="gateway serve",
                             port_hint="--port (ou GATEWAY_API_PORT)", host_hint="--host (ou GATEWAY_API_HOST)")
     if problem:  # said before "API … sur http://…", which would announce a server that never starts

@@ -3,6 +3,7 @@ run once on start, two schedulers on one store making one run (issue 5). Real ti
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import datetime, timedelta
@@ -193,3 +194,22 @@ def test_serve_runs_the_schedule_for_as_long_as_the_api_and_schedule_show_lists_
     shown = CliRunner().invoke(cli, ["schedule", "show", "--data-dir", str(settings.data_dir), "--json"])
     assert shown.exit_code == 0, shown.output
     assert '"id": "nuit"' in shown.output and '"stored": true' in shown.output and '"stored": false' not in shown.output
+
+
+def test_each_scheduled_night_leaves_one_log_line_saying_what_it_did(settings, emulator, dev_keys, caplog) -> None:
+    """Run as a service (`gateway serve`, no ``-v``), a night logged nothing at all: no start, no end, no
+    counts. Now one line, on its own logger (``gateway.night``, which ``serve`` shows), with counts and codes."""
+    expression, at = night_in(2)
+    drop_export(settings)
+    (settings.runs_input_dir / "P3_69002_20261128.csv").write_text("id_evenement;code_ml\r\n1;69002\r\n")
+    gw = instance(settings, emulator, schedule_night_cron=expression)
+    sched = GatewayScheduler(gw)
+    seen = night_events(sched)
+    with caplog.at_level(logging.INFO, logger="gateway.night"):
+        sched.start()
+        wait_until(lambda: any(e.code == EVENT_JOB_EXECUTED for e in seen), what="the night runs")
+        sched.shutdown()
+    gw.close()
+    [line] = [r.getMessage() for r in caplog.records if r.name == "gateway.night"]
+    assert line.startswith(f"night {at.date()}") and line.endswith(
+        ": run 1 TERMINE_AVEC_ERREURS: ACCEPTE 5; 1 export(s) refused (P3_COLUMN_MISSING)"), line
