@@ -72,26 +72,31 @@ def db_upgrade(
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
     """Bring the store's schema to the latest revision (also done on every start)."""
-    from gateway.store.db import make_engine
+    from gateway.store.db import make_engine, shown_url
     from gateway.store.migrate import upgrade
 
     engine = None
+    settings = load_settings(data_dir=data_dir)
     try:
-        engine = make_engine(load_settings(data_dir=data_dir).db_url)
+        engine = make_engine(settings.db_url)
         before, after = upgrade(engine, revision)
     except GatewayError as exc:
         raise fail(exc) from exc
     finally:
         if engine is not None:
             engine.dispose()
-    console.print(f"Schéma à jour : {before or 'vide'} → {after}." if before != after
+    # Which database: a misspelt GATEWAY_DATABASE_URL left this (the unit's ExecStartPre) making a SQLite file.
+    console.print(f"Base : {shown_url(settings.db_url)}", soft_wrap=True, highlight=False)
+    console.print(f"Schéma à jour : {before or 'aucune révision'} → {after}." if before != after
                   else f"Schéma déjà à la révision {after}.")
 
 
 @db_app.command("current")
 def db_current(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
     """The store's schema revision, and the latest one."""
-    from gateway.store.db import make_engine
+    import sqlalchemy as sa
+
+    from gateway.store.db import make_engine, shown_url
     from gateway.store.migrate import current, head
 
     settings = load_settings(data_dir=data_dir)
@@ -100,15 +105,19 @@ def db_current(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
     try:
         engine = make_engine(settings.db_url)
         found = current(engine)
+        older = found is None and sa.inspect(engine).has_table("events")  # made before the revisions existed
     except GatewayError as exc:
         raise fail(exc) from exc
     finally:
         if engine is not None:
             engine.dispose()
     if json_out:
-        print_json({"current": found, "head": head()})
+        print_json({"current": found, "head": head(), "database": shown_url(settings.db_url)})
     else:
-        console.print(f"Révision du schéma : {found or 'aucune'} (dernière : {head()}).")
+        console.print(f"Base : {shown_url(settings.db_url)}", soft_wrap=True, highlight=False)
+        none = ("aucune (un schéma d'avant les révisions : `gateway db upgrade` l'adopte, sans rien perdre)"
+                if older else "aucune")
+        console.print(f"Révision du schéma : {found or none} (dernière : {head()}).", soft_wrap=True)
 
 
 @db_app.command("revision")

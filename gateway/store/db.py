@@ -41,11 +41,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         else:
             engine = sa.create_engine(url, echo=echo, pool_pre_ping=True)
     except (SQLAlchemyError, ValueError) as exc:
-        raise StoreError(f"cannot open the database {_shown_url(url)}: {exc}") from exc
+        raise StoreError(f"cannot open the database {shown_url(url)}: {exc}") from exc
     return engine
 
 
-def _shown_url(url: str) -> str:
+def shown_url(url: str) -> str:
     """``url`` with its password masked, or a placeholder when it is not even a URL (which could hold one)."""
     try:
         return sa.engine.make_url(url).render_as_string()

@@ -3,12 +3,14 @@ exactly the models: whoever changes `gateway/store/models.py` without a revision
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
 import sqlalchemy as sa
 
 from gateway.store import migrate
+from gateway.settings import Settings
 from gateway.store.db import make_engine
 from tests.backends import BACKENDS, fresh_postgres_database
 
@@ -109,3 +111,31 @@ def test_gateway_open_and_db_upgrade_run_the_migrations(settings, tmp_path) -> N
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(app, ["db", "current", "--data-dir", str(other), "--json"])
     assert f'"current": "{migrate.head()}"' in result.output
+
+
+def test_db_upgrade_and_current_say_which_database_and_what_they_found(settings, tmp_path) -> None:
+    """``GATEWAY_DATABSE_URL`` (misspelt) left ``db upgrade``, the service's ExecStartPre, making a SQLite file
+    without naming it; and a store from before the revisions was called "vide" (empty) though full."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+    data = tmp_path / "avant"
+    engine = make_engine(Settings(_env_file=None, data_dir=data).db_url)
+    migrate.upgrade(engine, migrate.BASELINE)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE alembic_version"))
+    engine.dispose()
+
+    env = {"GATEWAY_DATABASE_URL": None, "GATEWAY_DATA_DIR": None}
+    looked = CliRunner(env=env).invoke(app, ["db", "current", "--data-dir", str(data)])
+    said = " ".join(looked.stdout.split())
+    assert f"Base : sqlite:///{(data / 'gateway.db').as_posix()}" in said
+    assert "Révision du schéma : aucune (un schéma d'avant les révisions : `gateway db upgrade` l'adopte" in said
+    upgraded = CliRunner(env=env).invoke(app, ["db", "upgrade", "--data-dir", str(data)])
+    said = " ".join(upgraded.stdout.split())
+    assert f"Base : sqlite:///{(data / 'gateway.db').as_posix()}" in said and "vide" not in said
+    assert f"Schéma à jour : aucune révision → {migrate.head()}." in said
+
+    by_url = CliRunner(env={**env, "GATEWAY_DATABASE_URL": "sqlite:///" + (data / "gateway.db").as_posix()}).invoke(
+        app, ["db", "current", "--json"])
+    assert json.loads(by_url.stdout)["database"] == "sqlite:///" + (data / "gateway.db").as_posix()
