@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 from signxml import (
@@ -236,13 +236,25 @@ class Verified:
     signer: TrustedCertificate
 
 
+def _described(der: bytes) -> str:
+    """A certificate as an operator can recognise it: its subject and the start of its SHA-256 fingerprint."""
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return "(unreadable)"
+    return (f"{certificate.subject.rfc4514_string()[:120]} "
+            f"(SHA-256 {certificate.fingerprint(hashes.SHA256()).hex()[:16]}…)")
+
+
 class TrustStore:
     """The certificates whose signatures are accepted, each within its own validity window."""
 
-    def __init__(self, certificates: Iterable[TrustedCertificate]):
+    def __init__(self, certificates: Iterable[TrustedCertificate], *, source: str = "given"):
         self._by_der: dict[bytes, TrustedCertificate] = {
             c.certificate.public_bytes(serialization.Encoding.DER): c for c in certificates
         }
+        #: Where the certificates came from (a folder), named when a signer is not among them.
+        self.source = source
 
     @classmethod
     def from_dir(cls, directory: Path) -> TrustStore:
@@ -255,7 +267,7 @@ class TrustStore:
                 found += [TrustedCertificate(c, path.name) for c in x509.load_pem_x509_certificates(path.read_bytes())]
             except ValueError as exc:
                 raise KeyMaterialError(f"{path}: not a PEM certificate: {exc}") from exc
-        return cls(found)
+        return cls(found, source=str(directory))
 
     @classmethod
     def from_pem(cls, *pems: bytes, source: str = "pem") -> TrustStore:
@@ -290,8 +302,9 @@ class TrustStore:
         except ValueError as exc:
             raise SignatureInvalid("the certificate in KeyInfo is not base64") from exc
         trusted = self._by_der.get(der)
-        if trusted is None:
-            raise CertificateRejected("the signing certificate is not in the trust store")
+        if trusted is None:  # whose certificate, and which store: after a key rotation, each side has one
+            raise CertificateRejected(f"the signing certificate {_described(der)} is not in the trust store "
+                                      f"{self.source}")
         if not trusted.valid_at(at):
             c = trusted.certificate
             raise CertificateRejected(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from lxml import etree
 
@@ -78,12 +78,17 @@ def test_missing_signature_is_l01(dude_side_trust) -> None:
         dude_side_trust.verify(an_envelope())
 
 
-def test_unknown_signer_is_l02(dude_side_trust) -> None:
+def test_unknown_signer_is_l02_naming_the_certificate_and_the_trust_store(dude_side_trust, dev_keys) -> None:
+    """After a key rotation, at 2 a.m.: whose certificate was refused, and by which side's trust store (both
+    sides said "the signing certificate is not in the trust store")."""
     key, cert = make_self_signed("intrus")
     stranger = Signer(key_pem=key, cert_pem=cert)
     with pytest.raises(CertificateRejected) as caught:
         dude_side_trust.verify(stranger.sign(an_envelope()))
     assert caught.value.code == "L02"
+    fingerprint = stranger.certificate.fingerprint(hashes.SHA256()).hex()[:16]
+    assert "CN=intrus" in caught.value.message and f"SHA-256 {fingerprint}" in caught.value.message
+    assert caught.value.message.endswith(f"is not in the trust store {dev_keys.emulator.trust_dir}")
 
 
 @pytest.mark.parametrize("start,days", [(-800, 730), (30, 365)], ids=["expire", "pas-encore-valide"])
