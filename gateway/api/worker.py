@@ -20,10 +20,13 @@ in the environment the workers inherit.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
+import signal
 import socket
+import sys
 import tempfile
 from typing import TYPE_CHECKING
 
@@ -47,9 +50,35 @@ if TYPE_CHECKING:
 VERBOSE_ENV = "GATEWAY_SERVE_VERBOSE"
 
 
+#: The supervisor's process id, for a worker to tell whether it is still there (`_stop_with_the_supervisor`).
+SUPERVISOR_ENV = "GATEWAY_SERVE_SUPERVISOR"
+
+
+def _stop_with_the_supervisor() -> None:
+    """Ask Linux to send this worker SIGTERM (a graceful stop) when the supervisor dies.
+
+    Killed with ``kill -9`` (outside systemd, whose control group would stop them all), the supervisor left
+    its workers serving: without the schedule, ``/readyz`` still "ok", and holding the port, so that the
+    service could not start again. A supervisor gone before this line is seen by its process id."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not glibc's prctl: the old behaviour, nothing worse
+        return
+    if (expected := os.environ.get(SUPERVISOR_ENV)) and os.getppid() != int(expected):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
 def create_worker_app() -> FastAPI:
     """The API and console of one worker, without a scheduler; its `Gateway` is closed when it stops."""
     from gateway.cli.common import setup_logging
+
+    _stop_with_the_supervisor()
 
     tune_gc()
     setup_logging(verbose=os.environ.get(VERBOSE_ENV) == "1")
@@ -63,6 +92,7 @@ def serve_workers(settings: Settings, *, scheduler: GatewayScheduler | None) -> 
     opened the store (so migrated it) and closes it."""
     load_secret(settings)  # made now: N workers starting at once would race to make it
     os.environ["GATEWAY_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
     os.environ[VERBOSE_ENV] = "1" if logging.getLogger().isEnabledFor(logging.INFO) else "0"
     config = uvicorn.Config("gateway.api.worker:create_worker_app", factory=True, workers=settings.api_workers,
                             host=settings.api_host, port=settings.api_port, **UVICORN_OPTIONS)

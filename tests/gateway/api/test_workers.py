@@ -192,7 +192,7 @@ def test_serving_with_workers_makes_its_data_folder_or_says_why_it_cannot(tmp_pa
     monkeypatch.setattr(worker.Multiprocess, "run", lambda self: served.append(os.listdir(os.environ[
         worker.MULTIPROCESS_DIR_ENV])))
     monkeypatch.setenv("GATEWAY_CONSOLE_SECRET_KEY", "s" * 40)
-    for name in (worker.MULTIPROCESS_DIR_ENV, "GATEWAY_DATA_DIR", worker.VERBOSE_ENV):  # set for the workers
+    for name in (worker.MULTIPROCESS_DIR_ENV, "GATEWAY_DATA_DIR", worker.VERBOSE_ENV, worker.SUPERVISOR_ENV):
         monkeypatch.setenv(name, "")
     settings = Settings(_env_file=None, data_dir=tmp_path / "absent" / "data", api_workers=2,
                         api_host="127.0.0.1", api_port=free_port())
@@ -202,3 +202,38 @@ def test_serving_with_workers_makes_its_data_folder_or_says_why_it_cannot(tmp_pa
     (tmp_path / "a-file").write_text("")
     with pytest.raises(ConfigurationError, match="GATEWAY_DATA_DIR"):
         worker.serve_workers(settings.model_copy(update={"data_dir": tmp_path / "a-file" / "data"}), scheduler=None)
+
+
+def test_workers_stop_when_their_supervisor_is_killed(settings, dev_keys, tmp_path) -> None:
+    """``kill -9`` of the supervisor (outside systemd) left its workers serving, without the schedule, and
+    holding the port: the service could not start again ("port déjà pris")."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--workers", "2", "--port", str(port),
+                                   "--data-dir", str(settings.data_dir)], env=env, cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=out)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_workers(server.pid)) < 2 or not _answers(f"http://127.0.0.1:{port}"):
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "gateway serve --workers 2 did not start"
+            time.sleep(0.1)
+        workers = _workers(server.pid)
+    finally:
+        server.kill()
+        server.wait()
+    deadline = time.monotonic() + 30
+    while [pid for pid in workers if _alive(pid)]:
+        assert time.monotonic() < deadline, f"workers {workers} still serving after their supervisor died"
+        time.sleep(0.1)
+    with socket.create_server(("127.0.0.1", port)):  # the port is free for the service's restart
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
