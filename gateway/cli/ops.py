@@ -58,12 +58,17 @@ def schedule_show(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> Non
     console.print(table)
     if lease_info is None:
         console.print("Bail d'exécution : jamais pris.")
-    elif lease_info["held"]:
-        console.print(f"Bail d'exécution : tenu par {held.holder} (exécution n° {held.run_id}) "
-                      f"jusqu'à {held.expires_at:%Y-%m-%d %H:%M:%S} UTC.")
-    else:
-        console.print(f"Bail d'exécution : libre ; dernier détenteur {held.holder}"
-                      + (f", nuit servie jusqu'au {held.done_until:%Y-%m-%d %H:%M} UTC." if held.done_until else "."))
+    else:  # in the zone of the jobs' times above (it read UTC beside them)
+        from zoneinfo import ZoneInfo
+
+        zone = ZoneInfo(settings.timezone)
+        if lease_info["held"]:
+            console.print(f"Bail d'exécution : tenu par {held.holder} (exécution n° {held.run_id}) "
+                          f"jusqu'à {held.expires_at.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}.")
+        else:
+            served = (f", nuit servie jusqu'au {held.done_until.astimezone(zone):%Y-%m-%d %H:%M %Z}."
+                      if held.done_until else ".")
+            console.print(f"Bail d'exécution : libre ; dernier détenteur {held.holder}{served}")
 
 
 @db_app.command("upgrade")

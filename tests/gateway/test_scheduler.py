@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -213,3 +213,18 @@ def test_each_scheduled_night_leaves_one_log_line_saying_what_it_did(settings, e
     [line] = [r.getMessage() for r in caplog.records if r.name == "gateway.night"]
     assert line.startswith(f"night {at.date()}") and line.endswith(
         ": run 1 TERMINE_AVEC_ERREURS: ACCEPTE 5; 1 export(s) refused (P3_COLUMN_MISSING)"), line
+
+
+def test_schedule_show_gives_the_run_lease_in_the_zone_of_the_jobs(settings, emulator, dev_keys, monkeypatch) -> None:
+    """The jobs' times were in Europe/Paris and the lease's, on the line below, in UTC."""
+    from gateway.cli import app as cli
+
+    drop_export(settings)
+    gw = instance(settings, emulator)
+    run_night(gw, night=datetime(2026, 11, 28, 1, 0, tzinfo=UTC))  # 02:00 in Paris
+    gw.close()
+    if settings.database_url:
+        monkeypatch.setenv("GATEWAY_DATABASE_URL", settings.database_url)
+    shown = CliRunner().invoke(cli, ["schedule", "show", "--data-dir", str(settings.data_dir)])
+    said = " ".join(shown.stdout.split())
+    assert "nuit servie jusqu'au 2026-11-28 02:00 CET." in said and "UTC" not in said, said
