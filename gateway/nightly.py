@@ -180,7 +180,8 @@ def drop_folder_problem(settings: Settings) -> dict[str, str] | None:
     if not folder.is_dir():
         if settings.input_dir is None:
             return None
-        code, message = "P3_DROP_FOLDER_MISSING", "dossier de dépôt introuvable"
+        code, message = "P3_DROP_FOLDER_MISSING", ("ce n'est pas un dossier mais un fichier" if folder.exists()
+                                                   else "dossier de dépôt introuvable")
     else:
         try:
             with os.scandir(folder):

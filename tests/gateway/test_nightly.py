@@ -172,7 +172,12 @@ def test_a_night_without_its_drop_folder_says_so_and_still_runs(gw, settings, ca
         monkeypatch.setenv("GATEWAY_DATABASE_URL", settings.database_url)
     asked = CliRunner().invoke(app, ["run", "--now", "--data-dir", str(settings.data_dir)])  # asked by hand
     said = " ".join(asked.stderr.split())
-    assert asked.exit_code == 2 and "CONFIG" in said and str(folder) in said
+    assert asked.exit_code == 2 and "CONFIG" in said and str(folder) in said and "introuvable" in said
+
+    folder.write_text("")  # a file where the folder should be: not "introuvable", which sends one looking for it
+    asked = CliRunner().invoke(app, ["run", "--now", "--data-dir", str(settings.data_dir)])
+    said = " ".join(asked.stderr.split())
+    assert asked.exit_code == 2 and "ce n'est pas un dossier mais un fichier" in said and "introuvable" not in said
 
 
 def test_the_repeated_hour_when_summer_time_ends_is_one_night_not_two(gw) -> None:
