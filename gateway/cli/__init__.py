@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import setup_logging
+from gateway.cli.common import setup_logging, widen_when_piped
 from gateway.cli.inspect import envelopes_app, rejects
 from gateway.cli.night import demo, run
 from gateway.cli.ops import db_app, schedule_app
@@ -25,6 +25,7 @@ app = typer.Typer(
 def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress (stderr).")] = False) -> None:
     tune_gc()
     setup_logging(verbose)
+    widen_when_piped()
 
 
 app.command()(demo)

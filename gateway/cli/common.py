@@ -120,6 +120,19 @@ def require_store(settings: Settings) -> None:
                                 "(gateway run, gateway demo), ou gateway db upgrade."))
 
 
+#: The width of the tables when the output is no terminal (cron's mail, a file, a pipe), unless ``COLUMNS``.
+PIPED_WIDTH = 200
+
+
+def widen_when_piped() -> None:
+    """Rich lays tables out in 80 columns when the output is not a terminal: ``gateway rejects`` in cron's
+    mail came out with each row wrapped over four lines. A pipe has no width to respect; ``COLUMNS`` still
+    sets one."""
+    for each in (console, err_console):
+        if not each.is_terminal and "COLUMNS" not in os.environ:
+            each.width = PIPED_WIDTH
+
+
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -82,6 +83,16 @@ def test_rejects_name_their_code_label_file_and_line(demo) -> None:
     for reject in listed:
         assert reject["code"] == "E08" and reject["label"] == "SIRET invalide" and reject["hint"]
         assert reject["source_file"].startswith("P3_") and reject["source_line"] >= 2
+
+
+def test_a_table_piped_to_a_file_or_a_mail_keeps_each_row_on_one_line(demo, monkeypatch) -> None:
+    """Rich laid the tables out in 80 columns when the output was no terminal: in cron's mail each reject
+    took four lines, its key on one, its file on another."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    data_dir, _ = demo
+    lines = gateway("rejects", "--code", "E08", data_dir=data_dir).stdout.decode().splitlines()
+    rows = [line for line in lines if re.search(r"\b\d{5}-\d+\b", line)]
+    assert rows and all(re.search(r"E08 .* P3_\d{5}_\d{8}\.csv", row) for row in rows), "\n".join(lines[:12])
 
 
 def test_rerunning_the_night_would_send_nothing(demo) -> None:
