@@ -11,6 +11,9 @@ several instances sharing one database report the same numbers. They are whole-g
 * ``gateway_envelope_attempts_total``, ``gateway_envelope_retries_total`` — posts, and posts after the first;
 * ``gateway_report_latency_seconds`` — receipt to reconciled report, per envelope (histogram);
 * ``gateway_run_duration_seconds`` — finished runs (histogram); ``gateway_runs_in_progress``;
+* ``gateway_last_run_finished_timestamp_seconds{outcome}`` — when the last run (not a dry run) of each outcome
+  ended, Unix time: what an alert watches (``time() - max(…{outcome=~"TERMINE.*"}) > 26 * 3600``: no night);
+* ``gateway_sending_paused`` — 1 while sending to DUDE is paused (``gateway sending pause``), else 0;
 * ``gateway_certificate_expiry_days{role,subject}`` — days until each certificate expires (the
   gateway's, ``role="passerelle"``, and the trusted DUDE ones), read from the files (issue 5);
 * ``gateway_api_requests_total{method,operation,status}``, ``gateway_api_request_duration_seconds{operation}``
@@ -32,11 +35,14 @@ from prometheus_client.registry import Collector
 from gateway.codes import EnvelopeState, EventState
 from gateway.certificates import check_certificates
 from gateway.context import Gateway
+from gateway.pipeline import pause
 from gateway.errors import GatewayError
 from gateway.store.models import envelopes_t, events_t, runs_t
 
 REPORT_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 6 * 3600, 12 * 3600, 24 * 3600)
 RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+_LAST_RUN = "Fin de la dernière exécution, par issue (temps Unix)"
+_PAUSED = "Envoi au DUDE suspendu (1) ou non (0)"
 #: Read by prometheus_client when it is imported: set, counters are kept in files of that folder.
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -61,6 +67,8 @@ class StoreCollector(Collector):
         yield HistogramMetricFamily("gateway_report_latency_seconds", "Accusé de réception → compte rendu")
         yield HistogramMetricFamily("gateway_run_duration_seconds", "Durée des exécutions terminées")
         yield GaugeMetricFamily("gateway_runs_in_progress", "Exécutions en cours")
+        yield GaugeMetricFamily("gateway_last_run_finished_timestamp_seconds", _LAST_RUN, labels=["outcome"])
+        yield GaugeMetricFamily("gateway_sending_paused", _PAUSED)
         yield GaugeMetricFamily("gateway_certificate_expiry_days", "Jours avant l'expiration",
                                 labels=["role", "subject"])
 
@@ -76,6 +84,9 @@ class StoreCollector(Collector):
             durations = [(end - start).total_seconds() for start, end in conn.execute(
                 sa.select(r.started_at, r.finished_at).where(r.finished_at.is_not(None)))]
             running = conn.execute(sa.select(sa.func.count()).where(r.outcome == "EN_COURS")).scalar_one()
+            last_runs = conn.execute(sa.select(r.outcome, sa.func.max(r.finished_at)).where(
+                r.finished_at.is_not(None), r.dry_run.is_(False)).group_by(r.outcome)).all()
+            paused = pause.current(conn).paused
         gauge = GaugeMetricFamily("gateway_events", "Événements par état", labels=["state"])
         for state in EventState:
             gauge.add_metric([state.value], events.get(state.value, 0))
@@ -92,6 +103,11 @@ class StoreCollector(Collector):
                          REPORT_BUCKETS)
         yield _histogram("gateway_run_duration_seconds", "Durée des exécutions terminées", durations, RUN_BUCKETS)
         yield GaugeMetricFamily("gateway_runs_in_progress", "Exécutions en cours", value=running)
+        gauge = GaugeMetricFamily("gateway_last_run_finished_timestamp_seconds", _LAST_RUN, labels=["outcome"])
+        for outcome, finished in sorted(last_runs):
+            gauge.add_metric([outcome], finished.timestamp())
+        yield gauge
+        yield GaugeMetricFamily("gateway_sending_paused", _PAUSED, value=1 if paused else 0)
         gauge = GaugeMetricFamily("gateway_certificate_expiry_days", "Jours avant l'expiration",
                                   labels=["role", "subject"])
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import time
 
@@ -18,6 +19,7 @@ from adapters.dude.emulator.core import Emulator
 from gateway import lease
 from gateway.api.auth import create_client
 from gateway.api.main import create_app
+from gateway.pipeline import pause
 from gateway.store.models import runs_t, utcnow
 from tests.backends import BACKENDS
 from tests.factories import json_event, p3_line, write_export
@@ -130,6 +132,15 @@ def test_health_readiness_and_metrics(client, gw, tokens, night) -> None:
                  'gateway_api_requests_total{method="GET",operation="read_event",status="200"} 1.0'):
         assert line in text, line
     assert client.get("/metrics").status_code == 401
+
+    # What an alert watches: when the last good night ended, and whether sending is paused.
+    with gw.engine.connect() as conn:
+        finished = conn.execute(sa.select(runs_t.c.finished_at)).scalar_one()
+    [last] = re.findall(r'^gateway_last_run_finished_timestamp_seconds\{outcome="TERMINE"\} (\S+)$', text, re.M)
+    assert abs(float(last) - finished.timestamp()) < 0.001
+    assert "gateway_sending_paused 0.0" in text
+    pause.pause(gw.engine, by="test", reason="incident DUDE", now=utcnow())
+    assert "gateway_sending_paused 1.0" in client.get("/metrics", headers=bearer(tokens.admin)).text
 
 
 def test_not_ready_without_keys(settings) -> None:
