@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from gateway.cli.common import DataDirOpt, JsonOpt, console, fail, load_settings, print_json, require_store
@@ -91,7 +92,7 @@ def db_upgrade(
         if engine is not None:
             engine.dispose()
     # Which database: a misspelt GATEWAY_DATABASE_URL left this (the unit's ExecStartPre) making a SQLite file.
-    console.print(f"Base : {shown_url(settings.db_url)}", soft_wrap=True, highlight=False)
+    console.print(f"Base : {escape(shown_url(settings.db_url))}", soft_wrap=True, highlight=False)
     console.print(f"Schéma à jour : {before or 'aucune révision'} → {after}." if before != after
                   else f"Schéma déjà à la révision {after}.")
 
@@ -119,7 +120,7 @@ def db_current(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
     if json_out:
         print_json({"current": found, "head": head(), "database": shown_url(settings.db_url)})
     else:
-        console.print(f"Base : {shown_url(settings.db_url)}", soft_wrap=True, highlight=False)
+        console.print(f"Base : {escape(shown_url(settings.db_url))}", soft_wrap=True, highlight=False)
         none = ("aucune (un schéma d'avant les révisions : `gateway db upgrade` l'adopte, sans rien perdre)"
                 if older else "aucune")
         console.print(f"Révision du schéma : {found or none} (dernière : {head()}).", soft_wrap=True)
