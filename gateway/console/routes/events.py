@@ -77,7 +77,11 @@ def event_page(request: Request, key: str, user: UserDep, gw: GatewayDep, versio
         "user": user, "row": row, "versions": versions, "history": history, "fields": fields,
         "ordered": labels.ordered_fields(fields), "value_label": labels.value_label, "involved": involved,
         "code": code, "known": known, "envelope_level": bool(known and known.level is Level.ENVELOPE),
-        "open_reject": row.reject_code is not None, "message": message, "xml": xml, "flash": done,
+        # Open while the event is still rejected or invalid: closed (or corrected) it keeps its code and message,
+        # but "Pourquoi cet événement est rejeté" over a closed event told support staff it was still to handle.
+        "open_reject": row.state in _REJECTED, "message": message,
+        "rejected_as": row.state if row.state in _REJECTED else (last_reject.state if last_reject else None),
+        "xml": xml, "flash": done,
         "latest": latest, "actionable": latest and row.state in _ACTIONABLE, "comment_max": COMMENT_MAX,
         "openable": openable,
         "comment_missing": erreur == "commentaire"})

@@ -276,7 +276,12 @@ def test_close_needs_a_comment_then_closes_once(signed_in, gw) -> None:
     assert len(closes) == 1 and closes[0].cause == "clos par console:support_69002 : Jeune suivi par Pôle emploi <Lyon>"
     assert [(a.comment, a.count) for a in audit(gw, "CLOSE")] == [("Jeune suivi par Pôle emploi <Lyon>", 1),
                                                                    ("encore", 0)]
-    assert "&lt;Lyon&gt;" in user.get("/console/evenements/69002-3").text  # shown escaped
+    closed = user.get("/console/evenements/69002-3")
+    assert "&lt;Lyon&gt;" in closed.text  # shown escaped
+    # Closed, it is no longer "rejected": its last reject is shown as past, DUDE's message named as DUDE's.
+    said = words(closed)
+    assert "Pourquoi cet événement est rejeté" not in said and "Dernier rejet de cette version" in said
+    assert "Message du DUDE :" in said
 
 
 def test_resend_by_filter_confirms_the_count_then_resends_once(signed_in, gw) -> None:
