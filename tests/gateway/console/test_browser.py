@@ -353,3 +353,24 @@ def test_the_api_documentation_renders_without_internet(page, night) -> None:
     assert page.locator(".opblock").count() >= 20  # every operation, not an error box
     assert not page.locator(".errors-wrapper").count()  # Swagger UI 4 could not read OpenAPI 3.1
     assert left == []
+
+
+def test_the_date_fields_stay_in_their_column_at_1024_pixels(chromium, night) -> None:
+    """At about 1,024 px the "Au" date field ran 61 px out of its column, under the states' checkboxes: a click
+    meant for "Sans compte rendu du DUDE" could open the calendar."""
+    context = chromium.new_context(locale="fr-FR", viewport={"width": 1024, "height": 768})
+    try:
+        page = context.new_page()
+        sign_in(page, night, night.admin)
+        page.goto(f"{night.url}/console/rejets")
+        page.screenshot(path=SCREENSHOTS / "rejets-1024.png", full_page=False)
+        boxes = page.evaluate("() => ['du', 'au'].map(id => document.getElementById(id).getBoundingClientRect())"
+                              ".concat([document.querySelector('.filtres .dates').getBoundingClientRect(),"
+                              " document.querySelector('.filtres .etats').getBoundingClientRect()])"
+                              ".map(b => [b.left, b.right, b.top, b.bottom])")
+        du, au, dates, states = boxes
+        assert au[1] <= dates[1] + 0.5, f"Au ends at {au[1]:.0f} px, its column at {dates[1]:.0f} px"
+        overlaps = au[0] < states[1] and states[0] < au[1] and au[2] < states[3] and states[2] < au[3]
+        assert not overlaps and du[1] <= au[0]
+    finally:
+        context.close()
