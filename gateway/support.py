@@ -175,8 +175,14 @@ def _resendable(flt: EventFilter) -> list[sa.ColumnElement]:
 
 
 def count_resendable(conn: Connection, flt: EventFilter) -> int:
-    """How many events `resend_matching` would take now: what the console asks a person to confirm."""
-    return conn.execute(sa.select(sa.func.count()).select_from(events_t).where(*_resendable(flt))).scalar_one()
+    """How many events `resend_matching` would put back to be sent now: what the console asks a person to
+    confirm. Not the lines the reader kept no field of (`_nothing_kept`): the resend takes them, to say why
+    each stays invalid, but counted here they made the console promise "3 événements seront remis en
+    attente" for none; only a corrected export replaces them."""
+    e = events_t.c
+    nothing_kept = sa.and_(e.state == EventState.INVALIDE.value, sa.or_(e.payload.is_(None), e.payload == "{}"))
+    return conn.execute(sa.select(sa.func.count()).select_from(events_t)
+                        .where(*_resendable(flt), sa.not_(nothing_kept))).scalar_one()
 
 
 def _detail(result: ResendResult) -> dict:

@@ -303,6 +303,22 @@ def test_resend_by_filter_confirms_the_count_then_resends_once(signed_in, gw) ->
     assert "Aucun événement de ce filtre n'est à renvoyer" in text(user.get("/console/rejets/renvoi?code=E01"))
 
 
+def test_a_resend_by_filter_does_not_promise_the_lines_that_could_not_be_read(signed_in, gw, tmp_path) -> None:
+    """A line read with no field kept is never resent (only a corrected export replaces it): the list offered
+    "Renvoyer ces événements (1)…" and the confirmation "1 événement sera remis en attente", for none."""
+    from tests.gateway.api.test_support_unreadable_and_long_comments import unreadable_line
+
+    key = unreadable_line(gw, tmp_path)
+    user = signed_in("admin")
+    only = "recherche=%3FP3_59916"  # the beginning of its key
+    assert listed(user.get(f"/console/rejets?{only}")) == [key]
+    assert "Renvoyer ces événements" not in words(user.get(f"/console/rejets?{only}"))
+    confirm = words(user.get(f"/console/rejets/renvoi?{only}"))
+    assert "Aucun événement de ce filtre n'est à renvoyer" in confirm and "lignes illisibles de l'export" in confirm
+    both = words(user.get("/console/rejets/renvoi?etat=INVALIDE"))  # with the night's three readable ones
+    assert "3 événements seront remis en attente d'envoi." in both
+
+
 def test_a_resend_by_filter_with_an_unreadable_criterion_resends_nothing(signed_in, gw) -> None:
     user = signed_in("admin")
     answer = user.post("/console/actions/renvoyer-filtre", {"code": "E01", "du": "hier"})
