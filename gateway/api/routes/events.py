@@ -21,9 +21,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import StringConvertor, register_url_convertor
 
@@ -75,12 +76,14 @@ qu'à une requête et à ses nouvelles tentatives, jamais à une autre."""
 #: The header in the operations' parameters. No ``pattern`` in its schema: a value outside the format is not
 #: refused, only replaced (`gateway.api.middleware`), and a schema's constraint says "refused".
 REQUEST_ID_HEADER: dict[str, Any] = {"parameters": [{
+    # No "example": Swagger UI fills a parameter's example in, so every submission tried from /docs went under
+    # the same replay key, and a later one of a content already sent was DEJA_RECU, not stored.
     "name": "X-Request-ID", "in": "header", "required": False, "schema": {"type": "string"},
-    "example": "p3-20261120-0001",
     "description": "Identifiant de la requête, choisi par le client (1 à 64 caractères : lettres, chiffres, "
-                   "`.`, `_`, `-`) ; le même pour chaque nouvelle tentative de la même requête : un événement "
-                   "que cette requête a déjà enregistré, au même rang et de même contenu, est alors "
-                   "`DEJA_RECU` sans rien enregistrer, même si une version plus récente a été reçue depuis."}]}
+                   "`.`, `_`, `-`, par exemple `p3-20261120-0001`) ; un nouveau par requête, et le même pour "
+                   "chaque nouvelle tentative de la même requête : un événement que cette requête a déjà "
+                   "enregistré, au même rang et de même contenu, est alors `DEJA_RECU` sans rien enregistrer, "
+                   "même si une version plus récente a été reçue depuis."}]}
 
 
 def _with_replay(endpoint: F) -> F:
@@ -110,11 +113,13 @@ def event_filter(q: schemas.EventFilterIn, principal: Principal, *, key: str | N
                                              "(voir plus haut) ; `version` et `state` sont ceux de la dernière "
                                              "version."},
                         201: {"description": "Enregistré : nouvel événement ou nouvelle version (valide ou "
-                                             "INVALIDE avec son code de rejet)."},
+                                             "INVALIDE avec son code de rejet).",
+                              "headers": {"Location": {"description": "L'adresse de l'événement.",
+                                                       "schema": {"type": "string"}}}},
                         **error_responses(401, 403, 409, 413, 415, 422)})
 @_with_replay
 def submit_event(event: schemas.EventIn, principal: SubmitterDep, json_body: JsonBodyDep, gw: GatewayDep,
-                 request_id: RequestIdDep, response: Response) -> schemas.SubmissionItem:
+                 request_id: RequestIdDep, request: Request, response: Response) -> schemas.SubmissionItem:
     """Pré-contrôle (les mêmes règles qu'une ligne d'export Parcours 3), puis enregistrement.
     Un événement d'une autre mission locale est refusé (403) ; un événement sans clé lisible, 422."""
     [item] = submit(gw, [_item(event)], client=principal.name, scope=principal.scope,
@@ -126,6 +131,9 @@ def submit_event(event: schemas.EventIn, principal: SubmitterDep, json_body: Jso
                               errors=[FieldError(item.field or "body", item.message, item.code)])
     if item.outcome == ALREADY:
         response.status_code = 200
+    else:  # 201 Created: where the new event (or version) is
+        response.headers["Location"] = (f"{request.scope.get('root_path', '')}/api/v1/events/"
+                                        f"{quote(item.key, safe='')}")
     return views.submission_item(item)
 
 

@@ -272,3 +272,15 @@ def test_an_instant_out_of_the_calendar_in_utc_is_a_422_not_a_500(client, tokens
             [error] = answer.json()["errors"]
             assert (error["field"], error["type"]) == (name, "datetime_out_of_range")
             assert "hors du calendrier" in error["message"]
+
+
+def test_the_documented_replay_key_carries_no_example_that_swagger_ui_would_send(client) -> None:
+    """Swagger UI fills a parameter's example in: every submission tried from /docs went under the same
+    X-Request-ID, and a content sent before was answered DEJA_RECU and not stored."""
+    doc = client.get("/openapi.json").json()
+    for path in ("/api/v1/events", "/api/v1/events/bulk"):
+        [header] = [p for p in doc["paths"][path]["post"]["parameters"] if p["name"] == "X-Request-ID"]
+        assert "example" not in header and "examples" not in header and "example" not in header["schema"]
+        assert "p3-20261120-0001" in header["description"]  # shown, never sent
+    created = doc["paths"]["/api/v1/events"]["post"]["responses"]["201"]
+    assert "Location" in created["headers"]

@@ -51,11 +51,12 @@ def test_a_valid_event_is_stored_once_and_resubmitting_adds_nothing(client, gw, 
     auth = bearer(tokens.partner_69001)
     event = json_event(nir="204056912345678")
     first = client.post("/api/v1/events", json=event, headers=auth)
-    assert first.status_code == 201
+    assert first.status_code == 201 and first.headers["location"] == "/api/v1/events/69001-1001"
     assert first.json() == {"index": 0, "outcome": "CREE", "key": "69001-1001", "version": 1,
                             "state": "EN_ATTENTE", "reject": None}
+    assert client.get(first.headers["location"], headers=auth).json()["key"] == "69001-1001"
     again = client.post("/api/v1/events", json=event, headers=auth)
-    assert again.status_code == 200
+    assert again.status_code == 200 and "location" not in again.headers
     assert {**again.json(), "outcome": "CREE"} == first.json() and again.json()["outcome"] == "DEJA_RECU"
     [row] = rows(gw)
     assert "nir" not in json.loads(row.payload) and "204056912345678" not in row.payload
