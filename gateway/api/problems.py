@@ -137,6 +137,7 @@ _FRENCH = {
                               "une adresse, un « + » non encodé se lit comme une espace) ; écrire %2B ({written}), "
                               "ou l'heure UTC suivie de Z",
     "datetime_out_of_range": "horodatage hors du calendrier une fois ramené en UTC (de l'an 1 à l'an 9999)",
+    "control_character": "caractères de contrôle refusés (\\u0000 à \\u001f, sauf tabulation et retour à la ligne)",
     "json_invalid": "JSON invalide", "list_type": "doit être une liste", "dict_type": "doit être un objet JSON",
     "model_attributes_type": "doit être un objet JSON", "model_type": "doit être un objet JSON",
     "too_long": "au plus {max_length} élément(s)", "too_short": "au moins {min_length} élément(s)",

@@ -12,7 +12,7 @@ server; the business limits are pre-flight's.
 A JSON body is read without pydantic's lax conversions where they turn a mistake into a meaning: a
 boolean as a number (``{"run_id": true}`` was run 1, and a bulk resend really resent its events), a
 number as a date (``{"date_from": 0}`` was 1970-01-01, ``20261101`` a Unix timestamp), ``1`` as
-``true``. Numbers and booleans there are strict (`StrictInt`, `StrictBool`), days and instants are
+``true``. Numbers and booleans there are strict (`JsonInt`, `StrictBool`), days and instants are
 ISO 8601 text only (`IsoDate`, `IsoInstant`, on query strings too: "20261101" is no more a day there).
 Query strings stay lax for numbers: they are text by nature. A ``null`` for a required field is told
 as the field missing ("champ obligatoire"), which is what it is, not as a wrong type.
@@ -25,8 +25,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
-    AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt,
-    StringConstraints,
+    AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints,
 )
 from pydantic_core import PydanticCustomError
 
@@ -82,6 +81,46 @@ def _query_instant(value: Any) -> Any:
         raise PydanticCustomError("datetime_plus_as_space", "The offset's '+' was read as a space: write %2B",
                                   {"written": f"{found[1]}%2B{found[2]}"})
     return _iso_instant(value)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _no_control_characters(value: Any) -> Any:
+    """A close comment, a pause reason, a filter's text: kept in the history and the audit as typed, shown in
+    the console. A NUL made PostgreSQL fail the request (500); SQLite stored it, with the other control
+    characters, and ``"\\u0000\\u0001"`` passed for a comment that is "not only spaces". Tabs and line
+    breaks are text."""
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise PydanticCustomError("control_character", "Control characters are not accepted")
+    return value
+
+
+#: The same in the published schema, for clients and for generated tests (a field may have its own pattern too).
+NO_CONTROL_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+
+
+def _printable_schema(schema: dict[str, Any]) -> None:
+    schema.setdefault("allOf", []).append({"pattern": NO_CONTROL_PATTERN})
+
+
+#: Text without control characters (`_no_control_characters`), and said so in the OpenAPI document.
+Printable = BeforeValidator(_no_control_characters)
+PrintableSchema = Field(json_schema_extra=_printable_schema)
+
+
+def _json_integer(value: Any) -> Any:
+    """A JSON integer: ``12``, or ``12.0``, which JSON Schema calls an integer too (and which generated
+    clients may send); never ``true`` (read as 1: it resent run 1's events), ``"12"`` or ``12.5``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise PydanticCustomError("int_type", "Input should be a valid integer")
+
+
+#: An integer in a JSON body (`_json_integer`).
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 
 
 def _present(value: Any) -> Any:
@@ -347,10 +386,10 @@ class EventFilterIn(BaseModel):
                                      description="États (seuls INVALIDE, REJETE et SANS_REPONSE se renvoient).")
     reject_code: RejectCode = Field(None, examples=["E03"])  # type: ignore[assignment]
     code_ml: CodeMl = Field(None, examples=["69001"])  # type: ignore[assignment]
-    identifiant_pe: Code = Field(None, examples=["1234567A"])  # type: ignore[assignment]
-    envelope_id: Annotated[str, StringConstraints(max_length=36)] = Field(  # type: ignore[assignment]
+    identifiant_pe: Annotated[Code, Printable, PrintableSchema] = Field(None, examples=["1234567A"])  # type: ignore[assignment]
+    envelope_id: Annotated[str, StringConstraints(max_length=36), Printable, PrintableSchema] = Field(  # type: ignore[assignment]
         None, description="IdLot.", examples=["3f2a9c1d-4e5b-4a7c-9d8e-1f2a3b4c5d6e"])
-    run_id: StrictInt = Field(None, ge=1, le=2**62, examples=[12])  # type: ignore[assignment]
+    run_id: JsonInt = Field(None, ge=1, le=2**62, examples=[12])  # type: ignore[assignment]
     date_from: IsoDate = Field(None, description="Date d'événement, à partir de (incluse), AAAA-MM-JJ.")  # type: ignore[assignment]
     date_to: IsoDate = Field(None, description="Date d'événement, jusqu'à (incluse), AAAA-MM-JJ.")  # type: ignore[assignment]
     updated_from: IsoInstant = Field(None, description="Dernier changement d'état, à partir de (ISO 8601, "  # type: ignore[assignment]
@@ -418,7 +457,8 @@ class CloseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"comment": "Jeune confié à une autre structure : événement sans objet."}]})
 
-    comment: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"\S", max_length=2000), Present] = Field(
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"\S", max_length=2000), Present,
+                       Printable, PrintableSchema] = Field(
         description="Pourquoi l'événement est clos (obligatoire, pas seulement des espaces).")
 
 
@@ -476,7 +516,8 @@ class SendingPauseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"reason": "Maintenance du DUDE annoncée de 22 h à 2 h"}]})
 
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, pattern=VISIBLE, max_length=500), Present] = Field(
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, pattern=VISIBLE, max_length=500), Present,
+                      Printable, PrintableSchema] = Field(
         description="Pourquoi l'envoi est suspendu (obligatoire) : conservé avec l'interrupteur et au journal d'audit.")
 
 

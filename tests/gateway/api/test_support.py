@@ -159,3 +159,29 @@ def test_every_support_action_is_in_the_audit_log(client, tokens, night) -> None
     rest = client.get("/api/v1/audit", params={"limit": 2, "cursor": page["next_cursor"]},
                       headers=bearer(tokens.admin)).json()
     assert [e["id"] for e in page["items"] + rest["items"]] == [e["id"] for e in entries[:4]]
+
+
+def test_a_nul_or_a_control_character_is_a_422_on_either_store(client, gw, tokens, night) -> None:
+    """PostgreSQL refuses a NUL in any text: each of these was a 500 there, while SQLite stored the comment's
+    control characters as typed (and "\\u0000\\u0001" passed for a comment that is "not only spaces")."""
+    admin = bearer(tokens.admin)
+    def states() -> list[tuple]:
+        with gw.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.select(events_t.c.key, events_t.c.state)).all()]
+
+    before = states()
+    for url in ("/api/v1/events/69001-%00", "/api/v1/events?identifiant_pe=%00", "/api/v1/events?key=a%00b",
+                "/api/v1/envelopes/%00", "/console/rejets?recherche=%00"):
+        answer = client.get(url, headers=admin)
+        assert (answer.status_code, answer.json()["code"]) == (422, "VALIDATION"), url
+        assert "caractère NUL" in answer.json()["detail"]
+    for url, body, field in (("/api/v1/events/69001-3/close", {"comment": "ok\u0000"}, "comment"),
+                             ("/api/v1/events/69001-3/close", {"comment": "\u0000\u0001"}, "comment"),
+                             ("/api/v1/events/resend", {"identifiant_pe": "\u0000"}, "identifiant_pe"),
+                             ("/api/v1/events/resend", {"envelope_id": "a\u0000"}, "envelope_id"),
+                             ("/api/v1/sending/pause", {"reason": "x\u0000"}, "reason")):
+        answer = client.post(url, json=body, headers=admin)
+        assert answer.status_code == 422, (url, answer.text)
+        [error] = answer.json()["errors"]
+        assert (error["field"], error["type"]) == (field, "control_character"), (url, error)
+    assert states() == before and client.get("/api/v1/sending", headers=admin).json()["paused"] is False
