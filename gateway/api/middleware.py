@@ -66,12 +66,19 @@ class ApiMiddleware:
         limit = self.large_paths.get(scope["path"], self.max_body_bytes)
         status = 500
         answered = False
+        # HEAD is GET without the body (RFC 9110 §9.3.2): FastAPI's routes take GET only, so monitors probing
+        # /healthz or an event with HEAD got a 405. Answered as the GET, its body left out here.
+        head = scope["method"] == "HEAD"
+        if head:
+            scope = {**scope, "method": "GET"}
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, answered
             if message["type"] == "http.response.start":
                 status, answered = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         try:
@@ -94,7 +101,8 @@ class ApiMiddleware:
             if self.observe is not None:  # by operation (the endpoint's name): a small, fixed set of labels
                 endpoint = scope.get("endpoint")
                 self.observe(scope["method"], getattr(endpoint, "__name__", "(inconnue)"), status, elapsed)
-            access_log.info('%s %s %d %.1f ms id=%s', scope["method"], scope["path"], status, elapsed * 1000, rid)
+            access_log.info('%s %s %d %.1f ms id=%s', "HEAD" if head else scope["method"], scope["path"], status,
+                            elapsed * 1000, rid)
 
 
 def _counting(receive: Receive, limit: int) -> Receive:

@@ -324,3 +324,14 @@ def test_pages_stay_right_while_events_arrive(client, gw, tokens, night) -> None
     assert len(seen) == len(set(seen)) == 9 + 3
     with gw.engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from events")).scalar() == 12
+
+
+def test_head_answers_as_get_without_the_body(client, tokens, night) -> None:
+    """Uptime monitors probe with HEAD: every GET route answered 405 ("Allow: GET"), /healthz included."""
+    for url, headers in (("/healthz", {}), ("/api/v1/events/69001-1", bearer(tokens.admin)),
+                         ("/openapi.json", {})):
+        got, head = client.get(url, headers=headers), client.head(url, headers=headers)
+        assert (head.status_code, head.content) == (200, b""), url
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-length"] == str(len(got.content)), url
+    assert client.head("/api/v1/events/69001-1").status_code == 401  # who asks is still checked
