@@ -149,6 +149,8 @@ def rejects_per_night(conn: Connection, scope: frozenset[str] | None, *, today: 
                       nights: int = 30) -> list[NightCounts]:
     """Rejects recorded each night (day in ``tz``) over the last ``nights``, from the history: a reject
     stays counted on its night after the event is resent or closed, and a reject after a resend counts again.
+    Only the gateway's own (``actor`` empty): a person's resend of an invalid event that fails pre-flight again
+    writes an INVALIDE row too, and each press of "Renvoyer" was counted as one more reject of the day.
 
     History rows of a night share a handful of timestamps (each set-based move writes one), so grouping
     by timestamp first makes the database return a few rows, bucketed by day here in any dialect.
@@ -158,7 +160,7 @@ def rejects_per_night(conn: Connection, scope: frozenset[str] | None, *, today: 
     h, e = history_t.c, events_t.c
     query = (sa.select(h.at, h.state, h.code, sa.func.count())
              .select_from(history_t.join(events_t, e.id == h.event_id))
-             .where(h.state.in_(_REJECTED), h.at >= since, *_scope(scope))
+             .where(h.state.in_(_REJECTED), h.at >= since, h.actor.is_(None), *_scope(scope))
              .group_by(h.at, h.state, h.code))
     buckets: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for at, state, code, count in conn.execute(query):

@@ -378,3 +378,14 @@ def test_the_chart_counts_each_nights_rejects_on_its_own_night(signed_in, gw, tm
                       (today - timedelta(days=1)).strftime("%d/%m/%Y"): [0, 0, 1, 1],
                       today.strftime("%d/%m/%Y"): [1, 0, 1, 2]}  # the fixture's night: one E08, one E01
     assert page.text.count('<rect class="serie-dude"') == 3
+
+    # A person's resend of an invalid event that fails pre-flight again is not a reject of a night: the chart
+    # counted each press of "Renvoyer" as one more "refusé avant envoi".
+    user = signed_in("support_69001")
+    for _ in range(2):
+        assert user.post("/console/actions/renvoyer", {"cle": "69001-4"}).status_code == 303
+    assert state(gw, "69001-4") == "INVALIDE"
+    again = user.get("/console/")
+    figures = again.text[again.text.index("Les chiffres du graphique"):]
+    rows = re.findall(r'<tr><th scope="row">(\d\d/\d\d/\d{4})</th>((?:<td class="nombre">\d+</td>)+)</tr>', figures)
+    assert {day: [int(n) for n in re.findall(r"\d+", cells)] for day, cells in rows} == counts
