@@ -154,15 +154,16 @@ ACTIONABLE_EVENT_STATES = frozenset(
 
 
 class EnvelopeState(_Labelled):
-    """States of an envelope (brief §5)."""
+    """States of an envelope (brief §5). Labels agree with "lot", the word the console and the command line use
+    (they agreed with "enveloppe": "Lot … : Traitée"); each also reads as a step of its history."""
 
-    SIGNE = ("SIGNE", "Signée, pas encore envoyée")
-    ENVOYE = ("ENVOYE", "Envoyée ou à renvoyer, sans accusé de réception pour l'instant")
-    RECU = ("RECU", "Reçue par le DUDE, compte rendu attendu")
-    REJETE = ("REJETE", "Rejetée en bloc par le DUDE")
-    TRAITE = ("TRAITE", "Traitée, compte rendu reçu et rapproché")
+    SIGNE = ("SIGNE", "Signé, pas encore envoyé")
+    ENVOYE = ("ENVOYE", "Envoyé ou à renvoyer, sans accusé de réception")
+    RECU = ("RECU", "Reçu par le DUDE, compte rendu attendu")
+    REJETE = ("REJETE", "Rejeté en bloc par le DUDE")
+    TRAITE = ("TRAITE", "Traité, compte rendu reçu et rapproché")
     SANS_REPONSE = ("SANS_REPONSE", "Pas de compte rendu dans le délai")
-    QUARANTAINE = ("QUARANTAINE", "Mise en quarantaine : le DUDE la refuse à chaque envoi (HTTP 500), "
+    QUARANTAINE = ("QUARANTAINE", "Mis en quarantaine : le DUDE le refuse à chaque envoi (HTTP 500), "
                                   "ses événements repartent en lots plus petits")
 
 

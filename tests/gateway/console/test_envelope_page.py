@@ -28,7 +28,7 @@ def test_an_envelopes_page_shows_its_state_times_answers_history_and_events(sign
     answer = signed_in("admin").get(f"/console/lots/{lot}")
     assert answer.status_code == 200
     page = words(answer)
-    assert f"Lot {lot}" in page and "État Traitée, compte rendu reçu et rapproché" in page
+    assert f"Lot {lot}" in page and "État Traité, compte rendu reçu et rapproché" in page
     assert re.search(r"Scellé le \d\d/\d\d/\d{4} \d\d:\d\d Premier envoi \d\d/\d\d/\d{4} \d\d:\d\d "
                      r"Tentatives d'envoi 1 Exécution N° 1", page)
     assert "Événements scellés 6" in page
