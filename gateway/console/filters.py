@@ -97,6 +97,10 @@ class RejectsQuery:
                 except ValueError:
                     errors.append(f"{label} « {text} » : date JJ/MM/AAAA attendue.")
             bounds.append(value)
+        if bounds[0] and bounds[1] and bounds[0] > bounds[1]:  # no day between them: an empty list, unexplained
+            errors.append(f"Dates inversées : du {bounds[0]:%d/%m/%Y} au {bounds[1]:%d/%m/%Y}, aucun jour entre "
+                          "les deux.")
+            bounds = [None, None]
         search = _get(params, "recherche")[:120] or None
         envelope_id = _get(params, "lot").lower() or None
         if envelope_id and not _ID_LOT.fullmatch(envelope_id):
@@ -111,6 +115,12 @@ class RejectsQuery:
         where = "" if scope is None else " ou n'a lu ni envoyé aucun événement de vos missions locales"
         return replace(self, run_id=None,
                        errors=(*self.errors, f"Nuit « {self.run_id} » : cette exécution n'existe pas{where}."))
+
+    def without_foreign_ml(self) -> RejectsQuery:
+        """These criteria without a mission locale the user does not see: an empty list said nothing, and the
+        resend's confirmation said its events were "déjà renvoyés, clos, ou acceptés"."""
+        return replace(self, code_ml=None,
+                       errors=(*self.errors, f"Mission locale « {self.code_ml} » : hors de vos missions locales."))
 
     def without_unknown_envelope(self) -> RejectsQuery:
         """These criteria without their envelope, which the store does not have or the user may not open

@@ -35,9 +35,11 @@ def _filter(gw: Gateway, user: ConsoleUser, query: RejectsQuery):
 
 
 def _read(conn: Connection, params, user: ConsoleUser) -> RejectsQuery:
-    """The criteria of ``params``, a night or an envelope the user cannot see named and left out like an
-    unreadable criterion."""
+    """The criteria of ``params``, a mission locale, a night or an envelope the user cannot see named and left
+    out like an unreadable criterion."""
     query = RejectsQuery.from_params(params)
+    if query.code_ml and user.scope is not None and query.code_ml not in user.scope:
+        query = query.without_foreign_ml()
     if query.run_id is not None and get_run(conn, query.run_id, user.scope) is None:
         query = query.without_unknown_run(user.scope)
     if query.envelope_id is not None and not envelopes_page(conn, user.scope, limit=1,

@@ -231,8 +231,12 @@ def test_lists_exports_and_counts_stay_in_scope(signed_in, name) -> None:
     export = user.get("/console/rejets.csv").content.decode("utf-8-sig").splitlines()[1:]
     assert {line.split(";")[1] for line in export} == listed
     for other in {"69001", "69002"} - (SCOPES[name] or {"69001", "69002"}):
-        assert LISTED.findall(user.get(f"/console/rejets?ml={other}").text) == []
-        assert len(user.get(f"/console/rejets.csv?ml={other}").content.decode("utf-8-sig").splitlines()) == 1
+        # Asked for, another mission locale is said to be out of scope and left out: none of its events shows.
+        page = user.get(f"/console/rejets?ml={other}")
+        assert "hors de vos missions locales" in text(page)
+        assert not [k for k in LISTED.findall(page.text) if unquote(k).startswith(other)]
+        rows = user.get(f"/console/rejets.csv?ml={other}").content.decode("utf-8-sig").splitlines()[1:]
+        assert rows and not [line for line in rows if line.split(";")[0] == other]
     confirm = text(user.get("/console/rejets/renvoi"))
     assert f"<strong>{len(listed)}</strong> événements seront remis" in confirm
     dashboard = text(user.get("/console/"))

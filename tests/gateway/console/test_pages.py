@@ -116,6 +116,21 @@ def test_unreadable_criteria_are_named_and_left_out(signed_in) -> None:
     assert len(listed(page)) == 2  # the state that could be read still filters: the night's two REJETE
 
 
+def test_reversed_dates_and_a_mission_locale_out_of_scope_are_said_not_an_empty_list(signed_in) -> None:
+    """Both listed nothing without a word; the resend's confirmation then said the events were "déjà
+    renvoyés, clos, ou acceptés"."""
+    admin = signed_in("admin")
+    page = admin.get("/console/rejets?du=20/11/2026&au=01/11/2026")
+    assert "Dates inversées : du 20/11/2026 au 01/11/2026, aucun jour entre les deux." in text(page)
+    assert len(listed(page)) == 5  # both left out, as the message says
+    user = signed_in("support_69001")
+    page = user.get("/console/rejets?ml=69002")
+    assert "Mission locale « 69002 » : hors de vos missions locales." in text(page)
+    assert set(listed(page)) == {"69001-3", "69001-4"}  # their own, the criterion left out
+    confirm = text(user.get("/console/rejets/renvoi?ml=69002"))
+    assert "hors de vos missions locales" in confirm and "déjà renvoyés" not in confirm
+
+
 def test_an_unknown_night_is_said_and_the_other_criteria_kept(signed_in, gw, tmp_path) -> None:
     """``?nuit=99`` listed nothing, as if night 99 had had no rejects; a resend of that filter said "nothing
     to resend" instead of refusing it."""
