@@ -19,3 +19,12 @@ document.addEventListener("submit", function (event) {
     });
   }, 0);
 });
+
+// Après une action (renvoyer, clore), la page revient avec son résultat : le focus y est mis, pour qu'un
+// lecteur d'écran le lise et que le clavier reparte de là (une région présente au chargement n'est pas lue).
+document.addEventListener("DOMContentLoaded", function () {
+  var result = document.getElementById("resultat-action");
+  if (result) {
+    result.focus();
+  }
+});

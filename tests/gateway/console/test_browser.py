@@ -286,6 +286,9 @@ def test_a_resend_by_filter_shows_how_many_then_does_it(page, night) -> None:
     page.get_by_role("button", name=re.compile("Confirmer le renvoi")).click()
     page.wait_for_url(re.compile(r"action=\d+"))
     assert f"sur {count} trouvé" in page.locator("#resultat-action").inner_text()
+    # The result has the focus: a screen reader reads it (a live region present on load is not), and the
+    # keyboard goes on from there rather than from the top of the page.
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'resultat-action'")
     [row] = audit_rows(night, "RESEND_FILTER")
     assert row.actor == "console:admin-console" and '"reject_code": "E10"' in row.filter
 

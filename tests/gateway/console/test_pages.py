@@ -241,6 +241,7 @@ def test_an_invalid_events_page_says_it_was_never_sent(signed_in) -> None:
     assert "E08" in page and "SIRET invalide" in page and "Message du contrôle avant envoi" in page
     assert "Cet événement n'a jamais été envoyé au DUDE : il a été arrêté par le contrôle avant envoi." in page
     assert re.search(r'<tr class="a-corriger">\s*<th scope="row">SIRET de l&#39;employeur', answer.text)
+    assert "<caption class=\"visuellement-cache\">Les champs de l'événement, ceux à vérifier marqués" in answer.text
 
 
 def test_an_unreadable_line_has_its_page_for_admin(signed_in) -> None:
