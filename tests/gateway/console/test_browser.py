@@ -17,6 +17,7 @@ import io
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -320,20 +321,27 @@ def test_a_revoked_token_closes_the_session_at_the_next_click(page, night) -> No
     assert "Votre session a pris fin" in page.locator("main").inner_text()
 
 
-def test_the_rejects_list_fits_a_1280_pixel_screen(chromium, night) -> None:
-    """At 1,280 px the table was ~25 px too wide: the source file was cut ("P3_95574_20261129.c") unless one
-    scrolled sideways."""
-    context = chromium.new_context(locale="fr-FR", viewport={"width": 1280, "height": 800})
+@contextmanager
+def rejects_list_at(chromium, night: Night, width: int, height: int):
+    """The rejects list as an admin sees it on a screen ``width`` pixels wide, its screenshot taken."""
+    context = chromium.new_context(locale="fr-FR", viewport={"width": width, "height": height})
     try:
         page = context.new_page()
         sign_in(page, night, night.admin)
         page.goto(f"{night.url}/console/rejets")
-        page.screenshot(path=SCREENSHOTS / "rejets-1280.png", full_page=False)
+        page.screenshot(path=SCREENSHOTS / f"rejets-{width}.png", full_page=False)
+        yield page
+    finally:
+        context.close()
+
+
+def test_the_rejects_list_fits_a_1280_pixel_screen(chromium, night) -> None:
+    """At 1,280 px the table was ~25 px too wide: the source file was cut ("P3_95574_20261129.c") unless one
+    scrolled sideways."""
+    with rejects_list_at(chromium, night, 1280, 800) as page:
         overflow = page.evaluate("() => { const box = document.querySelector('.defilement');"
                                  " return box.scrollWidth - box.clientWidth; }")
         assert overflow <= 0, f"{overflow} px to scroll sideways"
-    finally:
-        context.close()
 
 
 def test_the_api_documentation_renders_without_internet(page, night) -> None:
@@ -361,12 +369,7 @@ def test_the_api_documentation_renders_without_internet(page, night) -> None:
 def test_the_date_fields_stay_in_their_column_at_1024_pixels(chromium, night) -> None:
     """At about 1,024 px the "Au" date field ran 61 px out of its column, under the states' checkboxes: a click
     meant for "Sans compte rendu du DUDE" could open the calendar."""
-    context = chromium.new_context(locale="fr-FR", viewport={"width": 1024, "height": 768})
-    try:
-        page = context.new_page()
-        sign_in(page, night, night.admin)
-        page.goto(f"{night.url}/console/rejets")
-        page.screenshot(path=SCREENSHOTS / "rejets-1024.png", full_page=False)
+    with rejects_list_at(chromium, night, 1024, 768) as page:
         boxes = page.evaluate("() => ['du', 'au'].map(id => document.getElementById(id).getBoundingClientRect())"
                               ".concat([document.querySelector('.filtres .dates').getBoundingClientRect(),"
                               " document.querySelector('.filtres .etats').getBoundingClientRect()])"
@@ -375,5 +378,3 @@ def test_the_date_fields_stay_in_their_column_at_1024_pixels(chromium, night) ->
         assert au[1] <= dates[1] + 0.5, f"Au ends at {au[1]:.0f} px, its column at {dates[1]:.0f} px"
         overlaps = au[0] < states[1] and states[0] < au[1] and au[2] < states[3] and states[2] < au[3]
         assert not overlaps and du[1] <= au[0]
-    finally:
-        context.close()
