@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -117,7 +118,7 @@ class Emulator:
         self.config = config
         #: The faults on; replace the whole value to change them (`Faults` is frozen).
         self.faults = faults or Faults()
-        self.trust = TrustStore.from_dir(config.trust_dir)
+        self._trust: tuple[tuple, TrustStore] = (self._trust_stamp(), TrustStore.from_dir(config.trust_dir))
         self._signer = Signer.from_files(config.key_file, config.cert_file, password=config.key_password)
         self._owns_registry = registry is None
         if registry is None:
@@ -150,6 +151,24 @@ class Emulator:
 
     # -- POST /lots ------------------------------------------------------------------------------
 
+    def _trust_stamp(self) -> tuple:
+        folder = self.config.trust_dir
+        try:
+            return tuple(sorted((entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
+                                for entry in os.scandir(folder) if entry.is_file()))
+        except FileNotFoundError:
+            return ()
+
+    def trust(self) -> TrustStore:
+        """The certificates accepted now, read again when the trust folder changes, as DUDE would take a
+        gateway's new certificate without a restart, and as the gateway does (`Gateway.dude_trust`).
+        `gateway emulator serve` on a fresh folder makes only its own keys: the gateway's certificate,
+        added by `gateway keys init` once it runs, is trusted from then on."""
+        stamp = self._trust_stamp()
+        if stamp != self._trust[0]:
+            self._trust = (stamp, TrustStore.from_dir(self.config.trust_dir))
+        return self._trust[1]
+
     def receive(self, body: bytes) -> EmulatorAnswer:
         """Answer one posted envelope with a signed receipt (or a problem when no IdLot is readable)."""
         faults = self.faults
@@ -177,7 +196,7 @@ class Emulator:
             return self._refuse(_readable_id(root), now, RejectCode.L03,
                                 f"racine {etree.QName(root).localname!r} au lieu de LotEvenements")
         try:
-            signed = self.trust.verify(root, at=now).root
+            signed = self.trust().verify(root, at=now).root
         except DocumentRejected as exc:
             return self._refuse(_readable_id(root), now, exc.reject, exc.message)
         id_lot = _readable_id(signed)  # from here on, only what was signed

@@ -183,3 +183,19 @@ def test_concurrent_posts_of_one_lot_are_processed_once(emulator, make_event, ma
     summary = emulator.ledger_summary()
     assert (summary["lots"], summary["lot_replays"], summary["events_applied"]) == (4, 5, 23)
     assert summary["events_applied_more_than_once"] == [] and summary["lots_processed_more_than_once"] == []
+
+
+def test_a_gateway_certificate_added_to_the_trust_folder_is_trusted_without_a_restart(
+        make_emulator, keys, make_event, make_lot, read_receipt, tmp_path) -> None:
+    """`gateway emulator serve` on a fresh folder makes its own keys only (never the gateway's); the gateway's
+    certificate comes later (`gateway keys init`). Read once at start, the trust folder left every envelope
+    refused (L02) until a restart; DUDE takes a new gateway certificate without one too."""
+    trust_dir = tmp_path / "trust"
+    trust_dir.mkdir()
+    (trust_dir / "autre.cert.pem").write_bytes(make_self_signed("PARCOURS3 autre")[1])
+    emulator = make_emulator(trust_dir=trust_dir)
+    first = read_receipt(emulator.receive(make_lot([make_event()])))
+    assert (first.status, first.reject_code) == ("REJETE", "L02")
+    shutil.copy(keys.gateway.cert_file, trust_dir / "gateway.cert.pem")
+    second = read_receipt(emulator.receive(make_lot([make_event(id_evenement="2")])))
+    assert second.status == "RECU", second
