@@ -125,10 +125,11 @@ def run(
     except (OperationalError, InterfaceError) as exc:  # the database lost mid-run: said, not 266 lines of traceback
         from gateway.errors import StoreError
 
-        cause = str(exc.orig or exc).strip().splitlines()[0][:200] if str(exc.orig or exc).strip() else ""
-        raise fail(StoreError(f"base de données perdue pendant l'exécution ({type(exc.orig or exc).__name__} : "
-                              f"{cause}) ; rien n'est perdu : le prochain lancement reprend l'exécution "
-                              "interrompue et renvoie ses lots avec le même IdLot")) from exc
+        driver = exc.orig or exc  # its first line only: the driver's message, without the SQL
+        cause = next(iter(str(driver).strip().splitlines()), "")[:200]
+        raise fail(StoreError(f"base de données perdue pendant l'exécution ({type(driver).__name__} : {cause}) ; "
+                              "rien n'est perdu : le prochain lancement reprend l'exécution interrompue et renvoie "
+                              "ses lots avec le même IdLot")) from exc
     if json_out:
         print_json(summary.as_dict())
     else:
