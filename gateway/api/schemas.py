@@ -230,7 +230,8 @@ class RejectPublic(BaseModel):
 
     code: str = Field(description="E01…E10, L01…L07 ; pour un refus de l'API : FORBIDDEN, CONFLICT.")
     label: str | None = Field(None, description="Libellé français du code.")
-    hint: str | None = Field(None, description="Quoi corriger dans Parcours 3.")
+    hint: str | None = Field(None, description="Quoi faire : corriger dans Parcours 3 pour une ligne d'export, "
+                                               "soumettre de nouveau pour un événement reçu par l'API.")
     message: str | None = Field(None, description="Le détail propre à cet événement.")
     field: str | None = Field(None, description="Le champ en cause, quand il est connu.")
 

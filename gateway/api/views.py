@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from gateway.api import schemas
 from gateway.api.auth import Principal
-from gateway.codes import EnvelopeState, EventState, RejectCode
-from gateway.submission import ItemResult
+from gateway.codes import EnvelopeState, EventState, Level, RejectCode
+from gateway.submission import ItemResult, is_api_source
 
 
 #: The API's own refusals of one event of a submission (`gateway.submission`), labelled like the catalogue's
@@ -26,7 +26,20 @@ API_REFUSALS: dict[str, tuple[str, str]] = {
 }
 
 
-def reject(code: str | None, message: str | None = None, field: str | None = None) -> schemas.RejectPublic | None:
+#: The hint of an event-level code for an event a partner submitted: the catalogue's hints speak to Parcours 3's
+#: users ("le corriger dans Parcours 3 ; la version corrigée part avec le prochain export"), which a partner's
+#: developer cannot act on.
+PARTNER_HINT = ("Corriger l'événement dans le système qui l'a soumis (le message dit quoi), puis le soumettre de "
+                "nouveau (POST /api/v1/events) : la nouvelle version remplace celle-ci.")
+
+
+def _hint(known: RejectCode, submitted: bool) -> str:
+    return PARTNER_HINT if submitted and known.level is Level.EVENT else known.hint
+
+
+def reject(code: str | None, message: str | None = None, field: str | None = None, *,
+           submitted: bool = False) -> schemas.RejectPublic | None:
+    """``submitted``: the event came through this API (a partner's), not from an export."""
     if code is None:
         return None
     try:
@@ -34,18 +47,19 @@ def reject(code: str | None, message: str | None = None, field: str | None = Non
     except ValueError:
         label, hint = API_REFUSALS.get(code, (None, None))
         return schemas.RejectPublic(code=code, label=label, hint=hint, message=message, field=field)
-    return schemas.RejectPublic(code=code, label=known.label, hint=known.hint, message=message,
+    return schemas.RejectPublic(code=code, label=known.label, hint=_hint(known, submitted), message=message,
                                 field=field or (known.fields[0] if known.fields else None))
 
 
 def _reject_dict(code: str | None, message: str | None, field: str | None) -> dict | None:
+    """`reject` of a submission's item, as a plain dict (`submission_dicts`)."""
     if code is None:
         return None
     known = _CODES.get(code)
     if known is None:
         label, hint = API_REFUSALS.get(code, (None, None))
         return {"code": code, "label": label, "hint": hint, "message": message, "field": field}
-    return {"code": code, "label": known.label, "hint": known.hint, "message": message,
+    return {"code": code, "label": known.label, "hint": _hint(known, True), "message": message,
             "field": field or (known.fields[0] if known.fields else None)}
 
 
@@ -61,14 +75,16 @@ def submission_dicts(results: list[ItemResult]) -> list[dict]:
 
 def submission_item(result: ItemResult) -> schemas.SubmissionItem:
     return schemas.SubmissionItem(index=result.index, outcome=result.outcome, key=result.key, version=result.version,
-                                  state=result.state, reject=reject(result.code, result.message, result.field))
+                                  state=result.state, reject=reject(result.code, result.message, result.field,
+                                                                                   submitted=True))
 
 
 def event_public(row: sa.Row) -> schemas.EventPublic:
     return schemas.EventPublic(
         key=row.key, version=row.version, operation=row.operation, event_type=row.event_type, code_ml=row.code_ml,
         identifiant_pe=row.identifiant_pe, date_evenement=row.date_evenement, state=row.state,
-        state_label=EventState(row.state).label, reject=reject(row.reject_code, row.reject_message),
+        state_label=EventState(row.state).label,
+        reject=reject(row.reject_code, row.reject_message, submitted=is_api_source(row.source_file)),
         source_file=row.source_file, source_line=row.source_line, run_id=row.run_id, envelope_id=row.envelope_id,
         created_at=row.created_at, updated_at=row.updated_at)
 

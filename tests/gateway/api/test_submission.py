@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from gateway.codes import EventType
 from gateway.store.models import events_t, history_t
 from tests.factories import json_event
+from gateway.api.views import PARTNER_HINT
 from tests.gateway.api.conftest import bearer
 
 #: A day that is still in the future for the gateway however long the suite runs: this module is
@@ -77,9 +78,13 @@ def test_each_preflight_reject_is_answered_and_stored_invalid(client, gw, tokens
     assert answer.status_code == 201
     body = answer.json()
     assert body["state"] == "INVALIDE" and body["reject"]["code"] == code and body["reject"]["field"] == field
-    assert body["reject"]["label"] and body["reject"]["hint"] and body["reject"]["message"]
+    assert body["reject"]["label"] and body["reject"]["message"]
+    # What a partner can do: not "corriger dans Parcours 3, part avec le prochain export" (an export line's).
+    assert body["reject"]["hint"] == PARTNER_HINT and "Parcours 3" not in body["reject"]["hint"]
     [row] = rows(gw)
     assert (row.key, row.state, row.reject_code) == (body["key"], "INVALIDE", code)
+    read = client.get(f"/api/v1/events/{body['key']}", headers=bearer(tokens.partner_69001)).json()
+    assert read["reject"]["hint"] == PARTNER_HINT
     again = client.post("/api/v1/events", json=event, headers=bearer(tokens.partner_69001))
     assert again.status_code == 200 and again.json()["outcome"] == "DEJA_RECU" and len(rows(gw)) == 1
 
@@ -256,3 +261,10 @@ def test_dates_and_timestamps_are_iso(client, gw, tokens) -> None:
     assert stored["date_debut"] == "2026-11-02" and stored["date_naissance"] == "2004-05-06"
     assert datetime.fromisoformat(stored["saisi_le"]) == datetime(2026, 11, 20, 9, 15, tzinfo=ZoneInfo("UTC"))
     assert date.fromisoformat(stored["date_evenement"]) == date(2026, 11, 20)
+
+
+def test_an_export_lines_reject_keeps_the_hint_for_parcours_3(client, tokens, night) -> None:
+    from gateway.codes import RejectCode
+
+    read = client.get("/api/v1/events/69001-4", headers=bearer(tokens.partner_69001)).json()
+    assert read["reject"]["code"] == "E08" and read["reject"]["hint"] == RejectCode.E08.hint
