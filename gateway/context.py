@@ -8,7 +8,6 @@ time-outs and back-off can be tested without waiting.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from adapters.dude.client import DudeClient
-from adapters.dude.signing import Signer, TrustStore
+from adapters.dude.signing import Signer, TrustFolder, TrustStore
 from gateway.lease import new_holder_id
 from gateway.settings import Settings
 from gateway.store.db import create_schema, make_engine
@@ -36,7 +35,7 @@ class Gateway:
     #: This instance's name in leases and envelope claims (several instances may share one store).
     instance_id: str = ""
     _client: DudeClient | None = field(default=None, init=False, repr=False)
-    _trust: tuple[object, TrustStore] | None = field(default=None, init=False, repr=False)
+    _trust: TrustFolder | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.instance_id:
@@ -65,14 +64,9 @@ class Gateway:
         trusts it at once, without a restart (brief §6: rotation without a gap).
         """
         folder = self.settings.gateway_trust_dir
-        try:
-            stamp = tuple(sorted((entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
-                                 for entry in os.scandir(folder) if entry.is_file()))
-        except FileNotFoundError:
-            stamp = None
-        if self._trust is None or self._trust[0] != stamp:
-            self._trust = (stamp, TrustStore.from_dir(folder))
-        return self._trust[1]
+        if self._trust is None or self._trust.folder != folder:  # the settings may name another folder
+            self._trust = TrustFolder(folder)
+        return self._trust.current()
 
     @property
     def client(self) -> DudeClient:

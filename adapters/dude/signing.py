@@ -21,6 +21,7 @@ import base64
 import copy
 import hashlib
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -235,6 +236,29 @@ class Verified:
     root: etree._Element
     signer: TrustedCertificate
 
+
+class TrustFolder:
+    """A trust folder's certificates, read again whenever the folder changes (a file added, replaced or
+    removed): an operator rotating a certificate drops the new one in and it is trusted at once, without a
+    restart (brief §6: rotation without a gap). The gateway's (`Gateway.dude_trust`) and the emulator's."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._read: tuple[tuple | None, TrustStore] | None = None
+
+    def _stamp(self) -> tuple | None:
+        try:
+            return tuple(sorted((entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
+                                for entry in os.scandir(self.folder) if entry.is_file()))
+        except FileNotFoundError:
+            return None
+
+    def current(self) -> TrustStore:
+        """The certificates as the folder holds them now (`TrustStore.from_dir`, which says what is wrong)."""
+        stamp = self._stamp()
+        if self._read is None or self._read[0] != stamp:
+            self._read = (stamp, TrustStore.from_dir(self.folder))
+        return self._read[1]
 
 def _described(der: bytes) -> str:
     """A certificate as an operator can recognise it: its subject and the start of its SHA-256 fingerprint."""

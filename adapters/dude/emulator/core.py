@@ -36,7 +36,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import threading
 import time
@@ -57,7 +56,7 @@ from adapters.dude.emulator.registry import Registry
 from adapters.dude.envelope import iter_events, peek_id_lot, read_header
 from adapters.dude.events_xml import q, read_event
 from adapters.dude.messages import RECU, EventResult, Receipt, Report, build_receipt, build_report
-from adapters.dude.signing import Signer, TrustStore, serialize
+from adapters.dude.signing import Signer, TrustFolder, TrustStore, serialize
 from gateway.codes import RejectCode
 from gateway.errors import DocumentRejected, HostileXmlError, SchemaViolation
 
@@ -118,7 +117,8 @@ class Emulator:
         self.config = config
         #: The faults on; replace the whole value to change them (`Faults` is frozen).
         self.faults = faults or Faults()
-        self._trust: tuple[tuple, TrustStore] = (self._trust_stamp(), TrustStore.from_dir(config.trust_dir))
+        self._trust = TrustFolder(config.trust_dir)
+        self._trust.current()  # a folder that cannot be read stops the emulator here, as before
         self._signer = Signer.from_files(config.key_file, config.cert_file, password=config.key_password)
         self._owns_registry = registry is None
         if registry is None:
@@ -151,23 +151,11 @@ class Emulator:
 
     # -- POST /lots ------------------------------------------------------------------------------
 
-    def _trust_stamp(self) -> tuple:
-        folder = self.config.trust_dir
-        try:
-            return tuple(sorted((entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
-                                for entry in os.scandir(folder) if entry.is_file()))
-        except FileNotFoundError:
-            return ()
-
     def trust(self) -> TrustStore:
-        """The certificates accepted now, read again when the trust folder changes, as DUDE would take a
-        gateway's new certificate without a restart, and as the gateway does (`Gateway.dude_trust`).
-        `gateway emulator serve` on a fresh folder makes only its own keys: the gateway's certificate,
-        added by `gateway keys init` once it runs, is trusted from then on."""
-        stamp = self._trust_stamp()
-        if stamp != self._trust[0]:
-            self._trust = (stamp, TrustStore.from_dir(self.config.trust_dir))
-        return self._trust[1]
+        """The certificates accepted now, read again when the trust folder changes (`TrustFolder`), as DUDE
+        would take a gateway's new certificate without a restart. `gateway emulator serve` on a fresh folder
+        makes only its own keys: the gateway's certificate, added by `gateway keys init`, is trusted from then."""
+        return self._trust.current()
 
     def receive(self, body: bytes) -> EmulatorAnswer:
         """Answer one posted envelope with a signed receipt (or a problem when no IdLot is readable)."""
