@@ -96,17 +96,20 @@ async def get_request_id(request: Request) -> str:
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 
 
+def _media_type(content_type: str | None) -> tuple[str, str]:
+    """A ``Content-Type``'s type and subtype, lowercase, its parameters dropped (``("", "")`` when absent)."""
+    if not content_type:
+        return "", ""
+    message = email.message.Message()
+    message["content-type"] = content_type
+    return message.get_content_maintype(), message.get_content_subtype()
+
+
 def is_json_media_type(content_type: str | None) -> bool:
     """What FastAPI decodes as JSON (`fastapi.routing.get_request_handler`, strict content type):
     ``application/json`` or ``application/…+json``, any case, with any parameters (``charset=utf-8``)."""
-    if not content_type:
-        return False
-    message = email.message.Message()
-    message["content-type"] = content_type
-    if message.get_content_maintype() != "application":
-        return False
-    subtype = message.get_content_subtype()
-    return subtype == "json" or subtype.endswith("+json")
+    maintype, subtype = _media_type(content_type)
+    return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 async def require_json(request: Request) -> None:
@@ -126,11 +129,7 @@ async def require_json(request: Request) -> None:
 
 def is_xml_media_type(content_type: str | None) -> bool:
     """``application/xml``, ``text/xml`` or ``…/…+xml``, any case, with any parameters."""
-    if not content_type:
-        return False
-    message = email.message.Message()
-    message["content-type"] = content_type
-    maintype, subtype = message.get_content_maintype(), message.get_content_subtype()
+    maintype, subtype = _media_type(content_type)
     return (maintype in ("application", "text") and subtype == "xml") or subtype.endswith("+xml")
 
 
