@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     send_attempts: int = Field(4, ge=1, le=20, description="Attempts per envelope within one run.")
     retry_backoff_seconds: float = Field(0.5, ge=0, description="First back-off; doubled each attempt, with jitter.")
     retry_backoff_max_seconds: float = Field(30.0, ge=0, description="Longest back-off between two attempts.")
+    dude_outage_seconds: float = Field(120.0, ge=0, description="When one envelope's every attempt found DUDE "
+                                       "unavailable (no answer, 502/503/504), the run posts no other envelope "
+                                       "for this long, then one probes (gateway.pipeline.outage); 0: each "
+                                       "envelope makes all its attempts.")
     poison_after_failed_runs: int = Field(3, ge=1, le=100, description="Sending rounds answered HTTP 500 at every "
                                           "attempt before an envelope is quarantined and its events re-sealed "
                                           "by halves until the poison event is alone (gateway.pipeline.quarantine).")

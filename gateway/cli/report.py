@@ -43,16 +43,23 @@ def _upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit") -> None:
-    total = sum(summary.states.values())
-    table = Table(title=f"{title} — exécution n° {summary.run_id}" + (" (à blanc)" if summary.dry_run else ""))
+def _states_table(title: str, states) -> Table:
+    table = Table(title=title)
     table.add_column("État final")
     table.add_column("Événements", justify="right")
     table.add_column("Signification")
-    for state, count in sorted(summary.states.items(), key=lambda kv: -kv[1]):
+    for state, count in sorted(states.items(), key=lambda kv: -kv[1]):
         table.add_row(state, fr(count), EventState(state).label)
-    table.add_row("[bold]Total[/]", f"[bold]{fr(total)}[/]", "")
-    console.print(table)
+    table.add_row("[bold]Total[/]", f"[bold]{fr(sum(states.values()))}[/]", "")
+    return table
+
+
+def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit") -> None:
+    heading = f"{title} — exécution n° {summary.run_id}" + (" (à blanc)" if summary.dry_run else "")
+    if summary.states or not summary.resumed:
+        console.print(_states_table(heading, summary.states))
+    else:  # a catch-up that only resent: its own table would read "Total 0"; what it sent is below
+        console.print(f"[bold]{heading}[/] : aucune nouvelle ligne lue.")
 
     ing = summary.ingest
     console.print(
@@ -85,12 +92,18 @@ def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit"
     resumed = summary.sending.get("reprises", 0)
     if resumed:  # their events were counted in the run that read them; said here, or a take-over reads "Total 0"
         console.print(f"Lots repris : {fr(resumed)} (scellés par une exécution précédente, renvoyés avec le même "
-                      "IdLot ; leurs événements comptent dans l'exécution qui les a lus).")
+                      "IdLot ; leurs événements comptent aussi dans l'exécution qui les a lus).")
+        if summary.resumed:
+            console.print(_states_table("Événements des lots repris", summary.resumed))
     waiting, quarantined = summary.sending.get("sans_accuse", 0), summary.sending.get("quarantaine", 0)
     if waiting:
         console.print(f"[bold yellow]{fr(waiting)} lot(s) sans accusé de réception du DUDE[/] après toutes les "
                       "tentatives : gardés, ils repartent (même IdLot) à la prochaine exécution ou au prochain "
                       "passage du planificateur.")
+    if unsent := summary.sending.get("non_envoyes", 0):
+        console.print(f"[bold yellow]{fr(unsent)} lot(s) non envoyé(s)[/] : le DUDE était injoignable, ou un lot "
+                      "portant une version précédente de leurs événements attend encore son accusé ; gardés, "
+                      "ils partent (même IdLot) à la prochaine exécution ou au prochain passage du planificateur.")
     if quarantined:
         console.print(f"[bold yellow]{fr(quarantined)} lot(s) mis en quarantaine[/] : le DUDE les refuse à chaque "
                       "envoi (HTTP 500) ; leurs événements repartent en lots plus petits, et un événement sur "

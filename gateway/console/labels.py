@@ -63,7 +63,7 @@ STATE_SHORT = {"RECU": "Reçu", "INVALIDE": "Invalide", "EN_ATTENTE": "En attent
                "TRANSMIS": "Transmis", "ACCEPTE": "Accepté", "REJETE": "Rejeté", "SANS_REPONSE": "Sans réponse",
                "CORRIGE": "Corrigé", "CLOS": "Clos"}
 RUN_OUTCOMES = {"EN_COURS": "En cours", "TERMINE": "Terminée", "TERMINE_AVEC_ERREURS": "Terminée avec erreurs",
-                "ECHEC": "Échec"}
+                "TERMINE_SANS_ACCUSE": "Terminée, lots sans accusé du DUDE", "ECHEC": "Échec"}
 RUN_TRIGGERS = {"schedule": "planification", "scheduler": "planification", "cli": "ligne de commande",
                 "api": "API", "demo": "démonstration"}
 

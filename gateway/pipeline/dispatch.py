@@ -41,6 +41,7 @@ from gateway.errors import (
     UnexpectedDocument,
 )
 from gateway.pipeline import pause, quarantine
+from gateway.pipeline.outage import Outage, unavailable
 from gateway.pipeline.reading import Prepared
 from gateway.pipeline.transitions import move_envelope_events, set_envelope_state, set_event_states
 from gateway.store.models import DOC_LOT, DOC_RECEIPT, documents_t, envelopes_t, events_t, history_t
@@ -58,6 +59,8 @@ class SendResult:
     error: str | None = None
     #: Not (or no longer) posted because an operator paused sending (`gateway.pipeline.pause`).
     paused: bool = False
+    #: Not posted because DUDE was found unreachable earlier in the pass (`gateway.pipeline.outage`).
+    deferred: bool = False
 
 
 def _sha256(data: bytes) -> str:
@@ -364,7 +367,8 @@ class Acknowledged:
     attempts: int
 
 
-def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None) -> Acknowledged | SendResult:
+def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None,
+             outage: Outage | None = None) -> Acknowledged | SendResult:
     """The network half of `send_envelope`: count each attempt, post, check the receipt; retry with
     back-off. Returns the checked receipt (`Acknowledged`), for `apply_answer` to record, or the final
     `SendResult` when there is none (refused without a receipt, or attempts exhausted).
@@ -373,6 +377,9 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None) -> Ack
     receipts (and everything else) to the store: one writer, no waiting on SQLite's write lock. Safe
     at any crash point: until the receipt is recorded the envelope stays ``ENVOYE`` and is sent again
     with the same ``IdLot``, to which DUDE answers with the same receipt.
+
+    ``outage``, the sending pass's (`gateway.pipeline.outage`): while it is on, the envelope is not posted, or
+    not again (`SendResult.deferred`); a round that finds DUDE unavailable at every attempt turns it on.
     """
     with gw.engine.connect() as conn:
         body = conn.execute(sa.select(documents_t.c.body).where(
@@ -382,12 +389,18 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None) -> Ack
         return SendResult(envelope_id, state, 0)
     error = None
     statuses: list[int | None] = []  # of the failed attempts: all 500 is a strike (gateway.pipeline.quarantine)
+    unreached = 0  # failed attempts that found DUDE unavailable (gateway.pipeline.outage)
     attempts = gw.settings.send_attempts
     for attempt in range(1, attempts + 1):
         if pause.is_paused(gw.engine):  # checked before every post: a pause holds from the next attempt on
             log.warning("envelope %s not sent: %s (sent with the same IdLot once resumed)", envelope_id,
                         SendingPaused.code)
             return SendResult(envelope_id, state, attempt - 1, f"[{SendingPaused.code}] envoi suspendu", paused=True)
+        if outage is not None and (until := outage.defer(envelope_id)) is not None:  # found down by another round
+            with gw.engine.begin() as conn:  # the scheduler's tick leaves it until then too (sending.due_for_sending)
+                conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(next_attempt_at=until))
+            return SendResult(envelope_id, state, attempt - 1, error or f"[{TransportError.code}] DUDE injoignable",
+                              deferred=True)
         now = gw.clock()
         e = envelopes_t.c
         # Inside COALESCE and CASE a bare datetime skips `UTCDateTime`: typed as the columns, stored as UTC.
@@ -410,6 +423,8 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None) -> Ack
             if receipt.id_lot != envelope_id:
                 raise UnexpectedDocument(f"receipt for envelope {receipt.id_lot}, not {envelope_id} (replayed?)")
         except EnvelopeRefused as exc:
+            if outage is not None:
+                outage.answered()
             _record_rejected_without_receipt(gw, envelope_id, exc, run_id=run_id)
             return SendResult(envelope_id, EnvelopeState.REJETE.value, attempt, str(exc))
         except DocumentRejected as exc:  # DUDE's receipt failed our checks: do not trust it, send again
@@ -418,7 +433,10 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None) -> Ack
         except (TransportError, UnexpectedDocument) as exc:
             error = str(exc)
             statuses.append(getattr(exc, "status_code", None))
+            unreached += isinstance(exc, TransportError) and unavailable(statuses[-1])
         else:
+            if outage is not None:
+                outage.answered()
             return Acknowledged(envelope_id, receipt, receipt_bytes, attempt)
         log.warning("envelope %s attempt %d/%d failed: %s", envelope_id, attempt, attempts, error)
         delay = _backoff(gw, attempt)  # one draw: the time recorded is the time waited
@@ -427,6 +445,9 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None) -> Ack
                 last_error=error[:1000], next_attempt_at=gw.clock() + timedelta(seconds=delay)))
         if attempt < attempts:
             gw.sleep(delay)
+    if outage is not None and unreached == attempts and (until := outage.round_failed(error)) is not None:
+        with gw.engine.begin() as conn:  # this one too waits for the outage's end
+            conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(next_attempt_at=until))
     state = quarantine.after_failed_round(gw, envelope_id, statuses, run_id=run_id)
     return SendResult(envelope_id, state, attempts, error)
 

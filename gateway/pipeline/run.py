@@ -51,6 +51,7 @@ from gateway.context import Gateway
 from gateway.errors import ExportFileError, GatewayError
 from gateway.keys import check_key_material
 from gateway.pipeline import dispatch, pause, reconcile
+from gateway.pipeline.outage import Outage
 from gateway.pipeline.sending import release as release_claim
 from gateway.pipeline.sending import send_waiting
 from gateway.pipeline.ingest import IngestStats, ingest
@@ -90,13 +91,19 @@ class RunSummary:
     reader: dict[str, float] = field(default_factory=dict)
     #: The same for the sealing process, when the envelopes were sealed in one.
     sealer: dict[str, float] = field(default_factory=dict)
+    #: Envelopes of earlier runs this run sent again (step 1), and the states their events ended in: a run
+    #: that only resends reads no line, and would otherwise say nothing of what it did.
+    resumed_envelopes: list[str] = field(default_factory=list)
+    resumed: Counter = field(default_factory=Counter)
 
     @property
     def undelivered(self) -> int:
-        """Envelopes this run posted that DUDE did not acknowledge, still without a receipt after every attempt:
-        kept, and sent again (same IdLot) by the next run or the scheduler. (An envelope in quarantine is not
-        one: its events went on in smaller envelopes, `gateway.pipeline.quarantine`.)"""
-        return self.sending.get("sans_accuse", 0)
+        """Envelopes still without DUDE's receipt when the run ends: posted at every attempt in vain
+        (``sans_accuse``), or not posted (``non_envoyes``: DUDE found down, `gateway.pipeline.outage`, or held
+        behind an unanswered envelope carrying an earlier version of their events). Kept, and sent (same
+        IdLot) by the next run or the scheduler. (An envelope in quarantine is not one: its events went on
+        in smaller envelopes, `gateway.pipeline.quarantine`.)"""
+        return self.sending.get("sans_accuse", 0) + self.sending.get("non_envoyes", 0)
 
     def top_rejects(self, n: int = 10) -> list[dict]:
         return [{"code": code, "label": RejectCode(code).label, "count": count}
@@ -112,7 +119,7 @@ class RunSummary:
             "states": dict(sorted(self.states.items())),
             "top_rejects": self.top_rejects(), "durations": {k: round(v, 3) for k, v in self.durations.items()},
             "sending_paused": self.sending_paused, "file_warnings": self.file_warnings, "reader": self.reader,
-            "sealer": self.sealer,
+            "sealer": self.sealer, "resumed": dict(sorted(self.resumed.items())),
             **({"would_send": self.would_send} if self.dry_run else {}),
         }
 
@@ -173,7 +180,9 @@ def run_batch(gw: Gateway, inputs: Sequence[Path], *, trigger: str = "cli", dry_
             _dry_run(gw, inputs, summary, progress)
         else:
             _real_run(gw, inputs, summary, progress, wait_for_reports=wait_for_reports, guard=guard)
-        summary.outcome = "TERMINE" if not summary.file_errors else "TERMINE_AVEC_ERREURS"
+            _count_unsent(gw, summary)
+        summary.outcome = ("TERMINE_AVEC_ERREURS" if summary.file_errors
+                           else "TERMINE_SANS_ACCUSE" if summary.undelivered else "TERMINE")
     except GatewayError as exc:
         summary.outcome = "ECHEC"
         _finish(gw, summary, error=str(exc))
@@ -245,10 +254,12 @@ def _real_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress
         summary.sending_paused = switch.as_dict()
         log.warning("run %d: %s; reading and sealing only, nothing is sent", summary.run_id, switch.describe())
     sealer = _start_sealer(gw, inputs)  # it starts while the run resumes and starts reading
+    outage = Outage(gw.clock, gw.settings.dude_outage_seconds)  # DUDE found down: gateway.pipeline.outage
     try:
         with _timed(summary, "reprise"):  # claimed one by one: another instance may be sending some of them
             if not switch.paused:
-                resumed = send_waiting(gw, run_id=summary.run_id, check=check)
+                resumed = send_waiting(gw, run_id=summary.run_id, check=check, outage=outage)
+                summary.resumed_envelopes = resumed.envelopes
                 summary.sending["reprises"] += resumed.sent
                 for state, counted in ((EnvelopeState.ENVOYE.value, "sans_accuse"),
                                        (EnvelopeState.QUARANTAINE.value, "quarantaine")):
@@ -259,7 +270,7 @@ def _real_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress
         # it stays near one envelope's worth; cleared if it ever grows past a few (events claimed by
         # another instance).
         records: dict[str, Prepared] = {}
-        with _Dispatcher(gw, summary, poll_reports=wait_for_reports) as dispatcher:
+        with _Dispatcher(gw, summary, poll_reports=wait_for_reports, outage=outage) as dispatcher:
             _read_seal_send(gw, inputs, summary, progress, check, switch, dispatcher, records, sealer)
     finally:
         if sealer is not None:
@@ -356,8 +367,8 @@ class _Dispatcher:
     no gain: the work is the same, and the sender threads are then free as soon as DUDE has answered.
     """
 
-    def __init__(self, gw: Gateway, summary: RunSummary, *, poll_reports: bool):
-        self.gw, self.summary = gw, summary
+    def __init__(self, gw: Gateway, summary: RunSummary, *, poll_reports: bool, outage: Outage):
+        self.gw, self.summary, self._outage = gw, summary, outage
         self._pool = ThreadPoolExecutor(max_workers=gw.settings.send_workers, thread_name_prefix="send")
         self._futures: list[Future] = []
         self._answered = 0  # futures whose outcome is recorded (in submission order)
@@ -380,7 +391,7 @@ class _Dispatcher:
 
     def _transmit(self, envelope_id: str, before: list[Future]) -> dispatch.Acknowledged | dispatch.SendResult:
         wait_for(before)  # earlier tasks only (FIFO pool): they are running or done, no deadlock
-        return dispatch.transmit(self.gw, envelope_id, run_id=self.summary.run_id)
+        return dispatch.transmit(self.gw, envelope_id, run_id=self.summary.run_id, outage=self._outage)
 
     def _record(self, future: Future) -> None:
         outcome = future.result()
@@ -390,6 +401,8 @@ class _Dispatcher:
         sending = self.summary.sending
         if outcome.paused:  # paused by an operator meanwhile: not posted (gateway.pipeline.pause)
             sending["suspendus"] += 1
+            return
+        if outcome.deferred and not outcome.attempts:  # DUDE found down: not posted (`_count_unsent` says it)
             return
         sending["envoyes"] += 1
         sending["tentatives"] += outcome.attempts
@@ -451,6 +464,24 @@ def _wait_for_reports(gw: Gateway, summary: RunSummary, progress: Progress) -> N
         gw.sleep(gw.settings.report_poll_interval_seconds)
 
 
+def _count_unsent(gw: Gateway, summary: RunSummary) -> None:
+    """Count, as ``non_envoyes``, the envelopes still waiting for DUDE that this run did not post: those DUDE
+    was found down for, and those held behind an unanswered earlier version of their events. Without them a
+    run after an outage said "8 lots sans accusé" while 15 waited. Not counted: a paused run's (said as
+    such), and those another live instance holds right now (it is sending them)."""
+    if summary.sending_paused:
+        return
+    now = gw.clock()
+    e = envelopes_t.c
+    with gw.engine.connect() as conn:
+        waiting = conn.execute(sa.select(sa.func.count()).select_from(envelopes_t).where(
+            e.state.in_(dispatch.UNANSWERED),
+            sa.or_(e.claimed_by.is_(None), e.claimed_by == gw.instance_id, e.claimed_until < now))).scalar_one()
+    said = summary.sending.get("sans_accuse", 0) + summary.sending.get("suspendus", 0)
+    if waiting > said:
+        summary.sending["non_envoyes"] = waiting - said
+
+
 def _finish(gw: Gateway, summary: RunSummary, *, error: str | None = None) -> None:
     summary.finished_at = gw.clock()
     if not summary.dry_run:
@@ -466,6 +497,11 @@ def _finish(gw: Gateway, summary: RunSummary, *, error: str | None = None) -> No
             summary.envelopes.update(dict(conn.execute(
                 sa.select(envelopes_t.c.state, sa.func.count()).where(envelopes_t.c.run_id == summary.run_id)
                 .group_by(envelopes_t.c.state)).all()))
+            for start in range(0, len(summary.resumed_envelopes), 500):
+                summary.resumed.update(dict(conn.execute(
+                    sa.select(events_t.c.state, sa.func.count())
+                    .where(events_t.c.envelope_id.in_(summary.resumed_envelopes[start:start + 500]))
+                    .group_by(events_t.c.state)).all()))
     with gw.engine.begin() as conn:
         conn.execute(runs_t.update().where(runs_t.c.id == summary.run_id).values(
             finished_at=summary.finished_at, outcome=summary.outcome, error=error,

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from gateway.context import Gateway
 from gateway.lease import is_dead_here
 from gateway.pipeline import dispatch
+from gateway.pipeline.outage import Outage
 from gateway.store.models import envelopes_t, events_t
 
 log = logging.getLogger("gateway.sending")
@@ -113,6 +114,7 @@ class SendingStats:
     states: dict[str, int] = field(default_factory=dict)
     attempts: int = 0
     paused: bool = False  # stopped because an operator paused sending (gateway.pipeline.pause)
+    deferred: int = 0  # not posted: DUDE was found unreachable (gateway.pipeline.outage)
 
     @property
     def sent(self) -> int:
@@ -120,12 +122,15 @@ class SendingStats:
 
 
 def send_waiting(gw: Gateway, *, run_id: int | None = None, workers: int | None = None,
-                 holder: str | None = None, check: Callable[[], None] | None = None) -> SendingStats:
+                 holder: str | None = None, check: Callable[[], None] | None = None,
+                 outage: Outage | None = None) -> SendingStats:
     """Claim and send every envelope waiting to be sent, ``workers`` at a time (default
     ``send_workers``), each at most once per call; returns what happened. ``check()`` is called between
-    two claims (a run's lease check: it raises to stop)."""
+    two claims (a run's lease check: it raises to stop). Once an envelope's round finds DUDE down, nothing
+    more is claimed (``outage``, the caller's pass's, or this call's own: `gateway.pipeline.outage`)."""
     workers = workers or gw.settings.send_workers
     holder = holder or gw.instance_id
+    outage = outage or Outage(gw.clock, gw.settings.dude_outage_seconds)
     stats = SendingStats()
     release_dead_claims(gw)
     tried: set[str] = set()
@@ -133,14 +138,14 @@ def send_waiting(gw: Gateway, *, run_id: int | None = None, workers: int | None 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
     try:
         while True:
-            while len(in_flight) < workers and not stats.paused:
+            while len(in_flight) < workers and not stats.paused and outage.until() is None:
                 if check is not None:
                     check()
                 envelope_id = claim_next(gw, holder=holder, exclude=tried)
                 if envelope_id is None:
                     break
                 tried.add(envelope_id)
-                in_flight[pool.submit(dispatch.transmit, gw, envelope_id, run_id=run_id)] = envelope_id
+                in_flight[pool.submit(dispatch.transmit, gw, envelope_id, run_id=run_id, outage=outage)] = envelope_id
             if not in_flight:
                 break
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -154,6 +159,9 @@ def send_waiting(gw: Gateway, *, run_id: int | None = None, workers: int | None 
                     release(gw, envelope_id, holder=holder)
                 if getattr(outcome, "paused", False):  # an operator paused sending: claim nothing more
                     stats.paused = True
+                    continue
+                if getattr(outcome, "deferred", False) and not outcome.attempts:  # DUDE found down meanwhile
+                    stats.deferred += 1
                     continue
                 stats.envelopes.append(envelope_id)
                 stats.states[outcome.state] = stats.states.get(outcome.state, 0) + 1

@@ -198,7 +198,7 @@ def test_a_night_dude_never_acknowledged_exits_3_and_keeps_its_envelope(settings
 
     assert result.exit_code == 3, result.output
     summary = json.loads(result.stdout)
-    assert summary["outcome"] == "TERMINE" and summary["sending"]["sans_accuse"] == 1
+    assert summary["outcome"] == "TERMINE_SANS_ACCUSE" and summary["sending"]["sans_accuse"] == 1
     assert "1 lot(s) non acquitté(s) par le DUDE" in result.stderr
     engine = make_engine(settings.db_url)
     with engine.connect() as conn:  # kept, to go again with the same IdLot

@@ -22,7 +22,7 @@ def dispatcher(monkeypatch):
     recorded: list[str] = []
     release = threading.Event()
 
-    def transmit(gw, envelope_id, *, run_id):
+    def transmit(gw, envelope_id, *, run_id, outage):
         if envelope_id == "slow":
             release.wait(10)
         return dispatch.SendResult(envelope_id, "ENVOYE", 1)
@@ -31,7 +31,7 @@ def dispatcher(monkeypatch):
     monkeypatch.setattr(run, "release_claim", lambda gw, envelope_id: recorded.append(envelope_id))
     gw = SimpleNamespace(settings=SimpleNamespace(send_workers=2))
     summary = RunSummary(run_id=1, trigger="test", dry_run=False, inputs=[], started_at=datetime.now(UTC))
-    with _Dispatcher(gw, summary, poll_reports=False) as d:
+    with _Dispatcher(gw, summary, poll_reports=False, outage=None) as d:
         yield d, recorded, release
         release.set()
 

@@ -1,0 +1,82 @@
+"""DUDE down: once one envelope's whole sending round found nobody there, the others wait (brief §5: "retries
+are bounded with backoff").
+
+Why. Each envelope is tried ``send_attempts`` times with back-off (`gateway.pipeline.dispatch.transmit`). While
+DUDE is down, every envelope of a night did that in turn: 15 envelopes took 26 s and logged 60 warnings, and
+at national scale (hundreds of envelopes, each attempt a time-out) it is an hour of posting into the void,
+the night's sending threads held the whole time.
+
+What is done. An `Outage` lives for one sending pass (a run, or one `gateway.pipeline.sending.send_waiting`
+call: a tick of the scheduler). When a round ends with every attempt *unavailable* (no answer, a time-out, or
+502/503/504: "come back later"), the outage opens for ``dude_outage_seconds``: the envelopes that come next are
+not posted; they keep their state (``SIGNE`` or ``ENVOYE``: the outbox rule holds, the same ``IdLot`` goes
+later) with ``next_attempt_at`` at the outage's end, and one line says so. Once that time is over, the next
+envelope's round is the probe: if DUDE answers, sending goes on; if not, the outage opens again.
+
+Not counted as unavailable: an HTTP 500 (DUDE was there and this envelope broke it, which
+`gateway.pipeline.quarantine` counts against the envelope), a refusal, a receipt that fails our checks. The
+next run, or the next tick of the scheduler, starts with no outage: its first envelope probes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+log = logging.getLogger("gateway.outage")
+
+#: HTTP statuses that say "unavailable, come back later" rather than "this request broke me".
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+
+
+def unavailable(status: int | None) -> bool:
+    """Whether a failed attempt says nothing but "DUDE is not there": no HTTP answer (``None``), or 502/503/504."""
+    return status is None or status in UNAVAILABLE_STATUSES
+
+
+class Outage:
+    """What one sending pass knows of DUDE's availability. Thread-safe: a run's sender threads share one."""
+
+    def __init__(self, clock: Callable[[], datetime], seconds: float) -> None:
+        self._clock, self._length = clock, timedelta(seconds=seconds)
+        self._lock = threading.Lock()
+        self._until: datetime | None = None
+        self.deferred = 0  # envelopes not posted because of it, over the pass
+
+    def until(self) -> datetime | None:
+        """The end of the outage if it is on now (envelopes are not posted before), else None."""
+        with self._lock:
+            if self._until is not None and self._clock() >= self._until:
+                self._until = None  # over: the next round probes
+            return self._until
+
+    def defer(self, envelope_id: str) -> datetime | None:
+        """If the outage is on, count ``envelope_id`` as held back and return when it may go; else None."""
+        until = self.until()
+        if until is not None:
+            with self._lock:
+                self.deferred += 1
+            log.info("envelope %s not posted: DUDE unreachable until %s (same IdLot then)", envelope_id,
+                     until.isoformat(timespec="seconds"))
+        return until
+
+    def round_failed(self, error: str | None) -> datetime | None:
+        """A round ended with every attempt finding DUDE unavailable (`unavailable`): the outage opens, or
+        goes on from now (a pass whose outage length is 0 never opens one). Returns its end."""
+        if not self._length:
+            return None
+        with self._lock:
+            opening = self._until is None
+            self._until = self._clock() + self._length
+            until = self._until
+        if opening:
+            log.warning("DUDE unreachable (%s): the envelopes that follow wait until %s, then one probes; "
+                        "each keeps its IdLot", error, until.isoformat(timespec="seconds"))
+        return until
+
+    def answered(self) -> None:
+        """DUDE answered (a receipt, or a refusal): it is there."""
+        with self._lock:
+            self._until = None

@@ -1,0 +1,147 @@
+"""DUDE down: one envelope's round finds nobody there, the others of the pass are not posted, keep their IdLot and
+go once DUDE is back; an HTTP 500 (DUDE there, this envelope broke it) never counts as "down"
+(`gateway.pipeline.outage`). And what a run then says: every envelope still owed, the outcome, the exit code."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import timedelta
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from rich.console import Console
+
+from adapters.dude.emulator.app import mock_transport
+from gateway.cli.report import render_summary
+from gateway.pipeline import dispatch, reconcile, sending
+from gateway.pipeline.run import run_batch
+from gateway.store.models import envelopes_t
+from tests.backends import on_both_backends
+from tests.factories import p3_line, write_export
+from tests.gateway.test_gateway_faults import dude, envelope_states, export, open_gateway, states
+from tests.gateway.test_reconcile import Clock
+
+database_url = on_both_backends()
+
+
+class Link(httpx.BaseTransport):
+    """The line to DUDE, which the test cuts (``down``: no answer, or an HTTP status) and mends; it counts posts."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner, self.down, self.posts = inner, None, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.posts += request.method == "POST"
+        if self.down == "refused":
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        if self.down is not None:
+            return httpx.Response(self.down, request=request)
+        return self.inner.handle_request(request)
+
+
+def next_attempts(gw) -> Counter:
+    with gw.engine.connect() as conn:
+        return Counter(conn.execute(sa.select(envelopes_t.c.state, envelopes_t.c.next_attempt_at)).all())
+
+
+@pytest.mark.parametrize("down", ["refused", 503])
+def test_dude_down_one_envelope_probes_the_others_wait_then_all_go(settings, dev_keys, registry_file, tmp_path,
+                                                                    caplog, down) -> None:
+    caplog.set_level(logging.INFO)
+    clock = Clock()
+    with dude(settings, registry_file) as emu:
+        link = Link(mock_transport(emu))
+        link.down = down
+        gw = open_gateway(settings, link, clock=clock, envelope_max_events=2, send_attempts=3, send_workers=1,
+                          dude_outage_seconds=120)
+        night = run_batch(gw, [export(tmp_path, 10)], wait_for_reports=False)
+
+        assert link.posts == 3  # the first envelope's round; the four others were not posted
+        assert night.sending["envoyes"] == 1 and night.sending["sans_accuse"] == 1
+        assert night.sending["non_envoyes"] == 4 and night.undelivered == 5
+        assert night.outcome == "TERMINE_SANS_ACCUSE"
+        back_at = clock.now + timedelta(seconds=120)
+        kept = next_attempts(gw)
+        assert kept == {("ENVOYE", back_at): 1, ("SIGNE", back_at): 4}, kept  # same IdLot, due then
+        warnings = [r.getMessage() for r in caplog.records
+                    if r.name == "gateway.outage" and r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "DUDE unreachable" in warnings[0]
+        assert not sending.due_for_sending(gw)  # the scheduler's tick leaves them too, until then
+
+        link.down = None  # DUDE back, and the outage over
+        clock.now = back_at + timedelta(seconds=1)
+        assert sending.due_for_sending(gw)
+        catch_up = run_batch(gw, [], wait_for_reports=False)
+        assert catch_up.outcome == "TERMINE" and catch_up.undelivered == 0
+        assert catch_up.sending["reprises"] == 5 and catch_up.resumed == {"TRANSMIS": 10}
+        reconcile.poll_reports(gw, force=True)
+        assert states(gw) == {"ACCEPTE": 10} and envelope_states(gw) == {"TRAITE": 5}
+        assert emu.ledger_summary()["events_applied_more_than_once"] == []
+
+    out = Console(record=True, width=200)
+    render_summary(catch_up, out, title="Exécution")
+    text = out.export_text()
+    assert "aucune nouvelle ligne lue" in text and "Total 0" not in text.replace("\u202f", "")
+    assert "Lots repris : 5" in text and "Événements des lots repris" in text and "TRANSMIS" in text
+    out = Console(record=True, width=200)
+    render_summary(night, out, title="Exécution")
+    text = out.export_text()
+    assert "4 lot(s) non envoyé(s)" in text and "1 lot(s) sans accusé" in text
+    gw.close()
+
+
+def test_http_500_is_dude_there_so_every_envelope_is_still_tried(settings, dev_keys, registry_file, tmp_path) -> None:
+    """A 500 says "this envelope broke me" (gateway.pipeline.quarantine counts it): it must not stop the others."""
+    with dude(settings, registry_file) as emu:
+        link = Link(mock_transport(emu))
+        link.down = 500
+        gw = open_gateway(settings, link, envelope_max_events=2, send_attempts=2, poison_after_failed_runs=5)
+        night = run_batch(gw, [export(tmp_path, 6)], wait_for_reports=False)
+        assert link.posts == 6 and night.sending["sans_accuse"] == 3 and "non_envoyes" not in night.sending
+    gw.close()
+
+
+def test_outage_seconds_0_lets_every_envelope_make_all_its_attempts(settings, dev_keys, registry_file,
+                                                                    tmp_path) -> None:
+    with dude(settings, registry_file) as emu:
+        link = Link(mock_transport(emu))
+        link.down = "refused"
+        gw = open_gateway(settings, link, envelope_max_events=2, send_attempts=2, dude_outage_seconds=0)
+        night = run_batch(gw, [export(tmp_path, 6)], wait_for_reports=False)
+        assert link.posts == 6 and night.sending["sans_accuse"] == 3 and night.undelivered == 3
+    gw.close()
+
+
+def test_a_scheduler_round_with_dude_down_posts_one_envelope_only(settings, dev_keys, registry_file,
+                                                                  tmp_path) -> None:
+    """`send_waiting` (the scheduler's tick, a run's resumption): once one round found DUDE down, nothing more
+    is claimed, so the tick ends in one envelope's attempts rather than every envelope's."""
+    with dude(settings, registry_file) as emu:
+        link = Link(mock_transport(emu))
+        gw = open_gateway(settings, link, envelope_max_events=2, send_attempts=3, send_workers=1)
+        run_batch(gw, [export(tmp_path, 8)], wait_for_reports=False)  # DUDE up: 4 envelopes accepted
+        link.down, link.posts = "refused", 0
+        tomorrow = write_export(tmp_path / "P3_69001_20261129.csv",
+                                [p3_line(id_evenement=str(100 + i)) for i in range(8)])
+        run_batch(gw, [tomorrow], wait_for_reports=False)
+        assert link.posts == 3
+        link.posts = 0
+        stats = sending.send_waiting(gw, workers=1)
+        assert link.posts == 3 and stats.sent == 1
+        assert len(dispatch.unanswered_envelopes(gw)) == 4
+    gw.close()
+
+
+def test_with_two_senders_the_round_on_the_wire_stops_too(settings, dev_keys, registry_file, tmp_path) -> None:
+    """The other sender's envelope, already on the wire when the outage opens, makes no further attempt."""
+    with dude(settings, registry_file) as emu:
+        link = Link(mock_transport(emu))
+        link.down = "refused"
+        gw = open_gateway(settings, link, envelope_max_events=2, send_attempts=3, send_workers=2)
+        night = run_batch(gw, [export(tmp_path, 20)], wait_for_reports=False)
+        assert link.posts <= 6  # two rounds at the most (the one that found DUDE down, the other's), not ten
+        assert night.sending["envoyes"] + night.sending["non_envoyes"] == 10 and night.undelivered == 10
+        assert night.sending["non_envoyes"] >= 8
+    gw.close()
