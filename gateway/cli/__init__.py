@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import setup_logging, widen_when_piped
+from gateway.cli.common import GatewayGroup, setup_logging, widen_when_piped
 from gateway.cli.inspect import envelopes_app, rejects
 from gateway.cli.night import demo, run
 from gateway.cli.ops import db_app, schedule_app
@@ -16,7 +16,7 @@ from gateway.cli.tools import emulator_app, fixtures_app, keys_app
 from gateway.gc_tuning import tune_gc
 
 app = typer.Typer(
-    name="gateway", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="gateway", cls=GatewayGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Parcours 3 → DUDE exchange gateway. Start with `gateway demo`.",
 )
 

@@ -16,7 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gateway.errors import ConfigurationError, GatewayError, StoreMissing
+from gateway.errors import ConfigurationError, GatewayError, StoreError, StoreMissing
+
+try:  # Typer 0.2x carries its own copy of click, whose exceptions are not click's
+    from typer._click.exceptions import UsageError
+except ImportError:  # older Typer, on click itself
+    from click.exceptions import UsageError
 
 if TYPE_CHECKING:  # pydantic-settings is imported when settings are read, not by `gateway --help`
     from gateway.settings import Settings
@@ -163,6 +168,46 @@ def fail(exc: GatewayError) -> typer.Exit:
     if _json_errors_on.get():
         print_json({"error": {"code": exc.code, "message": exc.message}})
     return typer.Exit(code=2)
+
+
+def store_lost(exc: BaseException, consequence: str, *, during: str = "la commande") -> StoreError:
+    """The `StoreError` to say for a database lost in the middle of a command (SQLAlchemy's
+    ``OperationalError`` or ``InterfaceError``: a server restarted, a network cut, a file gone): the driver's
+    first line, never the SQL (it may hold values), then ``consequence``."""
+    driver = getattr(exc, "orig", None) or exc
+    cause = next(iter(str(driver).strip().splitlines()), "")[:200]
+    return StoreError(f"base de données perdue pendant {during} ({type(driver).__name__} : {cause}) ; {consequence}")
+
+
+class GatewayGroup(typer.core.TyperGroup):
+    """The ``gateway`` command itself: what no single command should have to remember.
+
+    * A usage error (an unknown option, a bad value) under ``--json`` is also written on stdout as
+      ``{"error": {"code": "USAGE", …}}``, as `fail` does for the gateway's own errors: a script parsing
+      stdout found nothing there. Click still prints its usage text on stderr, exit code 2.
+    * A database lost in the middle of a command that only looks or changes a setting (``rejects``,
+      ``envelopes``, ``sending``, ``clients``…) ends with ``Erreur STORE`` (exit code 2), not a traceback of
+      the driver's internals. ``gateway run`` says more (what happens to the night) on its own.
+    """
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        wanted = (*getattr(ctx, "_protected_args", ()), *ctx.args)  # the rest of the line, before it is parsed
+        token = _json_errors_on.set("--json" in wanted)
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            if _json_errors_on.get():
+                print_json({"error": {"code": "USAGE", "message": exc.format_message()}})
+            raise
+        except Exception as exc:
+            from sqlalchemy.exc import InterfaceError, OperationalError
+
+            if not isinstance(exc, (OperationalError, InterfaceError)):
+                raise
+            raise fail(store_lost(exc, "vérifier que la base répond (GATEWAY_DATABASE_URL, --data-dir), puis "
+                                       "relancer la commande")) from exc
+        finally:
+            _json_errors_on.reset(token)
 
 
 @contextmanager

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import sys
+from enum import Enum
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gateway.cli.common import DataDirOpt, JsonOpt, console, err_console, fail, load_settings, open_store, print_json
+from gateway.cli.common import DataDirOpt, JsonOpt, console, fail, load_settings, open_store, print_json
 from gateway.codes import EnvelopeState, EventState, RejectCode, label_of
 from gateway.errors import NotFound
 
@@ -22,6 +23,15 @@ _ML = re.compile(r"[0-9]{5}")
 MIN_PREFIX = 8
 #: Candidates named when a start of IdLot is shared by several envelopes.
 MAX_CANDIDATES = 10
+
+
+class Document(str, Enum):
+    """The documents of an envelope `envelopes show` prints: a choice, so that a wrong one is a usage error
+    like any other (exit code 2, the choices named; ``--json`` callers get it as JSON)."""
+
+    lot = "lot"
+    accuse = "accuse"
+    compte_rendu = "compte-rendu"
 
 
 def _ml_code(value: str | None) -> str | None:
@@ -139,22 +149,21 @@ def envelopes_list(
 def envelopes_show(
     envelope_id: Annotated[str, typer.Argument(help="The envelope's IdLot, or its first 8 characters or more "
                                                     "(a trailing … is ignored).")],
-    document: Annotated[str, typer.Option(help="lot (as sent), accuse (receipt) or compte-rendu (report).")] = "lot",
+    document: Annotated[Document, typer.Option(help="lot (as sent), accuse (receipt) or compte-rendu (report).")
+                        ] = Document.lot,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Print a signed document byte for byte: by default the envelope exactly as sent."""
     from gateway.store.models import DOC_LOT, DOC_RECEIPT, DOC_REPORT
     from gateway.store.queries import envelope_document
 
-    kinds = {"lot": DOC_LOT, "accuse": DOC_RECEIPT, "compte-rendu": DOC_REPORT}
-    if document not in kinds:
-        err_console.print(f"[red]--document[/] : lot, accuse ou compte-rendu, pas {document}")
-        raise typer.Exit(code=2)
+    kinds = {Document.lot: DOC_LOT, Document.accuse: DOC_RECEIPT, Document.compte_rendu: DOC_REPORT}
     with open_store(load_settings(data_dir=data_dir), existing=True).connect() as conn:
         found = _find_envelope(conn, envelope_id)
         body = envelope_document(conn, found, kinds[document])
     if body is None:  # a receipt or a report DUDE has not sent (yet)
-        names = {"lot": "document signé", "accuse": "accusé de réception", "compte-rendu": "compte rendu"}
+        names = {Document.lot: "document signé", Document.accuse: "accusé de réception",
+                 Document.compte_rendu: "compte rendu"}
         raise fail(NotFound(f"aucun {names[document]} pour le lot {found}"))
     sys.stdout.buffer.write(body)
     sys.stdout.flush()

@@ -9,7 +9,8 @@ import typer
 from rich.markup import escape
 
 from gateway.cli.common import (
-    DataDirOpt, JsonOpt, console, err_console, fail, load_settings, print_json, progress_bars, warn_unsafe_keys,
+    DataDirOpt, JsonOpt, console, err_console, fail, load_settings, print_json, progress_bars, store_lost,
+    warn_unsafe_keys,
 )
 from gateway.errors import GatewayError, KeyMaterialError
 
@@ -123,13 +124,8 @@ def run(
     except GatewayError as exc:
         raise fail(exc) from exc
     except (OperationalError, InterfaceError) as exc:  # the database lost mid-run: said, not 266 lines of traceback
-        from gateway.errors import StoreError
-
-        driver = exc.orig or exc  # its first line only: the driver's message, without the SQL
-        cause = next(iter(str(driver).strip().splitlines()), "")[:200]
-        raise fail(StoreError(f"base de données perdue pendant l'exécution ({type(driver).__name__} : {cause}) ; "
-                              "rien n'est perdu : le prochain lancement reprend l'exécution interrompue et renvoie "
-                              "ses lots avec le même IdLot")) from exc
+        raise fail(store_lost(exc, "rien n'est perdu : le prochain lancement reprend l'exécution interrompue et "
+                                   "renvoie ses lots avec le même IdLot", during="l'exécution")) from exc
     if json_out:
         print_json(summary.as_dict())
     else:

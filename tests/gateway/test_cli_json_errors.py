@@ -66,3 +66,50 @@ def test_without_json_an_error_leaves_stdout_empty_even_after_a_json_one(tmp_pat
     result = invoke("rejects", "--data-dir", str(tmp_path / "second"))
     assert result.exit_code == 2 and result.stdout == ""
     assert "Erreur STORE_MISSING" in said(result.stderr)
+
+
+@pytest.mark.parametrize("command", [["rejects", "--bogus"], ["envelopes", "list", "--state", "NOPE"],
+                                     ["envelopes", "list", "--limit", "beaucoup"]], ids=" ".join)
+def test_a_usage_error_is_said_as_json_too(command: list[str], tmp_path: Path) -> None:
+    """An unknown option or a bad value: Click's usage text on stderr as before, and the error on stdout."""
+    result = invoke(*command, "--json", "--data-dir", str(tmp_path))
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "USAGE" and error["message"]
+    assert error["message"].split(":")[0].split()[-1].strip("'") in result.stderr  # the same complaint
+    assert "Usage:" in result.stderr
+    assert invoke(*command, "--data-dir", str(tmp_path)).stdout == ""  # without --json, stdout stays empty
+
+
+def test_a_wrong_document_kind_is_a_usage_error_naming_the_choices(tmp_path: Path) -> None:
+    result = invoke("envelopes", "show", "12345678", "--document", "xyz", "--data-dir", str(tmp_path))
+    assert result.exit_code == 2
+    assert all(choice in said(result.stderr) for choice in ("'lot'", "'accuse'", "'compte-rendu'"))
+
+
+@pytest.mark.parametrize("command", [["rejects"], ["envelopes", "list"], ["sending", "status"]], ids=" ".join)
+def test_the_database_lost_mid_command_is_said_not_a_traceback(command: list[str], settings, monkeypatch) -> None:
+    """PostgreSQL restarted while a look-only command queried it: ``Erreur STORE`` (exit code 2) with the
+    driver's first line, never the SQL, and the same as JSON; it used to be a traceback."""
+    import sqlalchemy as sa
+
+    from gateway.store.db import create_schema, make_engine
+
+    engine = make_engine(settings.db_url)
+    create_schema(engine)
+    engine.dispose()
+    real_execute = sa.engine.Connection.execute
+
+    def execute(conn, statement, *args, **kwargs):  # the store opens and is checked; then the server is gone
+        if "alembic_version" in str(statement):
+            return real_execute(conn, statement, *args, **kwargs)
+        raise sa.exc.OperationalError("SELECT nom, prenom FROM events …", {},
+                                      Exception("server closed the connection unexpectedly\nmore"))
+
+    monkeypatch.setattr(sa.engine.Connection, "execute", execute)
+    result = invoke(*command, "--json", "--data-dir", str(settings.data_dir))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "SELECT" not in result.output and "more" not in result.output
+    error = json_error(result)
+    assert error["code"] == "STORE"
+    assert error["message"].startswith("base de données perdue pendant la commande (Exception : server closed")
