@@ -207,6 +207,26 @@ class _GatewayExecutor(ThreadPoolExecutor):
         self._pool.submit(run, job, job._jobstore_alias, run_times, self._logger.name).add_done_callback(done)
 
 
+class _QuietOverlap(logging.Filter):
+    """APScheduler warns each time a job's tick finds the job still running (``max_instances=1``). For the
+    jobs that tick every few seconds or minutes, that is expected whenever one tick's work lasts longer: a
+    take-over running a whole night skipped its next ticks with a warning every ``lease_seconds / 2``,
+    burying the night's own lines in the journal. Those are dropped (the tick is skipped all the same); a
+    night still running when the next one is due stays a warning."""
+
+    QUIET = frozenset({REPORTS, TAKEOVER})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith('Execution of job "%s" skipped: maximum number of running'):
+            return True
+        job = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        return getattr(job, "id", None) not in self.QUIET
+
+
+_apscheduler_log = logging.getLogger("apscheduler.scheduler")
+_apscheduler_log.addFilter(_QuietOverlap())
+
+
 class _StoreJobs(SQLAlchemyJobStore):
     """The job store on the gateway's engine, which it must not dispose of when the scheduler stops."""
 
@@ -233,7 +253,7 @@ class GatewayScheduler:
             jobstores={"default": _StoreJobs(engine=gw.engine)},
             executors={"default": _GatewayExecutor(gw)},
             job_defaults={"coalesce": True, "max_instances": 1},
-            timezone=ZoneInfo(gw.settings.timezone))
+            timezone=ZoneInfo(gw.settings.timezone), logger=_apscheduler_log)
 
     def start(self) -> None:
         self.scheduler.start(paused=True)

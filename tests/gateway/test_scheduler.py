@@ -228,3 +228,34 @@ def test_schedule_show_gives_the_run_lease_in_the_zone_of_the_jobs(settings, emu
     shown = CliRunner().invoke(cli, ["schedule", "show", "--data-dir", str(settings.data_dir)])
     said = " ".join(shown.stdout.split())
     assert "nuit servie jusqu'au 2026-11-28 02:00 CET." in said and "UTC" not in said, said
+
+
+def test_a_take_over_running_long_skips_its_ticks_without_a_warning_each(settings, emulator, dev_keys, caplog,
+                                                                         monkeypatch) -> None:
+    """A take-over runs a whole night while its job ticks every ``lease_seconds / 2``: each tick is skipped
+    (one at a time), and used to log a warning each, burying the night's own lines. The skips are silent now;
+    a night still running when the next night is due stays a warning."""
+    from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+
+    import gateway.nightly
+    from gateway.scheduler import TAKEOVER
+
+    release = threading.Event()
+    monkeypatch.setattr(gateway.nightly, "take_over_abandoned", lambda gw: release.wait(20) and None)
+    gw = instance(settings, emulator, lease_seconds=2.0)
+    sched = GatewayScheduler(gw)
+    skipped: list = []
+    sched.scheduler.add_listener(lambda e: skipped.append(e) if e.job_id == TAKEOVER else None,
+                                 EVENT_JOB_MAX_INSTANCES)
+    with caplog.at_level(logging.WARNING, logger="apscheduler"):
+        sched.start()
+        wait_until(lambda: len(skipped) >= 2, what="two ticks skipped while the take-over runs")
+        release.set()
+        sched.shutdown()
+    gw.close()
+    assert not [r for r in caplog.records if "maximum number of running instances" in r.getMessage()]
+
+    night = logging.LogRecord("apscheduler.scheduler", logging.WARNING, __file__, 0,
+                              'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+                              (type("Job", (), {"id": NIGHT})(), 1), None)
+    assert logging.getLogger("apscheduler.scheduler").filter(night)
