@@ -21,9 +21,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.console import interrupted
 from gateway.console.deps import CsrfRefused, LoginRequired, session_user
 from gateway.console.routes import dashboard, envelopes, events, rejects, signin
-from gateway.console.session import SessionCodec, base_path, clear_session, load_secret
+from gateway.console.session import COOKIE, SessionCodec, base_path, clear_session, load_secret
 from gateway.console.templating import STATIC_DIR, make_templates, render
 from gateway.context import Gateway
 from gateway.errors import GatewayError, NotFound
@@ -86,16 +87,24 @@ def _page(request: Request, status: int, title: str, text: str) -> Response:
 def _install_handlers(app: FastAPI) -> None:
     async def login_required(request: Request, exc: LoginRequired) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        stopped = None
         if request.method != "GET":  # an action (resend, close): back to the page it was pressed on
             referer = urlsplit(request.headers.get("referer", ""))
             same_site = referer.netloc == request.url.netloc
             target = referer.path + (f"?{referer.query}" if referer.query else "") if same_site else ""
+            # Not done: said on the sign-in page and, once signed in again, on the action's page (with its comment).
+            stopped = interrupted.stopped_by_end(request, await request.form(),
+                                                 request.app.state.sessions.ended(request.cookies.get(COOKIE)))
+            if stopped and stopped.key and not target:
+                target = events.event_url(request, stopped.key)
         params = {"suite": target} if target else {}
         if exc.ended:
             params["fin"] = "1"
         response = RedirectResponse(f"{base_path(request)}/connexion?{urlencode(params)}", status_code=303)
         if exc.ended:
             clear_session(response, request)
+        if stopped:
+            interrupted.remember(response, request, request.app.state.sessions, stopped)
         return response
 
     async def csrf_refused(request: Request, exc: CsrfRefused) -> Response:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 import sqlalchemy as sa
 
 from gateway.codes import EventState, EventType
-from gateway.console.labels import field_label, fields_in_cause, reject_info
+from gateway.console.labels import field_label, fields_in_cause, reject_info, reject_message
 
 BOM = "\ufeff"
 HEADER = ("Mission locale", "Clé de l'événement", "N° de l'événement", "Version", "N° de dossier", "Conseiller",
@@ -51,7 +51,8 @@ def line(row: sa.Row) -> list[str]:
         row.code_ml, row.key, fields.get("id_evenement"), row.version, fields.get("num_dossier"),
         fields.get("conseiller"), _label(EventType, row.event_type),
         row.date_evenement.strftime("%d/%m/%Y") if row.date_evenement else "", _label(EventState, row.state),
-        row.reject_code, known.label if known else "", row.reject_message, known.hint if known else "",
+        row.reject_code, known.label if known else "", reject_message(row.reject_message, row.state),
+        known.hint if known else "",
         ", ".join(f"{field_label(f)} ({f})" for f in involved), row.source_file, row.source_line)]
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from urllib.parse import urlencode
 
+from sqlalchemy import and_, or_
+
 from gateway.codes import ACTIONABLE_EVENT_STATES, EventState, RejectCode
 from gateway.console.labels import STATE_SHORT
 from gateway.store.queries import EventFilter
@@ -29,6 +31,26 @@ _EVENT_NUMBER = re.compile(r"[0-9]{1,20}")
 #: An IdLot: a UUID as the gateway writes it (lowercase; `gateway.pipeline.dispatch`).
 _ID_LOT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _FR_DATE = re.compile(r"(\d{2})/(\d{2})/(\d{4})")
+#: A key as the command line prints it, with its version after it (``69001-1001 v2``): the key is searched.
+_PRINTED_VERSION = re.compile(r"\s+v\d{1,9}$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter(EventFilter):
+    """The store's filter, and one thing the search box adds: five digits alone are a mission locale's code as
+    much as an event number (a key is ``code_ml-id_evenement``, brief §4), so ``62899`` finds that mission
+    locale's events as ``62899-`` does, and the events numbered 62899 as before, both within the scope.
+
+    A subclass, not a change to `EventFilter` (the API's and the command line's), whose clauses it reuses."""
+
+    ml_or_number: str | None = None
+
+    def where(self) -> list:
+        clauses = EventFilter.where(self)  # zero-argument super() fails in a slots dataclass on Python 3.11
+        if self.ml_or_number:
+            clauses.append(or_(and_(*EventFilter(key_prefix=f"{self.ml_or_number}-").where()),
+                               and_(*EventFilter(event_number=self.ml_or_number).where())))
+        return clauses
 
 
 def _date(text: str) -> date:
@@ -86,7 +108,7 @@ class RejectsQuery:
             if text.isdigit() and len(text) < 10:
                 run_id = int(text)
             else:
-                errors.append(f"Nuit « {text} » : numéro d'exécution attendu.")
+                errors.append(f"Exécution « {text} » : numéro attendu.")
         bounds = []
         for name, label in (("du", "Date de début"), ("au", "Date de fin")):
             text = _get(params, name)
@@ -101,7 +123,7 @@ class RejectsQuery:
             errors.append(f"Dates inversées : du {bounds[0]:%d/%m/%Y} au {bounds[1]:%d/%m/%Y}, aucun jour entre "
                           "les deux.")
             bounds = [None, None]
-        search = _get(params, "recherche")[:120] or None
+        search = _PRINTED_VERSION.sub("", _get(params, "recherche")[:120]) or None
         envelope_id = _get(params, "lot").lower() or None
         if envelope_id and not _ID_LOT.fullmatch(envelope_id):
             errors.append(f"Lot « {envelope_id[:40]} » : IdLot attendu (36 caractères, comme "
@@ -114,7 +136,7 @@ class RejectsQuery:
         saying so like an unreadable criterion: an empty list would read as a night without rejects."""
         where = "" if scope is None else " ou n'a lu ni envoyé aucun événement de vos missions locales"
         return replace(self, run_id=None,
-                       errors=(*self.errors, f"Nuit « {self.run_id} » : cette exécution n'existe pas{where}."))
+                       errors=(*self.errors, f"Exécution n° {self.run_id} : elle n'existe pas{where}."))
 
     def without_foreign_ml(self) -> RejectsQuery:
         """These criteria without a mission locale the user does not see: an empty list said nothing, and the
@@ -132,19 +154,21 @@ class RejectsQuery:
         """The store's filter, within ``scope``. The search box holds a key or its beginning (a whole key
         begins itself), a jobseeker id (told apart by the configured jobseeker-id format) or the Parcours 3
         event number alone (digits: the key after its dash, in any mission locale of the scope), which is
-        what a counsellor usually reads out."""
-        key = pe = number = None
+        what a counsellor usually reads out; five digits are also a mission locale's code (`SearchFilter`)."""
+        key = pe = number = ml_or_number = None
         if self.search:
             if re.fullmatch(identifiant_pe_pattern, self.search.upper()):
                 pe = self.search.upper()
+            elif _ML.fullmatch(self.search):
+                ml_or_number = self.search
             elif _EVENT_NUMBER.fullmatch(self.search):
                 number = self.search
             else:
                 key = self.search
-        return EventFilter(states=self.states, reject_code=self.reject_code, code_ml=self.code_ml,
-                           code_ml_in=scope, key_prefix=key, event_number=number, identifiant_pe=pe,
-                           run_id=self.run_id, date_from=self.date_from, date_to=self.date_to,
-                           envelope_id=self.envelope_id)
+        return SearchFilter(states=self.states, reject_code=self.reject_code, code_ml=self.code_ml,
+                            code_ml_in=scope, key_prefix=key, event_number=number, identifiant_pe=pe,
+                            run_id=self.run_id, date_from=self.date_from, date_to=self.date_to,
+                            envelope_id=self.envelope_id, ml_or_number=ml_or_number)
 
     def params(self) -> list[tuple[str, str]]:
         """The criteria as query parameters (only those set; the default states left implicit)."""

@@ -81,11 +81,82 @@ _FIELD_WORDS = {"prénom": "prenom", "date de naissance": "date_naissance", "dat
 _NARROWING = frozenset({RejectCode.E03})
 
 
-def cause_label(cause: str) -> str:
-    """A history row's cause in French: a report's ``(polling)`` or ``(callback)`` said in words. Only a cause
-    the reconciliation wrote is touched (it begins with "compte rendu"), never a person's close comment."""
-    return _REPORT_CAUSE.sub(lambda m: f"{m[1]}({REPORT_WAYS[m[2]]})", cause, count=1) \
-        if cause.startswith("compte rendu ") else cause
+#: Who acted, by the prefix `gateway.support`'s callers give an actor (``console:`` a person in the console,
+#: ``api:`` a client of the API), said the way the console names its users: the name first.
+ACTOR_KINDS = {"console": "console", "api": "API"}
+
+
+def actor_label(actor: str | None) -> str:
+    """``console:sup62899`` as ``sup62899 (console)``; no actor is the gateway itself."""
+    if not actor:
+        return "la passerelle"
+    kind, _, name = actor.partition(":")
+    return f"{name} ({ACTOR_KINDS[kind]})" if name and kind in ACTOR_KINDS else actor
+
+
+def cause_label(cause: str, actor: str | None = None) -> str:
+    """A history row's cause in French: a report's ``(polling)`` or ``(callback)`` said in words, and the row's
+    own actor, which `gateway.support` writes into its causes ("clos par console:sup62899 : …"), named as
+    `actor_label` does. Only a cause the reconciliation wrote is touched for the report (it begins with
+    "compte rendu"), and only the first mention of the actor, never a person's close comment after it."""
+    if cause.startswith("compte rendu "):
+        return _REPORT_CAUSE.sub(lambda m: f"{m[1]}({REPORT_WAYS[m[2]]})", cause, count=1)
+    if actor and actor in cause:
+        return cause.replace(actor, actor_label(actor), 1)
+    return cause
+
+
+#: What a failed send's error text (`gateway.pipeline.dispatch`, the envelope's ``last_error``, in English for the
+#: integrator's logs) means, in the words of support staff; the first that matches.
+_SEND_ERRORS = (
+    (re.compile(r"HTTP (5\d\d)"), "le serveur du DUDE a répondu par une erreur (HTTP {0})"),
+    (re.compile(r"no answer in time"), "le DUDE n'a pas répondu à temps"),
+    (re.compile(r"ConnectError|ConnectTimeout|Connection refused|Name or service"),
+     "la passerelle n'a pas pu joindre le DUDE (connexion impossible)"),
+    (re.compile(r"^accusé de réception refusé"), "l'accusé de réception du DUDE n'a pas passé les contrôles de la "
+                                                 "passerelle (signature, certificat ou format)"),
+    (re.compile(r"^receipt for envelope"), "le DUDE a répondu par l'accusé de réception d'un autre lot"),
+)
+
+
+def send_error(text: str) -> str:
+    """The last failed send of an envelope, said in French; the technical text is shown apart, to admins."""
+    for pattern, words in _SEND_ERRORS:
+        if m := pattern.search(text):
+            return words.format(*m.groups())
+    return "erreur technique pendant l'envoi"
+
+
+_ID_LOT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def envelopes_named(cause: str, *, besides: str) -> list[str]:
+    """The IdLots a history cause names, but ``besides``: where a quarantined envelope's events went
+    (`gateway.pipeline.quarantine` writes them in its own history: "… répartis dans les lots A (n), B (n)"),
+    which its history keeps after the purge has removed the documents."""
+    return [i for i in dict.fromkeys(_ID_LOT.findall(cause)) if i != besides]
+
+
+#: A column name as pre-flight writes it in a message, or a value it quotes (« … », left as it was typed).
+_COLUMN_IN_MESSAGE = re.compile(r"«[^»]*»|(?<![\w'])(" + "|".join(sorted(FIELD_LABELS, key=len, reverse=True))
+                                + r")(?![\w'])")
+
+
+def reject_message(message: str | None, state: str | None) -> str:
+    """A reject message as support staff read it. Pre-flight's (state ``INVALIDE``) name the export's columns
+    ("Champ obligatoire absent : date_evenement."), which the store keeps as written for integrators and the
+    API; the console says their French labels ("… : date de l'événement."). DUDE's messages are its own words,
+    already French: shown as they came."""
+    if not message or state != "INVALIDE":
+        return message or ""
+
+    def label(m: re.Match) -> str:
+        if m[1] is None:
+            return m[0]
+        text = FIELD_LABELS[m[1]]
+        return text[0].lower() + text[1:] if m.start() > 0 and text[1:2].islower() else text
+
+    return _COLUMN_IN_MESSAGE.sub(label, message)
 
 
 def field_label(name: str) -> str:

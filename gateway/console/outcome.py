@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from gateway import support
 from gateway.codes import EventState
+from gateway.console.labels import reject_message
 from gateway.store.models import audit_t
 
 
@@ -38,7 +39,8 @@ def action_message(conn: Connection, audit_id: str | None, actor: str) -> Messag
     if row is None:
         return None
     detail = json.loads(row.detail or "{}")
-    invalid = tuple(f"{s['key']} : {s['message']}" for s in detail.get("still_invalid", []))
+    invalid = tuple(f"{s['key']} : {reject_message(s['message'], EventState.INVALIDE.value)}"
+                    for s in detail.get("still_invalid", []))
     if row.action == support.RESEND:
         if row.count:
             return Message("succes", "Événement remis en attente d'envoi : il partira avec la prochaine exécution.")

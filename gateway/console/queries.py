@@ -62,6 +62,14 @@ def rejects_page(conn: Connection, flt: EventFilter, *, limit: int, after: int |
                 rows[-1].id if more_older and rows else None)
 
 
+def newer_than(conn: Connection, flt: EventFilter, event_id: int) -> int:
+    """How many events of the filter come before ``event_id`` in the list (newer, by id): where a keyset page
+    starts, for its "51–100 sur 242", which the keyset itself does not know."""
+    c = events_t.c
+    return conn.execute(sa.select(sa.func.count()).select_from(events_t)
+                        .where(*flt.where(), c.id > event_id)).scalar_one()
+
+
 def export_rows(conn: Connection, flt: EventFilter) -> Iterator[sa.Row]:
     """Every event of the filter, by mission locale, then reject code, then file order: a counsellor's
     work list. Streamed in chunks, so a large export never sits whole in memory."""

@@ -102,6 +102,7 @@ class SessionCodec:
         kwargs = {"signer": _ClockSigner, "signer_kwargs": {"clock": clock, "digest_method": hashlib.sha256}}
         self._session = URLSafeTimedSerializer(secret, salt="p3g-console-session", **kwargs)
         self._signin = URLSafeTimedSerializer(secret, salt="p3g-console-connexion", **kwargs)
+        self._stopped = URLSafeTimedSerializer(secret, salt="p3g-console-action-interrompue", **kwargs)
         self._secret = secret
         self.max_age = max_age_seconds
 
@@ -120,10 +121,18 @@ class SessionCodec:
 
     def loads(self, value: str | None) -> SessionData | None:
         """The session in ``value``, or ``None`` if absent, forged, tampered with or expired."""
+        return self._read(value, self.max_age)
+
+    def ended(self, value: str | None) -> SessionData | None:
+        """The session in ``value`` even if its time is up (the cookie outlives it by `COOKIE_GRACE_SECONDS`),
+        or ``None`` if absent, forged or tampered with. Never a sign-in: only to tell whose session ended."""
+        return self._read(value, self.max_age + COOKIE_GRACE_SECONDS)
+
+    def _read(self, value: str | None, max_age: int) -> SessionData | None:
         if not value or len(value) > 4096:
             return None
         try:
-            raw = self._session.loads(value, max_age=self.max_age)
+            raw = self._session.loads(value, max_age=max_age)
         except BadSignature:  # SignatureExpired is a BadSignature
             return None
         if not isinstance(raw, dict):
@@ -133,19 +142,32 @@ class SessionCodec:
             return None
         return SessionData(client_id, fingerprint, csrf)
 
+    # --- an action stopped by the end of its session (`gateway.console.interrupted`) ------------
+
+    def stopped_dumps(self, data: dict) -> str:
+        return self._stopped.dumps(data)
+
+    def stopped_loads(self, value: str | None, *, max_age: int) -> dict | None:
+        return _checked(self._stopped, value, max_age=max_age, max_len=4096, kind=dict)
+
     # --- the sign-in form ----------------------------------------------------------------------
 
     def signin_dumps(self, csrf: str) -> str:
         return self._signin.dumps(csrf)
 
     def signin_csrf(self, value: str | None) -> str | None:
-        if not value or len(value) > 1024:
-            return None
-        try:
-            csrf = self._signin.loads(value, max_age=SIGNIN_MAX_AGE)
-        except BadSignature:
-            return None
-        return csrf if isinstance(csrf, str) else None
+        return _checked(self._signin, value, max_age=SIGNIN_MAX_AGE, max_len=1024, kind=str)
+
+
+def _checked(serializer: URLSafeTimedSerializer, value: str | None, *, max_age: int, max_len: int, kind: type):
+    """What ``serializer`` signed in ``value`` if it is of ``kind``; ``None`` if absent, too long, forged or old."""
+    if not value or len(value) > max_len:
+        return None
+    try:
+        data = serializer.loads(value, max_age=max_age)
+    except BadSignature:  # SignatureExpired is a BadSignature
+        return None
+    return data if isinstance(data, kind) else None
 
 
 def base_path(request: Request) -> str:

@@ -22,11 +22,12 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway import support
 from gateway.codes import ACTIONABLE_EVENT_STATES, EventState, Level
-from gateway.console import labels
-from gateway.console.deps import CheckedUserDep, GatewayDep, UserDep
-from gateway.console.outcome import action_message
+from gateway.console import interrupted, labels
+from gateway.console.deps import CheckedUserDep, CodecDep, GatewayDep, UserDep
+from gateway.console.outcome import Message, action_message
 from gateway.console.session import base_path
 from gateway.console.templating import render
+from gateway.console.trail import Crumb, back_to
 from gateway.console.xmlview import sent_xml
 from gateway.errors import NotFound, RequestRejected
 from gateway.store.queries import envelopes_page, event_history, event_versions
@@ -43,7 +44,7 @@ def event_url(request: Request, key: str, **params: str | int) -> str:
 
 
 @router.get("/evenements/{key:path}", name="evenement")
-def event_page(request: Request, key: str, user: UserDep, gw: GatewayDep, version: str | None = None,
+def event_page(request: Request, key: str, user: UserDep, gw: GatewayDep, codec: CodecDep, version: str | None = None,
                action: str | None = None, erreur: str | None = None) -> Response:
     with gw.engine.connect() as conn:
         versions = event_versions(conn, key, user.scope)
@@ -73,8 +74,12 @@ def event_page(request: Request, key: str, user: UserDep, gw: GatewayDep, versio
         done = action_message(conn, action, user.actor)
     known = labels.reject_info(code)
     latest = row.id == versions[-1].id
-    return render(request, "evenement.html", {
+    stopped = interrupted.recall_for(request, codec, user.principal.client_id, row.key)
+    if stopped and done is None:
+        done = Message("erreur", stopped.message())
+    response = render(request, "evenement.html", {
         "user": user, "row": row, "versions": versions, "history": history, "fields": fields,
+        "back": back_to(request, Crumb(base_path(request) + "/rejets", "Rejets")),
         "ordered": labels.ordered_fields(fields), "value_label": labels.value_label, "involved": involved,
         "code": code, "known": known, "envelope_level": bool(known and known.level is Level.ENVELOPE),
         # Open while the event is still rejected or invalid: closed (or corrected) it keeps its code and message,
@@ -83,8 +88,11 @@ def event_page(request: Request, key: str, user: UserDep, gw: GatewayDep, versio
         "rejected_as": row.state if row.state in _REJECTED else (last_reject.state if last_reject else None),
         "xml": xml, "flash": done,
         "latest": latest, "actionable": latest and row.state in _ACTIONABLE, "comment_max": COMMENT_MAX,
-        "openable": openable,
+        "openable": openable, "comment_typed": stopped.comment if stopped else "",
         "comment_missing": erreur == "commentaire"})
+    if stopped:
+        interrupted.forget(response, request)
+    return response
 
 
 @router.post("/actions/renvoyer", name="renvoyer")

@@ -18,10 +18,10 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway import support
 from gateway.codes import Level, RejectCode
-from gateway.console import csvexport, queries
-from gateway.console.deps import CheckedUserDep, ConsoleUser, GatewayDep, UserDep
+from gateway.console import csvexport, interrupted, queries
+from gateway.console.deps import CheckedUserDep, CodecDep, ConsoleUser, GatewayDep, UserDep
 from gateway.console.filters import STATE_CHOICES, RejectsQuery
-from gateway.console.outcome import action_message
+from gateway.console.outcome import Message, action_message
 from gateway.console.session import base_path
 from gateway.console.templating import render
 from gateway.context import Gateway
@@ -66,6 +66,9 @@ def rejects(request: Request, user: UserDep, gw: GatewayDep) -> Response:
         page = queries.rejects_page(conn, flt, limit=gw.settings.console_page_size,
                                     after=_cursor(params.get("apres")), before=_cursor(params.get("avant")))
         total = count_events(conn, flt)
+        start = queries.newer_than(conn, flt, page.rows[0].id) + 1 if page.rows else 0
+        end = start + len(page.rows) - 1
+        total = max(total, end)  # counted apart from the page: a night storing events in between cannot make it less
         resendable = support.count_resendable(conn, flt)
         mls = queries.ml_choices(conn, user.scope)
         runs = list_runs(conn, user.scope, limit=30, before_id=None)
@@ -75,6 +78,7 @@ def rejects(request: Request, user: UserDep, gw: GatewayDep) -> Response:
                     [c for c in RejectCode if c.level is Level.EVENT])]
     return render(request, "rejets.html", {
         "user": user, "q": query, "page": page, "total": total, "resendable": resendable, "mls": mls,
+        "start": start, "end": end,
         "runs": runs, "code_groups": code_groups, "state_choices": STATE_CHOICES, "flash": message,
         "first_page": params.get("apres") is None and params.get("avant") is None})
 
@@ -94,11 +98,16 @@ def rejects_csv(request: Request, user: UserDep, gw: GatewayDep) -> Response:
 
 
 @router.get("/rejets/renvoi", name="confirmer_renvoi")
-def confirm_resend(request: Request, user: UserDep, gw: GatewayDep) -> Response:
+def confirm_resend(request: Request, user: UserDep, gw: GatewayDep, codec: CodecDep) -> Response:
     with gw.engine.connect() as conn:
         query = _read(conn, request.query_params, user)
         count = support.count_resendable(conn, _filter(gw, user, query))
-    return render(request, "confirmer_renvoi.html", {"user": user, "q": query, "count": count})
+    stopped = interrupted.recall_for(request, codec, user.principal.client_id, None)
+    response = render(request, "confirmer_renvoi.html", {
+        "user": user, "q": query, "count": count, "flash": Message("erreur", stopped.message()) if stopped else None})
+    if stopped:
+        interrupted.forget(response, request)
+    return response
 
 
 @router.post("/actions/renvoyer-filtre", name="renvoyer_filtre")

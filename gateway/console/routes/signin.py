@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.auth import Role, authenticate, hash_token
+from gateway.console import interrupted
 from gateway.console import session as sessions
 from gateway.console.deps import (
     CheckedUserDep,
@@ -27,6 +28,7 @@ from gateway.console.deps import (
     session_user,
 )
 from gateway.console.templating import render
+from gateway.console.trail import console_path
 from gateway.context import Gateway
 from gateway.errors import Unauthenticated
 from gateway.store.models import audit_t
@@ -36,17 +38,15 @@ router = APIRouter()
 
 def _safe_next(request: Request, target: str | None) -> str:
     """Where to go after sign-in: a console address only (never another site: no open redirect)."""
-    base = sessions.base_path(request)
-    if target and target.startswith(base + "/") and "//" not in target and "\\" not in target \
-            and not target.startswith(base + "/connexion"):
-        return target
-    return base + "/"
+    return console_path(request, target) or sessions.base_path(request) + "/"
 
 
 def _form(request: Request, codec, *, error: str | None = None, notice: str | None = None, status: int = 200,
           next_url: str | None = None) -> Response:
     csrf = codec.new_csrf()
+    stopped = interrupted.recall(request, codec)
     response = render(request, "connexion.html", {"csrf": csrf, "error": error, "notice": notice,
+                                                 "stopped": stopped.notice() if stopped else None,
                                                  "next_url": next_url, "user": None}, status=status)
     sessions.set_signin(response, request, codec, csrf)
     return response
@@ -103,6 +103,9 @@ async def sign_in(request: Request, gw: GatewayDep, codec: CodecDep, jeton: Anno
     response = RedirectResponse(_safe_next(request, suite), status_code=303)
     sessions.set_session(response, request, codec, data)
     sessions.clear_signin(response, request)
+    stopped = interrupted.recall(request, codec)
+    if stopped and stopped.client_id != principal.client_id:  # another person's action: nothing of it to them
+        interrupted.forget(response, request)
     return response
 
 
@@ -111,4 +114,5 @@ def sign_out(request: Request, user: CheckedUserDep, gw: GatewayDep) -> Response
     _audit(gw, "CONSOLE_SIGN_OUT", actor=user.actor, client_id=user.principal.client_id)
     response = RedirectResponse(sessions.base_path(request) + "/connexion?sortie=1", status_code=303)
     sessions.clear_session(response, request)
+    interrupted.forget(response, request)
     return response

@@ -4,6 +4,7 @@ action, and each mission locale's support seeing its own events only, everywhere
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from fastapi.testclient import TestClient
 from gateway.api.auth import revoke_client
 from gateway.api.main import create_app
 from gateway.store.models import api_clients_t, audit_t, events_t, history_t, utcnow
-from tests.gateway.console.conftest import CSRF, SCOPES, Browser, text
+from tests.gateway.console.conftest import CSRF, SCOPES, Browser, text, words
 
 ALL_KEYS = {f"{ml}-{i}" for ml in ("69001", "69002") for i in (1, 2, 3, 4)}
 UNREADABLE = "?P3_00000_20261128.csv:10"
@@ -36,6 +37,11 @@ def snapshot(gw) -> tuple:
                 conn.execute(sa.select(sa.func.count()).select_from(history_t)).scalar_one(),
                 conn.execute(sa.select(sa.func.count()).select_from(audit_t)
                              .where(audit_t.c.action.not_like("CONSOLE_%"))).scalar_one())
+
+
+def state_of(gw, key: str) -> str:
+    with gw.engine.connect() as conn:
+        return conn.execute(sa.select(events_t.c.state).where(events_t.c.key == key)).scalar_one()
 
 
 def cookie_header(response, name: str) -> str:
@@ -151,20 +157,78 @@ def test_a_session_expires_after_its_hours(signed_in, gw) -> None:
     assert answer.status_code == 303 and "fin=1" in answer.headers["location"]
 
 
+def press_after_the_end(user: Browser, gw, form: dict, *, action: str = "clore", hours: int = 8):
+    """``action`` pressed on 69001-3's page once the session's ``hours`` are over."""
+    real = gw.clock
+    gw.clock = lambda: real() + timedelta(hours=hours, minutes=1)
+    return user.post(f"/console/actions/{action}", {"cle": "69001-3", **form},
+                     headers={"referer": "http://testserver/console/evenements/69001-3"})
+
+
 def test_an_action_pressed_after_the_session_ended_says_so_and_signs_in_back_to_its_page(signed_in, gw) -> None:
     """"Clore" pressed on an event page after the 8 hours: the sign-in page said nothing (the browser had
     dropped a cookie that lived exactly as long as the session) and led to the dashboard, not the event."""
     user = signed_in("support_69001")
     before = snapshot(gw)
-    real = gw.clock
-    gw.clock = lambda: real() + timedelta(hours=8, minutes=1)
-    refused = user.post("/console/actions/clore", {"cle": "69001-3", "commentaire": "parti en formation"},
-                        headers={"referer": "http://testserver/console/evenements/69001-3"})
+    refused = press_after_the_end(user, gw, {"commentaire": "parti en formation"})
     location = refused.headers["location"]
     assert refused.status_code == 303 and "fin=1" in location and "suite=%2Fconsole%2Fevenements%2F69001-3" in location
     assert "Votre session a pris fin" in text(user.get(location)) and snapshot(gw) == before
     elsewhere = user.post("/console/actions/clore", {"cle": "69001-3"}, headers={"referer": "https://ailleurs.example/x"})
     assert "suite" not in elsewhere.headers["location"]  # a page of the console only
+
+
+def sign_in_again(user: Browser, token: str, location: str):
+    """The sign-in page ``location`` leads to, filled in with ``token``: where the console sends the person."""
+    page = user.get(location)
+    suite = re.search(r'name="suite" value="([^"]+)"', page.text)
+    form = {"jeton": token, "csrf": CSRF.search(page.text)[1], **({"suite": html.unescape(suite[1])} if suite else {})}
+    answer = user.http.post("/console/connexion", data=form)
+    assert answer.status_code == 303
+    user.csrf = None
+    return page, answer.headers["location"]
+
+
+def test_a_close_pressed_after_the_session_ended_is_said_not_done_and_its_comment_offered_again(
+        signed_in, gw, tokens) -> None:
+    """The session ended while the event page was open; "Clore" pressed with a comment did nothing, and the
+    sign-in page said only that the session had ended: the counsellor believed the event closed."""
+    user = signed_in("support_69001")
+    before = snapshot(gw)
+    refused = press_after_the_end(user, gw, {"commentaire": "jeune parti à Lyon"})
+    assert "Lyon" not in refused.headers["location"]  # the comment never goes in an address
+    page, location = sign_in_again(user, tokens["support_69001"], refused.headers["location"])
+    assert "la clôture de l'événement 69001-3 n'a pas été faite. Reconnectez-vous, puis recommencez." in words(page)
+    assert "Lyon" not in page.text and location == "/console/evenements/69001-3"
+    event = user.get(location)
+    assert "La clôture de cet événement n'a pas été faite : votre session avait pris fin. Votre commentaire est " \
+           "repris ci-dessous" in words(event)
+    assert re.search(r'<textarea id="commentaire"[^>]*>jeune parti à Lyon</textarea>', text(event))
+    assert snapshot(gw) == before  # nothing was done
+    again = user.get(location)  # said once
+    assert "n'a pas été faite" not in words(again) and "Lyon" not in text(again)
+
+
+def test_a_resend_stopped_by_the_end_of_the_session_is_said_not_done(signed_in, gw, tokens) -> None:
+    user = signed_in("support_69001")
+    real = gw.clock
+    gw.clock = lambda: real() + timedelta(hours=8, minutes=1)
+    refused = user.post("/console/actions/renvoyer", {"cle": "69001-3"})  # no referer: the event's page all the same
+    page, location = sign_in_again(user, tokens["support_69001"], refused.headers["location"])
+    assert "le renvoi de l'événement 69001-3 n'a pas été fait" in words(page)
+    assert "Le renvoi de cet événement n'a pas été fait : votre session avait pris fin." in words(user.get(location))
+    assert state_of(gw, "69001-3") == "REJETE"
+
+
+def test_a_stopped_action_is_shown_to_its_own_user_only_and_never_from_another_site(signed_in, gw, tokens) -> None:
+    user = signed_in("support_69001")
+    refused = press_after_the_end(user, gw, {"commentaire": "jeune parti à Lyon"})
+    _, location = sign_in_again(user, tokens["admin"], refused.headers["location"])  # someone else, same browser
+    event = user.get("/console/evenements/69001-3")
+    assert "Lyon" not in text(event) and "n'a pas été faite" not in words(event)
+    forged = signed_in("support_69001")  # a new session, over too 16 hours later
+    refused = press_after_the_end(forged, gw, {"commentaire": "x", "csrf": "autre"}, hours=16)
+    assert "p3g_console_action" not in refused.headers.get("set-cookie", "")  # not a form of that session
 
 
 def test_a_tampered_session_cookie_is_refused(signed_in) -> None:

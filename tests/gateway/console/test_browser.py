@@ -19,6 +19,7 @@ import re
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -197,7 +198,7 @@ def test_a_counsellor_handles_the_morning_after_a_night(page, night) -> None:
     assert state_of(night, other) == "CLOS"
     assert [(a.count, a.comment) for a in audit_rows(night, "CLOSE", other)] == \
         [(1, "Jeune confié à une autre mission locale")]
-    assert "clos par console:conseil-ml" in page.locator("ol.historique").inner_text()
+    assert "clos par conseil-ml (console)" in page.locator("ol.historique").inner_text()
 
     # the CSV of the filtered list, as a counsellor downloads it
     page.goto(f"{night.url}/console/rejets?code={night.code}")
@@ -235,6 +236,34 @@ def test_the_event_page_leads_to_its_envelopes_page(page, night) -> None:
     assert page.get_by_role("heading", level=1, name=f"Lot {lot}").is_visible()
     assert page.get_by_role("heading", name="Ses événements de vos missions locales, par état").is_visible()
     page.screenshot(path=SCREENSHOTS / "page-lot.png", full_page=True)
+
+
+def test_breadcrumbs_lead_back_to_the_search_the_pages_were_opened_from(page, night) -> None:
+    """The event page's breadcrumb went to the whole rejects list and the envelope page's to the dashboard:
+    the search the counsellor came from was lost. Here the search is the mission locale's code alone."""
+    sign_in(page, night, night.support)
+    page.goto(f"{night.url}/console/rejets?recherche={night.ml}")
+    assert re.search(r"Événements? 1(–\d+)? sur \d+", page.locator("#position").inner_text())
+    key = night.keys[-1]
+    page.locator("#liste-rejets").get_by_role("link", name=key, exact=True).click()
+    page.wait_for_url(event_url(night, key))
+    back = page.locator("p.fil a")
+    assert back.inner_text() == "Rejets" and back.get_attribute("href") == f"/console/rejets?recherche={night.ml}"
+    page.locator("section[aria-labelledby=titre-xml] p a").click()
+    page.wait_for_url(re.compile(r"/console/lots/"))
+    assert page.locator("p.fil a").inner_text() == f"Événement {key}"
+    page.locator("p.fil a").click()
+    page.wait_for_url(event_url(night, key))
+
+
+def test_the_envelope_filter_shows_a_whole_idlot(page, night) -> None:
+    with night.gw.engine.connect() as conn:
+        lot = conn.execute(sa.select(events_t.c.envelope_id).where(events_t.c.envelope_id.is_not(None))
+                           .limit(1)).scalar_one()
+    sign_in(page, night, night.admin)
+    page.goto(f"{night.url}/console/rejets?lot={lot}")
+    hidden = page.evaluate("() => { const f = document.getElementById('lot'); return f.scrollWidth - f.clientWidth; }")
+    assert hidden <= 0, f"{hidden} px of the IdLot out of sight"
 
 
 def test_a_form_without_its_csrf_token_is_refused(page, night) -> None:
@@ -319,6 +348,32 @@ def test_a_revoked_token_closes_the_session_at_the_next_click(page, night) -> No
     page.get_by_role("link", name="Rejets", exact=True).click()
     assert "/console/connexion" in page.url
     assert "Votre session a pris fin" in page.locator("main").inner_text()
+
+
+def test_a_close_stopped_by_the_end_of_the_session_is_said_and_its_comment_kept(page, night) -> None:
+    """The session ended while the event page was open: "Clore" did nothing and the sign-in page only said the
+    session had ended. Now it says the close was not done, and the event page comes back with the comment."""
+    with night.gw.engine.connect() as conn:
+        key = conn.execute(sa.select(events_t.c.key).where(events_t.c.code_ml == night.ml, events_t.c.state ==
+                                                           "REJETE").order_by(events_t.c.id.desc()).limit(1)).scalar_one()
+    sign_in(page, night, night.support)
+    page.goto(event_url(night, key))
+    page.get_by_label("Commentaire (obligatoire)").fill("Jeune parti à Lyon")
+    real = night.gw.clock
+    night.gw.clock = lambda: real() + timedelta(hours=9)  # the session's 8 hours are over
+    try:
+        page.get_by_role("button", name="Clore l'événement").click()
+        page.wait_for_url(re.compile(r"/console/connexion"))
+        assert "Lyon" not in page.url
+        assert f"la clôture de l'événement {key} n'a pas été faite" in page.locator("#action-non-faite").inner_text()
+        page.get_by_label("Jeton d'accès").fill(night.support)
+        page.keyboard.press("Enter")
+        page.wait_for_url(event_url(night, key))
+        assert "n'a pas été faite" in page.locator("#resultat-action").inner_text()
+        assert page.get_by_label("Commentaire (obligatoire)").input_value() == "Jeune parti à Lyon"
+        assert state_of(night, key) == "REJETE"
+    finally:
+        night.gw.clock = real
 
 
 @contextmanager

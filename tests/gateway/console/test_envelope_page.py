@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from gateway.codes import EventType
 from gateway.pipeline.run import run_batch
-from gateway.store.models import events_t
+from gateway.store.models import envelopes_t, events_t, utcnow
 from tests.backends import on_both_backends
 from tests.factories import p3_line, write_export
 from tests.gateway.console.conftest import listed, text, words
@@ -138,3 +138,53 @@ def test_an_unknown_or_unreadable_envelope_in_the_rejects_list_is_said_and_left_
     refused = signed_in("support_69002").post("/console/actions/renvoyer-filtre",
                                               {"lot": "00000000-0000-0000-0000-000000000000"})
     assert "Rien n'a été renvoyé" in words(refused)  # a criterion dropped would widen the resend
+
+
+def test_a_failed_send_and_a_quarantine_are_said_and_lead_to_the_new_envelopes(signed_in, gw, tmp_path) -> None:
+    """The envelope's last transport error (English, for the integrator's logs) was not shown at all; and a
+    quarantined envelope, whose events have moved to new envelopes, showed none and said they were resent."""
+    from gateway.pipeline.pause import pause
+    from gateway.pipeline.quarantine import isolate
+    from tests.gateway.api.conftest import person
+
+    pause(gw.engine, by="test", reason="DUDE en panne", now=utcnow())  # sealed, not sent
+    run_batch(gw, [write_export(tmp_path / "P3_69001_20261129.csv", [
+        p3_line(EventType.ENT, id_evenement=n, **person("69001")) for n in ("20", "21")])])
+    lot = envelope_of(gw, "69001-20")
+    with gw.engine.begin() as conn:  # as the sending leaves it after a round of HTTP 500
+        conn.execute(envelopes_t.update().where(envelopes_t.c.id == lot).values(last_error="POST /lots: HTTP 500"))
+    admin, support = signed_in("admin"), signed_in("support_69001")
+    said = "Dernière tentative d'envoi en échec : le serveur du DUDE a répondu par une erreur (HTTP 500)."
+    page = words(admin.get(f"/console/lots/{lot}"))
+    assert said in page and "la passerelle renverra ce lot à la prochaine exécution, sous le même IdLot" in page
+    assert "Détail technique, pour l'intégrateur : POST /lots: HTTP 500" in page
+    page = words(support.get(f"/console/lots/{lot}"))
+    assert said in page and "POST /lots" not in page  # the technical text for admins only, as in the API
+
+    isolate(gw, lot, run_id=None, reason="2 tour(s) d'envoi en échec")
+    moved = {envelope_of(gw, "69001-20"), envelope_of(gw, "69001-21")}
+    answer = admin.get(f"/console/lots/{lot}")
+    assert len(moved) == 2 and lot not in moved
+    assert "Ce lot a été mis en quarantaine : ses événements ont été scellés à nouveau dans les lots" in words(answer)
+    assert "ils ont tous été renvoyés" not in words(answer)
+    news = answer.text[answer.text.index('id="lots-suivants"'):answer.text.index("où ils sont suivis")]
+    assert set(re.findall(r'href="/console/lots/([0-9a-f-]{36})"', news)) == moved
+    assert support.get(f"/console/lots/{lot}").status_code == 404  # holds none of their events now: as before
+
+
+def test_the_envelope_pages_breadcrumb_goes_back_where_the_person_came_from(signed_in, gw) -> None:
+    """It went to the dashboard whatever page the envelope was opened from."""
+    lot = envelope_of(gw, "69001-3")
+    user = signed_in("support_69001")
+
+    def crumb(referer: str | None) -> str:
+        page = user.get(f"/console/lots/{lot}", headers={"referer": referer} if referer else {})
+        return re.search(r'<p class="fil"><a href="([^"]*)">([^<]*)</a>', page.text).group(1, 2)
+
+    assert crumb("http://testserver/console/rejets?recherche=69001&code=E01") == \
+        ("/console/rejets?recherche=69001&amp;code=E01", "Rejets")
+    assert crumb("http://testserver/console/evenements/69001-3?action=12") == \
+        ("/console/evenements/69001-3", "Événement 69001-3")  # not the action's result again
+    for elsewhere in (None, "https://ailleurs.example/console/rejets", "http://testserver/console/connexion?fin=1",
+                      f"http://testserver/console/lots/{lot}"):
+        assert crumb(elsewhere) == ("/console/", "Tableau de bord"), elsewhere

@@ -44,11 +44,11 @@ def audit(gw, action: str) -> list[sa.Row]:
 def test_the_dashboard_shows_the_night_the_chart_and_what_to_handle_first(signed_in) -> None:
     page = text(signed_in("admin").get("/console/"))
     assert "Tableau de bord" in page and "5 événements en attente d'un traitement" in page
-    priorities = page[page.index("À traiter en priorité"):page.index("Les dernières nuits")]
+    priorities = page[page.index("À traiter en priorité"):page.index("Les dernières exécutions")]
     order = [priorities.index(t) for t in ("E01 — Demandeur d'emploi inconnu", "E08 — SIRET invalide", "E09 — ")]
     assert order == sorted(order)  # most events first, then by code
     assert "Corriger l'identifiant dans le dossier du jeune dans Parcours 3" in priorities  # the catalogue's hint
-    night = re.search(r"<tbody>\s*<tr>(.*?)</tr>", page[page.index("Les dernières nuits"):], re.DOTALL)[1]
+    night = re.search(r"<tbody>\s*<tr>(.*?)</tr>", page[page.index("Les dernières exécutions"):], re.DOTALL)[1]
     assert [int(n) for n in re.findall(r'<td class="nombre[^"]*">(\d+)</td>', night)[:5]] == [9, 4, 2, 3, 0]
     assert '<svg class="graphique"' in page and 'role="img"' in page
     assert page.count('<g class="barre">') == 30
@@ -106,6 +106,23 @@ def test_the_beginning_of_a_key_finds_the_events_it_begins(signed_in, gw, tmp_pa
     assert "Le début d'une clé suffit" in text(page) and 'aria-describedby="aide-recherche"' in page.text
 
 
+def test_a_mission_locale_code_alone_or_a_key_as_the_command_line_prints_it_is_found(signed_in, gw, tmp_path) -> None:
+    """``69002`` alone was read as an event number and found nothing, where ``69002-`` found that mission locale's
+    events; ``69002-4 v1``, pasted from ``gateway`` commands, found nothing either."""
+    from tests.gateway.api.conftest import person
+
+    run_batch(gw, [write_export(tmp_path / "P3_69001_20261129.csv", [  # an event numbered like a mission locale
+        p3_line(EventType.MER, id_evenement="69002", siret="73282932000075", **person("69001"))])])
+    user = signed_in("admin")
+    assert set(listed(user.get("/console/rejets?recherche=69002"))) == {"69002-3", "69002-4", "69001-69002"}
+    assert listed(signed_in("support_69001").get("/console/rejets?recherche=69002")) == ["69001-69002"]
+    assert listed(user.get("/console/rejets?recherche=3")) != []  # other lengths: an event number, as before
+    assert listed(user.get("/console/rejets?recherche=690")) == []
+    pasted = user.get("/console/rejets", params={"recherche": "69002-4 v1"})
+    assert listed(pasted) == ["69002-4"] and 'value="69002-4"' in pasted.text
+    assert "code d'une mission locale" in text(user.get("/console/rejets"))  # the help says so
+
+
 def test_unreadable_criteria_are_named_and_left_out(signed_in) -> None:
     page = signed_in("admin").get("/console/rejets?du=31/02/2026&code=E99&ml=6900&etat=ACCEPTE&etat=REJETE")
     assert page.status_code == 200
@@ -139,12 +156,12 @@ def test_an_unknown_night_is_said_and_the_other_criteria_kept(signed_in, gw, tmp
     user = signed_in("admin")
     page = user.get("/console/rejets?nuit=99&code=E01")
     assert page.status_code == 200
-    assert "Nuit « 99 » : cette exécution n'existe pas." in text(page)
+    assert "Exécution n° 99 : elle n'existe pas." in text(page)
     assert set(listed(page)) == {"69001-3", "69002-3"}  # the code still filters, the night is left out
     assert "lus par l'exécution" not in text(page) and "nuit=99" not in page.text  # nor kept in the links
     assert listed(user.get("/console/rejets?nuit=1&code=E01")) != [] and "n'existe pas" not in text(
         user.get("/console/rejets?nuit=1"))
-    assert "cette exécution n'existe pas" in text(user.get("/console/rejets/renvoi?nuit=99&code=E01"))
+    assert "Exécution n° 99 : elle n'existe pas" in text(user.get("/console/rejets/renvoi?nuit=99&code=E01"))
     refused = user.post("/console/actions/renvoyer-filtre", {"nuit": "99", "code": "E01"})
     assert refused.status_code == 400 and "Rien n'a été renvoyé" in text(refused)
     assert state(gw, "69001-3") == "REJETE" and audit(gw, "RESEND_FILTER") == []
@@ -154,7 +171,7 @@ def test_an_unknown_night_is_said_and_the_other_criteria_kept(signed_in, gw, tmp
                                 [p3_line(EventType.MER, id_evenement="7", siret="73282932000075", **person("69001"))])])
     assert listed(signed_in("support_69001").get("/console/rejets?nuit=2")) == ["69001-7"]
     other = signed_in("support_69002").get("/console/rejets?nuit=2")
-    assert ("Nuit « 2 » : cette exécution n'existe pas ou n'a lu ni envoyé aucun événement de vos missions "
+    assert ("Exécution n° 2 : elle n'existe pas ou n'a lu ni envoyé aucun événement de vos missions "
             "locales.") in text(other)
     assert set(listed(other)) == {"69002-3", "69002-4"}
 
@@ -179,6 +196,10 @@ def test_the_rejects_list_pages_by_keyset_both_ways(signed_in, gw) -> None:
     assert link(pages[0], "prev") is None
     assert listed(user.get(link(pages[2], "prev"))) == seen[1]
     assert listed(user.get(link(pages[1], "prev"))) == seen[0]
+    # where each page stands in the list, going forward and back (the keyset alone did not say)
+    assert [re.search(r"Événements? ([\d–]+ sur \d+)", words(p))[1] for p in pages] == ["1–2 sur 5", "3–4 sur 5",
+                                                                                         "5 sur 5"]
+    assert "Événements 3–4 sur 5" in words(user.get(link(pages[2], "prev")))
 
 
 def test_the_export_is_a_reject_report_excel_fr_opens(signed_in) -> None:
@@ -244,6 +265,21 @@ def test_an_invalid_events_page_says_it_was_never_sent(signed_in) -> None:
     assert "<caption class=\"visuellement-cache\">Les champs de l'événement, ceux à vérifier marqués" in answer.text
 
 
+def test_console_words_name_fields_people_and_runs_one_way(signed_in) -> None:
+    """Pre-flight's messages named the export's columns ("siret « … » invalide", "Champ obligatoire absent :
+    date_evenement"), histories named people "console:…", and the list said both "Nuit (exécution)" and
+    "Exécution N°", "Identifiant FT" and "identifiant France Travail"."""
+    admin = signed_in("admin")
+    event = words(admin.get("/console/evenements/69002-4"))
+    assert "Message du contrôle avant envoi : SIRET de l'employeur « 73282932000075 » invalide" in event
+    listing = admin.get("/console/rejets")
+    assert "SIRET de l'employeur « 73282932000075 » invalide" in text(listing)
+    assert "siret « " not in text(listing) and "Champ mal formé : code de la mission locale" in text(listing)
+    assert "Identifiant France Travail" in text(listing) and "Identifiant FT" not in text(listing)
+    assert '<label for="nuit">Exécution</label>' in listing.text and "Nuit" not in words(listing)
+    assert "Les dernières exécutions" in text(admin.get("/console/"))
+
+
 def test_an_unreadable_line_has_its_page_for_admin(signed_in) -> None:
     answer = signed_in("admin").get("/console/evenements/%3FP3_00000_20261128.csv%3A10")
     assert answer.status_code == 200 and "Événement ?P3_00000_20261128.csv:10" in text(answer)
@@ -263,7 +299,8 @@ def test_resend_one_event_is_done_once_and_said_so(signed_in, gw) -> None:
     assert [(a.actor, a.target, a.count) for a in audit(gw, "RESEND")] == \
         [("console:support_69001", "69001-3", 1), ("console:support_69001", "69001-3", 0)]
     page = text(user.get("/console/evenements/69001-3"))
-    assert "Dernier rejet de cette version" in page and "renvoyé par console:support_69001" in page
+    assert "Dernier rejet de cette version" in page and "renvoyé par support_69001 (console)" in page
+    assert "console:" not in page and "par support_69001 (console)" in page  # the cause and who acted, alike
     assert "Que faire de cet événement" not in page  # nothing left to do until the next night answers
 
 
@@ -272,7 +309,7 @@ def test_resending_an_event_still_invalid_says_what_is_wrong(signed_in, gw) -> N
     answer = user.post("/console/actions/renvoyer", {"cle": "69001-4"})
     page = text(user.get(answer.headers["location"]))
     assert "Renvoi refusé : l'événement ne passe toujours pas le contrôle avant envoi" in page
-    assert "69001-4 : siret « 73282932000075 » invalide" in page
+    assert "69001-4 : SIRET de l'employeur « 73282932000075 » invalide" in page
     assert state(gw, "69001-4") == "INVALIDE"
 
 

@@ -12,7 +12,7 @@ from gateway.console.attention import priorities
 from gateway.console.chart import NightCounts, nice_max, rejects_chart
 from gateway.console.csvexport import safe_cell
 from gateway.console.filters import DEFAULT_STATES, RejectsQuery
-from gateway.console.labels import cause_label, fields_in_cause, value_label
+from gateway.console.labels import actor_label, cause_label, fields_in_cause, reject_message, value_label
 from gateway.console.queries import CodeCount
 from gateway.console.xmlview import elements_for, render
 
@@ -129,3 +129,21 @@ def test_how_a_report_came_back_is_said_in_french_and_nothing_else_is_touched() 
     for kept in ("clos par console:x : compte rendu (polling) reçu deux fois",
                  "accusé de réception : 3 événements reçus", "compte rendu du lot 3f2a (autre)"):
         assert cause_label(kept) == kept
+
+
+def test_pre_flight_messages_name_fields_in_french_and_other_messages_are_left_as_they_came() -> None:
+    assert reject_message("Champ obligatoire absent pour un événement ENT (Entretien) : modalite.", "INVALIDE") \
+        == "Champ obligatoire absent pour un événement ENT (Entretien) : modalité de l'entretien."
+    assert reject_message("date_fin (01/02/2026) antérieure à date_debut (01/03/2026).", "INVALIDE") == \
+        "Date de fin (01/02/2026) antérieure à date de début (01/03/2026)."
+    assert reject_message("Champ mal formé : organisme « nom motif » (attendu : 100 caractères).", "INVALIDE") == \
+        "Champ mal formé : organisme de formation ou de prestation « nom motif » (attendu : 100 caractères)."
+    dude = "Identité différente du dossier du DUDE : nom, prenom."
+    assert reject_message(dude, "REJETE") == dude and reject_message(None, "INVALIDE") == ""
+
+
+def test_people_are_named_first_and_the_tool_after() -> None:
+    assert actor_label("console:sup62899") == "sup62899 (console)"
+    assert actor_label("api:partenaire 1") == "partenaire 1 (API)" and actor_label(None) == "la passerelle"
+    assert cause_label("clos par console:sup62899 : vu avec console:sup62899", "console:sup62899") == \
+        "clos par sup62899 (console) : vu avec console:sup62899"  # the comment as it was typed

@@ -55,4 +55,4 @@ def test_a_long_close_comment_is_read_back_whole_on_the_event_page(signed_in) ->
 
     page = text(user.get("/console/evenements/69002-3"))
     causes = CLOSE_CAUSES.findall(page[page.index("Historique"):])
-    assert causes == [f"clos par console:support_69002 : {comment}"]  # it stopped at 255 characters
+    assert causes == [f"clos par support_69002 (console) : {comment}"]  # it stopped at 255 characters
