@@ -1,6 +1,14 @@
 """``create_app(gw)``: the API assembled, and nothing else (STYLE, full-stack-fastapi-template: ``main.py``
 only assembles). Routes live in `gateway.api.routes`, dependencies in `gateway.api.deps`, errors in
-`gateway.api.problems`, the request middleware in `gateway.api.middleware`.
+`gateway.api.problems`, the OpenAPI document in `gateway.api.openapi`, the request middleware in
+`gateway.api.middleware`.
+
+No slash redirects: Starlette answered ``/api/v1/events/`` with a 307 to an absolute ``http://`` address built
+from the request, which behind a TLS proxy sent a partner to plain HTTP (and a redirected ``POST`` is a
+second request). Such a path is a 404 problem saying the address has no trailing ``/``
+(`gateway.api.problems`). Answers of `GZIP_MINIMUM_BYTES` or more are compressed for a client that accepts
+gzip (a page of events, a bulk's answer: text that shrinks tenfold), the console's excepted: it is its own
+application, with its own headers.
 """
 
 from __future__ import annotations
@@ -9,14 +17,17 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, FastAPI
-from fastapi.openapi.utils import get_openapi
+from fastapi.responses import RedirectResponse
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api import problems
-from gateway.api.docs import mount_docs
+from gateway.api import openapi, problems
+from gateway.api.docs import ASSETS_PATH, mount_docs
 from gateway.api.metrics import ApiMetrics
 from gateway.api.middleware import ApiMiddleware
 from gateway.api.routes import dude, envelopes, events, health, runs, sending, support
 from gateway.api.runner import RunLauncher
+from gateway.console import PREFIX as CONSOLE_PREFIX
 from gateway.console import mount_console
 from gateway.context import Gateway
 from gateway.scheduler import GatewayScheduler
@@ -30,15 +41,41 @@ lié à un rôle (`admin`, `support`, `partner`) et, pour `support` et `partner`
 qu'il peut voir. Un événement d'une autre mission locale est répondu exactement comme un événement
 inexistant (404).
 
-**Erreurs** : toujours `application/problem+json` (RFC 9457) avec un `code` stable
-(`NOT_FOUND`, `FORBIDDEN`, `VALIDATION`, `E09`, `L01`…).
+**Erreurs** : toujours `application/problem+json` (RFC 9457) avec un `code` stable ; chaque réponse d'erreur
+d'une opération donne les codes qu'elle peut porter, et le tableau ci-dessous les reprend tous.
+
+**Chaque réponse** porte `X-Request-ID` (celui du client, ou un tiré par la passerelle) et
+`Cache-Control: no-store` ; elle est compressée (gzip) pour un client qui l'accepte, à partir de 1 Kio. Les
+adresses s'écrivent sans « / » final.
 """
 
+#: Smallest answer worth compressing: below a kilobyte, the saving is less than a packet.
+GZIP_MINIMUM_BYTES = 1024
 
-def create_app(gw: Gateway, *, scheduler: GatewayScheduler | None = None, close_gateway: bool = False) -> FastAPI:
+
+class ApiGZip:
+    """Starlette's `GZipMiddleware` (level 6: nearly level 9's ratio for a fraction of its time on a 5,000-event
+    answer) for every path but the console's."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=6)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(CONSOLE_PREFIX):
+            await self.gzip(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def create_app(gw: Gateway, *, scheduler: GatewayScheduler | None = None, close_gateway: bool = False,
+               body_stall_seconds: float | None = None) -> FastAPI:
     """The API over ``gw``, which the caller opened and closes, unless ``close_gateway`` (a worker of
     ``gateway serve --workers``, `gateway.api.worker`) hands it over to be closed at the app's stop;
-    ``scheduler`` (``gateway serve``) runs from the app's start to its stop."""
+    ``scheduler`` (``gateway serve``) runs from the app's start to its stop; ``body_stall_seconds``: how long
+    a request body may go silent (`gateway.api.middleware`; default ``api_body_stall_seconds``)."""
+    if body_stall_seconds is None:
+        body_stall_seconds = gw.settings.api_body_stall_seconds
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,7 +91,7 @@ def create_app(gw: Gateway, *, scheduler: GatewayScheduler | None = None, close_
                 gw.close()
 
     app = FastAPI(title="Passerelle Parcours 3 → DUDE", version="1", description=DESCRIPTION, lifespan=lifespan,
-                  openapi_url="/openapi.json", docs_url=None, redoc_url=None)
+                  openapi_url="/openapi.json", docs_url=None, redoc_url=None, redirect_slashes=False)
     app.state.gateway = gw
     app.state.scheduler = scheduler
     app.state.runs = RunLauncher(gw)
@@ -68,29 +105,23 @@ def create_app(gw: Gateway, *, scheduler: GatewayScheduler | None = None, close_
     mount_docs(app)  # /docs, Swagger UI served from here, not from a CDN
     mount_console(app, gw)  # the support console, French HTML pages under /console (issue 4)
 
+    @app.get(CONSOLE_PREFIX, include_in_schema=False)
+    async def console_entry() -> RedirectResponse:
+        """``/console`` typed without its ``/``: the one slash redirect kept, to a relative address (RFC 9110
+        §10.2.2), which stays on the scheme, host and prefix the browser used."""
+        return RedirectResponse(f"{CONSOLE_PREFIX.rsplit('/', 1)[-1]}/", status_code=308)
+
     problems.install(app)
+    app.add_middleware(ApiGZip)  # inside `ApiMiddleware`, which adds the last answers' headers
     app.add_middleware(ApiMiddleware, max_body_bytes=gw.settings.api_max_body_bytes,
                        large_paths={dude.CALLBACK_PATH: gw.settings.max_document_bytes},
-                       observe=app.state.metrics.observe)
+                       observe=app.state.metrics.observe, body_stall_seconds=body_stall_seconds,
+                       cache_exempt=(f"{ASSETS_PATH}/", CONSOLE_PREFIX))
 
-    def openapi() -> dict:
+    def openapi_document() -> dict:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes, tags=[
-                                     {"name": "événements", "description": "Soumettre, rechercher, lire."},
-                                     {"name": "support", "description": "Renvoyer, clore ; journal d'audit."},
-                                     {"name": "exécutions",
-                                      "description": "Les lots d'une nuit, ou lancés à la demande."},
-                                     {"name": "lots", "description": "Les enveloppes signées envoyées au DUDE."},
-                                     {"name": "DUDE",
-                                      "description": "Le rappel par lequel le DUDE livre ses comptes rendus."},
-                                     {"name": "exploitation", "description": "Santé et métriques."}])
-            schema = problems.finish_openapi(schema)
-            bulk = schema["components"]["schemas"].get("EventBulkIn")
-            if bulk:
-                bulk["properties"]["events"]["maxItems"] = gw.settings.api_max_events_per_request
-            app.openapi_schema = schema
+            app.openapi_schema = openapi.build(app, max_events=gw.settings.api_max_events_per_request)
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi_document  # type: ignore[method-assign]
     return app

@@ -1,4 +1,5 @@
-"""What every request goes through: a request id, a body size limit, and the request metrics.
+"""What every request goes through: a request id, a body size limit and a body stall limit, the caching
+rule, and the request metrics.
 
 One plain ASGI middleware (no `BaseHTTPMiddleware`, which would add a task and a copy per request on
 the hot path of the bulk submission and of the event reads).
@@ -8,6 +9,17 @@ over the limit is answered 413 at once, without reading a byte; a body sent with
 counted as it streams in, and the request fails with 413 as soon as the count passes the limit, the
 rest never being read. JSON requests have ``api_max_body_bytes``; DUDE's callback, which carries
 signed XML reports, has ``max_document_bytes`` like every XML document the gateway takes in.
+
+A body that stops arriving is not waited for forever: a client that sent its headers and part of its body,
+then nothing, held a worker (and a database connection, for the routes that take one first) for as long as
+it kept the connection open. Each read of the body waits at most ``body_stall_seconds`` (`BODY_STALL_SECONDS`)
+for the next piece, then the request fails with a 408 problem (``BODY_TIMEOUT``) and the connection is
+closed. A slow upload that keeps moving is never cut: the limit is on silence, not on the whole upload.
+
+Every answer says ``Cache-Control: no-store`` (unless it says otherwise itself): an event carries names and
+birth dates, and a shared proxy or a browser's disk cache must not keep it (RFC 9111 §5.2.2.5). The only
+answers left out are those of ``cache_exempt`` paths: the documentation's static files, and the support
+console, which sets its own (`gateway.console.app.SecurityHeaders`).
 
 Access logs name the method, the path without its query string (which may hold a jobseeker id:
 brief §6, "logs carry event keys, never names"), the status and the time.
@@ -26,6 +38,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+import anyio
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,6 +49,11 @@ access_log = logging.getLogger("gateway.api.access")
 log = logging.getLogger("gateway.api")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+#: How long a request body may go silent before the request fails (408), unless told (the setting
+#: ``api_body_stall_seconds``, through `gateway.api.main.create_app`): generous for a partner on a slow line,
+#: short beside a worker held for good.
+BODY_STALL_SECONDS = 30.0
 
 #: ``observe(method, operation, status, seconds)``
 Observer = Callable[[str, str, int, float], None]
@@ -48,13 +66,25 @@ class BodyTooLarge(HTTPException):
         super().__init__(status_code=413, detail="corps de requête trop volumineux")
 
 
+class BodyStalled(HTTPException):
+    """Raised from ``receive`` when the next piece of a body does not come in time; the problem handlers
+    answer 408 (an `HTTPException`, like `BodyTooLarge`, so that FastAPI's body reading lets it through
+    instead of making it a 400 "error parsing the body")."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(status_code=408, detail=f"corps de requête interrompu : rien reçu pendant {seconds:g} s")
+
+
 class ApiMiddleware:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, large_paths: dict[str, int],
-                 observe: Observer | None = None) -> None:
+                 observe: Observer | None = None, body_stall_seconds: float = BODY_STALL_SECONDS,
+                 cache_exempt: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.large_paths = large_paths
         self.observe = observe
+        self.body_stall_seconds = body_stall_seconds
+        self.cache_exempt = cache_exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,12 +101,16 @@ class ApiMiddleware:
         head = scope["method"] == "HEAD"
         if head:
             scope = {**scope, "method": "GET"}
+        no_store = not scope["path"].startswith(self.cache_exempt)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, answered
             if message["type"] == "http.response.start":
                 status, answered = message["status"], True
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                headers = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                if no_store and not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
             elif head and message["type"] == "http.response.body":
                 message = {**message, "body": b""}
             await send(message)
@@ -90,7 +124,7 @@ class ApiMiddleware:
                 await _nul_refused(scope, send_with_id, rid)
                 return
             try:
-                await self.app(scope, _counting(receive, limit), send_with_id)
+                await self.app(scope, _guarded(receive, limit, self.body_stall_seconds), send_with_id)
             except Exception:
                 if answered:  # too late to say anything else: the connection is cut, as it must be
                     raise
@@ -105,19 +139,31 @@ class ApiMiddleware:
                             elapsed * 1000, rid)
 
 
-def _counting(receive: Receive, limit: int) -> Receive:
+def _guarded(receive: Receive, limit: int, stall_seconds: float) -> Receive:
+    """``receive``, the body counted against ``limit`` and each of its pieces awaited ``stall_seconds`` at
+    most. Once the body is complete, reads are passed through untimed: what comes next is the client's
+    disconnection, which a streamed answer waits for as long as it streams."""
     size = 0
+    complete = False
 
-    async def receive_counted() -> Message:
-        nonlocal size
-        message = await receive()
+    async def receive_guarded() -> Message:
+        nonlocal size, complete
+        if complete:
+            return await receive()
+        try:
+            with anyio.fail_after(stall_seconds):
+                message = await receive()
+        except TimeoutError:
+            raise BodyStalled(stall_seconds) from None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            complete = True
         if message["type"] == "http.request":
             size += len(message.get("body", b""))
             if size > limit:
                 raise BodyTooLarge()
         return message
 
-    return receive_counted
+    return receive_guarded
 
 
 async def _too_large(scope: Scope, send: Send, rid: str, limit: int) -> None:

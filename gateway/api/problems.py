@@ -8,8 +8,8 @@ JSON, a wrong or unknown field) is a 422 whose ``errors`` name each field at fau
 
 The handlers here turn our errors (among them a body that is not labelled JSON: 415,
 `UnsupportedMediaType`), FastAPI's validation errors and Starlette's HTTP errors (unknown path 404,
-wrong method 405, body too large 413) into that one shape; `error_responses` documents them on every
-operation, and `finish_openapi` puts the `Problem` model in the OpenAPI document.
+wrong method 405, a body stalled 408 or too large 413) into that one shape; `gateway.api.openapi` documents
+them on every operation, with the codes each status may carry.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -44,6 +45,20 @@ class UnsupportedMediaType(GatewayError, ValueError):
     code = "UNSUPPORTED_MEDIA_TYPE"
 
 
+class BodyTimeout(GatewayError, TimeoutError):
+    """A request body that stopped arriving (`gateway.api.middleware.BodyStalled`): a 408 rather than a worker
+    held until the client goes away. Here, not in `gateway.errors`: only HTTP has a body that can stall."""
+
+    code = "BODY_TIMEOUT"
+
+
+class WrongDocument(UnexpectedDocument):
+    """A document of another kind than the operation takes (an `AccuseReception`, or any other root, posted to
+    DUDE's report callback): the request is wrong, a 400, where a report of the right kind that nothing awaits
+    stays a 409. The same code (``DOC_MISMATCH``); here, not in `gateway.errors`: only the API tells the two
+    apart by status."""
+
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:p3-dude:probleme:"
 
@@ -51,19 +66,19 @@ TYPE_PREFIX = "urn:p3-dude:probleme:"
 _STATUS: tuple[tuple[type[GatewayError], int], ...] = (
     (Unauthenticated, 401), (PermissionDenied, 403), (NotFound, 404), (MethodNotAllowed, 405),
     (PayloadTooLarge, 413), (UnsupportedMediaType, 415), (RequestRejected, 422), (Conflict, 409),
-    (UnexpectedDocument, 409), (DocumentRejected, 400), (NotReady, 503), (StoreError, 503), (SendingPaused, 503),
-    (TransportError, 502),
+    (WrongDocument, 400), (UnexpectedDocument, 409), (DocumentRejected, 400), (NotReady, 503), (StoreError, 503),
+    (SendingPaused, 503), (TransportError, 502),
 )
 TITLES = {
     400: "Document refusé", 401: "Authentification requise", 403: "Accès refusé", 404: "Ressource introuvable",
-    405: "Méthode non admise", 409: "Conflit avec l'état actuel", 413: "Requête trop volumineuse",
-    415: "Type de contenu non pris en charge", 422: "Requête invalide", 500: "Erreur interne",
-    502: "DUDE injoignable", 503: "Service indisponible",
+    405: "Méthode non admise", 408: "Corps de requête interrompu", 409: "Conflit avec l'état actuel",
+    413: "Requête trop volumineuse", 415: "Type de contenu non pris en charge", 422: "Requête invalide",
+    500: "Erreur interne", 502: "DUDE injoignable", 503: "Service indisponible",
 }
 #: Codes of the HTTP errors Starlette and FastAPI raise themselves.
 _HTTP_CODES = {400: RequestRejected.code, 401: Unauthenticated.code, 403: PermissionDenied.code,
-               404: NotFound.code, 405: MethodNotAllowed.code, 409: Conflict.code, 413: PayloadTooLarge.code,
-               415: UnsupportedMediaType.code, 422: RequestRejected.code}
+               404: NotFound.code, 405: MethodNotAllowed.code, 408: BodyTimeout.code, 409: Conflict.code,
+               413: PayloadTooLarge.code, 415: UnsupportedMediaType.code, 422: RequestRejected.code}
 
 
 class ProblemField(BaseModel):
@@ -182,8 +197,9 @@ def _summary(errors: list[FieldError], *, total: int | None = None) -> str:
 
 # --- handlers --------------------------------------------------------------------------------------
 
-def _allowed_methods(request: Request) -> list[str]:
-    """The methods the OpenAPI document gives for the request's path (whatever the routers' nesting).
+def _allowed_methods(request: Request, path: str | None = None) -> list[str]:
+    """The methods the OpenAPI document gives for ``path`` (the request's by default), whatever the routers'
+    nesting.
 
     Of the paths that match, those with the fewest parameters: a literal path wins over a parameter, as
     in the routes (`gateway.api.routes.events.NOT_KEYS`), so ``/events/bulk`` is ``POST`` only, not also
@@ -195,10 +211,34 @@ def _allowed_methods(request: Request) -> list[str]:
             pattern = re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$")
             table.append((pattern, template.count("{"), sorted(m.upper() for m in operations)))
         request.app.state.allowed_methods = table
-    path = request.url.path
+    path = request.url.path if path is None else path
     matching = [(parameters, methods) for pattern, parameters, methods in table if pattern.match(path)]
     fewest = min((parameters for parameters, _ in matching), default=0)
     return sorted({m for parameters, methods in matching if parameters == fewest for m in methods})
+
+
+def _not_found(request: Request) -> str:
+    """No route for the path. With a trailing ``/`` the path without it may well exist: said so, rather than
+    redirected (Starlette's 307 to ``http://…`` pointed a client behind a TLS proxy to plain HTTP, and
+    turned a ``POST`` into a second request)."""
+    path = request.url.path
+    if len(path) > 1 and path.endswith("/") and _allowed_methods(request, path.rstrip("/")):
+        return f"pas de ressource {path} : les adresses de cette API s'écrivent sans « / » final ({path.rstrip('/')})"
+    return f"pas de ressource {path}"
+
+
+def _unreadable_body(cause: BaseException | None) -> FieldError:
+    """Why `json.loads` could not read a body FastAPI took for JSON (its 400 "error parsing the body")."""
+    if isinstance(cause, RecursionError):  # valid UTF-8, but nested past what `json.loads` reads
+        return FieldError("body", "JSON trop profondément imbriqué (des centaines d'objets ou de listes les uns "
+                          "dans les autres) : les corps de cette API n'ont que quelques niveaux", "json_too_deep")
+    if isinstance(cause, ValueError) and not isinstance(cause, UnicodeDecodeError):
+        # Python reads no integer of more than `sys.get_int_max_str_digits()` digits (4,300; CVE-2020-10735):
+        # the only `ValueError` left once FastAPI has taken `JSONDecodeError` and the text is UTF-8.
+        return FieldError("body", f"nombre trop long (plus de {sys.get_int_max_str_digits()} chiffres) : aucun "
+                          "champ de cette API n'en prend autant, les identifiants s'envoient en texte",
+                          "json_number_too_long")
+    return FieldError("body", "corps illisible : JSON en UTF-8 attendu", "json_invalid")
 
 
 def _unparsed(exc: RequestValidationError) -> bool:
@@ -245,20 +285,17 @@ def install(app: FastAPI) -> None:
         if status == 400 and (refused := await caller_first(request)) is not None:
             return refused
         if status == 400:  # FastAPI could not even decode the body (not UTF-8, not JSON): the issue wants a 422
-            if isinstance(exc.__cause__, RecursionError):  # valid UTF-8, but nested past what `json.loads` reads
-                error = FieldError("body", "JSON trop profondément imbriqué (des centaines d'objets ou de listes les "
-                                   "uns dans les autres) : les corps de cette API n'ont que quelques niveaux",
-                                   "json_too_deep")
-            else:
-                error = FieldError("body", "corps illisible : JSON en UTF-8 attendu", "json_invalid")
+            error = _unreadable_body(exc.__cause__)
             return problem_response(request, 422, RequestRejected.code, _summary([error]), errors=[error])
         headers = dict(exc.headers or {})
         allowed = ""
         if status == 405:  # Starlette names the methods of the first route matching the path only
             headers["Allow"] = ", ".join(_allowed_methods(request))
             allowed = f" (admis ici : {headers['Allow']})" if headers["Allow"] else ""
+        if status == 408:  # RFC 9110 §15.5.9: the rest of the body will not be read, the connection ends
+            headers["Connection"] = "close"
         code = _HTTP_CODES.get(status, GatewayError.code)
-        detail = {404: f"pas de ressource {request.url.path}",
+        detail = {404: _not_found(request),
                   405: f"{request.method} non admis sur {request.url.path}{allowed}",
                   413: "corps de requête trop volumineux"}.get(status, str(exc.detail))
         return problem_response(request, status, code, detail, headers=headers or None)
@@ -273,40 +310,3 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
-
-
-# --- OpenAPI ----------------------------------------------------------------------------------------
-
-_DESCRIPTIONS = {
-    400: "Document refusé (signature, certificat, XML, schéma : code L01…L04).",
-    401: "Jeton absent, inconnu ou révoqué.",
-    403: "Rôle insuffisant pour cette opération ; pour une soumission d'un seul événement, mission locale hors du "
-         "périmètre du client (en nombre, chaque événement hors périmètre est refusé à part : `FORBIDDEN`).",
-    404: "Introuvable — ou hors du périmètre du client : la réponse est la même.",
-    405: "Méthode non admise.",
-    409: "Conflit avec l'état actuel : `detail` dit lequel (une exécution déjà en cours ; les mêmes événements "
-         "enregistrés au même moment par une autre requête : la renvoyer).",
-    413: "Corps de requête trop volumineux (refusé avant d'être lu en entier).",
-    415: "Corps non JSON : l'envoyer avec l'en-tête `Content-Type: application/json` (code "
-         "`UNSUPPORTED_MEDIA_TYPE`).",
-    422: "Requête invalide : les champs en cause sont nommés dans `errors`.",
-    503: "Service indisponible.",
-}
-
-
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for an operation: each status documented with the `Problem` model."""
-    return {status: {"description": _DESCRIPTIONS.get(status, TITLES.get(status, "Erreur")),
-                     "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-            for status in statuses}
-
-
-def finish_openapi(schema: dict[str, Any]) -> dict[str, Any]:
-    """Add `Problem` (and what it refers to) to the document's components."""
-    problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.update(problem.pop("$defs", {}))
-    components["Problem"] = problem
-    for name in ("HTTPValidationError", "ValidationError"):
-        components.pop(name, None)
-    return schema

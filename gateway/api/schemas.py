@@ -425,9 +425,15 @@ class PageQuery(BaseModel):
     cursor: Cursor = Field(None, description="Le `next_cursor` de la page précédente, tel quel.")  # type: ignore[assignment]
 
 
+#: Every action the audit log holds (`gateway.support`, `gateway.api.runner`, `gateway.api.auth`,
+#: `gateway.pipeline.pause`): a filter naming another is a 422 listing these, not an empty page.
+AUDIT_ACTIONS = ("RESEND", "RESEND_FILTER", "CLOSE", "RUN_START", "CLIENT_CREATE", "CLIENT_REVOKE", "SENDING_PAUSE",
+                 "SENDING_RESUME")
+AuditAction = Literal[AUDIT_ACTIONS]  # type: ignore[valid-type]
+
+
 class AuditQuery(PageQuery):
-    action: Annotated[str, StringConstraints(max_length=30)] = Field(  # type: ignore[assignment]
-        None, description="RESEND, RESEND_FILTER, CLOSE, RUN_START, CLIENT_CREATE, CLIENT_REVOKE.")
+    action: AuditAction = Field(None, description="Une seule sorte d'action.")  # type: ignore[assignment]
 
 
 class VersionQuery(BaseModel):
@@ -476,7 +482,7 @@ class AuditEntryPublic(BaseModel):
     id: int
     at: datetime
     actor: str
-    action: str
+    action: str = Field(description=f"{', '.join(AUDIT_ACTIONS)}.")
     target: str | None = None
     filter: dict[str, Any] | None = None
     count: int

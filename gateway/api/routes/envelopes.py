@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query
 
 from gateway.api import pagination, schemas, views
 from gateway.api.deps import ConnDep, GatewayDep, PrincipalDep
-from gateway.api.problems import error_responses
+from gateway.api.openapi import PAGED_422, error_responses
 from gateway.errors import NotFound
 from gateway.store.queries import envelope_event_states, envelope_history, envelopes_page
 
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/envelopes", tags=["lots"])
 
 
 @router.get("", response_model=schemas.Page[schemas.EnvelopePublic], summary="Lister les lots",
-            responses=error_responses(401, 422))
+            responses=error_responses(401, 422, special={422: PAGED_422}))
 def envelopes_list(page: Annotated[schemas.PageQuery, Query()], principal: PrincipalDep, conn: ConnDep,
                    gw: GatewayDep) -> schemas.Page[schemas.EnvelopePublic]:
     """Le plus récent d'abord."""

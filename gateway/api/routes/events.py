@@ -31,7 +31,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from gateway.api import pagination, schemas, views
 from gateway.api.auth import Principal
 from gateway.api.deps import ConnDep, GatewayDep, JsonBodyDep, PrincipalDep, RequestIdDep, SubmitterDep
-from gateway.api.problems import error_responses
+from gateway.api.openapi import PAGED_422, SUBMIT_403, SUBMIT_409, SUBMIT_ONE_422, error_responses
 from gateway.context import Gateway
 from gateway.errors import FieldError, NotFound, PermissionDenied, RequestRejected
 from gateway.store.queries import EventFilter, event_history, event_versions, list_events
@@ -116,7 +116,8 @@ def event_filter(q: schemas.EventFilterIn, principal: Principal, *, key: str | N
                                              "INVALIDE avec son code de rejet).",
                               "headers": {"Location": {"description": "L'adresse de l'événement.",
                                                        "schema": {"type": "string"}}}},
-                        **error_responses(401, 403, 409, 413, 415, 422)})
+                        **error_responses(401, 403, 409, 413, 415, 422,
+                                          special={403: SUBMIT_403, 409: SUBMIT_409, 422: SUBMIT_ONE_422})})
 @_with_replay
 def submit_event(event: schemas.EventIn, principal: SubmitterDep, json_body: JsonBodyDep, gw: GatewayDep,
                  request_id: RequestIdDep, request: Request, response: Response) -> schemas.SubmissionItem:
@@ -138,7 +139,8 @@ def submit_event(event: schemas.EventIn, principal: SubmitterDep, json_body: Jso
 
 
 @router.post("/bulk", response_model=schemas.SubmissionOut, summary="Soumettre des événements en nombre",
-             openapi_extra=REQUEST_ID_HEADER, responses=error_responses(401, 403, 409, 413, 415, 422))
+             openapi_extra=REQUEST_ID_HEADER,
+             responses=error_responses(401, 403, 409, 413, 415, 422, special={403: SUBMIT_403, 409: SUBMIT_409}))
 @_with_replay
 def submit_events(body: schemas.EventBulkIn, principal: SubmitterDep, json_body: JsonBodyDep, gw: GatewayDep,
                   request_id: RequestIdDep) -> Response:
@@ -157,7 +159,7 @@ def submit_events(body: schemas.EventBulkIn, principal: SubmitterDep, json_body:
 
 
 @router.get("", response_model=schemas.Page[schemas.EventPublic], summary="Rechercher des événements",
-            responses=error_responses(401, 422))
+            responses=error_responses(401, 422, special={422: PAGED_422}))
 def search_events(query: Annotated[schemas.EventQuery, Query()], principal: PrincipalDep, conn: ConnDep,
                   gw: GatewayDep) -> schemas.Page[schemas.EventPublic]:
     """Par état, code de rejet, mission locale, identifiant France Travail, lot, exécution, date de

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from gateway.api import schemas
 from gateway.api.deps import AdminDep, GatewayDep
-from gateway.api.problems import error_responses
+from gateway.api.openapi import error_responses
 from gateway.certificates import check_certificates, problems
 from gateway.context import Gateway
 from gateway.errors import GatewayError, NotReady

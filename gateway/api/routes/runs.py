@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from gateway.api import pagination, schemas, views
 from gateway.api.deps import AdminDep, ConnDep, GatewayDep, JsonBodyDep, PrincipalDep
-from gateway.api.problems import error_responses
+from gateway.api.openapi import PAGED_422, RUN_409, error_responses
 from gateway.errors import NotFound
 from gateway.store.queries import get_run, list_runs, run_counts
 
@@ -22,7 +22,7 @@ RunIdPath = Annotated[int, Path(ge=1, le=2**62, description="Numéro de l'exécu
 
 
 @router.get("", response_model=schemas.Page[schemas.RunPublic], summary="Lister les exécutions",
-            responses=error_responses(401, 422))
+            responses=error_responses(401, 422, special={422: PAGED_422}))
 def runs_list(page: Annotated[schemas.PageQuery, Query()], principal: PrincipalDep, conn: ConnDep,
               gw: GatewayDep) -> schemas.Page[schemas.RunPublic]:
     """La plus récente d'abord."""
@@ -51,7 +51,7 @@ def run_detail(run_id: RunIdPath, principal: PrincipalDep, conn: ConnDep) -> sch
 @router.post("", status_code=202, response_model=schemas.RunStarted, summary="Lancer une exécution",
              responses={202: {"description": "Lancée : la suivre à l'adresse donnée.", "headers": {
                  "Location": {"description": "`/api/v1/runs/{id}`", "schema": {"type": "string"}}}},
-                 **error_responses(401, 403, 409, 413, 415, 422)})
+                 **error_responses(401, 403, 409, 413, 415, 422, special={409: RUN_409})})
 def run_start(body: schemas.RunStartIn, principal: AdminDep, json_body: JsonBodyDep, request: Request,
               response: Response) -> schemas.RunStarted:
     """Lit les exports donnés (par nom, dans le dossier d'entrée), puis envoie tout ce qui est en attente, en

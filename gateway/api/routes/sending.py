@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api import schemas
 from gateway.api.deps import AdminDep, GatewayDep, JsonBodyDep, SupportDep
-from gateway.api.problems import error_responses
+from gateway.api.openapi import error_responses
 from gateway.pipeline import pause
 
 router = APIRouter(prefix="/sending", tags=["exploitation"])
@@ -28,7 +28,7 @@ async def sending_state(principal: SupportDep, gw: GatewayDep) -> schemas.Sendin
 
 
 @router.post("/pause", response_model=schemas.SendingOut, summary="Suspendre tout envoi",
-             responses=error_responses(401, 403, 415, 422))
+             responses=error_responses(401, 403, 413, 415, 422))
 async def sending_pause(body: schemas.SendingPauseIn, principal: AdminDep, json_body: JsonBodyDep,
                         gw: GatewayDep) -> schemas.SendingOut:
     """Plus rien n'est envoyé au DUDE, sur toutes les instances, jusqu'à la reprise ; les exécutions lisent et
@@ -39,7 +39,7 @@ async def sending_pause(body: schemas.SendingPauseIn, principal: AdminDep, json_
 
 
 @router.post("/resume", response_model=schemas.SendingOut, summary="Reprendre l'envoi",
-             responses=error_responses(401, 403, 415, 422))
+             responses=error_responses(401, 403, 413, 415, 422))
 async def sending_resume(body: schemas.SendingResumeIn, principal: AdminDep, json_body: JsonBodyDep,
                          gw: GatewayDep) -> schemas.SendingOut:
     """La prochaine exécution (ou le prochain passage du planificateur) envoie ce qui attendait, avec les mêmes

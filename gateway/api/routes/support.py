@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from gateway import support
 from gateway.api import pagination, schemas, views
 from gateway.api.deps import AdminDep, ConnDep, GatewayDep, JsonBodyDep, SupportDep
-from gateway.api.problems import error_responses
+from gateway.api.openapi import PAGED_422, RESEND_409, error_responses
 from gateway.api.routes.events import KeyPath, event_filter
 from gateway.errors import FieldError, RequestRejected
 from gateway.store.models import audit_t
@@ -32,7 +32,7 @@ def _resend_out(result: support.ResendResult) -> schemas.ResendOut:
 
 
 @router.post("/events/resend", response_model=schemas.ResendOut, summary="Renvoyer les événements d'un filtre",
-             responses=error_responses(401, 403, 413, 415, 422))
+             responses=error_responses(401, 403, 409, 413, 415, 422, special={409: RESEND_409}))
 def resend_matching(body: schemas.EventFilterIn, principal: SupportDep, json_body: JsonBodyDep,
                     gw: GatewayDep) -> schemas.ResendOut:
     """Remet EN_ATTENTE la dernière version de chaque événement du filtre qui est INVALIDE, REJETE ou
@@ -47,7 +47,7 @@ def resend_matching(body: schemas.EventFilterIn, principal: SupportDep, json_bod
 
 
 @router.post("/events/{key}/resend", response_model=schemas.ResendOut, summary="Renvoyer un événement",
-             responses=error_responses(401, 403, 404, 422))
+             responses=error_responses(401, 403, 404, 409, 422, special={409: RESEND_409}))
 def resend_event(key: KeyPath, principal: SupportDep, gw: GatewayDep) -> schemas.ResendOut:
     """La dernière version de l'événement, si elle est INVALIDE (et passe désormais le contrôle), REJETE ou
     SANS_REPONSE ; sinon rien (`resent` = 0, `reason` dit pourquoi). L'historique garde le rejet et le lot
@@ -68,7 +68,7 @@ def close_event(key: KeyPath, body: schemas.CloseIn, principal: SupportDep, json
 
 
 @router.get("/audit", response_model=schemas.Page[schemas.AuditEntryPublic], summary="Journal d'audit",
-            responses=error_responses(401, 403, 422))
+            responses=error_responses(401, 403, 422, special={422: PAGED_422}))
 def audit_log(query: Annotated[schemas.AuditQuery, Query()], principal: AdminDep, conn: ConnDep,
               gw: GatewayDep) -> schemas.Page[schemas.AuditEntryPublic]:
     """Toutes les actions, la plus récente d'abord : qui, quoi, quand, quel filtre, combien."""

@@ -15,7 +15,7 @@ from adapters.dude.emulator.app import mock_transport
 from adapters.dude.emulator.config import EmulatorConfig
 from adapters.dude.emulator.core import Emulator
 from adapters.dude.events_xml import q
-from adapters.dude.messages import EventResult, Report, build_report
+from adapters.dude.messages import EventResult, Receipt, Report, build_receipt, build_report
 from adapters.dude.signing import Signer, serialize
 from gateway.api.main import create_app
 from gateway.codes import RejectCode
@@ -109,6 +109,10 @@ def refusals(dev_keys, envelope_id: str) -> dict[str, tuple[bytes, int, str]]:
         "entite-externe": (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
                            b'<CompteRendu>&e;</CompteRendu>', 400, "L03"),
         "vide": (b"", 400, "L03"),
+        # A well-signed document that is not a report: the request is wrong (400), not the gateway's state.
+        "accuse-de-reception": (serialize(dude.sign(build_receipt(Receipt(envelope_id, datetime.now(UTC), "RECU",
+                                                                          4)))), 400, "DOC_MISMATCH"),
+        "racine-etrangere": (b'<CompteRendu xmlns="urn:autre"><IdLot>x</IdLot></CompteRendu>', 400, "DOC_MISMATCH"),
         "autre-lot": (signed(dude, str(uuid.uuid4()), accept_all), 409, "DOC_MISMATCH"),
         "evenement-etranger": (signed(dude, envelope_id, accept_all + (EventResult("69001-12345", 1, True),)),
                                409, "DOC_MISMATCH"),
@@ -116,7 +120,10 @@ def refusals(dev_keys, envelope_id: str) -> dict[str, tuple[bytes, int, str]]:
 
 
 CASES = ["cle-inconnue", "verdict-altere", "signature-alteree", "sans-signature", "hors-schema", "pas-du-xml",
-         "entite-externe", "vide", "autre-lot", "evenement-etranger"]
+         "entite-externe", "vide", "accuse-de-reception", "racine-etrangere", "autre-lot", "evenement-etranger"]
+
+#: Words of the English the reconciliation writes in its log, which a refusal once carried as its detail.
+ENGLISH = ("report", "envelope", "expected", "which", "got ", " for ", "failed", "mismatch", "check")
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -128,8 +135,25 @@ def test_anything_but_a_genuine_report_is_refused_and_changes_nothing(awaiting, 
     refused = client.post(CALLBACK, content=body, headers=XML)
     assert refused.status_code == status, refused.text
     assert refused.headers["content-type"] == "application/problem+json"
-    assert refused.json()["code"] == code and refused.json()["status"] == status
+    problem = refused.json()
+    assert problem["code"] == code and problem["status"] == status
+    assert problem["detail"].startswith(("compte rendu ", "document refusé")), problem
+    assert not any(word in problem["detail"].replace(CALLBACK_NS, "") for word in ENGLISH), problem
     assert snapshot(gw) == before
+
+
+CALLBACK_NS = "urn:fr:spe:dude:echanges:v1"
+
+
+def test_a_document_that_is_not_a_report_is_told_which_root_was_expected(awaiting, dev_keys) -> None:
+    """DUDE (or whoever) posted its receipt where reports go: a 400 naming what is awaited and what came, in French."""
+    gw, _, _, client = awaiting
+    body = refusals(dev_keys, only_envelope(gw))["accuse-de-reception"][0]
+    problem = client.post(CALLBACK, content=body, headers=XML).json()
+    assert problem["detail"] == (f"document refusé : un CompteRendu de l'espace de noms {CALLBACK_NS} est attendu ici, "
+                                 "reçu « AccuseReception »")
+    stranger = client.post(CALLBACK, content=refusals(dev_keys, "x")["racine-etrangere"][0], headers=XML).json()
+    assert stranger["detail"].endswith("reçu « CompteRendu » de l'espace de noms urn:autre")
 
 
 def test_the_callback_needs_no_token_but_a_report_over_the_size_limit_is_refused(awaiting) -> None:

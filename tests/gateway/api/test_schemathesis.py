@@ -8,6 +8,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.checks import positive_data_acceptance
 
 from gateway.api.auth import create_client
 from gateway.api.main import create_app
@@ -64,12 +65,15 @@ def test_the_api_keeps_its_documented_contract(served) -> None:
             continue  # starting runs in a loop: covered by test_operations
         # A cursor is opaque (a position the server gave): any other text is refused, so no generated one.
         fixed = {"query": {"cursor": ""}} if any(p.name == "cursor" for p in operation.query) else {}
+        # DUDE's callback takes only a CompteRendu signed by DUDE, which no schema of a string can say nor a
+        # generator write: every generated body is refused, a 400 (L03, or DOC_MISMATCH for XML of another root).
+        excluded = [positive_data_acceptance] if operation.path == "/api/v1/dude/comptes-rendus" else []
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             @given(case=operation.as_strategy(generation_mode=mode, **fixed))
             @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                       suppress_health_check=list(HealthCheck))
-            def check(case) -> None:
-                case.call_and_validate(headers=auth)
+            def check(case) -> None:  # called at once, below: the loop's `excluded` is this operation's
+                case.call_and_validate(headers=auth, excluded_checks=excluded)  # noqa: B023
 
             tried += 1
             try:
