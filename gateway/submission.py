@@ -23,8 +23,10 @@ Decided here, where the issue left it open:
   be neither scoped, nor found, nor resent, and unlike a line of a nightly file the partner has the
   verdict in hand. The API's schema requires both (a 422 naming the field); any other caller gets
   such an event refused on its own here (``E09`` naming the field);
-* **the same key twice in one request** — the second is refused (``CONFLICT``): a request holds at
-  most one version of an event, so that sending the same request again is always harmless;
+* **the same key twice in one request** — the same content again is one event sent twice (a batch that
+  repeats a line): the repeat is answered as a resubmission is, ``DEJA_RECU`` with the first's version and
+  state; another content is refused (``CONFLICT``): a request holds at most one version of an event, so
+  that sending the same request again is always harmless;
 * **where it came from** — ``source_file`` is ``API:<client>:<request id>`` and ``source_line`` the
   position in the request (from 1), so support staff can trace an event to the call that brought it.
 """
@@ -44,7 +46,7 @@ from gateway.codes import RejectCode
 from gateway.context import Gateway
 from gateway.errors import Conflict
 from gateway.pipeline.ingest import Answer, ingest
-from gateway.preflight import Outcome, PreflightConfig, Rejection
+from gateway.preflight import Outcome, PreflightConfig, Rejection, Valid
 
 API_SOURCE_PREFIX = "API:"
 
@@ -94,7 +96,8 @@ def submit(gw: Gateway, items: Sequence[Mapping[str, Any]], *, client: str, scop
     source = f"{API_SOURCE_PREFIX}{client}:{request_id}"[:255]
     results: list[ItemResult | None] = [None] * len(items)
     accepted: list[tuple[int, Outcome]] = []
-    first_index: dict[str, int] = {}
+    first: dict[str, tuple[int, Outcome]] = {}
+    repeats: list[tuple[int, int]] = []  # (index, index of the same event earlier in the request)
     for index, item in enumerate(items):
         outcome = parse_item(item, config, source_file=source, source_line=index + 1)
         key = outcome.key
@@ -108,18 +111,34 @@ def submit(gw: Gateway, items: Sequence[Mapping[str, Any]], *, client: str, scop
                                         message=f"La mission locale {code_ml} n'est pas dans le périmètre "
                                                 "de ce client : événement refusé, non enregistré.")
             continue
-        if key in first_index:
+        if key in first:
+            earlier, earlier_outcome = first[key]
+            if _same_content(outcome, earlier_outcome):
+                repeats.append((index, earlier))
+                continue
             results[index] = ItemResult(index, REFUSED, key=key, code="CONFLICT", field="id_evenement",
-                                        message=f"L'événement {key} figure déjà à la position "
-                                                f"{first_index[key]} de la requête : une version par "
-                                                "événement et par requête.")
+                                        message=f"L'événement {key} figure déjà à la position {earlier} de la "
+                                                "requête avec un autre contenu : une version par événement et "
+                                                "par requête.")
             continue
-        first_index[key] = index
+        first[key] = (index, outcome)
         accepted.append((index, outcome))
     if accepted:
         for index, result in _store(gw, accepted):
             results[index] = result
+    for index, earlier in repeats:
+        results[index] = results[earlier]._replace(index=index, outcome=ALREADY)
     return SubmissionResult(request_id, [r for r in results if r is not None])
+
+
+def _same_content(a: Outcome, b: Outcome) -> bool:
+    """Whether two items of one request say the same thing of one event (the same fields, or the same
+    refusal of the same fields)."""
+    if isinstance(a, Valid) and isinstance(b, Valid):
+        return a.event == b.event
+    if isinstance(a, Rejection) and isinstance(b, Rejection):
+        return (a.code, a.fields) == (b.code, b.fields)
+    return False
 
 
 def _store(gw: Gateway, accepted: list[tuple[int, Outcome]]) -> list[tuple[int, ItemResult]]:
@@ -147,10 +166,9 @@ def _store(gw: Gateway, accepted: list[tuple[int, Outcome]]) -> list[tuple[int, 
         else:
             kind = CREATED if answer.version == 1 else NEW_VERSION
         code = answer.reject_code
-        field = outcome.field if isinstance(outcome, Rejection) and code == outcome.code.value else None
         results.append((index, ItemResult(index, kind, key=key, version=answer.version, state=answer.state,
                                           code=code, message=answer.reject_message,
-                                          field=field or _first_field(code))))
+                                          field=answer.reject_field or _first_field(code))))
     return results
 
 

@@ -202,7 +202,8 @@ def _resend_rows(gw: Gateway, conn: Connection, rows: list[sa.Row], *, now: date
         moved = conn.execute(events_t.update().where(
             events_t.c.id.in_([r.id for r in part]),
             events_t.c.state.in_([EventState.REJETE.value, EventState.SANS_REPONSE.value]))
-            .values(state=EventState.EN_ATTENTE.value, reject_code=None, reject_message=None, updated_at=now)).rowcount
+            .values(state=EventState.EN_ATTENTE.value, reject_code=None, reject_message=None, reject_field=None,
+                    updated_at=now)).rowcount
         if moved != len(part):
             raise Conflict("des événements ont changé d'état pendant le renvoi : recommencer")
         history += [_resend_history(r, now, actor) for r in part]
@@ -217,7 +218,8 @@ def _resend_rows(gw: Gateway, conn: Connection, rows: list[sa.Row], *, now: date
         verdict = _revalidate(conn, row, config)
         if isinstance(verdict, StillInvalid):
             conn.execute(events_t.update().where(events_t.c.id == row.id, events_t.c.state == row.state)
-                         .values(reject_code=verdict.code, reject_message=verdict.message[:1000], updated_at=now))
+                         .values(reject_code=verdict.code, reject_message=verdict.message[:1000],
+                                 reject_field=verdict.field, updated_at=now))
             history.append({"event_id": row.id, "state": EventState.INVALIDE.value, "at": now, "run_id": None,
                             "cause": f"renvoi demandé par {actor} refusé : {verdict.message}"[:255],
                             "code": verdict.code, "envelope_id": row.envelope_id, "actor": actor[:120]})

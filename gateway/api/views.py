@@ -84,7 +84,7 @@ def event_public(row: sa.Row) -> schemas.EventPublic:
         key=row.key, version=row.version, operation=row.operation, event_type=row.event_type, code_ml=row.code_ml,
         identifiant_pe=row.identifiant_pe, date_evenement=row.date_evenement, state=row.state,
         state_label=EventState(row.state).label,
-        reject=reject(row.reject_code, row.reject_message, submitted=is_api_source(row.source_file)),
+        reject=reject(row.reject_code, row.reject_message, row.reject_field, submitted=is_api_source(row.source_file)),
         source_file=row.source_file, source_line=row.source_line, run_id=row.run_id, envelope_id=row.envelope_id,
         created_at=row.created_at, updated_at=row.updated_at)
 

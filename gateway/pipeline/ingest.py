@@ -60,7 +60,7 @@ CHUNK = 2000
 
 #: The columns ingest writes, in the order of the row tuples below (the others keep their defaults).
 _EVENT_COLUMNS = ("key", "version", "operation", "event_type", "code_ml", "identifiant_pe", "date_evenement",
-                  "payload", "content_hash", "state", "reject_code", "reject_message", "source_file",
+                  "payload", "content_hash", "state", "reject_code", "reject_message", "reject_field", "source_file",
                   "source_line", "run_id", "created_at", "updated_at")
 _INSERT_EVENTS = BulkInsert(events_t, _EVENT_COLUMNS)
 _PENDING, _INVALID = EventState.EN_ATTENTE.value, EventState.INVALIDE.value
@@ -100,6 +100,7 @@ class Answer(NamedTuple):
     state: str
     reject_code: str | None
     reject_message: str | None
+    reject_field: str | None  # the column a pre-flight reject names (`EventRow.reject_field`)
     stored: bool  # False: a duplicate of what the store had, nothing written
 
 
@@ -158,7 +159,7 @@ def _load_states(conn: Connection, keys: set[str], *, latest: bool = False) -> d
     c = events_t.c
     columns = [c.id, c.key, c.version, c.content_hash, c.state, c.source_file, c.source_line]
     if latest:
-        columns += [c.reject_code, c.reject_message]
+        columns += [c.reject_code, c.reject_message, c.reject_field]
     rows = conn.execute(sa.select(*columns).where(c.key.in_(keys)).order_by(c.key, c.version))
     for event_id, key, version, content_hash, state, source_file, source_line, *reject in rows.tuples():  # no Row
         ks = states.get(key)  # attribute lookups: a re-run or a partner's resend reads back every key
@@ -197,7 +198,7 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
     superseded: list[int] = []
 
     def invalid_row(key: str, ks: _KeyState | None, content_hash: str, code: RejectCode, message: str,
-                    fields: dict, file: str, line: int, operation: str) -> None:
+                    field: str | None, fields: dict, file: str, line: int, operation: str) -> None:
         version = ks.version + 1 if ks else 1
         code_ml = fields.get("code_ml", "").strip()
         if not (code_ml.isdigit() and len(code_ml) == 5):  # unreadable: the export's name may still say whose
@@ -209,10 +210,10 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
             code_ml if code_ml.isdigit() and len(code_ml) == 5 else None,
             (fields.get("identifiant_pe") or "").strip()[:20] or None,
             _parse_date(fields.get("date_evenement")), payload_json(fields), content_hash,
-            _INVALID, code.value, message, file, line, run_id, now, now,
+            _INVALID, code.value, message, field, file, line, run_id, now, now,
         ))
         states[key] = _KeyState(version, content_hash, ks.live if ks else False, ks.supersedable if ks else [],
-                                ks.seen if ks else set(), Answer(version, _INVALID, code.value, message, True))
+                                ks.seen if ks else set(), Answer(version, _INVALID, code.value, message, field, True))
         stats.invalid += 1
         stats.rejects_by_code[code.value] += 1
 
@@ -224,7 +225,7 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
             if ks and ks.already_has(h, item.source_file, item.source_line):
                 stats.duplicates += 1
                 continue
-            invalid_row(key, ks, h, item.code, item.message, item.fields, item.source_file,
+            invalid_row(key, ks, h, item.code, item.message, item.field, item.fields, item.source_file,
                         item.source_line, (item.fields.get("operation") or "C").strip().upper())
             continue
 
@@ -239,7 +240,7 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
         if (operation == _MODIFY and ks is None) or (operation == _CANCEL and not (ks and ks.live)):
             what = "modifie" if operation == _MODIFY else "annule"
             invalid_row(key, ks, h, RejectCode.E06,
-                        f"l'événement {key} {what} un événement que la passerelle n'a jamais transmis",
+                        f"l'événement {key} {what} un événement que la passerelle n'a jamais transmis", "operation",
                         {**{k: str(v) for k, v in outcome.decoded_record().items()}, "operation": operation},
                         outcome.source_file, outcome.source_line, operation)
             continue
@@ -252,7 +253,7 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
             records[outcome.payload] = outcome
         rows.append((
             key, version, wire_op, outcome.event_type, outcome.code_ml, outcome.identifiant_pe,
-            outcome.date_evenement, outcome.payload, h, _PENDING, None, None, outcome.source_file,
+            outcome.date_evenement, outcome.payload, h, _PENDING, None, None, None, outcome.source_file,
             outcome.source_line, run_id, now, now,
         ))
         if ks:
@@ -261,7 +262,7 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
         else:
             stats.new_events += 1
         states[key] = _KeyState(version, h, True, [], ks.seen if ks else set(),
-                                Answer(version, _PENDING, None, None, True))
+                                Answer(version, _PENDING, None, None, None, True))
 
     if answers is not None:
         for key, ks in states.items():

@@ -93,6 +93,9 @@ class EventRow(SQLModel, table=True):
     state: str = Field(max_length=20, description="indexed by ix_events_state_id")
     reject_code: str | None = Field(default=None, max_length=3, description="indexed by ix_events_reject_code")
     reject_message: str | None = None
+    #: The Parcours 3 column a pre-flight reject names (``date_fin``…), as the API answered it at submission:
+    #: kept so that reading the event back says it too. None for DUDE's rejects (its report names none).
+    reject_field: str | None = Field(default=None, max_length=40)
     source_file: str | None = Field(default=None, max_length=255)
     source_line: int | None = None
     #: The run that read it, then the run that sends it (a resend, a partner's submission): the night it is

@@ -268,3 +268,29 @@ def test_an_export_lines_reject_keeps_the_hint_for_parcours_3(client, tokens, ni
 
     read = client.get("/api/v1/events/69001-4", headers=bearer(tokens.partner_69001)).json()
     assert read["reject"]["code"] == "E08" and read["reject"]["hint"] == RejectCode.E08.hint
+
+
+def test_the_same_event_twice_in_one_bulk_is_already_received_unless_its_content_differs(client, gw, tokens) -> None:
+    """Two identical items are one event sent twice (a partner's batch that repeats a line): the second is
+    answered as a resubmission across two requests is, ``DEJA_RECU`` with the first's version and state; only
+    another content under the same key is a ``CONFLICT``."""
+    partner = bearer(tokens.partner_69001)
+    events = [json_event(id_evenement="1"), json_event(id_evenement="1"), json_event(id_evenement="1", modalite="TEL")]
+    body = client.post("/api/v1/events/bulk", json={"events": events}, headers=partner).json()
+    got = [(r["index"], r["outcome"], r["key"], r["version"], r["state"], (r["reject"] or {}).get("code"))
+           for r in body["results"]]
+    assert got == [(0, "CREE", "69001-1", 1, "EN_ATTENTE", None), (1, "DEJA_RECU", "69001-1", 1, "EN_ATTENTE", None),
+                   (2, "REFUSE", "69001-1", None, None, "CONFLICT")]
+    assert len(rows(gw)) == 1
+
+
+def test_a_reject_read_back_names_the_same_field_as_the_answer_did(client, tokens) -> None:
+    """The field a pre-flight reject names is stored with it (``reject_field``): reading the event back used to
+    give the code's usual first field (``date_debut`` for E10) where the answer had said ``date_fin``."""
+    event = json_event(EventType.EFO, date_debut="2026-11-02", date_fin="2026-10-01", premier_entretien=None)
+    answer = client.post("/api/v1/events", json=event, headers=bearer(tokens.partner_69001)).json()
+    assert (answer["reject"]["code"], answer["reject"]["field"]) == ("E10", "date_fin"), answer
+    read = client.get(f"/api/v1/events/{answer['key']}", headers=bearer(tokens.partner_69001)).json()
+    assert (read["reject"]["code"], read["reject"]["field"]) == ("E10", "date_fin")
+    again = client.post("/api/v1/events", json=event, headers=bearer(tokens.partner_69001)).json()
+    assert again["outcome"] == "DEJA_RECU" and again["reject"]["field"] == "date_fin"  # from the store, too
