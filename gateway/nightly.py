@@ -175,7 +175,16 @@ def drop_folder_problem(settings: Settings) -> dict[str, str] | None:
     it can. A ``GATEWAY_INPUT_DIR`` that does not exist (a mistyped path) or that the gateway may not list
     would otherwise read nothing, night after night, and look like quiet nights. (The default folder,
     ``<data>/entrees``, is the gateway's own: `pending_exports` makes it.) The night keeps the warning with
-    its run and still sends what waits; ``gateway run --now`` refuses."""
+    its run and still sends what waits; ``gateway run --now`` refuses. Logged; `drop_folder_check` is the
+    same, quietly (``/metrics`` asks at every scrape)."""
+    problem = drop_folder_check(settings)
+    if problem is not None:
+        log.warning("drop folder %s: %s, no export read (GATEWAY_INPUT_DIR)", problem["file"], problem["code"])
+    return problem
+
+
+def drop_folder_check(settings: Settings) -> dict[str, str] | None:
+    """`drop_folder_problem` without its log line."""
     folder = settings.runs_input_dir
     if not folder.is_dir():
         if settings.input_dir is None:
@@ -188,7 +197,6 @@ def drop_folder_problem(settings: Settings) -> dict[str, str] | None:
                 return None
         except OSError as exc:
             code, message = "P3_DROP_FOLDER_UNREADABLE", f"dossier de dépôt illisible ({exc.strerror})"
-    log.warning("drop folder %s: %s, no export read (GATEWAY_INPUT_DIR)", folder, code)
     return {"file": str(folder), "code": code, "message": f"{message} : aucun export lu (vérifier GATEWAY_INPUT_DIR)"}
 
 

@@ -14,6 +14,8 @@ several instances sharing one database report the same numbers. They are whole-g
 * ``gateway_last_run_finished_timestamp_seconds{outcome}`` — when the last run (not a dry run) of each outcome
   ended, Unix time: what an alert watches (``time() - max(…{outcome=~"TERMINE.*"}) > 26 * 3600``: no night);
 * ``gateway_sending_paused`` — 1 while sending to DUDE is paused (``gateway sending pause``), else 0;
+* ``gateway_drop_folder_ok`` — 0 while the drop folder (``GATEWAY_INPUT_DIR``) is missing, a file or not
+  readable, so that every night reads nothing (`gateway.nightly.drop_folder_check`), else 1;
 * ``gateway_certificate_expiry_days{role,subject}`` — days until each certificate expires (the
   gateway's, ``role="passerelle"``, and the trusted DUDE ones), read from the files (issue 5);
 * ``gateway_api_requests_total{method,operation,status}``, ``gateway_api_request_duration_seconds{operation}``
@@ -35,6 +37,7 @@ from prometheus_client.registry import Collector
 from gateway.codes import EnvelopeState, EventState
 from gateway.certificates import check_certificates
 from gateway.context import Gateway
+from gateway.nightly import drop_folder_check
 from gateway.pipeline import pause
 from gateway.errors import GatewayError
 from gateway.store.models import envelopes_t, events_t, runs_t
@@ -43,6 +46,7 @@ REPORT_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 6 * 3600, 12 * 3600, 2
 RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 _LAST_RUN = "Fin de la dernière exécution, par issue (temps Unix)"
 _PAUSED = "Envoi au DUDE suspendu (1) ou non (0)"
+_DROP_FOLDER = "Dossier de dépôt lisible (1) ; introuvable, fichier ou illisible (0) : aucune nuit ne lit d'export"
 #: Read by prometheus_client when it is imported: set, counters are kept in files of that folder.
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -69,6 +73,7 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily("gateway_runs_in_progress", "Exécutions en cours")
         yield GaugeMetricFamily("gateway_last_run_finished_timestamp_seconds", _LAST_RUN, labels=["outcome"])
         yield GaugeMetricFamily("gateway_sending_paused", _PAUSED)
+        yield GaugeMetricFamily("gateway_drop_folder_ok", _DROP_FOLDER)
         yield GaugeMetricFamily("gateway_certificate_expiry_days", "Jours avant l'expiration",
                                 labels=["role", "subject"])
 
@@ -108,6 +113,8 @@ class StoreCollector(Collector):
             gauge.add_metric([outcome], finished.timestamp())
         yield gauge
         yield GaugeMetricFamily("gateway_sending_paused", _PAUSED, value=1 if paused else 0)
+        yield GaugeMetricFamily("gateway_drop_folder_ok", _DROP_FOLDER,
+                                value=0 if drop_folder_check(self.gw.settings) else 1)
         gauge = GaugeMetricFamily("gateway_certificate_expiry_days", "Jours avant l'expiration",
                                   labels=["role", "subject"])
         try:

@@ -141,6 +141,10 @@ def test_health_readiness_and_metrics(client, gw, tokens, night) -> None:
     assert "gateway_sending_paused 0.0" in text
     pause.pause(gw.engine, by="test", reason="incident DUDE", now=utcnow())
     assert "gateway_sending_paused 1.0" in client.get("/metrics", headers=bearer(tokens.admin)).text
+    # A mistyped GATEWAY_INPUT_DIR: every night would read nothing; the run's warning said it, now /metrics too.
+    assert "gateway_drop_folder_ok 1.0" in text
+    gw.settings = gw.settings.model_copy(update={"input_dir": gw.settings.data_dir / "depot-mal-nomme"})
+    assert "gateway_drop_folder_ok 0.0" in client.get("/metrics", headers=bearer(tokens.admin)).text
 
 
 def test_not_ready_without_keys(settings) -> None:
