@@ -45,6 +45,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: An event key (``code_ml-id_evenement``): an identifier, compared character by character. On PostgreSQL its
+#: column says so (``COLLATE "C"``) rather than taking the database's collation: under a language's one, such
+#: as the ``fr_FR.UTF-8`` a French server is often initialised with, punctuation is ignored when comparing, so
+#: the range that finds keys by their beginning (`gateway.store.queries.key_starts_with`) found none: the
+#: console's search for ``62899-`` or for a whole key answered nothing. SQLite compares bytes already.
+KEY_TYPE = sa.String(120).with_variant(sa.String(120, collation="C"), "postgresql")
+
+
 class Run(SQLModel, table=True):
     """One batch, whoever started it (schedule, CLI, API, demo): inputs, counts, times, outcome."""
 
@@ -81,7 +89,7 @@ class EventRow(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    key: str = Field(max_length=120, description="code_ml-id_evenement (indexed by uq_events_key_version)")
+    key: str = Field(sa_type=KEY_TYPE, description="code_ml-id_evenement (indexed by uq_events_key_version)")
     version: int
     operation: str = Field(max_length=1, description="Operation on the wire: C, M or A")
     event_type: str | None = Field(default=None, max_length=3)
