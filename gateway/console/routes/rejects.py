@@ -72,6 +72,10 @@ def rejects(request: Request, user: UserDep, gw: GatewayDep) -> Response:
         resendable = support.count_resendable(conn, flt)
         mls = queries.ml_choices(conn, user.scope)
         runs = list_runs(conn, user.scope, limit=30, before_id=None)
+        if query.run_id is not None and all(run.id != query.run_id for run in runs):
+            # An older run chosen from its link (the dashboard, an event's page): listed, so that the
+            # dropdown shows what the list is filtered on rather than "toutes", and stays on it when resent.
+            runs += [run for run in [get_run(conn, query.run_id, user.scope)] if run is not None]
         message = action_message(conn, params.get("action"), user.actor)
     code_groups = [("Rejets de lot (problème technique)", [c for c in RejectCode if c.level is Level.ENVELOPE]),
                    ("Rejets d'événement (à corriger dans Parcours 3)",

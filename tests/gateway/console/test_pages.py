@@ -442,3 +442,17 @@ def test_the_chart_counts_each_nights_rejects_on_its_own_night(signed_in, gw, tm
     figures = again.text[again.text.index("Les chiffres du graphique"):]
     rows = re.findall(r'<tr><th scope="row">(\d\d/\d\d/\d{4})</th>((?:<td class="nombre">\d+</td>)+)</tr>', figures)
     assert {day: [int(n) for n in re.findall(r"\d+", cells)] for day, cells in rows} == counts
+
+
+def test_an_older_run_chosen_from_a_link_shows_in_the_dropdown(signed_in, gw) -> None:
+    """The dropdown lists the last 30 runs; a run older than that, opened from a link (``?nuit=1``), filtered the
+    list while the dropdown said "toutes", and the next search from the form dropped it."""
+    from gateway.store.models import runs_t, utcnow
+
+    with gw.engine.begin() as conn:
+        conn.execute(runs_t.insert(), [{"trigger": "cli", "dry_run": False, "inputs": "[]", "started_at": utcnow(),
+                                        "finished_at": utcnow(), "outcome": "TERMINE", "counts": "{}"}] * 30)
+    page = signed_in("admin").get("/console/rejets?nuit=1")
+    assert len(listed(page)) == 5
+    assert re.search(r'<option value="1" selected>N° 1 — ', page.text), "run 1 is not shown as chosen"
+    assert re.search(r'<option value="31">N° 31 — ', page.text)
