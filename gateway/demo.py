@@ -14,9 +14,11 @@ normally in; the summary says how many came each way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -118,8 +120,18 @@ class DemoResult:
     api_url: str | None = None
 
 
-def reset_demo_state(settings: Settings) -> None:
-    """A demo always shows a whole night: forget the previous demo's store, ledger and exports."""
+def reset_demo_state(settings: Settings, *, force: bool = False) -> None:
+    """A demo always shows a whole night: forget the previous demo's store, ledger and exports.
+
+    Not a store that did more than demos (unless ``force``): ``gateway demo`` run on a machine whose
+    ``GATEWAY_DATA_DIR`` names the real gateway's folder deleted its store, every night and API client with it.
+    Such a store is told by its runs: one not started by a demo (``gateway run``, the schedule, the API)."""
+    store = settings.data_dir / "gateway.db"
+    if not force and (other := runs_not_from_demos(store)):
+        raise ConfigurationError(
+            f"{store} contient {other} exécution(s) qui ne viennent pas d'une démonstration : la démonstration "
+            "effacerait cette base. Lui donner un dossier à elle (--data-dir), ou, pour l'effacer quand même : "
+            "gateway demo --force")
     for name in ("gateway.db", "gateway.db-wal", "gateway.db-shm"):
         (settings.data_dir / name).unlink(missing_ok=True)
     for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm"):
@@ -127,12 +139,26 @@ def reset_demo_state(settings: Settings) -> None:
     shutil.rmtree(settings.data_dir / "nuit", ignore_errors=True)
 
 
+def runs_not_from_demos(store: Path) -> int:
+    """How many runs of the SQLite ``store`` a demo did not start (0 if there is no such store or table).
+    Read with `sqlite3`, read-only: looking must not create the file, nor migrate it."""
+    if not store.is_file():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM runs WHERE trigger <> 'demo'").fetchone()[0]
+    except sqlite3.Error:  # not a store of ours (no runs table), or unreadable: nothing to protect here
+        return 0
+
+
 def run_demo(settings: Settings, *, events: int = 20_000, seed: int = 1, port: int | None = None,
-             progress: Progress | None = None) -> DemoResult:
-    if settings.database_url is not None and not settings.database_url.startswith("sqlite"):
-        raise ConfigurationError("the demo runs on the embedded SQLite store; unset GATEWAY_DATABASE_URL")
+             progress: Progress | None = None, force: bool = False) -> DemoResult:
+    if settings.database_url is not None:  # a server database, or a SQLite file elsewhere: never the demo's
+        raise ConfigurationError("la démonstration tourne sur sa propre base SQLite, dans son dossier de données : "
+                                 "retirer GATEWAY_DATABASE_URL (elle désigne une autre base, que la démonstration "
+                                 "ne doit pas remplir)")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    reset_demo_state(settings)
+    reset_demo_state(settings, force=force)
     init_dev_keys(settings)
     night = generate_night(settings.data_dir / "nuit", events=events, seed=seed)
     registry = settings.emulator_dir / "registre-dude.csv"

@@ -23,9 +23,13 @@ def demo(
     data_dir: DataDirOpt = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated night (same seed, same night).")] = 1,
     port: Annotated[int | None, typer.Option(help="Loopback port of the emulator (default: a free one).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Start over even in a folder whose store holds runs "
+                                        "other than demos (it is deleted).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run a whole realistic night from nothing: keys, exports, emulator, batch, reports, summary."""
+    """Run a whole realistic night from nothing: keys, exports, emulator, batch, reports, summary. Each demo
+    starts over: it deletes the store, the emulator's ledger and the exports of its data folder (never a store
+    that holds runs other than demos, unless --force)."""
     from gateway.cli.report import fr, render_summary
     from gateway.demo import run_demo
 
@@ -33,7 +37,7 @@ def demo(
     warn_unsafe_keys(settings)
     try:
         with progress_bars(not json_out) as progress:
-            result = run_demo(settings, events=events, seed=seed, port=port, progress=progress)
+            result = run_demo(settings, events=events, seed=seed, port=port, progress=progress, force=force)
     except GatewayError as exc:
         raise fail(exc) from exc
     summary = result.summary

@@ -310,3 +310,43 @@ def test_the_database_lost_during_a_run_is_said_not_a_traceback(settings, dev_ke
     assert "Erreur STORE : base de données perdue pendant l'exécution (Exception : server closed the connection" in said
     assert "le prochain lancement reprend" in said and "Traceback" not in result.output
     assert json.loads(result.stdout)["error"]["code"] == "STORE"
+
+
+def test_the_demo_never_deletes_a_store_that_did_more_than_demos(settings, dev_keys, tmp_path: Path) -> None:
+    """``gateway demo`` starts over by deleting the store of its data folder: pointed (``GATEWAY_DATA_DIR``) at
+    the real gateway's folder, it deleted every night and API client there. Now it refuses, saying how to do
+    it anyway; a store of earlier demos is still started over, and another database is never the demo's."""
+    import sqlalchemy as sa
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+    from gateway.context import Gateway
+    from gateway.demo import run_demo
+    from gateway.errors import ConfigurationError
+    from gateway.pipeline.run import start_run
+    from gateway.store.models import runs_t
+
+    gw = Gateway.open(settings)
+    start_run(gw, trigger="schedule", inputs=[], dry_run=False)  # a real night
+    gw.close()
+    store = settings.data_dir / "gateway.db"
+    before = store.read_bytes()
+    result = CliRunner(env={"GATEWAY_DATA_DIR": None, "GATEWAY_DATABASE_URL": None}).invoke(
+        app, ["demo", "--events", "50", "--json", "--data-dir", str(settings.data_dir)])
+    assert result.exit_code == 2, result.output
+    assert json.loads(result.stdout)["error"]["code"] == "CONFIG"
+    said = " ".join(result.stderr.split())
+    assert "1 exécution(s) qui ne viennent pas d'une démonstration" in said and "gateway demo --force" in said
+    assert store.read_bytes() == before and not (settings.data_dir / "nuit").exists()  # untouched, nothing made
+
+    with pytest.raises(ConfigurationError, match="GATEWAY_DATABASE_URL"):
+        run_demo(settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'ailleurs.db'}"}), events=50)
+    assert not (tmp_path / "ailleurs.db").exists()
+
+    demo_settings = settings.model_copy(update={"data_dir": tmp_path / "demo"})
+    run_demo(demo_settings, events=50)
+    again = run_demo(demo_settings, events=50)  # a store of demos only: started over, as before
+    gw = Gateway.open(again.settings)
+    with gw.engine.connect() as conn:
+        assert conn.execute(sa.select(runs_t.c.trigger)).scalars().all() == ["demo"]
+    gw.close()
