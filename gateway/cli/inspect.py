@@ -64,7 +64,8 @@ def rejects(
 
     flt = EventFilter(states=REJECTED_STATES, reject_code=code.upper() if code else None, code_ml=ml)
     with open_store(load_settings(data_dir=data_dir), existing=True).connect() as conn:
-        rows = list_events(conn, flt, limit=limit)
+        rows = list_events(conn, flt, limit=limit + 1)  # one more: whether there are more than shown
+    more, rows = len(rows) > limit, rows[:limit]
     items = [{"key": r.key, "version": r.version, "state": r.state, "code": r.reject_code,
               "label": RejectCode(r.reject_code).label if r.reject_code else None,
               "hint": RejectCode(r.reject_code).hint if r.reject_code else None,
@@ -72,9 +73,9 @@ def rejects(
               "source_file": r.source_file, "source_line": r.source_line, "envelope_id": r.envelope_id}
              for r in rows]
     if json_out:
-        print_json({"count": len(items), "rejects": items})
+        print_json({"count": len(items), "more": more, "rejects": items})
         return
-    table = Table(title=f"Rejets ({len(items)}{'+' if len(items) == limit else ''})")
+    table = Table(title=f"Rejets ({len(items)}{'+' if more else ''})")
     for col in ("Code", "Libellé", "Événement", "État", "Fichier:ligne", "Détail"):
         # the event's key is what support staff look up in Parcours 3: whole, on one line
         table.add_column(col, no_wrap=col == "Événement", overflow="fold")

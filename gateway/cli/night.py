@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -50,13 +53,27 @@ def demo(
     via = result.reports_via
     console.print(f"Comptes rendus : {fr(via.get('callback', 0))} reçus par le rappel de l'API "
                   f"(POST /api/v1/dude/comptes-rendus), {fr(via.get('polling', 0))} par relève")
+    gw_cmd = _typed_command()
     console.print(
         "\n[bold]Et ensuite ?[/]\n"
-        f"  gateway rejects --data-dir {settings.data_dir}            les rejets, avec leur explication\n"
-        f"  gateway rejects --code E03 --data-dir {settings.data_dir}  un seul motif\n"
-        f"  gateway envelopes list --data-dir {settings.data_dir}     les lots signés envoyés\n"
-        f"  gateway run --input {result.night.export_files[0]} --dry-run --data-dir {settings.data_dir}\n"
-        "                                                     ce qu'un nouvel envoi ferait (rien : déjà transmis)")
+        f"  {gw_cmd} rejects --data-dir {settings.data_dir}            les rejets, avec leur explication\n"
+        f"  {gw_cmd} rejects --code E03 --data-dir {settings.data_dir}  un seul motif\n"
+        f"  {gw_cmd} envelopes list --data-dir {settings.data_dir}     les lots signés envoyés\n"
+        f"  {gw_cmd} run --input {result.night.export_files[0]} --dry-run --data-dir {settings.data_dir}\n"
+        "                                                     ce qu'un nouvel envoi ferait (rien : déjà transmis)",
+        soft_wrap=True)
+
+
+def _typed_command() -> str:
+    """How to type the ``gateway`` command here: ``gateway`` when the shell finds this one, else its path
+    (``.venv/bin/gateway`` after ``scripts/demo``, whose venv is not activated): the hints printed after the
+    demo answered "command not found" when copied."""
+    own = Path(sys.executable).parent / "gateway"
+    found = shutil.which("gateway")
+    if not own.exists() or (found and Path(found).resolve() == own.resolve()):
+        return "gateway"
+    relative = os.path.relpath(own)
+    return relative if not relative.startswith("..") else str(own)
 
 
 def run(

@@ -83,6 +83,12 @@ def test_rejects_name_their_code_label_file_and_line(demo) -> None:
     for reject in listed:
         assert reject["code"] == "E08" and reject["label"] == "SIRET invalide" and reject["hint"]
         assert reject["source_file"].startswith("P3_") and reject["source_line"] >= 2
+    # "Rejets (N+)" only when there are more than N: it said "200+" of exactly 200
+    exactly = gateway("rejects", "--code", "E08", "--limit", str(expected), data_dir=data_dir).stdout.decode()
+    assert f"Rejets ({expected})" in exactly and f"Rejets ({expected}+)" not in exactly
+    fewer = json.loads(gateway("rejects", "--code", "E08", "--limit", str(expected - 1), "--json",
+                               data_dir=data_dir).stdout)
+    assert fewer["count"] == expected - 1 and fewer["more"] is True
 
 
 def test_a_table_piped_to_a_file_or_a_mail_keeps_each_row_on_one_line(demo, monkeypatch) -> None:
@@ -350,3 +356,18 @@ def test_the_demo_never_deletes_a_store_that_did_more_than_demos(settings, dev_k
     with gw.engine.connect() as conn:
         assert conn.execute(sa.select(runs_t.c.trigger)).scalars().all() == ["demo"]
     gw.close()
+
+
+def test_the_demos_hints_can_be_typed_as_printed(monkeypatch, tmp_path: Path) -> None:
+    """After ``scripts/demo`` the venv is not activated: the hints said ``gateway rejects …``, which the shell
+    did not find. They name the command as it can be typed here."""
+    import shutil
+
+    from gateway.cli import night
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # not on the PATH
+    own = Path(sys.executable).parent / "gateway"
+    assert night._typed_command() in (os.path.relpath(own), str(own))
+    monkeypatch.setattr(shutil, "which", lambda name: str(own))  # the venv activated
+    assert night._typed_command() == "gateway"
