@@ -180,7 +180,8 @@ def count_resendable(conn: Connection, flt: EventFilter) -> int:
     each stays invalid, but counted here they made the console promise "3 événements seront remis en
     attente" for none; only a corrected export replaces them."""
     e = events_t.c
-    nothing_kept = sa.and_(e.state == EventState.INVALIDE.value, sa.or_(e.payload.is_(None), e.payload == "{}"))
+    nothing_kept = sa.and_(e.state == EventState.INVALIDE.value,
+                           sa.or_(e.payload.is_(None), e.payload.in_(_NO_FIELDS)))
     return conn.execute(sa.select(sa.func.count()).select_from(events_t)
                         .where(*_resendable(flt), sa.not_(nothing_kept))).scalar_one()
 
@@ -256,9 +257,14 @@ def _resend_history(row: sa.Row, now: datetime, actor: str) -> dict:
 # --- pre-flight again, for an INVALIDE event ------------------------------------------------------
 
 
+#: The payload of a line the reader kept no field of: ``{}``, as `gateway.pipeline.reading.payload_json` writes
+#: an empty record (and as ``json.dumps`` did before it). One rule for `_nothing_kept` and `count_resendable`'s SQL.
+_NO_FIELDS = ("", "{}")
+
+
 def _nothing_kept(row: sa.Row) -> bool:
     """The reader kept no field of the line (``{}``): nothing the gateway could check again or send."""
-    return row.state == EventState.INVALIDE.value and not json.loads(row.payload or "{}")
+    return row.state == EventState.INVALIDE.value and (row.payload or "") in _NO_FIELDS
 
 
 def _stored_form(row: sa.Row, fields: dict[str, Any]) -> str:
