@@ -39,6 +39,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from gateway.codes import EnvelopeState
 from gateway.context import Gateway
 from gateway.errors import ConfigurationError
 from gateway.settings import Settings
@@ -147,15 +148,22 @@ def reports_job() -> int:
     make this safe beside a run or another instance (`gateway.pipeline.sending`); an envelope still
     in its back-off (``next_attempt_at`` ahead) waits for a later tick.
     """
+    from gateway.pipeline.outage import Outage
     from gateway.pipeline.pause import is_paused
     from gateway.pipeline.reconcile import poll_reports
     from gateway.pipeline.sending import due_for_sending, send_waiting
 
     gw, _ = _current()
+    outage = Outage(gw.clock, gw.settings.dude_outage_seconds)  # DUDE found down by sending: no poll either
     if not is_paused(gw.engine) and due_for_sending(gw):
-        stats = send_waiting(gw)
-        log.info("waiting envelopes sent by the schedule: %d", stats.sent)
-    return len(poll_reports(gw))
+        stats = send_waiting(gw, outage=outage, due_only=True)
+        if stats.sent:  # DUDE answered (back after an outage): shown without -v, as the night's line is
+            states = ", ".join(f"{state} {count}" for state, count in sorted(stats.states.items()))
+            answered = any(state != EnvelopeState.ENVOYE.value for state in stats.states)
+            (night_log if answered else log).info(
+                "waiting envelope(s) posted by the schedule: %d, now %s%s", stats.sent, states,
+                f"; {stats.deferred} not posted, DUDE unreachable" if stats.deferred else "")
+    return len(poll_reports(gw, outage=outage))
 
 
 def takeover_job() -> str | None:

@@ -12,7 +12,9 @@ several instances sharing one database report the same numbers. They are whole-g
 * ``gateway_report_latency_seconds`` — receipt to reconciled report, per envelope (histogram);
 * ``gateway_run_duration_seconds`` — finished runs (histogram); ``gateway_runs_in_progress``;
 * ``gateway_last_run_finished_timestamp_seconds{outcome}`` — when the last run (not a dry run) of each outcome
-  ended, Unix time: what an alert watches (``time() - max(…{outcome=~"TERMINE.*"}) > 26 * 3600``: no night);
+  ended, Unix time: what an alert watches (``time() - max(…{outcome=~"TERMINE.*"}) > 26 * 3600``: no night;
+  a night DUDE did not acknowledge whole ends ``TERMINE_SANS_ACCUSE``, and ``gateway_envelopes{state=~"SIGNE|ENVOYE"}``
+  staying above 0 says DUDE is still owed envelopes);
 * ``gateway_sending_paused`` — 1 while sending to DUDE is paused (``gateway sending pause``), else 0;
 * ``gateway_drop_folder_ok`` — 0 while the drop folder (``GATEWAY_INPUT_DIR``) is missing, a file or not
   readable, so that every night reads nothing (`gateway.nightly.drop_folder_check`), else 1;

@@ -367,6 +367,20 @@ class Acknowledged:
     attempts: int
 
 
+def hold_waiting_until(gw: Gateway, until: datetime) -> None:
+    """DUDE found down (`gateway.pipeline.outage`): every envelope waiting to be sent is due at the outage's
+    end at the soonest, not only those this pass had in hand, so that the scheduler's next ticks (which take
+    only envelopes past ``next_attempt_at``: `gateway.pipeline.sending.send_waiting`) post nothing before.
+    Before, the envelopes a pass had not reached kept their earlier time, so every tick found one due and
+    claimed the oldest ones, those the outage held, for a whole round each: with a 15 s tick and a 60 s
+    outage, two full rounds every tick."""
+    e = envelopes_t.c
+    with gw.engine.begin() as conn:
+        conn.execute(envelopes_t.update().where(
+            e.state.in_(UNANSWERED), sa.or_(e.next_attempt_at.is_(None), e.next_attempt_at < until))
+            .values(next_attempt_at=until))
+
+
 def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None,
              outage: Outage | None = None) -> Acknowledged | SendResult:
     """The network half of `send_envelope`: count each attempt, post, check the receipt; retry with
@@ -446,8 +460,7 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None,
         if attempt < attempts:
             gw.sleep(delay)
     if outage is not None and unreached == attempts and (until := outage.round_failed(error)) is not None:
-        with gw.engine.begin() as conn:  # this one too waits for the outage's end
-            conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(next_attempt_at=until))
+        hold_waiting_until(gw, until)  # this one and every other waiting one: the scheduler's ticks too
     state = quarantine.after_failed_round(gw, envelope_id, statuses, run_id=run_id)
     return SendResult(envelope_id, state, attempts, error)
 

@@ -44,6 +44,7 @@ class Outage:
         self._lock = threading.Lock()
         self._until: datetime | None = None
         self.deferred = 0  # envelopes not posted because of it, over the pass
+        self._poll_failed = False  # a report poll found DUDE unavailable (`poll_failed`)
 
     def until(self) -> datetime | None:
         """The end of the outage if it is on now (envelopes are not posted before), else None."""
@@ -75,6 +76,19 @@ class Outage:
             log.warning("DUDE unreachable (%s): the envelopes that follow wait until %s, then one probes; "
                         "each keeps its IdLot", error, until.isoformat(timespec="seconds"))
         return until
+
+    def poll_failed(self) -> None:
+        """A report poll found DUDE unavailable: the pass polls no more reports (they stay due for the next
+        pass: the scheduler's tick, the next run). Sending is left alone: its own rounds tell."""
+        with self._lock:
+            self._poll_failed = True
+
+    def polling_stopped(self) -> bool:
+        """Whether this pass should poll no report: a poll found DUDE unavailable, or the outage is on."""
+        with self._lock:
+            if self._poll_failed:
+                return True
+        return self.until() is not None
 
     def answered(self) -> None:
         """DUDE answered (a receipt, or a refusal): it is there."""

@@ -28,6 +28,7 @@ from adapters.dude.messages import Report, open_signed, parse_report
 from gateway.codes import EnvelopeState, EventState
 from gateway.context import Gateway
 from gateway.errors import DocumentRejected, NoReport, SchemaViolation, TransportError, UnexpectedDocument
+from gateway.pipeline.outage import Outage, unavailable
 from gateway.pipeline.transitions import move_envelope_events, set_envelope_state, set_event_states
 from gateway.store.models import DOC_REPORT, documents_t, envelope_history_t, envelopes_t, events_t, history_t
 
@@ -207,8 +208,17 @@ def _changes(report: Report, ours: dict[tuple[str, int], int | None]) -> tuple[l
     return accepted, rejected
 
 
-def poll_reports(gw: Gateway, *, envelope_ids: list[str] | None = None, force: bool = False) -> list[AppliedReport]:
-    """Ask DUDE for the reports that are due (or all awaited ones with ``force``); apply what comes."""
+def poll_reports(gw: Gateway, *, envelope_ids: list[str] | None = None, force: bool = False,
+                 outage: Outage | None = None) -> list[AppliedReport]:
+    """Ask DUDE for the reports that are due (or all awaited ones with ``force``); apply what comes.
+
+    Once a poll finds DUDE unavailable (no answer, 502/503/504: `gateway.pipeline.outage`), the others of the
+    pass are not asked: they stay due for the next pass, and one line says how many. Before, each one was
+    asked and logged in turn, and a run waiting for its reports did that every half-second: 205 warnings in
+    20 s for 5 envelopes while DUDE was down. ``outage``, the caller's pass's: once a poll found DUDE
+    unavailable, or while sending found it down, nothing more is polled (`Outage.polling_stopped`)."""
+    if outage is not None and outage.polling_stopped():
+        return []
     now = gw.clock()
     query = sa.select(envelopes_t.c.id).where(envelopes_t.c.state.in_(AWAITING_REPORT))
     if envelope_ids is not None:
@@ -218,12 +228,21 @@ def poll_reports(gw: Gateway, *, envelope_ids: list[str] | None = None, force: b
     with gw.engine.connect() as conn:
         due = list(conn.execute(query.order_by(envelopes_t.c.receipt_at)).scalars())
     results = []
-    for envelope_id in due:
+    for position, envelope_id in enumerate(due):
         try:
             data = gw.client.get_report(envelope_id)
         except NoReport:
             data = None
         except TransportError as exc:
+            if unavailable(getattr(exc, "status_code", None)):
+                left = len(due) - position - 1
+                log.warning("envelope %s: report poll failed: %s; DUDE unavailable: %d other report(s) due not "
+                            "polled, asked again at the next pass", envelope_id, exc, left)
+                _not_yet(gw, envelope_id)
+                results.append(AppliedReport(envelope_id, ReportOutcome.NOT_READY))
+                if outage is not None:
+                    outage.poll_failed()
+                break
             log.warning("envelope %s: report poll failed: %s", envelope_id, exc)
             data = None
         if data is not None:

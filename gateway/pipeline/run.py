@@ -278,7 +278,7 @@ def _real_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress
             summary.sealer = sealer.stats
     if wait_for_reports:
         with _timed(summary, "comptes_rendus"):
-            _wait_for_reports(gw, summary, progress)
+            _wait_for_reports(gw, summary, progress, outage)
 
 
 #: Bytes a Parcours 3 event takes at the least in an export (~200 on average, with its empty fields): what
@@ -430,7 +430,7 @@ class _Dispatcher:
         if not self._poll_reports or not self._acknowledged:
             return
         try:
-            results = reconcile.poll_reports(self.gw, envelope_ids=self._acknowledged)
+            results = reconcile.poll_reports(self.gw, envelope_ids=self._acknowledged, outage=self._outage)
         except GatewayError as exc:  # left to the final wait, which raises it
             log.warning("report polling during sending stopped: %s", exc)
             self._poll_reports = False
@@ -448,7 +448,10 @@ class _Dispatcher:
             progress("envoi", self._answered, total)
 
 
-def _wait_for_reports(gw: Gateway, summary: RunSummary, progress: Progress) -> None:
+def _wait_for_reports(gw: Gateway, summary: RunSummary, progress: Progress, outage: Outage) -> None:
+    """Poll the awaited reports until they are all in or ``report_wait_seconds`` have passed; not while DUDE
+    is found unavailable (``outage``, the run's: found by sending or by a poll), when waiting would only ask
+    an absent DUDE every half-second: the reports are polled by the scheduler, or the next run."""
     with gw.engine.connect() as conn:
         ours = list(conn.execute(sa.select(envelopes_t.c.id).where(
             envelopes_t.c.state == EnvelopeState.RECU.value)).scalars())
@@ -456,9 +459,13 @@ def _wait_for_reports(gw: Gateway, summary: RunSummary, progress: Progress) -> N
         return
     deadline = time.monotonic() + gw.settings.report_wait_seconds
     while True:
-        reconcile.poll_reports(gw, envelope_ids=ours)
+        reconcile.poll_reports(gw, envelope_ids=ours, outage=outage)
         left = reconcile.awaiting(gw, ours)
         progress("comptes rendus", len(ours) - left, len(ours))
+        if left and outage.polling_stopped():
+            log.warning("run %d: DUDE unavailable: %d envelope(s) received by DUDE still without their report, "
+                        "not awaited; polled later by the scheduler or the next run", summary.run_id, left)
+            break
         if left == 0 or time.monotonic() >= deadline:
             break
         gw.sleep(gw.settings.report_poll_interval_seconds)

@@ -39,7 +39,7 @@ log = logging.getLogger("gateway.sending")
 WAITING = dispatch.UNANSWERED
 
 
-def _claimable(now, exclude: set[str]):
+def _claimable(now, exclude: set[str], due_only: bool = False):
     e = envelopes_t
     mine, older = events_t.alias("mine"), events_t.alias("older")
     other = envelopes_t.alias("other")
@@ -54,6 +54,8 @@ def _claimable(now, exclude: set[str]):
              .order_by(e.c.created_at, e.c.id).limit(1))
     if exclude:
         query = query.where(e.c.id.not_in(sorted(exclude)))
+    if due_only:
+        query = query.where(sa.or_(e.c.next_attempt_at.is_(None), e.c.next_attempt_at <= now))
     return query
 
 
@@ -68,12 +70,13 @@ def due_for_sending(gw: Gateway) -> bool:
 
 
 def claim_next(gw: Gateway, *, holder: str | None = None,
-               exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
-    """Claim the oldest envelope waiting to be sent that nobody holds and that may go now; None if none."""
+               exclude: set[str] | frozenset[str] = frozenset(), due_only: bool = False) -> str | None:
+    """Claim the oldest envelope waiting to be sent that nobody holds and that may go now; None if none.
+    ``due_only``: only one past its back-off (``next_attempt_at``), as the scheduler's tick wants."""
     holder = holder or gw.instance_id
     now = gw.clock()
     with gw.engine.begin() as conn:
-        candidate = _claimable(now, set(exclude))
+        candidate = _claimable(now, set(exclude), due_only)
         if conn.dialect.name == "postgresql":
             candidate = candidate.with_for_update(skip_locked=True, of=envelopes_t)
         return conn.execute(
@@ -123,11 +126,13 @@ class SendingStats:
 
 def send_waiting(gw: Gateway, *, run_id: int | None = None, workers: int | None = None,
                  holder: str | None = None, check: Callable[[], None] | None = None,
-                 outage: Outage | None = None) -> SendingStats:
+                 outage: Outage | None = None, due_only: bool = False) -> SendingStats:
     """Claim and send every envelope waiting to be sent, ``workers`` at a time (default
     ``send_workers``), each at most once per call; returns what happened. ``check()`` is called between
     two claims (a run's lease check: it raises to stop). Once an envelope's round finds DUDE down, nothing
-    more is claimed (``outage``, the caller's pass's, or this call's own: `gateway.pipeline.outage`)."""
+    more is claimed (``outage``, the caller's pass's, or this call's own: `gateway.pipeline.outage`).
+    ``due_only`` (the scheduler's tick): only envelopes past their back-off or DUDE's outage
+    (``next_attempt_at``); a run sends every one at once (an operator who starts one wants it tried now)."""
     workers = workers or gw.settings.send_workers
     holder = holder or gw.instance_id
     outage = outage or Outage(gw.clock, gw.settings.dude_outage_seconds)
@@ -141,7 +146,7 @@ def send_waiting(gw: Gateway, *, run_id: int | None = None, workers: int | None 
             while len(in_flight) < workers and not stats.paused and outage.until() is None:
                 if check is not None:
                     check()
-                envelope_id = claim_next(gw, holder=holder, exclude=tried)
+                envelope_id = claim_next(gw, holder=holder, exclude=tried, due_only=due_only)
                 if envelope_id is None:
                     break
                 tried.add(envelope_id)

@@ -145,3 +145,89 @@ def test_with_two_senders_the_round_on_the_wire_stops_too(settings, dev_keys, re
         assert night.sending["envoyes"] + night.sending["non_envoyes"] == 10 and night.undelivered == 10
         assert night.sending["non_envoyes"] >= 8
     gw.close()
+
+
+class ReportsGone(Link):
+    """DUDE takes the envelopes (their receipts come back), then is gone when its reports are asked for."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        super().__init__(inner)
+        self.gets, self.gone = 0, True
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and self.gone:
+            self.gets += 1
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        return super().handle_request(request)
+
+
+def test_dude_gone_before_its_reports_the_run_asks_once_and_says_so(settings, dev_keys, registry_file, tmp_path,
+                                                                     caplog) -> None:
+    """A run whose envelopes were received, DUDE gone before their reports: it asked every awaited report every
+    half-second for ``report_wait_seconds``, a warning each time (205 lines in 20 s for 5 envelopes, 60 s by
+    default); it now asks once, says in one line that the reports are left to the scheduler, and ends."""
+    caplog.set_level(logging.INFO)
+    with dude(settings, registry_file) as emu:
+        link = ReportsGone(mock_transport(emu))
+        gw = open_gateway(settings, link, envelope_max_events=2, report_wait_seconds=1)
+        night = run_batch(gw, [export(tmp_path, 10)])
+
+        assert night.outcome == "TERMINE" and night.envelopes == {"RECU": 5}  # every receipt came
+        assert link.gets == 1, link.gets
+        polls = [r.getMessage() for r in caplog.records
+                 if r.name == "gateway.reconcile" and r.levelno == logging.WARNING]
+        assert len(polls) == 1 and "DUDE unavailable" in polls[0] and "not polled" in polls[0], polls
+        said = [r.getMessage() for r in caplog.records if r.name == "gateway.run" and "not awaited" in r.getMessage()]
+        assert said == [f"run {night.run_id}: DUDE unavailable: 5 envelope(s) received by DUDE still without their "
+                        "report, not awaited; polled later by the scheduler or the next run"], said
+
+        link.gone = False  # DUDE back: the reports come
+        reconcile.poll_reports(gw, force=True)
+        assert states(gw) == {"ACCEPTE": 10} and envelope_states(gw) == {"TRAITE": 5}
+        assert emu.ledger_summary()["events_applied_more_than_once"] == []
+    gw.close()
+
+
+def test_the_schedulers_ticks_post_nothing_while_dude_is_found_down_then_all_go_once(
+        settings, dev_keys, registry_file, tmp_path, caplog) -> None:
+    """`gateway serve` with DUDE down: a tick's probe that finds it down holds every waiting envelope until the
+    outage's end. Before, the envelopes the tick had not reached stayed due, so each next tick (every
+    ``GATEWAY_SCHEDULE_POLL_SECONDS``) claimed the oldest, those the outage held, for a whole round again."""
+    from gateway.scheduler import reports_job, run_job_now
+
+    caplog.set_level(logging.INFO)
+    clock = Clock()
+    with dude(settings, registry_file) as emu:
+        link = Link(mock_transport(emu))
+        link.down = "refused"
+        gw = open_gateway(settings, link, clock=clock, envelope_max_events=2, send_attempts=2, send_workers=1,
+                          dude_outage_seconds=120)
+        run_batch(gw, [export(tmp_path, 10)], wait_for_reports=False)  # the night: one round, 4 envelopes wait
+        assert link.posts == 2
+
+        clock.now += timedelta(seconds=121)  # the night's outage is over, DUDE still down: a tick probes
+        link.posts = 0
+        run_job_now(gw, reports_job)
+        assert link.posts == 2  # one envelope's round
+        held_until = clock.now + timedelta(seconds=120)
+        held = next_attempts(gw)
+        assert {when for _, when in held} == {held_until} and held.total() == 5, held  # all five, the same IdLots
+
+        for _ in range(4):  # the ticks within the outage post nothing
+            clock.now += timedelta(seconds=15)
+            link.posts = 0
+            run_job_now(gw, reports_job)
+            assert link.posts == 0, link.posts
+
+        link.down = None  # DUDE back; the first tick past the outage sends them all, each once
+        clock.now = held_until + timedelta(seconds=1)
+        caplog.clear()
+        run_job_now(gw, reports_job)
+        assert link.posts == 5
+        said = [r.getMessage() for r in caplog.records if r.name == "gateway.night"]
+        assert said == ["waiting envelope(s) posted by the schedule: 5, now RECU 5"], said
+        reconcile.poll_reports(gw, force=True)
+        assert states(gw) == {"ACCEPTE": 10} and envelope_states(gw) == {"TRAITE": 5}
+        ledger = emu.ledger_summary()
+        assert ledger["lot_replays"] == 0 and ledger["events_applied_more_than_once"] == []
+    gw.close()
