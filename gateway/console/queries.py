@@ -126,6 +126,15 @@ class RunLine:
     def envelopes_rejected(self) -> int:
         return self.envelopes.get(EnvelopeState.REJETE.value, 0)
 
+    @property
+    def caught_up(self) -> bool:
+        """A run that ended with envelopes DUDE had not acknowledged (``TERMINE_SANS_ACCUSE``: DUDE was down),
+        none of which waits any more: the scheduler or a later run got them through. Its outcome is what it
+        was at its end; said alone, beside counts that are all settled, it read as a night still owed."""
+        waiting = (EnvelopeState.SIGNE.value, EnvelopeState.ENVOYE.value)
+        return (self.run.outcome == "TERMINE_SANS_ACCUSE" and self.envelope_total > 0
+                and not any(self.envelopes.get(s, 0) for s in waiting))
+
 
 def last_runs(conn: Connection, scope: frozenset[str] | None, *, limit: int = 7) -> list[RunLine]:
     runs = list_runs(conn, scope, limit=limit, before_id=None)

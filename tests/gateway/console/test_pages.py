@@ -456,3 +456,24 @@ def test_an_older_run_chosen_from_a_link_shows_in_the_dropdown(signed_in, gw) ->
     assert len(listed(page)) == 5
     assert re.search(r'<option value="1" selected>N° 1 — ', page.text), "run 1 is not shown as chosen"
     assert re.search(r'<option value="31">N° 31 — ', page.text)
+
+
+def test_a_night_dude_acknowledged_later_says_so_beside_its_outcome(signed_in, gw) -> None:
+    """A run that ended ``TERMINE_SANS_ACCUSE`` (DUDE down) keeps that outcome; once the scheduler got its
+    envelopes through, the dashboard said "lots sans accusé" beside counts all settled."""
+    from gateway.store.models import envelopes_t, runs_t
+
+    with gw.engine.begin() as conn:
+        conn.execute(runs_t.update().where(runs_t.c.id == 1).values(outcome="TERMINE_SANS_ACCUSE"))
+    admin = signed_in("admin")
+
+    def outcome_cell() -> str:
+        page = text(admin.get("/console/"))
+        return re.search(r"<tbody>\s*<tr>.*?</td>\s*<td>(.*?)</td>", page[page.index("Les dernières exécutions"):],
+                         re.DOTALL)[1]
+
+    assert outcome_cell().startswith("Terminée, lots sans accusé du DUDE") and "envoyés depuis" in outcome_cell()
+    with gw.engine.begin() as conn:  # one of its envelopes still waiting for DUDE: nothing more to say
+        envelope = conn.execute(sa.select(envelopes_t.c.id).where(envelopes_t.c.run_id == 1).limit(1)).scalar_one()
+        conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope).values(state="ENVOYE"))
+    assert "envoyés depuis" not in outcome_cell()
