@@ -121,9 +121,13 @@ def envelopes_list(
     settings = load_settings(data_dir=data_dir)
     with open_store(settings, existing=True).connect() as conn:
         rows = list_envelopes(conn, limit=limit)
+    waiting = (EnvelopeState.SIGNE.value, EnvelopeState.ENVOYE.value)
     items = [{"id": r.id, "state": r.state, "events": r.event_count, "bytes": r.byte_size,
               "attempts": r.attempts, "created_at": r.created_at.isoformat(), "reject_code": r.reject_code,
-              "accepted": r.accepted_count, "rejected": r.rejected_count} for r in rows]
+              "accepted": r.accepted_count, "rejected": r.rejected_count,
+              # still to send: when it goes next (its back-off, or DUDE's outage), and why the last post failed
+              "next_attempt_at": r.next_attempt_at.isoformat() if r.state in waiting and r.next_attempt_at else None,
+              "last_error": r.last_error if r.state in waiting else None} for r in rows]
     if json_out:
         print_json({"count": len(items), "envelopes": items})
         return
@@ -137,6 +141,8 @@ def envelopes_list(
         table.add_column(col, overflow="fold")
     for row in rows:
         state = label_of(EnvelopeState, row.state) + (f"\n{row.attempts} tentatives" if row.attempts > 1 else "")
+        if row.state in waiting and row.next_attempt_at:  # held back (DUDE down, a back-off): until when
+            state += f"\nprochain essai {when(row.next_attempt_at, tz)}"
         counts = [str(row.event_count)]
         if row.accepted_count is not None:
             counts.append(f"{row.accepted_count} acceptés")

@@ -33,7 +33,7 @@ def data_dir(tmp_path_factory) -> Path:
     engine = make_engine(Settings(_env_file=None, data_dir=data_dir).db_url)
     create_schema(engine)
     envelope = {"byte_size": 1000, "first_sent_at": None, "receipt_at": None, "report_at": None, "run_id": None,
-                "accepted_count": None, "rejected_count": None}
+                "accepted_count": None, "rejected_count": None, "next_attempt_at": None}
     event = {"operation": "C", "event_type": "PEM", "payload": "{}", "content_hash": "0" * 64, "version": 1,
              "created_at": SENT_AT, "updated_at": SENT_AT, "envelope_id": None}
     with engine.begin() as conn:
@@ -43,7 +43,8 @@ def data_dir(tmp_path_factory) -> Path:
             {**envelope, "id": TWIN_A, "state": "SANS_REPONSE", "event_count": 40, "attempts": 3,
              "created_at": datetime(2026, 11, 29, 1, 5, tzinfo=UTC)},
             {**envelope, "id": TWIN_B, "state": "SIGNE", "event_count": 12, "attempts": 0,
-             "created_at": datetime(2026, 11, 28, 1, 5, tzinfo=UTC)},
+             "created_at": datetime(2026, 11, 28, 1, 5, tzinfo=UTC),  # held back: DUDE was found down
+             "next_attempt_at": datetime(2026, 11, 30, 2, 7, tzinfo=UTC)},
         ])
         conn.execute(sa.insert(documents_t), [{"envelope_id": TRAITE, "kind": DOC_LOT, "at": SENT_AT,
                                                 "sha256": "0" * 64, "body": b"<LotEvenements>signe</LotEvenements>"}])
@@ -105,7 +106,8 @@ def test_envelopes_list_shows_french_states_and_every_count_in_80_columns(data_d
     assert listed[TRAITE][1:3] == [EnvelopeState.TRAITE.label, "1952 1840 acceptés 112 rejetés"]
     # DUDE never answered this one: its attempts are what to notice
     assert listed[TWIN_A][1:3] == [f"{EnvelopeState.SANS_REPONSE.label} 3 tentatives", "40"]
-    assert listed[TWIN_B][1:3] == [EnvelopeState.SIGNE.label, "12"]
+    # held back (DUDE down, a back-off): when it goes next, which `gateway envelopes list` did not say
+    assert listed[TWIN_B][1:3] == [f"{EnvelopeState.SIGNE.label} prochain essai 30/11/2026 03:07", "12"]
     assert not {row[1].split()[0] for row in listed.values()} & set(EnvelopeState.__members__)  # no raw code
 
 
@@ -119,6 +121,8 @@ def test_envelopes_list_shows_times_in_the_gateway_zone_and_says_which(data_dir:
     # scripts keep ISO 8601 with its offset, whatever the zone people read
     listed = json.loads(gateway(data_dir, "envelopes", "list", "--json").stdout)["envelopes"]
     assert {e["id"]: e["created_at"] for e in listed}[TRAITE] == "2026-11-30T09:32:27+00:00"
+    assert {e["id"]: e["next_attempt_at"] for e in listed} == {TRAITE: None, TWIN_A: None,
+                                                               TWIN_B: "2026-11-30T02:07:00+00:00"}
 
 
 # --- gateway envelopes show -------------------------------------------------------------------------------------
