@@ -43,7 +43,6 @@ class Outage:
         self._clock, self._length = clock, timedelta(seconds=seconds)
         self._lock = threading.Lock()
         self._until: datetime | None = None
-        self.deferred = 0  # envelopes not posted because of it, over the pass
         self._poll_failed = False  # a report poll found DUDE unavailable (`poll_failed`)
 
     def until(self) -> datetime | None:
@@ -54,11 +53,9 @@ class Outage:
             return self._until
 
     def defer(self, envelope_id: str) -> datetime | None:
-        """If the outage is on, count ``envelope_id`` as held back and return when it may go; else None."""
+        """If the outage is on, say that ``envelope_id`` is held back and return when it may go; else None."""
         until = self.until()
         if until is not None:
-            with self._lock:
-                self.deferred += 1
             log.info("envelope %s not posted: DUDE unreachable until %s (same IdLot then)", envelope_id,
                      until.isoformat(timespec="seconds"))
         return until
@@ -91,6 +88,7 @@ class Outage:
         return self.until() is not None
 
     def answered(self) -> None:
-        """DUDE answered (a receipt, or a refusal): it is there."""
+        """DUDE answered (a receipt, or a refusal): it is there, for sending and for report polling alike."""
         with self._lock:
             self._until = None
+            self._poll_failed = False

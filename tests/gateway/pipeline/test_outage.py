@@ -231,3 +231,19 @@ def test_the_schedulers_ticks_post_nothing_while_dude_is_found_down_then_all_go_
         ledger = emu.ledger_summary()
         assert ledger["lot_replays"] == 0 and ledger["events_applied_more_than_once"] == []
     gw.close()
+
+
+def test_dude_answering_a_post_lets_report_polling_go_on() -> None:
+    """A poll that found DUDE unavailable stops the pass's polling; DUDE then answering an envelope says it is
+    back, and the pass polls again (its reports were otherwise left to the next pass for nothing)."""
+    from gateway.pipeline.outage import Outage
+
+    clock = Clock()
+    outage = Outage(clock, 120)
+    outage.poll_failed()
+    assert outage.polling_stopped() and outage.until() is None  # sending is left to find out by itself
+    outage.answered()
+    assert not outage.polling_stopped()
+    assert outage.round_failed("refused") == clock.now + timedelta(seconds=120) and outage.polling_stopped()
+    clock.now += timedelta(seconds=121)
+    assert outage.until() is None and not outage.polling_stopped()  # over: the next round probes
