@@ -88,7 +88,8 @@ class Outage:
         return self.until() is not None
 
     def answered(self) -> None:
-        """DUDE answered (a receipt, or a refusal): it is there, for sending and for report polling alike."""
+        """DUDE answered (a receipt, or a refusal): it is there for sending. Report polling stopped by a failed
+        poll stays stopped for the pass (its reports go to the next one): resuming it at each answer made the
+        number of polls of a night depend on how sending and polling interleaved."""
         with self._lock:
             self._until = None
-            self._poll_failed = False
