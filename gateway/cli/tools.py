@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import DataDirOpt, JsonOpt, console, fail, load_settings, print_json
+from gateway.cli.common import DataDirOpt, JsonOpt, console, err_console, fail, load_settings, print_json
 from gateway.errors import ConfigurationError, GatewayError
 
 keys_app = typer.Typer(help="Development keys and certificates.", no_args_is_help=True)
@@ -76,12 +76,27 @@ def fixtures_generate(
     from gateway.fixturegen import generate_night
 
     night = generate_night(out, events=events, seed=seed)
+    _warn_if_drop_folder(out, night.registry_file)
     if json_out:
         print_json({"exports": [str(p) for p in night.export_files], "registry": str(night.registry_file),
                     "manifest": str(night.manifest_file), "expected": night.expected})
         return
     console.print(f"{len(night.export_files)} exports dans {out}, registre {night.registry_file}, "
                   f"manifeste {night.manifest_file}")
+
+
+def _warn_if_drop_folder(out: Path, registry: Path) -> None:
+    """The night's registry (``registre-dude.csv``, the emulator's file) is a CSV like the exports beside it:
+    generated into the drop folder, every night then read it as an export, and refused it
+    (``P3_COLUMN_MISSING``), night after night. Said when ``out`` is the drop folder the settings name."""
+    try:
+        drop = load_settings().runs_input_dir
+    except typer.Exit:  # settings that do not load: said by whatever runs next, not a generator's business
+        return
+    if out.resolve() == drop.resolve():
+        err_console.print(f"[bold yellow]Attention[/] : {registry} est le registre de l'émulateur, pas un export : "
+                          "dans le dossier de dépôt, chaque nuit le lirait et le refuserait ; le déplacer (gateway "
+                          "emulator serve --registry …).", soft_wrap=True)
 
 
 @emulator_app.command("serve")

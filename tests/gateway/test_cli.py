@@ -371,3 +371,20 @@ def test_the_demos_hints_can_be_typed_as_printed(monkeypatch, tmp_path: Path) ->
     assert night._typed_command() in (os.path.relpath(own), str(own))
     monkeypatch.setattr(shutil, "which", lambda name: str(own))  # the venv activated
     assert night._typed_command() == "gateway"
+
+
+def test_fixtures_generated_into_the_drop_folder_warn_of_the_registry(tmp_path: Path) -> None:
+    """``registre-dude.csv`` generated beside the exports in the drop folder was read by every night as an
+    export, and refused; the generator now says so."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    drop = tmp_path / "depot"
+    runner = CliRunner(env={"GATEWAY_INPUT_DIR": str(drop), "GATEWAY_DATA_DIR": str(tmp_path / "data")})
+    into_drop = runner.invoke(app, ["fixtures", "generate", "--events", "50", "--out", str(drop)])
+    assert into_drop.exit_code == 0, into_drop.output
+    said = " ".join(into_drop.stderr.split())
+    assert f"Attention : {drop / 'registre-dude.csv'} est le registre de l'émulateur, pas un export" in said
+    elsewhere = runner.invoke(app, ["fixtures", "generate", "--events", "50", "--out", str(tmp_path / "nuit")])
+    assert elsewhere.exit_code == 0 and "registre de l'émulateur" not in elsewhere.stderr
