@@ -124,6 +124,13 @@ def _install_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
             return await not_found(request, exc)
+        if exc.status_code == 408:  # a form that stopped arriving (`gateway.api.middleware.BodyStalled`)
+            response = _page(request, 408, "Formulaire incomplet", "Le formulaire n'est pas arrivé en entier : rien "
+                                                                   "n'a été fait. Rechargez la page, puis recommencez.")
+            # RFC 9110 §15.5.9, as the API's 408: the rest of the body will not be read, the connection ends
+            # (left open, the client could go on holding it, the very thing the stall limit is there to stop).
+            response.headers["connection"] = "close"
+            return response
         return _page(request, exc.status_code, "Requête impossible", "Cette adresse ne s'utilise pas ainsi.")
 
     async def invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -6,7 +6,8 @@ be told so, or they believe the event closed. So the console remembers, for the 
 action was stopped and on what, with the comment typed, in a short cookie of its own:
 
 * never in the address (it would sit in the browser's history and the server's access log), nor in a log;
-* signed, so the console only ever shows back what it wrote itself;
+* encrypted and authenticated (`SessionCodec.stopped_dumps`): the console only ever shows back what it wrote
+  itself, and the comment cannot be read in the browser's cookie store by whoever uses that browser next;
 * only when the form's CSRF token is the ended session's own: the request came from a page of that session,
   not from another site, and the comment is that person's;
 * bound to the API client of the ended session: shown, comment included, only when that client signs in

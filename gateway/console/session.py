@@ -29,14 +29,17 @@ it invalid before it expires. Revoking the token (``gateway clients revoke``) do
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from cryptography.fernet import Fernet, InvalidToken
 from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
@@ -102,7 +105,11 @@ class SessionCodec:
         kwargs = {"signer": _ClockSigner, "signer_kwargs": {"clock": clock, "digest_method": hashlib.sha256}}
         self._session = URLSafeTimedSerializer(secret, salt="p3g-console-session", **kwargs)
         self._signin = URLSafeTimedSerializer(secret, salt="p3g-console-connexion", **kwargs)
-        self._stopped = URLSafeTimedSerializer(secret, salt="p3g-console-action-interrompue", **kwargs)
+        # The stopped action's cookie holds what a person typed about a young person (their comment): encrypted,
+        # not only signed (an itsdangerous value is base64 anyone at that browser reads in its cookie store).
+        self._stopped = Fernet(base64.urlsafe_b64encode(
+            hmac.new(secret, b"p3g-console-action-interrompue", hashlib.sha256).digest()))
+        self._clock = clock
         self._secret = secret
         self.max_age = max_age_seconds
 
@@ -145,10 +152,22 @@ class SessionCodec:
     # --- an action stopped by the end of its session (`gateway.console.interrupted`) ------------
 
     def stopped_dumps(self, data: dict) -> str:
-        return self._stopped.dumps(data)
+        """``data`` encrypted and authenticated (Fernet: AES-CBC and HMAC-SHA256, a key of its own derived from
+        the console's secret), timed on the gateway's clock: nothing of it can be read or changed outside."""
+        plain = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return self._stopped.encrypt_at_time(plain, int(self._clock().timestamp())).decode("ascii")
 
     def stopped_loads(self, value: str | None, *, max_age: int) -> dict | None:
-        return _checked(self._stopped, value, max_age=max_age, max_len=4096, kind=dict)
+        """What `stopped_dumps` wrote in ``value``; ``None`` if absent, too long, forged, altered or older
+        than ``max_age`` seconds."""
+        if not value or len(value) > 4096 or not value.isascii():
+            return None
+        try:
+            data = json.loads(self._stopped.decrypt_at_time(value.encode("ascii"), max_age,
+                                                            int(self._clock().timestamp())))
+        except (InvalidToken, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     # --- the sign-in form ----------------------------------------------------------------------
 

@@ -4,10 +4,13 @@ action, and each mission locale's support seeing its own events only, everywhere
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import html
 import json
 import os
 import re
+import zlib
 from datetime import timedelta
 from urllib.parse import quote, unquote
 
@@ -229,6 +232,35 @@ def test_a_stopped_action_is_shown_to_its_own_user_only_and_never_from_another_s
     forged = signed_in("support_69001")  # a new session, over too 16 hours later
     refused = press_after_the_end(forged, gw, {"commentaire": "x", "csrf": "autre"}, hours=16)
     assert "p3g_console_action" not in refused.headers.get("set-cookie", "")  # not a form of that session
+
+
+def readable_parts(value: str) -> bytes:
+    """Everything a person can read of a cookie value without the console's key: each of its dot-separated parts
+    base64-decoded, and inflated when it is compressed (itsdangerous's ``.``-prefixed payloads)."""
+    out = [value.encode()]
+    for part in value.lstrip(".").split("."):
+        try:
+            raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except ValueError:
+            continue
+        out.append(raw)
+        with contextlib.suppress(zlib.error):
+            out.append(zlib.decompress(raw))
+    return b"\n".join(out)
+
+
+def test_a_stopped_action_cookie_keeps_its_comment_unreadable_and_refuses_a_forged_one(signed_in, gw, tokens) -> None:
+    """The comment typed about a young person sat in the browser's cookie store for an hour, signed but in
+    clear (base64): whoever used that browser next read it there, without signing in, whatever their scope."""
+    user = signed_in("support_69001")
+    press_after_the_end(user, gw, {"commentaire": "jeune parti à Lyon"})
+    value = user.http.cookies.get("p3g_console_action")
+    assert value and "Lyon".encode() not in readable_parts(value) and b"69001-3" not in readable_parts(value)
+    forged = value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB")  # altered: shown nowhere
+    user.http.cookies.delete("p3g_console_action")
+    user.http.cookies.set("p3g_console_action", forged, path="/console")
+    page, location = sign_in_again(user, tokens["support_69001"], "/console/connexion?fin=1")
+    assert "n'a pas été faite" not in words(page) and "Lyon" not in text(user.get("/console/evenements/69001-3"))
 
 
 def test_a_tampered_session_cookie_is_refused(signed_in) -> None:
