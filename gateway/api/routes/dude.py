@@ -85,8 +85,14 @@ def _apply(gw: Gateway, data: bytes) -> AppliedReport:
         root = safe_xml.parse(data, max_bytes=gw.settings.max_document_bytes)  # read once already: it parses
         if root.tag != f"{{{NS}}}CompteRendu":
             found = etree.QName(root)
-            space = "" if found.namespace == NS else (f" de l'espace de noms {found.namespace}" if found.namespace
+            # The sender's own names, from a document not yet trusted: said, but cut (a namespace has no length limit)
+            namespace, name = _cut(found.namespace), _cut(found.localname)
+            space = "" if found.namespace == NS else (f" de l'espace de noms {namespace}" if found.namespace
                                                       else " sans espace de noms")
             raise WrongDocument(f"document refusé : un CompteRendu de l'espace de noms {NS} est attendu ici, reçu "
-                                f"« {found.localname} »{space}") from exc
+                                f"« {name} »{space}") from exc
         raise UnexpectedDocument(_NOT_AWAITED) from exc
+
+
+def _cut(text: str | None, limit: int = 100) -> str:
+    return text if not text or len(text) <= limit else text[:limit] + "…"

@@ -154,6 +154,10 @@ def test_a_document_that_is_not_a_report_is_told_which_root_was_expected(awaitin
                                  "reçu « AccuseReception »")
     stranger = client.post(CALLBACK, content=refusals(dev_keys, "x")["racine-etrangere"][0], headers=XML).json()
     assert stranger["detail"].endswith("reçu « CompteRendu » de l'espace de noms urn:autre")
+    # unsigned, so anyone's: its names are said, but cut (a namespace has no length limit)
+    long = f'<CompteRendu xmlns="urn:{"x" * 5000}"><IdLot>x</IdLot></CompteRendu>'.encode()
+    cut = client.post(CALLBACK, content=long, headers=XML).json()
+    assert cut["status"] == 400 and len(cut["detail"]) < 300 and cut["detail"].endswith("x…")
 
 
 def test_the_callback_needs_no_token_but_a_report_over_the_size_limit_is_refused(awaiting) -> None:
