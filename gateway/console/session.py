@@ -136,13 +136,8 @@ class SessionCodec:
         return self._read(value, self.max_age + COOKIE_GRACE_SECONDS)
 
     def _read(self, value: str | None, max_age: int) -> SessionData | None:
-        if not value or len(value) > 4096:
-            return None
-        try:
-            raw = self._session.loads(value, max_age=max_age)
-        except BadSignature:  # SignatureExpired is a BadSignature
-            return None
-        if not isinstance(raw, dict):
+        raw = _checked(self._session, value, max_age=max_age, max_len=4096, kind=dict)
+        if raw is None:
             return None
         client_id, fingerprint, csrf = raw.get("c"), raw.get("f"), raw.get("x")
         if not (isinstance(client_id, int) and isinstance(fingerprint, str) and isinstance(csrf, str)):
