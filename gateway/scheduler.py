@@ -154,7 +154,7 @@ def reports_job() -> int:
     from gateway.pipeline.sending import due_for_sending, send_waiting
 
     gw, _ = _current()
-    outage = Outage(gw.clock, gw.settings.dude_outage_seconds)  # DUDE found down by sending: no poll either
+    outage = Outage.of(gw)  # DUDE found down by sending: no poll either
     if not is_paused(gw.engine) and due_for_sending(gw):
         stats = send_waiting(gw, outage=outage, due_only=True)
         if stats.sent:  # DUDE answered (back after an outage): shown without -v, as the night's line is

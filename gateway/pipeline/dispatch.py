@@ -367,18 +367,20 @@ class Acknowledged:
     attempts: int
 
 
-def hold_waiting_until(gw: Gateway, until: datetime) -> None:
-    """DUDE found down (`gateway.pipeline.outage`): every envelope waiting to be sent is due at the outage's
-    end at the soonest, not only those this pass had in hand, so that the scheduler's next ticks (which take
-    only envelopes past ``next_attempt_at``: `gateway.pipeline.sending.send_waiting`) post nothing before.
-    Before, the envelopes a pass had not reached kept their earlier time, so every tick found one due and
-    claimed the oldest ones, those the outage held, for a whole round each: with a 15 s tick and a 60 s
-    outage, two full rounds every tick."""
+def hold_waiting_until(gw: Gateway, until: datetime, *, envelope_id: str | None = None) -> None:
+    """DUDE found down (`gateway.pipeline.outage`): every envelope waiting to be sent (or ``envelope_id``,
+    one sealed since) is due at the outage's end at the soonest, not only those this pass had in hand, so
+    that the scheduler's next ticks (which take only envelopes past ``next_attempt_at``:
+    `gateway.pipeline.sending.send_waiting`) post nothing before. Before, the envelopes a pass had not
+    reached kept their earlier time, so every tick found one due and claimed the oldest ones, those the
+    outage held, for a whole round each: with a 15 s tick and a 60 s outage, two full rounds every tick."""
     e = envelopes_t.c
+    held = envelopes_t.update().where(
+        e.state.in_(UNANSWERED), sa.or_(e.next_attempt_at.is_(None), e.next_attempt_at < until))
+    if envelope_id is not None:
+        held = held.where(e.id == envelope_id)
     with gw.engine.begin() as conn:
-        conn.execute(envelopes_t.update().where(
-            e.state.in_(UNANSWERED), sa.or_(e.next_attempt_at.is_(None), e.next_attempt_at < until))
-            .values(next_attempt_at=until))
+        conn.execute(held.values(next_attempt_at=until))
 
 
 def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None,
@@ -394,7 +396,9 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None,
 
     ``outage``, the sending pass's (`gateway.pipeline.outage`): while it is on, the envelope is not posted, or
     not again (`SendResult.deferred`); a round that finds DUDE unavailable at every attempt turns it on.
+    Without one (`send_envelope`), this call's own, which only its own round could open.
     """
+    outage = outage or Outage.of(gw)
     with gw.engine.connect() as conn:
         body = conn.execute(sa.select(documents_t.c.body).where(
             documents_t.c.envelope_id == envelope_id, documents_t.c.kind == DOC_LOT)).scalar_one()
@@ -410,9 +414,8 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None,
             log.warning("envelope %s not sent: %s (sent with the same IdLot once resumed)", envelope_id,
                         SendingPaused.code)
             return SendResult(envelope_id, state, attempt - 1, f"[{SendingPaused.code}] envoi suspendu", paused=True)
-        if outage is not None and (until := outage.defer(envelope_id)) is not None:  # found down by another round
-            with gw.engine.begin() as conn:  # the scheduler's tick leaves it until then too (sending.due_for_sending)
-                conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(next_attempt_at=until))
+        if (until := outage.defer(envelope_id)) is not None:  # found down by another round
+            hold_waiting_until(gw, until, envelope_id=envelope_id)  # the scheduler's ticks leave it until then too
             return SendResult(envelope_id, state, attempt - 1, error or f"[{TransportError.code}] DUDE injoignable",
                               deferred=True)
         now = gw.clock()
@@ -437,8 +440,7 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None,
             if receipt.id_lot != envelope_id:
                 raise UnexpectedDocument(f"receipt for envelope {receipt.id_lot}, not {envelope_id} (replayed?)")
         except EnvelopeRefused as exc:
-            if outage is not None:
-                outage.answered()
+            outage.answered()
             _record_rejected_without_receipt(gw, envelope_id, exc, run_id=run_id)
             return SendResult(envelope_id, EnvelopeState.REJETE.value, attempt, str(exc))
         except DocumentRejected as exc:  # DUDE's receipt failed our checks: do not trust it, send again
@@ -449,8 +451,7 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None,
             statuses.append(getattr(exc, "status_code", None))
             unreached += isinstance(exc, TransportError) and unavailable(statuses[-1])
         else:
-            if outage is not None:
-                outage.answered()
+            outage.answered()
             return Acknowledged(envelope_id, receipt, receipt_bytes, attempt)
         log.warning("envelope %s attempt %d/%d failed: %s", envelope_id, attempt, attempts, error)
         delay = _backoff(gw, attempt)  # one draw: the time recorded is the time waited
@@ -459,7 +460,7 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None,
                 last_error=error[:1000], next_attempt_at=gw.clock() + timedelta(seconds=delay)))
         if attempt < attempts:
             gw.sleep(delay)
-    if outage is not None and unreached == attempts and (until := outage.round_failed(error)) is not None:
+    if unreached == attempts and (until := outage.round_failed(error)) is not None:
         hold_waiting_until(gw, until)  # this one and every other waiting one: the scheduler's ticks too
     state = quarantine.after_failed_round(gw, envelope_id, statuses, run_id=run_id)
     return SendResult(envelope_id, state, attempts, error)

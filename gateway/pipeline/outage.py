@@ -39,6 +39,11 @@ def unavailable(status: int | None) -> bool:
 class Outage:
     """What one sending pass knows of DUDE's availability. Thread-safe: a run's sender threads share one."""
 
+    @classmethod
+    def of(cls, gw) -> Outage:
+        """A new pass's, on ``gw``'s clock and ``dude_outage_seconds`` (0: never opens)."""
+        return cls(gw.clock, gw.settings.dude_outage_seconds)
+
     def __init__(self, clock: Callable[[], datetime], seconds: float) -> None:
         self._clock, self._length = clock, timedelta(seconds=seconds)
         self._lock = threading.Lock()

@@ -254,7 +254,7 @@ def _real_run(gw: Gateway, inputs: Sequence[Path], summary: RunSummary, progress
         summary.sending_paused = switch.as_dict()
         log.warning("run %d: %s; reading and sealing only, nothing is sent", summary.run_id, switch.describe())
     sealer = _start_sealer(gw, inputs)  # it starts while the run resumes and starts reading
-    outage = Outage(gw.clock, gw.settings.dude_outage_seconds)  # DUDE found down: gateway.pipeline.outage
+    outage = Outage.of(gw)  # DUDE found down: gateway.pipeline.outage
     try:
         with _timed(summary, "reprise"):  # claimed one by one: another instance may be sending some of them
             if not switch.paused:

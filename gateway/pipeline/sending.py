@@ -135,7 +135,7 @@ def send_waiting(gw: Gateway, *, run_id: int | None = None, workers: int | None 
     (``next_attempt_at``); a run sends every one at once (an operator who starts one wants it tried now)."""
     workers = workers or gw.settings.send_workers
     holder = holder or gw.instance_id
-    outage = outage or Outage(gw.clock, gw.settings.dude_outage_seconds)
+    outage = outage or Outage.of(gw)
     stats = SendingStats()
     release_dead_claims(gw)
     tried: set[str] = set()
