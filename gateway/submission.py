@@ -42,7 +42,6 @@ from typing import Any, NamedTuple
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from adapters.parcours3.partner_json import parse_item
-from gateway.codes import RejectCode
 from gateway.context import Gateway
 from gateway.errors import Conflict
 from gateway.pipeline.ingest import Answer, ingest
@@ -168,15 +167,5 @@ def _store(gw: Gateway, accepted: list[tuple[int, Outcome]]) -> list[tuple[int, 
         code = answer.reject_code
         results.append((index, ItemResult(index, kind, key=key, version=answer.version, state=answer.state,
                                           code=code, message=answer.reject_message,
-                                          field=answer.reject_field or _first_field(code))))
+                                          field=answer.reject_field)))
     return results
-
-
-def _first_field(code: str | None) -> str | None:
-    if code is None:
-        return None
-    try:
-        fields = RejectCode(code).fields
-    except ValueError:
-        return None
-    return fields[0] if fields else None
