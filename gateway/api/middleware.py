@@ -166,13 +166,19 @@ def _guarded(receive: Receive, limit: int, stall_seconds: float) -> Receive:
     return receive_guarded
 
 
+async def _send_problem(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
+    """A problem answered from here, before (or instead of) the application: its two messages."""
+    headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
+    if close:  # the rest of the body is not read: the connection cannot serve another request
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def _too_large(scope: Scope, send: Send, rid: str, limit: int) -> None:
     body = problem_body(413, PayloadTooLarge.code, f"corps de requête de plus de {limit} octets : refusé sans "
                         "être lu", instance=scope["path"], request_id=rid)
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                            (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
+    await _send_problem(send, 413, body, close=True)
 
 
 async def _nul_refused(scope: Scope, send: Send, rid: str) -> None:
@@ -181,19 +187,13 @@ async def _nul_refused(scope: Scope, send: Send, rid: str) -> None:
     error = FieldError("query" if "\x00" not in scope["path"] else "path", "caractère NUL (%00) refusé", "nul")
     body = problem_body(422, RequestRejected.code, "adresse refusée : elle contient un caractère NUL (%00)",
                         instance=scope["path"].replace("\x00", "%00"), request_id=rid, errors=[error])
-    await send({"type": "http.response.start", "status": 422,
-                "headers": [(b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    await _send_problem(send, 422, body)
 
 
 async def _internal_error(scope: Scope, send: Send, rid: str) -> None:
     body = problem_body(500, "INTERNAL", "erreur interne : voir le journal de la passerelle", instance=scope["path"],
                         request_id=rid)
-    await send({"type": "http.response.start", "status": 500,
-                "headers": [(b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    await _send_problem(send, 500, body)
 
 
 def _content_length(scope: Scope) -> int | None:
