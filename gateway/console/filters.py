@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from sqlalchemy import and_, or_
 
 from gateway.codes import ACTIONABLE_EVENT_STATES, EventState, RejectCode
-from gateway.console.labels import STATE_SHORT
+from gateway.console.labels import ID_LOT, STATE_SHORT
 from gateway.store.queries import EventFilter
 
 #: The states offered by the list: to handle first, then already handled.
@@ -28,8 +28,6 @@ STATE_CHOICES = (EventState.INVALIDE, EventState.REJETE, EventState.SANS_REPONSE
 DEFAULT_STATES = tuple(s.value for s in STATE_CHOICES if s in ACTIONABLE_EVENT_STATES)
 _ML = re.compile(r"[0-9]{5}")
 _EVENT_NUMBER = re.compile(r"[0-9]{1,20}")
-#: An IdLot: a UUID as the gateway writes it (lowercase; `gateway.pipeline.dispatch`).
-_ID_LOT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _FR_DATE = re.compile(r"(\d{2})/(\d{2})/(\d{4})")
 #: A key as the command line prints it, with its version after it (``69001-1001 v2``): the key is searched.
 _PRINTED_VERSION = re.compile(r"\s+v\d{1,9}$", re.IGNORECASE)
@@ -125,7 +123,7 @@ class RejectsQuery:
             bounds = [None, None]
         search = _PRINTED_VERSION.sub("", _get(params, "recherche")[:120]) or None
         envelope_id = _get(params, "lot").lower() or None
-        if envelope_id and not _ID_LOT.fullmatch(envelope_id):
+        if envelope_id and not ID_LOT.fullmatch(envelope_id):
             errors.append(f"Lot « {envelope_id[:40]} » : IdLot attendu (36 caractères, comme "
                           "5b593516-0c2e-4f8a-9d1b-3c7e2a6f8e10).")
             envelope_id = None

@@ -127,14 +127,15 @@ def send_error(text: str) -> str:
     return "erreur technique pendant l'envoi"
 
 
-_ID_LOT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: An IdLot: a UUID as the gateway writes it (lowercase; `gateway.pipeline.dispatch`).
+ID_LOT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def envelopes_named(cause: str, *, besides: str) -> list[str]:
     """The IdLots a history cause names, but ``besides``: where a quarantined envelope's events went
     (`gateway.pipeline.quarantine` writes them in its own history: "… répartis dans les lots A (n), B (n)"),
     which its history keeps after the purge has removed the documents."""
-    return [i for i in dict.fromkeys(_ID_LOT.findall(cause)) if i != besides]
+    return [i for i in dict.fromkeys(ID_LOT.findall(cause)) if i != besides]
 
 
 #: A column name as pre-flight writes it in a message, or a value it quotes (« … », left as it was typed).
