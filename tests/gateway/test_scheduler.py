@@ -35,10 +35,14 @@ def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> Non
         time.sleep(0.05)
 
 
-def night_in(seconds: float) -> tuple[str, datetime]:
-    """A 6-field cron (seconds first) firing once a day, ``seconds`` from now; and that time."""
+def night_in(seconds: float, *instances: Gateway) -> datetime:
+    """Sets the instances' night to a 6-field cron (seconds first) firing once a day, ``seconds`` from now, and
+    gives that time. Called just before the schedulers are made, not before the instances are opened: on a
+    loaded CI machine opening them took longer than the lead, and the night went to the next day."""
     at = (datetime.now(PARIS) + timedelta(seconds=seconds)).replace(microsecond=0)
-    return f"{at.second} {at.minute} {at.hour} * * *", at
+    for gw in instances:
+        gw.settings = gw.settings.model_copy(update={"schedule_night_cron": f"{at.second} {at.minute} {at.hour} * * *"})
+    return at
 
 
 def instance(settings, emulator, **updates) -> Gateway:
@@ -77,9 +81,9 @@ def test_crontab_and_seconds_first_and_nonsense() -> None:
 
 
 def test_the_night_missed_while_the_service_was_down_runs_once_on_start(settings, emulator, dev_keys) -> None:
-    expression, at = night_in(3)
     drop_export(settings)
-    first = instance(settings, emulator, schedule_night_cron=expression)
+    first = instance(settings, emulator)
+    at = night_in(3, first)
     sched = GatewayScheduler(first)
     sched.start()  # the service runs, the night is stored for `at`…
     assert {j.id: j.next_run_at for j in sched.jobs()}[NIGHT] == at
@@ -87,7 +91,7 @@ def test_the_night_missed_while_the_service_was_down_runs_once_on_start(settings
     first.close()
     wait_until(lambda: datetime.now(PARIS) > at + timedelta(seconds=1), what="the scheduled time passes")
 
-    restarted = instance(settings, emulator, schedule_night_cron=expression)
+    restarted = instance(settings, emulator, schedule_night_cron=first.settings.schedule_night_cron)
     sched = GatewayScheduler(restarted)
     seen = night_events(sched)
     sched.start()
@@ -106,9 +110,9 @@ def test_the_night_missed_while_the_service_was_down_runs_once_on_start(settings
 
 
 def test_two_schedulers_started_together_make_one_run(settings, emulator, dev_keys) -> None:
-    expression, at = night_in(2)
     drop_export(settings)
-    instances = [instance(settings, emulator, schedule_night_cron=expression) for _ in range(2)]
+    instances = [instance(settings, emulator) for _ in range(2)]
+    night_in(2, *instances)
     schedulers = [GatewayScheduler(gw) for gw in instances]
     seen = [night_events(s) for s in schedulers]
     barrier = threading.Barrier(2)
@@ -199,10 +203,10 @@ def test_serve_runs_the_schedule_for_as_long_as_the_api_and_schedule_show_lists_
 def test_each_scheduled_night_leaves_one_log_line_saying_what_it_did(settings, emulator, dev_keys, caplog) -> None:
     """Run as a service (`gateway serve`, no ``-v``), a night logged nothing at all: no start, no end, no
     counts. Now one line, on its own logger (``gateway.night``, which ``serve`` shows), with counts and codes."""
-    expression, at = night_in(2)
     drop_export(settings)
     (settings.runs_input_dir / "P3_69002_20261128.csv").write_text("id_evenement;code_ml\r\n1;69002\r\n")
-    gw = instance(settings, emulator, schedule_night_cron=expression)
+    gw = instance(settings, emulator)
+    at = night_in(2, gw)
     sched = GatewayScheduler(gw)
     seen = night_events(sched)
     with caplog.at_level(logging.INFO, logger="gateway.night"):
