@@ -399,6 +399,14 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None,
     Without one (`send_envelope`), this call's own, which only its own round could open.
     """
     outage = outage or Outage.of(gw)
+    try:
+        return _round(gw, envelope_id, run_id=run_id, outage=outage)
+    finally:
+        outage.round_over(envelope_id)  # if it was the probe, the next one may probe (or all go)
+
+
+def _round(gw: Gateway, envelope_id: str, *, run_id: int | None, outage: Outage) -> Acknowledged | SendResult:
+    """`transmit`'s attempts at one envelope."""
     with gw.engine.connect() as conn:
         body = conn.execute(sa.select(documents_t.c.body).where(
             documents_t.c.envelope_id == envelope_id, documents_t.c.kind == DOC_LOT)).scalar_one()
@@ -410,6 +418,7 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None,
     unreached = 0  # failed attempts that found DUDE unavailable (gateway.pipeline.outage)
     attempts = gw.settings.send_attempts
     for attempt in range(1, attempts + 1):
+        outage.take_turn(envelope_id)  # until DUDE has answered, one envelope's round at a time (the probe)
         if pause.is_paused(gw.engine):  # checked before every post: a pause holds from the next attempt on
             log.warning("envelope %s not sent: %s (sent with the same IdLot once resumed)", envelope_id,
                         SendingPaused.code)
@@ -444,12 +453,16 @@ def transmit(gw: Gateway, envelope_id: str, *, run_id: int | None = None,
             _record_rejected_without_receipt(gw, envelope_id, exc, run_id=run_id)
             return SendResult(envelope_id, EnvelopeState.REJETE.value, attempt, str(exc))
         except DocumentRejected as exc:  # DUDE's receipt failed our checks: do not trust it, send again
+            outage.reached()
             error = f"accusé de réception refusé : {exc}"
             statuses.append(None)
         except (TransportError, UnexpectedDocument) as exc:
             error = str(exc)
             statuses.append(getattr(exc, "status_code", None))
-            unreached += isinstance(exc, TransportError) and unavailable(statuses[-1])
+            if isinstance(exc, TransportError) and unavailable(statuses[-1]):
+                unreached += 1
+            else:  # a 500, a receipt for another envelope: DUDE is there
+                outage.reached()
         else:
             outage.answered()
             return Acknowledged(envelope_id, receipt, receipt_bytes, attempt)

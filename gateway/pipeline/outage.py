@@ -13,6 +13,13 @@ not posted; they keep their state (``SIGNE`` or ``ENVOYE``: the outbox rule hold
 later) with ``next_attempt_at`` at the outage's end, and one line says so. Once that time is over, the next
 envelope's round is the probe: if DUDE answers, sending goes on; if not, the outage opens again.
 
+One probe, not one per sender. Until DUDE has answered in the pass (and again once an outage has opened), one
+envelope's round goes at a time (`Outage.take_turn`): the other senders wait for its end. Before, each of the
+``send_workers`` threads made its own round when the outage ended (or a tick began) with DUDE still down: up
+to eight rounds of attempts, and their warnings, to learn what the first one had. Once DUDE answers (a
+receipt, a refusal, even a 500: it is there), they all go. A pass with DUDE up loses only this: its first
+envelope's post goes alone.
+
 Not counted as unavailable: an HTTP 500 (DUDE was there and this envelope broke it, which
 `gateway.pipeline.quarantine` counts against the envelope), a refusal, a receipt that fails our checks. The
 next run, or the next tick of the scheduler, starts with no outage: its first envelope probes.
@@ -46,16 +53,55 @@ class Outage:
 
     def __init__(self, clock: Callable[[], datetime], seconds: float) -> None:
         self._clock, self._length = clock, timedelta(seconds=seconds)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # the senders waiting for the probe (`take_turn`) wait on it
         self._until: datetime | None = None
         self._poll_failed = False  # a report poll found DUDE unavailable (`poll_failed`)
+        self._reached = False  # DUDE answered since the pass began or the outage last opened: no probe needed
+        self._probe: str | None = None  # the envelope whose round is the probe, while there is one
 
     def until(self) -> datetime | None:
         """The end of the outage if it is on now (envelopes are not posted before), else None."""
         with self._lock:
-            if self._until is not None and self._clock() >= self._until:
-                self._until = None  # over: the next round probes
-            return self._until
+            return self._on()
+
+    def _on(self) -> datetime | None:  # under the lock
+        if self._until is not None and self._clock() >= self._until:
+            self._until = None  # over: the next round probes
+        return self._until
+
+    def take_turn(self, envelope_id: str) -> None:
+        """Before each post: until DUDE has answered, one envelope's round at a time, the others wait here for
+        its end (DUDE answered: all go; the outage opened: `defer` holds them; some other end: the next probes).
+        A pass whose outage length is 0 never waits (each envelope makes all its attempts: the setting's word).
+        Returns at once once DUDE has answered, or the outage is on (`defer` then says so)."""
+        if not self._length:
+            return
+        with self._lock:
+            while not self._reached and self._on() is None and self._probe not in (None, envelope_id):
+                self._lock.wait(1.0)  # also wakes to see the outage's end on the clock
+            if not self._reached and self._until is None:
+                self._probe = envelope_id
+
+    def probing(self) -> bool:
+        """Whether the next round is a probe (DUDE has not answered since the pass began or the outage last
+        opened): a pass that claims its envelopes (`gateway.pipeline.sending.send_waiting`) then claims one."""
+        with self._lock:
+            return bool(self._length) and not self._reached
+
+    def round_over(self, envelope_id: str) -> None:
+        """``envelope_id``'s round ended, however (a receipt, a refusal, attempts exhausted, a pause, a crash):
+        if it was the probe, the next waiting envelope may probe."""
+        with self._lock:
+            if self._probe == envelope_id:
+                self._probe = None
+                self._lock.notify_all()
+
+    def reached(self) -> None:
+        """DUDE gave an HTTP answer other than "unavailable" (a 500, a receipt that fails our checks): it is
+        there, so the senders waiting for the probe go (`take_turn`); an open outage is left to end by itself."""
+        with self._lock:
+            self._reached = True
+            self._lock.notify_all()
 
     def defer(self, envelope_id: str) -> datetime | None:
         """If the outage is on, say that ``envelope_id`` is held back and return when it may go; else None."""
@@ -74,6 +120,8 @@ class Outage:
             opening = self._until is None
             self._until = self._clock() + self._length
             until = self._until
+            self._reached = False  # when it ends, one envelope probes again
+            self._lock.notify_all()  # those waiting for the probe: `defer` now holds them
         if opening:
             log.warning("DUDE unreachable (%s): the envelopes that follow wait until %s, then one probes; "
                         "each keeps its IdLot", error, until.isoformat(timespec="seconds"))
@@ -88,9 +136,7 @@ class Outage:
     def polling_stopped(self) -> bool:
         """Whether this pass should poll no report: a poll found DUDE unavailable, or the outage is on."""
         with self._lock:
-            if self._poll_failed:
-                return True
-        return self.until() is not None
+            return self._poll_failed or self._on() is not None
 
     def answered(self) -> None:
         """DUDE answered (a receipt, or a refusal): it is there for sending. Report polling stopped by a failed
@@ -98,3 +144,5 @@ class Outage:
         number of polls of a night depend on how sending and polling interleaved."""
         with self._lock:
             self._until = None
+            self._reached = True
+            self._lock.notify_all()

@@ -143,7 +143,8 @@ def send_waiting(gw: Gateway, *, run_id: int | None = None, workers: int | None 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
     try:
         while True:
-            while len(in_flight) < workers and not stats.paused and outage.until() is None:
+            while (len(in_flight) < (1 if outage.probing() else workers) and not stats.paused
+                   and outage.until() is None):  # one probe first: gateway.pipeline.outage
                 if check is not None:
                     check()
                 envelope_id = claim_next(gw, holder=holder, exclude=tried, due_only=due_only)

@@ -134,16 +134,45 @@ def test_a_scheduler_round_with_dude_down_posts_one_envelope_only(settings, dev_
     gw.close()
 
 
-def test_with_two_senders_the_round_on_the_wire_stops_too(settings, dev_keys, registry_file, tmp_path) -> None:
-    """The other sender's envelope, already on the wire when the outage opens, makes no further attempt."""
+@pytest.mark.parametrize("workers", [2, 4])
+def test_with_several_senders_one_round_probes_the_others_wait_for_it(settings, dev_keys, registry_file, tmp_path,
+                                                                      workers) -> None:
+    """A night that begins with DUDE down: each sender thread made its own round (up to ``send_workers``
+    rounds, and their warnings, to learn what the first had). Until DUDE answers, one envelope's round goes at
+    a time; the outage it opens holds the others, unposted."""
     with dude(settings, registry_file) as emu:
         link = Link(mock_transport(emu))
         link.down = "refused"
-        gw = open_gateway(settings, link, envelope_max_events=2, send_attempts=3, send_workers=2)
+        gw = open_gateway(settings, link, envelope_max_events=2, send_attempts=3, send_workers=workers)
         night = run_batch(gw, [export(tmp_path, 20)], wait_for_reports=False)
-        assert link.posts <= 6  # two rounds at the most (the one that found DUDE down, the other's), not ten
-        assert night.sending["envoyes"] + night.sending["non_envoyes"] == 10 and night.undelivered == 10
-        assert night.sending["non_envoyes"] >= 8
+        assert link.posts == 3  # one round
+        assert night.sending["envoyes"] == 1 and night.sending["non_envoyes"] == 9 and night.undelivered == 10
+    gw.close()
+
+
+def test_a_tick_past_the_outage_probes_with_one_envelope_then_sends_with_all_its_workers(
+        settings, dev_keys, registry_file, tmp_path) -> None:
+    """The scheduler's tick at the outage's end, with four workers: it claimed four envelopes at once, so DUDE
+    still down meant four rounds. It claims one, the probe; once DUDE answers, the others go four at a time."""
+    clock = Clock()
+    with dude(settings, registry_file) as emu:
+        link = Link(mock_transport(emu))
+        link.down = "refused"
+        gw = open_gateway(settings, link, clock=clock, envelope_max_events=2, send_attempts=2, send_workers=4,
+                          dude_outage_seconds=120)
+        run_batch(gw, [export(tmp_path, 16)], wait_for_reports=False)
+        assert link.posts == 2  # the night's probe: 8 envelopes wait
+
+        clock.now += timedelta(seconds=121)  # over, DUDE still down
+        link.posts = 0
+        stats = sending.send_waiting(gw, due_only=True)
+        assert link.posts == 2 and stats.sent == 1 and stats.deferred == 0  # one round; nothing else claimed
+
+        clock.now += timedelta(seconds=121)
+        link.down, link.posts = None, 0  # DUDE back
+        stats = sending.send_waiting(gw, due_only=True)
+        assert link.posts == 8 and stats.states == {"RECU": 8}
+        assert emu.ledger_summary()["lots_processed_more_than_once"] == []
     gw.close()
 
 
@@ -249,3 +278,35 @@ def test_a_failed_poll_stops_the_passs_polling_and_an_outage_ends_by_itself() ->
     assert fresh.round_failed("refused") == clock.now + timedelta(seconds=120) and fresh.polling_stopped()
     clock.now += timedelta(seconds=121)
     assert fresh.until() is None and not fresh.polling_stopped()  # over: the next round probes
+
+
+def test_until_dude_answers_one_round_at_a_time_then_all_go() -> None:
+    """`Outage.take_turn`: the second envelope waits for the first one's round (the probe); an answer from DUDE,
+    even a 500, lets it go; an outage opened by the probe lets it go too (to be held by `defer`)."""
+    import threading
+
+    from gateway.pipeline.outage import Outage
+
+    def second_waits(outage: Outage, end) -> None:
+        outage.take_turn("first")
+        went = threading.Event()
+        other = threading.Thread(target=lambda: (outage.take_turn("second"), went.set()))
+        other.start()
+        assert not went.wait(0.3)  # the probe is on the wire
+        end(outage)
+        assert went.wait(5), "the second envelope still waits after the probe's end"
+        other.join()
+
+    clock = Clock()
+    second_waits(Outage(clock, 120), Outage.reached)
+    second_waits(Outage(clock, 120), Outage.answered)
+    opened = Outage(clock, 120)
+    second_waits(opened, lambda o: o.round_failed("refused"))
+    assert opened.defer("second") == clock.now + timedelta(seconds=120)
+    failed_otherwise = Outage(clock, 120)  # e.g. paused: the next one probes
+    second_waits(failed_otherwise, lambda o: o.round_over("first"))
+    assert failed_otherwise.probing()
+    off = Outage(clock, 0)
+    off.take_turn("first")
+    off.take_turn("second")  # 0: no outage, no probe, every envelope goes
+    assert not off.probing()
