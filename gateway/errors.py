@@ -23,6 +23,7 @@ are called (``raise … from exc``): nothing above the adapters catches a foreig
     │   ├── EnvelopeRefused              L0x  DUDE's own verdict, when it could not even answer a receipt
     │   └── CertificateRejected          L02
     ├── UnexpectedDocument               DOC_MISMATCH      (ValueError)  valid, but not the one awaited
+    │   └── ReportInconsistent           REPORT_INCONSISTENT  a report whose counts disagree with its own results
     ├── TransportError                   DUDE_UNREACHABLE  (OSError)     worth retrying
     │   └── RemoteServerError            DUDE_SERVER_ERROR
     ├── SendingPaused                    SENDING_PAUSED
@@ -152,6 +153,23 @@ class UnexpectedDocument(GatewayError, ValueError):
     """A valid, well-signed document that does not answer what was asked (another envelope, a replay)."""
 
     code = "DOC_MISMATCH"
+
+
+class ReportInconsistent(UnexpectedDocument):
+    """A well-signed report whose ``NombreAcceptes``/``NombreRejetes`` disagree with its own results.
+
+    Not a mismatch with our state, as its parent's other cases are (the callback answers it 422, not 409:
+    DUDE's side must look at what it produced), but refused alike, whole, changing nothing: a subclass so that
+    whoever refuses an `UnexpectedDocument` (report polling among them) refuses this one too.
+    ``announced`` and ``found``: (accepted, rejected) as the report says them, and as its results count them.
+    """
+
+    code = "REPORT_INCONSISTENT"
+
+    def __init__(self, message: str, *, announced: tuple[int, int], found: tuple[int, int]):
+        super().__init__(message)
+        self.announced = announced
+        self.found = found
 
 
 class TransportError(GatewayError, OSError):

@@ -18,7 +18,7 @@ from adapters.dude import safe_xml, schema
 from adapters.dude.events_xml import NSMAP, q
 from adapters.dude.signing import TrustStore, Verified
 from gateway.codes import RejectCode
-from gateway.errors import SchemaViolation, UnexpectedDocument
+from gateway.errors import ReportInconsistent, SchemaViolation, UnexpectedDocument
 
 _SUB = etree.SubElement
 RECU, REJETE, ACCEPTE = "RECU", "REJETE", "ACCEPTE"
@@ -135,7 +135,8 @@ def parse_receipt(root: etree._Element) -> Receipt:
 
 
 def parse_report(root: etree._Element) -> Report:
-    """Read a report from its verified, schema-valid element; its counts must agree with its results."""
+    """Read a report from its verified, schema-valid element; its counts must agree with its results
+    (`ReportInconsistent` if not: the XSD cannot say so)."""
     results = []
     motif_tag = q("Motif")
     for el in root.iterfind(f"{q('Resultats')}/{q('Resultat')}"):  # one per event: keep the loop lean
@@ -151,9 +152,12 @@ def parse_report(root: etree._Element) -> Report:
     report = Report(id_lot=_child_text(root, "IdLot"),
                     processed_at=datetime.fromisoformat(_child_text(root, "DateTraitement")),
                     results=tuple(results))
-    if (int(_child_text(root, "NombreAcceptes")), int(_child_text(root, "NombreRejetes"))) != (
-            report.accepted_count, report.rejected_count):
-        raise UnexpectedDocument(f"report {report.id_lot}: its counts do not match its results")
+    announced = (int(_child_text(root, "NombreAcceptes")), int(_child_text(root, "NombreRejetes")))
+    found = (report.accepted_count, report.rejected_count)
+    if announced != found:
+        raise ReportInconsistent(f"report {report.id_lot}: its counts ({announced[0]} accepted, {announced[1]} "
+                                 f"rejected) do not match its results ({found[0]}, {found[1]})",
+                                 announced=announced, found=found)
     return report
 
 

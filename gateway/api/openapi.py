@@ -81,6 +81,10 @@ CALLBACK_400 = ErrorDoc(
 CALLBACK_409 = ErrorDoc("Compte rendu bien signé, mais que la passerelle n'attend pas : lot inconnu, refusé en entier "
                         "ou mis en quarantaine, ou résultat d'un événement absent de ce lot (`DOC_MISMATCH`).",
                         ("DOC_MISMATCH",))
+CALLBACK_422 = ErrorDoc("Compte rendu bien signé mais incohérent : les comptes qu'il annonce (`NombreAcceptes`, "
+                        "`NombreRejetes`) ne correspondent pas à ses résultats, `detail` dit lesquels "
+                        "(`REPORT_INCONSISTENT`). Le DUDE doit le corriger ; rien n'a changé.",
+                        ("REPORT_INCONSISTENT",))
 CALLBACK_415 = ErrorDoc("Corps non XML : l'envoyer avec l'en-tête `Content-Type: application/xml`.",
                         ("UNSUPPORTED_MEDIA_TYPE",))
 METHOD_NOT_ALLOWED = ErrorDoc("Méthode non admise sur cette adresse (sur toute adresse, toute méthode qu'elle ne "
@@ -99,6 +103,8 @@ MEANINGS = {
     "RUN_IN_PROGRESS": "une exécution est déjà en cours",
     "DOC_MISMATCH": "rappel du DUDE : document qui n'est pas un compte rendu (400), ou compte rendu qui ne "
                     "correspond à aucun lot attendu (409)",
+    "REPORT_INCONSISTENT": "rappel du DUDE : compte rendu dont les comptes annoncés ne correspondent pas à ses "
+                           "résultats",
     "TOO_LARGE": "corps de requête trop volumineux",
     "UNSUPPORTED_MEDIA_TYPE": "corps envoyé sous un autre `Content-Type` que celui de l'opération",
     "VALIDATION": "requête invalide : `errors` nomme chaque champ en cause",

@@ -29,7 +29,7 @@ from starlette.responses import Response
 from gateway.codes import RejectCode
 from gateway.errors import (
     Conflict, DocumentRejected, FieldError, GatewayError, MethodNotAllowed, NotFound, NotReady, PayloadTooLarge,
-    PermissionDenied, RequestRejected, SendingPaused, StoreError, TransportError, Unauthenticated,
+    PermissionDenied, ReportInconsistent, RequestRejected, SendingPaused, StoreError, TransportError, Unauthenticated,
     UnexpectedDocument,
 )
 
@@ -66,8 +66,8 @@ TYPE_PREFIX = "urn:p3-dude:probleme:"
 _STATUS: tuple[tuple[type[GatewayError], int], ...] = (
     (Unauthenticated, 401), (PermissionDenied, 403), (NotFound, 404), (MethodNotAllowed, 405),
     (PayloadTooLarge, 413), (UnsupportedMediaType, 415), (RequestRejected, 422), (Conflict, 409),
-    (WrongDocument, 400), (UnexpectedDocument, 409), (DocumentRejected, 400), (NotReady, 503), (StoreError, 503),
-    (SendingPaused, 503), (TransportError, 502),
+    (WrongDocument, 400), (ReportInconsistent, 422), (UnexpectedDocument, 409), (DocumentRejected, 400),
+    (NotReady, 503), (StoreError, 503), (SendingPaused, 503), (TransportError, 502),
 )
 TITLES = {
     400: "Document refusé", 401: "Authentification requise", 403: "Accès refusé", 404: "Ressource introuvable",

@@ -322,6 +322,11 @@ class RunPublic(BaseModel):
     states: dict[str, int] = Field(description="Événements lus par cette exécution, par état (ceux du périmètre).")
     envelopes: dict[str, int] = Field(description="Lots de cette exécution, par état (ceux qui portent des "
                                                   "événements du périmètre).")
+    unacknowledged_envelopes: int = Field(
+        description="Lots de cette exécution (ceux qui portent des événements du périmètre) que le DUDE n'a pas "
+                    "encore accusés, à cet instant : signés ou envoyés sans accusé de réception, ils repartent plus "
+                    "tard avec le même IdLot. `outcome` reste ce qu'il était à la fin de l'exécution : "
+                    "`TERMINE_SANS_ACCUSE` avec 0 ici, ses lots ont été envoyés depuis.")
 
 
 class RunDetail(RunPublic):

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from gateway.api import schemas
 from gateway.api.auth import Principal
 from gateway.codes import EnvelopeState, EventState, Level, RejectCode
+from gateway.store.queries import unacknowledged
 from gateway.submission import ItemResult, is_api_source
 
 
@@ -109,7 +110,7 @@ def run_public(row: sa.Row, states: dict, envelopes: dict, principal: Principal,
         inputs = [name for name in inputs if any(f"_{code}_" in name for code in principal.scope)]
     values = dict(id=row.id, trigger=row.trigger, dry_run=row.dry_run, inputs=inputs,
                   started_at=row.started_at, finished_at=row.finished_at, outcome=row.outcome, states=states,
-                  envelopes=envelopes)
+                  envelopes=envelopes, unacknowledged_envelopes=unacknowledged(envelopes))
     if not detail:
         return schemas.RunPublic(**values)
     admin = principal.scope is None

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from gateway.codes import ACTIONABLE_EVENT_STATES, EnvelopeState, EventState
 from gateway.console.chart import NightCounts
 from gateway.store.models import envelopes_t, events_t, history_t
-from gateway.store.queries import EventFilter, list_runs, run_counts
+from gateway.store.queries import EventFilter, list_runs, run_counts, unacknowledged
 
 ACTIONABLE = tuple(sorted(s.value for s in ACTIONABLE_EVENT_STATES))
 #: Envelopes whose report is still to come, or never came.
@@ -130,10 +130,10 @@ class RunLine:
     def caught_up(self) -> bool:
         """A run that ended with envelopes DUDE had not acknowledged (``TERMINE_SANS_ACCUSE``: DUDE was down),
         none of which waits any more: the scheduler or a later run got them through. Its outcome is what it
-        was at its end; said alone, beside counts that are all settled, it read as a night still owed."""
-        waiting = (EnvelopeState.SIGNE.value, EnvelopeState.ENVOYE.value)
+        was at its end; said alone, beside counts that are all settled, it read as a night still owed. The API
+        says the same with the count it gives (`gateway.store.queries.unacknowledged`)."""
         return (self.run.outcome == "TERMINE_SANS_ACCUSE" and self.envelope_total > 0
-                and not any(self.envelopes.get(s, 0) for s in waiting))
+                and unacknowledged(self.envelopes) == 0)
 
 
 def last_runs(conn: Connection, scope: frozenset[str] | None, *, limit: int = 7) -> list[RunLine]:

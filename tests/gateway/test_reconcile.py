@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from adapters.dude.emulator.app import mock_transport
 from adapters.dude.emulator.config import EmulatorConfig
 from adapters.dude.emulator.core import Emulator
+from adapters.dude.events_xml import q
 from adapters.dude.messages import EventResult, Report, build_report
 from adapters.dude.signing import Signer, serialize
 from gateway.codes import RejectCode
@@ -20,7 +22,7 @@ from gateway.context import Gateway
 from gateway.errors import CertificateRejected, SignatureInvalid, UnexpectedDocument
 from gateway.keys import make_self_signed
 from gateway.pipeline import dispatch, reconcile
-from gateway.pipeline.reconcile import ReportOutcome, apply_report
+from gateway.pipeline.reconcile import AppliedReport, ReportOutcome, apply_report
 from gateway.pipeline.run import run_batch
 from gateway.store.models import envelopes_t, events_t, history_t
 from tests.backends import on_both_backends
@@ -133,6 +135,28 @@ def test_forged_reports_are_refused_and_change_nothing(settings, slow_dude, dev_
     with pytest.raises(UnexpectedDocument):  # well signed, right envelope, an event it never held
         apply_report(gw, forged_report(dude, envelope_id, accept_all + (EventResult("69001-12345", 1, True),)))
     assert snapshot(gw) == before
+    gw.close()
+
+
+def test_a_polled_report_whose_counts_contradict_its_results_is_refused_and_polled_again(
+        settings, slow_dude, dev_keys, tmp_path: Path, monkeypatch, caplog) -> None:
+    """`ReportInconsistent` (the callback's 422) is an `UnexpectedDocument`: polling refuses it as it always
+    did (logged with its code, nothing changed, the envelope asked again later), not as a crash of the pass."""
+    gw = gateway_for(settings, mock_transport(slow_dude[0]), report_wait_seconds=0)
+    run_batch(gw, [night(tmp_path)])
+    envelope_id = only_envelope(gw)
+    root = build_report(Report(envelope_id, datetime.now(UTC),
+                               tuple(EventResult(f"69001-{i}", 1, True) for i in (0, 1, 2, 3, 4, 99))))
+    root.find(q("NombreRejetes")).text = "1"  # then signed by DUDE's key: 6 / 1 announced, 6 / 0 in its results
+    dude = Signer.from_files(dev_keys.emulator.key_file, dev_keys.emulator.cert_file)
+    monkeypatch.setattr(gw.client, "get_report", lambda id_lot: serialize(dude.sign(root)))
+    before = snapshot(gw)
+
+    with caplog.at_level(logging.WARNING, logger="gateway.reconcile"):
+        polled = reconcile.poll_reports(gw, force=True)
+    assert polled == [AppliedReport(envelope_id, ReportOutcome.NOT_READY)]
+    assert snapshot(gw) == before
+    assert f"report refused REPORT_INCONSISTENT (polling, for envelope {envelope_id})" in caplog.text
     gw.close()
 
 

@@ -4,16 +4,19 @@ callback URL and can also be fetched by polling").
 No bearer token: DUDE is not an API client. What is trusted is the document itself, checked by
 `gateway.pipeline.reconcile.apply_report` exactly as a polled report is: hardened parsing (``L03``),
 a signature by a certificate of the trust store valid now (``L01``/``L02``), the XSD (``L04``), and
-every result naming an event of the envelope it claims (``DOC_MISMATCH``). Anything else is refused
-with a problem carrying that code, and nothing changes. A report already applied is answered 200
-("already applied"), so DUDE stops pushing it; polling stays the fallback for reports never pushed.
-A body not labelled XML is refused first (415, `gateway.api.deps.require_xml`).
+every result naming an event of the envelope it claims (``DOC_MISMATCH``), counts that agree with its
+results (``REPORT_INCONSISTENT``). Anything else is refused with a problem carrying that code, and nothing
+changes. A report already applied is answered 200 ("already applied"), so DUDE stops pushing it; polling
+stays the fallback for reports never pushed. A body not labelled XML is refused first (415,
+`gateway.api.deps.require_xml`).
 
 What a refusal says is French, as everywhere in the API, and names nothing of the document but its shape
 (the root element found, where the first schema error is; never a value, which may name someone): the
 reconciliation's own account (English, technical, logged with its code by `apply_report`) stays in the
 gateway's log. A document that is not a ``CompteRendu`` at all is a 400 (the request is wrong); a genuine
-report that nothing here awaits is a 409; both ``DOC_MISMATCH``.
+report that nothing here awaits is a 409; both ``DOC_MISMATCH``. A genuine report that contradicts itself (its
+counts are not its results' own) is a 422 ``REPORT_INCONSISTENT``: the fault is in the document, not in our
+state, and its detail names both counts, which name nobody.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from adapters.dude import safe_xml
 from adapters.dude.events_xml import NS
 from gateway.api import schemas
 from gateway.api.deps import GatewayDep, require_xml
-from gateway.api.openapi import CALLBACK_400, CALLBACK_409, CALLBACK_415, error_responses
+from gateway.api.openapi import CALLBACK_400, CALLBACK_409, CALLBACK_415, CALLBACK_422, error_responses
 from gateway.api.problems import WrongDocument
 from gateway.context import Gateway
-from gateway.errors import DocumentRejected, SchemaViolation, UnexpectedDocument
+from gateway.errors import DocumentRejected, ReportInconsistent, SchemaViolation, UnexpectedDocument
 from gateway.pipeline.reconcile import AppliedReport, ReportOutcome, apply_report
 
 CALLBACK_PATH = "/api/v1/dude/comptes-rendus"
@@ -44,12 +47,14 @@ _EXAMPLE = ('<?xml version="1.0" encoding="UTF-8"?>\n<CompteRendu xmlns="urn:fr:
 @router.post("/comptes-rendus", response_model=schemas.ReportAck, summary="Compte rendu du DUDE (rappel)",
              openapi_extra={"security": [], "requestBody": {"required": True, "content": {
                  "application/xml": {"schema": {"type": "string"}, "example": _EXAMPLE}}}},
-             responses=error_responses(400, 409, 413, 415, special={
-                 400: CALLBACK_400, 409: CALLBACK_409, 415: CALLBACK_415}), dependencies=[Depends(require_xml)])
+             responses=error_responses(400, 409, 413, 415, 422, special={
+                 400: CALLBACK_400, 409: CALLBACK_409, 415: CALLBACK_415, 422: CALLBACK_422}),
+             dependencies=[Depends(require_xml)])
 async def receive_report(request: Request, gw: GatewayDep) -> schemas.ReportAck:
     """Un `CompteRendu` signé par le DUDE, tel quel (XML). 200 : appliqué, ou déjà appliqué ; 400 : refusé
     (L01 signature, L02 certificat, L03 XML, L04 schéma ; DOC_MISMATCH : pas un compte rendu) ; 409 : bien signé
-    mais pour un lot inconnu ou nommant un événement absent de ce lot (DOC_MISMATCH). Un refus ne change rien."""
+    mais pour un lot inconnu ou nommant un événement absent de ce lot (DOC_MISMATCH) ; 422 : bien signé mais dont
+    les comptes annoncés ne correspondent pas aux résultats (REPORT_INCONSISTENT). Un refus ne change rien."""
     data = await request.body()
     applied = await run_in_threadpool(_apply, gw, data)
     if applied.outcome is ReportOutcome.DUPLICATE:
@@ -68,8 +73,8 @@ _REFUSED = {
     "L04": "compte rendu refusé : non conforme au schéma XSD des échanges",
 }
 _NOT_AWAITED = ("compte rendu bien signé, mais que la passerelle n'attend pas : lot qu'elle n'a pas envoyé, refusé en "
-                "entier ou mis en quarantaine, résultat d'un événement absent de ce lot, ou comptes qui ne "
-                "correspondent pas aux résultats ; rien n'a changé (le détail est au journal de la passerelle)")
+                "entier ou mis en quarantaine, ou résultat d'un événement absent de ce lot ; rien n'a changé (le "
+                "détail est au journal de la passerelle)")
 
 
 def _apply(gw: Gateway, data: bytes) -> AppliedReport:
@@ -81,6 +86,11 @@ def _apply(gw: Gateway, data: bytes) -> AppliedReport:
         if isinstance(exc, SchemaViolation) and exc.errors:  # where, never what: a value may name someone
             said += f" ; premier écart à {exc.errors[0].path}"
         raise DocumentRejected(said, code=exc.code) from exc
+    except ReportInconsistent as exc:  # before its parent: said with its counts (numbers only, nobody named)
+        (accepted, rejected), (found_accepted, found_rejected) = exc.announced, exc.found
+        raise ReportInconsistent(f"compte rendu incohérent : comptes annoncés {accepted} acceptés / {rejected} "
+                                 f"rejetés, résultats {found_accepted} / {found_rejected} ; rien n'a changé",
+                                 announced=exc.announced, found=exc.found) from exc
     except UnexpectedDocument as exc:
         root = safe_xml.parse(data, max_bytes=gw.settings.max_document_bytes)  # read once already: it parses
         if root.tag != f"{{{NS}}}CompteRendu":

@@ -13,7 +13,7 @@ from adapters.dude.messages import (
 )
 from adapters.dude.signing import Signer, TrustStore, serialize
 from gateway.codes import RejectCode
-from gateway.errors import SchemaViolation, SignatureInvalid, UnexpectedDocument
+from gateway.errors import ReportInconsistent, SchemaViolation, SignatureInvalid, UnexpectedDocument
 from tests.tools import xmllint_validates, xmlsec1_verifies
 
 NOW = datetime(2026, 11, 29, 2, 5, tzinfo=UTC)
@@ -86,5 +86,6 @@ def test_report_whose_counts_lie_is_refused(dude_signer, gateway_trust) -> None:
     root = build_report(Report(str(uuid.uuid4()), NOW, (EventResult("69001-1", 1, True),)))
     root[2].text = "7"  # NombreAcceptes
     verified = open_signed(serialize(dude_signer.sign(root)), trust=gateway_trust, expected="CompteRendu")
-    with pytest.raises(UnexpectedDocument, match="counts"):
+    with pytest.raises(ReportInconsistent, match="counts") as raised:  # an UnexpectedDocument, refused alike
         parse_report(verified.root)
+    assert (raised.value.announced, raised.value.found) == ((7, 0), (1, 0))

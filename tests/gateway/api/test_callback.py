@@ -21,7 +21,9 @@ from gateway.api.main import create_app
 from gateway.codes import RejectCode
 from gateway.keys import make_self_signed
 from gateway.pipeline.run import run_batch
+from tests.backends import BACKENDS
 from tests.gateway.api.conftest import person
+from tests.gateway.api.test_openapi_truth import codes
 from tests.gateway.test_reconcile import Clock, gateway_for, only_envelope, snapshot
 from tests.factories import p3_line, write_export
 
@@ -169,3 +171,29 @@ def test_the_callback_needs_no_token_but_a_report_over_the_size_limit_is_refused
     assert refused.status_code == 413 and refused.json()["code"] == "TOO_LARGE"
     assert snapshot(gw) == before
 
+
+
+@pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
+def test_a_report_whose_counts_contradict_its_results_is_a_422_naming_both(awaiting, dev_keys) -> None:
+    """Well signed, for the awaited envelope, but announcing 4 accepted where its results accept 3: the document
+    contradicts itself, which is DUDE's to fix (422), not a conflict with our state (the 409 it used to share)."""
+    gw, _, _, client = awaiting
+    envelope_id = only_envelope(gw)
+    results = tuple(EventResult(f"69001-{i}", 1, True) for i in (0, 1, 2)) + (
+        EventResult("69001-9", 1, False, RejectCode.E01, "inconnu"),)
+    root = build_report(Report(envelope_id, datetime.now(UTC), results))
+    root.find(q("NombreAcceptes")).text = "4"  # then signed: the signature is good, the counts are not
+    dude = Signer.from_files(dev_keys.emulator.key_file, dev_keys.emulator.cert_file)
+    before = snapshot(gw)
+
+    refused = client.post(CALLBACK, content=serialize(dude.sign(root)), headers=XML)
+    assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+    problem = refused.json()
+    assert problem["code"] == "REPORT_INCONSISTENT" and problem["status"] == 422
+    assert problem["detail"] == ("compte rendu incohérent : comptes annoncés 4 acceptés / 1 rejetés, résultats 3 / 1 "
+                                 "; rien n'a changé")
+    documented = client.get("/openapi.json").json()["paths"][CALLBACK]["post"]["responses"]["422"]
+    assert codes(documented) == ["REPORT_INCONSISTENT"]
+    assert snapshot(gw) == before  # every event and the envelope as they were: still awaiting a report
+    assert client.post(CALLBACK, content=serialize(dude.sign(build_report(Report(
+        envelope_id, datetime.now(UTC), results)))), headers=XML).status_code == 200  # the true one still applies

@@ -9,6 +9,7 @@ import re
 import shutil
 import time
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -20,6 +21,7 @@ from gateway import lease
 from gateway.api.auth import create_client
 from gateway.api.main import create_app
 from gateway.pipeline import pause
+from gateway.pipeline.run import run_batch
 from gateway.store.models import runs_t, utcnow
 from tests.backends import BACKENDS
 from tests.factories import json_event, p3_line, write_export
@@ -114,6 +116,51 @@ def test_a_second_run_while_one_goes_on_is_a_409(settings, dev_keys, registry_fi
             assert third.status_code == 202
             wait_finished(client, third.json()["run_id"], admin)
             assert client.get(f"/api/v1/runs/{elsewhere}", headers=admin).json()["outcome"] == "INTERROMPU"
+        gw.close()
+
+
+class Cut(httpx.BaseTransport):
+    """The line to DUDE, cut (connection refused) until the test mends it."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner, self.down = inner, True
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        return self.inner.handle_request(request)
+
+
+@pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
+def test_a_night_dude_did_not_acknowledge_says_when_its_envelopes_went_since(settings, dev_keys, registry_file,
+                                                                             tmp_path) -> None:
+    """Its outcome stays ``TERMINE_SANS_ACCUSE`` (what it was when it ended): a partner polling the run could not
+    tell it had been caught up, which the console's dashboard says ("lots envoyés depuis")."""
+    config = EmulatorConfig.for_settings(settings, registry_file=registry_file, ledger_path=None,
+                                         report_delay_seconds=0.0)
+    with Emulator(config) as emu:
+        line = Cut(mock_transport(emu))
+        gw = gateway_for(settings, line, envelope_max_events=2, send_attempts=1, dude_outage_seconds=0)
+        lines = [p3_line(id_evenement=str(i), **person(ml)) for ml in ("69001", "69002") for i in range(2)]
+        night = run_batch(gw, [write_export(tmp_path / "P3_00000_20261128.csv", lines)])
+        assert night.outcome == "TERMINE_SANS_ACCUSE"
+        _, admin = create_client(gw.engine, name="adm", role="admin", now=utcnow())
+        _, partner = create_client(gw.engine, name="p", role="partner", ml_codes=["69001"], now=utcnow())
+
+        def unacknowledged(token: str) -> tuple[int, int]:
+            """The night's count, as the run reads it and as the list of runs does."""
+            run = client.get(f"/api/v1/runs/{night.run_id}", headers=bearer(token)).json()
+            [listed] = [r for r in client.get("/api/v1/runs", headers=bearer(token)).json()["items"]
+                        if r["id"] == night.run_id]
+            assert run["outcome"] == listed["outcome"] == "TERMINE_SANS_ACCUSE"
+            return run["unacknowledged_envelopes"], listed["unacknowledged_envelopes"]
+
+        with TestClient(create_app(gw)) as client:
+            assert unacknowledged(admin) == (2, 2)  # a lot of 69001's events, and one of 69002's
+            assert unacknowledged(partner) == (1, 1)  # only the one that holds its events
+            line.down = False  # DUDE back: the next run sends them first, same IdLot
+            assert run_batch(gw, []).sending["reprises"] == 2
+            assert unacknowledged(admin) == (0, 0) and unacknowledged(partner) == (0, 0)
         gw.close()
 
 
