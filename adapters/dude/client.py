@@ -83,6 +83,19 @@ class DudeClient:
         raise RemoteServerError(f"GET report {id_lot}: unexpected HTTP {answer.status_code}")
 
 
+    def probe(self) -> tuple[int, str | None]:
+        """Whether DUDE's exchange endpoint is at ``base_url``, without sending anything: the report of an
+        ``IdLot`` no envelope ever had. DUDE answers 404 with its code ``NO_REPORT``; anything else that answers
+        (another 404, a proxy's page) is not DUDE's endpoint. Returns the status and the problem's code;
+        raises `TransportError` (no answer) or `RemoteServerError` (5xx) as every call does."""
+        answer = self._call("GET", f"/lots/{PROBE_ID_LOT}/compte-rendu")
+        return answer.status_code, _problem(answer).get("code")
+
+
+#: No envelope has it (ours are UUID4: version 4, never all zeros).
+PROBE_ID_LOT = "00000000-0000-0000-0000-000000000000"
+
+
 def _problem(answer: Answer) -> dict:
     if "json" not in answer.content_type:
         return {}

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from gateway.cli.check import check
 from gateway.cli.common import GatewayGroup, setup_logging, widen_when_piped
 from gateway.cli.inspect import envelopes_app, rejects
 from gateway.cli.night import demo, run
@@ -32,6 +33,7 @@ app.command()(demo)
 app.command()(run)
 app.command()(rejects)
 app.command()(serve)
+app.command()(check)
 app.add_typer(envelopes_app, name="envelopes")
 app.add_typer(keys_app, name="keys")
 app.add_typer(fixtures_app, name="fixtures")

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from gateway.api import schemas
 from gateway.api.deps import AdminDep, GatewayDep
 from gateway.api.openapi import error_responses
-from gateway.certificates import check_certificates, problems
+from gateway.checks import FAILING, readiness
 from gateway.context import Gateway
-from gateway.errors import GatewayError, NotReady
+from gateway.errors import NotReady
 
 router = APIRouter(tags=["exploitation"])
 
@@ -26,26 +24,10 @@ async def healthz() -> schemas.Health:
 
 
 def _checks(gw: Gateway) -> tuple[dict[str, str], list[str]]:
-    checks, warnings = {}, []
-    try:
-        with gw.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except SQLAlchemyError as exc:
-        checks["database"] = f"injoignable : {exc.__class__.__name__}"
-    try:
-        gw.signer  # noqa: B018  (loads the key and certificate once)
-        checks["signing_key"] = "ok"
-    except (GatewayError, OSError) as exc:
-        checks["signing_key"] = f"non chargée : {exc}"
-    try:
-        checks["trust_store"] = "ok" if len(gw.dude_trust) else "vide : aucun certificat du DUDE"
-    except (GatewayError, OSError) as exc:
-        checks["trust_store"] = f"non chargé : {exc}"
-    if checks["signing_key"] == "ok" and checks["trust_store"] == "ok":  # issue 5: expiry, daily by the scheduler too
-        failing, warnings = problems(check_certificates(gw))
-        checks["certificates"] = "; ".join(failing) or "ok"
-    return checks, warnings
+    """`gateway.checks.readiness` as ``/readyz`` has always said it: "ok" or what fails, and the warnings."""
+    checks = readiness(gw)
+    return ({c.name: c.detail if c.status == FAILING else "ok" for c in checks},
+            [w for c in checks for w in c.warnings])
 
 
 @router.get("/readyz", response_model=schemas.Readiness, summary="Prêt", responses=error_responses(503))
