@@ -155,8 +155,11 @@ def dude(gw: Gateway) -> Check:
         return Check("dude", label, FAILING, f"répond mais indisponible (HTTP {exc.status_code}) : les envois "
                      "attendront (GATEWAY_DUDE_OUTAGE_SECONDS)")
     except TransportError as exc:
-        return Check("dude", label, FAILING, f"injoignable : {exc.message} ; vérifier GATEWAY_DUDE_URL, le pare-feu, "
-                     "le proxy, le certificat TLS")
+        default = gw.settings.dude_url == type(gw.settings).model_fields["dude_url"].default
+        return Check("dude", label, FAILING, f"injoignable : {exc.message} ; " + (
+            "c'est l'adresse par défaut, celle de l'émulateur (gateway emulator serve) : pour le vrai DUDE, "
+            "régler GATEWAY_DUDE_URL" if default else
+            "vérifier GATEWAY_DUDE_URL, le pare-feu, le proxy, le certificat TLS"))
     finally:
         client.close()
     took = f"{(time.perf_counter() - started) * 1000:.0f} ms"

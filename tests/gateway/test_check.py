@@ -103,7 +103,7 @@ def test_the_command_on_a_fresh_machine_creates_nothing_and_says_what_is_missing
     found = {c["name"]: c for c in said["checks"]}
     assert found["database"]["status"] == WARNING and "la première nuit" in found["database"]["detail"]
     assert found["signing_key"]["status"] == FAILING and "gateway keys init" in found["signing_key"]["detail"]
-    assert found["dude"]["status"] == FAILING
+    assert found["dude"]["status"] == FAILING and "vérifier GATEWAY_DUDE_URL, le pare-feu" in found["dude"]["detail"]
     assert not nowhere.exists()
 
 
