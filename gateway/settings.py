@@ -99,7 +99,8 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(16 * 1024 * 1024, gt=0, description="Largest JSON request body; "
                                     "DUDE's callback takes up to max_document_bytes.")
     api_body_stall_seconds: float = Field(30.0, gt=0, description="How long a request body may go silent "
-                                          "before the request fails with 408 (gateway.api.middleware).")
+                                          "before the request fails with 408; past it, a body slower than 1 KiB/s "
+                                          "on average fails too (gateway.api.middleware).")
     api_page_max: int = Field(1000, ge=1, le=10_000, description="Most items in one page of a list.")
     api_workers: int = Field(1, ge=1, le=64, description="Processes serving the API and the console "
                              "(`gateway serve --workers`): more take in more requests at once, from several "

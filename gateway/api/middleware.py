@@ -14,7 +14,9 @@ A body that stops arriving is not waited for forever: a client that sent its hea
 then nothing, held a worker (and a database connection, for the routes that take one first) for as long as
 it kept the connection open. Each read of the body waits at most ``body_stall_seconds`` (`BODY_STALL_SECONDS`)
 for the next piece, then the request fails with a 408 problem (``BODY_TIMEOUT``) and the connection is
-closed. A slow upload that keeps moving is never cut: the limit is on silence, not on the whole upload.
+closed. Silence alone was not enough: a byte every 29 s held the request as long, up to the size limit (days).
+So past its first ``body_stall_seconds`` a body must also come at ``BODY_MIN_RATE`` on average (1 KiB/s, a
+dial-up line's speed: a 10 MB bulk may take close to three hours), or fail with the same 408.
 
 Every answer says ``Cache-Control: no-store`` (unless it says otherwise itself): an event carries names and
 birth dates, and a shared proxy or a browser's disk cache must not keep it (RFC 9111 §5.2.2.5). The only
@@ -55,6 +57,9 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: short beside a worker held for good.
 BODY_STALL_SECONDS = 30.0
 
+#: The slowest a body may come on average, in bytes a second, once it has had ``body_stall_seconds`` to start.
+BODY_MIN_RATE = 1024
+
 #: ``observe(method, operation, status, seconds)``
 Observer = Callable[[str, str, int, float], None]
 
@@ -71,8 +76,8 @@ class BodyStalled(HTTPException):
     answer 408 (an `HTTPException`, like `BodyTooLarge`, so that FastAPI's body reading lets it through
     instead of making it a 400 "error parsing the body")."""
 
-    def __init__(self, seconds: float) -> None:
-        super().__init__(status_code=408, detail=f"corps de requête interrompu : rien reçu pendant {seconds:g} s")
+    def __init__(self, detail: str) -> None:
+        super().__init__(status_code=408, detail=detail)
 
 
 class ApiMiddleware:
@@ -140,11 +145,13 @@ class ApiMiddleware:
 
 
 def _guarded(receive: Receive, limit: int, stall_seconds: float) -> Receive:
-    """``receive``, the body counted against ``limit`` and each of its pieces awaited ``stall_seconds`` at
-    most. Once the body is complete, reads are passed through untimed: what comes next is the client's
-    disconnection, which a streamed answer waits for as long as it streams."""
+    """``receive``, the body counted against ``limit``, each of its pieces awaited ``stall_seconds`` at most,
+    and the whole coming at ``BODY_MIN_RATE`` on average past its first ``stall_seconds``. Once the body is
+    complete, reads are passed through untimed: what comes next is the client's disconnection, which a
+    streamed answer waits for as long as it streams."""
     size = 0
     complete = False
+    started = time.monotonic()
 
     async def receive_guarded() -> Message:
         nonlocal size, complete
@@ -154,13 +161,17 @@ def _guarded(receive: Receive, limit: int, stall_seconds: float) -> Receive:
             with anyio.fail_after(stall_seconds):
                 message = await receive()
         except TimeoutError:
-            raise BodyStalled(stall_seconds) from None
+            raise BodyStalled(f"corps de requête interrompu : rien reçu pendant {stall_seconds:g} s") from None
         if message["type"] != "http.request" or not message.get("more_body", False):
             complete = True
         if message["type"] == "http.request":
             size += len(message.get("body", b""))
             if size > limit:
                 raise BodyTooLarge()
+            late = time.monotonic() - started - stall_seconds
+            if not complete and late > 0 and size < BODY_MIN_RATE * late:
+                raise BodyStalled(f"corps de requête trop lent : {size} octets en {late + stall_seconds:.0f} s "
+                                  f"(au moins {BODY_MIN_RATE} octets par seconde attendus)")
         return message
 
     return receive_guarded

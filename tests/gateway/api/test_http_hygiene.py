@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import time
 
 from gateway.api.docs import ASSETS
 from gateway.api.main import create_app
@@ -110,6 +111,44 @@ def test_a_body_that_stops_arriving_is_a_408_and_the_connection_is_closed(gw, to
     problem = json.loads(body)
     assert (problem["code"], problem["status"]) == ("BODY_TIMEOUT", 408)
     assert problem["detail"] == "corps de requête interrompu : rien reçu pendant 0.2 s"
+
+
+def test_a_body_that_trickles_in_is_cut_too_not_only_one_that_stops(gw, tokens) -> None:
+    """A byte every so often, each within the silence limit, held the request for as long as the client liked
+    (up to the size limit: days at a byte every 29 s). Past its first ``api_body_stall_seconds``, a body must
+    come at 1 KiB/s on average, or the answer is the same 408, and the connection ends."""
+    import threading
+
+    gw.settings = gw.settings.model_copy(update={"api_body_stall_seconds": 0.2})
+    sent = 0
+    with serve_in_thread(create_app(gw)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(b"POST /api/v1/events/bulk HTTP/1.1\r\nHost: passerelle\r\nContent-Type: application/json\r\n"
+                         b"Authorization: Bearer " + tokens.partner_69001.encode() +
+                         b"\r\nContent-Length: 400\r\n\r\n")
+
+            def trickle() -> None:  # 20 bytes a second, each piece 0.05 s after the last: never silent 0.2 s
+                nonlocal sent
+                try:
+                    for _ in range(400):
+                        sock.sendall(b" ")
+                        sent += 1
+                        time.sleep(0.05)
+                except OSError:  # the server closed the connection
+                    pass
+
+            sender = threading.Thread(target=trickle, daemon=True)
+            sender.start()
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 Request Timeout") and b"connection: close" in head.lower()
+    problem = json.loads(body)
+    assert problem["code"] == "BODY_TIMEOUT" and problem["detail"].startswith("corps de requête trop lent : ")
+    assert "au moins 1024 octets par seconde attendus" in problem["detail"]
+    assert sent < 400  # cut before the end
 
 
 def test_a_number_too_long_to_read_is_told_so_not_as_an_encoding_fault(client, tokens) -> None:
