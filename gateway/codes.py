@@ -167,6 +167,11 @@ class EnvelopeState(_Labelled):
                                   "ses événements repartent en lots plus petits")
 
 
+#: Envelope states awaiting DUDE's receipt: sealed, or sent without a receipt back. They are sent (again, with the
+#: same IdLot) by the next run or the scheduler; a run that ends with some is ``TERMINE_SANS_ACCUSE``.
+AWAITING_RECEIPT = (EnvelopeState.SIGNE.value, EnvelopeState.ENVOYE.value)
+
+
 class Level(str, Enum):
     ENVELOPE = "envelope"
     EVENT = "event"

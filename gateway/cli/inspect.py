@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gateway.cli.common import DataDirOpt, JsonOpt, console, fail, load_settings, open_store, print_json
-from gateway.codes import EnvelopeState, EventState, RejectCode, label_of
+from gateway.codes import AWAITING_RECEIPT, EnvelopeState, EventState, RejectCode, label_of
 from gateway.errors import NotFound
 
 # The store's modules (SQLAlchemy, SQLModel) are imported by each command: not by `gateway --help`.
@@ -121,7 +121,7 @@ def envelopes_list(
     settings = load_settings(data_dir=data_dir)
     with open_store(settings, existing=True).connect() as conn:
         rows = list_envelopes(conn, limit=limit)
-    waiting = (EnvelopeState.SIGNE.value, EnvelopeState.ENVOYE.value)
+    waiting = AWAITING_RECEIPT
     items = [{"id": r.id, "state": r.state, "events": r.event_count, "bytes": r.byte_size,
               "attempts": r.attempts, "created_at": r.created_at.isoformat(), "reject_code": r.reject_code,
               "accepted": r.accepted_count, "rejected": r.rejected_count,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from gateway.codes import EnvelopeState, EventState, Level, RejectCode
+from gateway.codes import AWAITING_RECEIPT, EnvelopeState, EventState, Level, RejectCode
 from gateway.console.queries import CodeCount
 
 TOP_BUSINESS = 3
@@ -58,8 +58,7 @@ def priorities(open_rejects: list[CodeCount], waiting: dict[str, int]) -> list[P
     for code, count in business[:TOP_BUSINESS]:
         known = RejectCode(code)
         out.append(Priority("moyenne", f"{code} — {known.label}", known.hint, count, {"code": code}))
-    pending = sum(waiting.get(s, 0) for s in (EnvelopeState.SIGNE.value, EnvelopeState.ENVOYE.value,
-                                               EnvelopeState.RECU.value))
+    pending = sum(waiting.get(s, 0) for s in (*AWAITING_RECEIPT, EnvelopeState.RECU.value))
     if pending:
         out.append(Priority("info", f"{_n(pending, 'lot attend', 'lots attendent')} le compte rendu du DUDE",
                             "Rien à faire pour l'instant : leurs événements ne sont ni acceptés ni rejetés. "

@@ -34,7 +34,7 @@ from adapters.dude.envelope import OutgoingEvent, build_envelope
 from adapters.dude.events_xml import append_event
 from adapters.dude.messages import Receipt, open_signed, parse_receipt
 from adapters.dude.signing import serialize
-from gateway.codes import EnvelopeState, EventState, RejectCode
+from gateway.codes import AWAITING_RECEIPT, EnvelopeState, EventState, RejectCode
 from gateway.context import Gateway
 from gateway.errors import (
     DocumentRejected, EnvelopeRefused, GatewayError, SchemaViolation, SendingPaused, TransportError,
@@ -48,7 +48,6 @@ from gateway.store.models import DOC_LOT, DOC_RECEIPT, documents_t, envelopes_t,
 
 log = logging.getLogger("gateway.dispatch")
 
-UNANSWERED = (EnvelopeState.SIGNE.value, EnvelopeState.ENVOYE.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +340,7 @@ def pending_count(gw: Gateway) -> int:
 def unanswered_envelopes(gw: Gateway) -> list[str]:
     """Envelopes written but never acknowledged (a crash, or DUDE unreachable): to be sent again."""
     with gw.engine.connect() as conn:
-        return list(conn.execute(sa.select(envelopes_t.c.id).where(envelopes_t.c.state.in_(UNANSWERED))
+        return list(conn.execute(sa.select(envelopes_t.c.id).where(envelopes_t.c.state.in_(AWAITING_RECEIPT))
                                  .order_by(envelopes_t.c.created_at, envelopes_t.c.id)).scalars())
 
 
@@ -376,7 +375,7 @@ def hold_waiting_until(gw: Gateway, until: datetime, *, envelope_id: str | None 
     outage held, for a whole round each: with a 15 s tick and a 60 s outage, two full rounds every tick."""
     e = envelopes_t.c
     held = envelopes_t.update().where(
-        e.state.in_(UNANSWERED), sa.or_(e.next_attempt_at.is_(None), e.next_attempt_at < until))
+        e.state.in_(AWAITING_RECEIPT), sa.or_(e.next_attempt_at.is_(None), e.next_attempt_at < until))
     if envelope_id is not None:
         held = held.where(e.id == envelope_id)
     with gw.engine.begin() as conn:
@@ -411,7 +410,7 @@ def _round(gw: Gateway, envelope_id: str, *, run_id: int | None, outage: Outage)
         body = conn.execute(sa.select(documents_t.c.body).where(
             documents_t.c.envelope_id == envelope_id, documents_t.c.kind == DOC_LOT)).scalar_one()
         state = conn.execute(sa.select(envelopes_t.c.state).where(envelopes_t.c.id == envelope_id)).scalar_one()
-    if state not in UNANSWERED:
+    if state not in AWAITING_RECEIPT:
         return SendResult(envelope_id, state, 0)
     error = None
     statuses: list[int | None] = []  # of the failed attempts: all 500 is a strike (gateway.pipeline.quarantine)
@@ -509,14 +508,14 @@ def _apply_receipt(gw: Gateway, envelope_id: str, receipt, receipt_bytes: bytes,
             # settled the envelope (TRAITE), which a late receipt must not undo.
             set_envelope_state(conn, envelope_id, EnvelopeState.RECU.value, now=now,
                                cause=f"accusé de réception : {receipt.events_received} événements reçus",
-                               from_states=UNANSWERED, receipt_at=now, next_poll_at=poll_at, last_error=None)
+                               from_states=AWAITING_RECEIPT, receipt_at=now, next_poll_at=poll_at, last_error=None)
             move_envelope_events(conn, envelope_id, from_states=[EventState.ENVOYE], to=EventState.TRANSMIS,
                                  now=now, cause=f"accusé de réception du lot {envelope_id}", run_id=run_id)
         else:
             code = receipt.reject_code.value if receipt.reject_code else RejectCode.L04.value
             message = receipt.reject_message or RejectCode(code).label
             set_envelope_state(conn, envelope_id, EnvelopeState.REJETE.value, now=now,
-                               cause=f"lot rejeté par le DUDE ({code})", from_states=UNANSWERED, receipt_at=now,
+                               cause=f"lot rejeté par le DUDE ({code})", from_states=AWAITING_RECEIPT, receipt_at=now,
                                reject_code=code, reject_message=message[:1000], last_error=None)
             move_envelope_events(conn, envelope_id, from_states=[EventState.ENVOYE], to=EventState.REJETE,
                                  now=now, cause=f"lot {envelope_id} rejeté en bloc ({code})", run_id=run_id,

@@ -47,7 +47,7 @@ from sqlalchemy.engine import Connection
 from adapters.dude import schema
 from adapters.dude.envelope import OutgoingEvent, build_envelope
 from adapters.dude.signing import serialize
-from gateway.codes import EnvelopeState, EventState
+from gateway.codes import AWAITING_RECEIPT, EnvelopeState, EventState
 from gateway.context import Gateway
 from gateway.errors import GatewayError
 from gateway.pipeline.transitions import set_envelope_state, set_event_states
@@ -62,7 +62,6 @@ ISOLATION_NOTE = "isolement du lot "
 POISON_MESSAGE = ("Événement isolé : le DUDE répond HTTP 500 (erreur interne) à chaque envoi de cet événement "
                   "seul. Vérifier ses champs dans Parcours 3 et le renvoyer, ou le clore ; prévenir l'intégrateur.")
 
-_UNANSWERED = (EnvelopeState.SIGNE.value, EnvelopeState.ENVOYE.value)
 _QUARANTAINE = EnvelopeState.QUARANTAINE.value
 _CHUNK = 900
 
@@ -125,7 +124,7 @@ def isolate(gw: Gateway, envelope_id: str, *, run_id: int | None, reason: str) -
         cause = (f"quarantaine ({reason}) : événements répartis dans les lots "
                  + ", ".join(f"{i} ({len(h)})" for i, h in zip(ids, halves, strict=True)) if len(halves) > 1
                  else f"quarantaine ({reason}) : événement isolé, le DUDE le refuse seul")
-        if not set_envelope_state(conn, envelope_id, _QUARANTAINE, now=now, cause=cause, from_states=_UNANSWERED,
+        if not set_envelope_state(conn, envelope_id, _QUARANTAINE, now=now, cause=cause, from_states=AWAITING_RECEIPT,
                                   claimed_by=None, claimed_until=None):
             return conn.execute(sa.select(envelopes_t.c.state).where(envelopes_t.c.id == envelope_id)).scalar_one()
         if len(halves) > 1:

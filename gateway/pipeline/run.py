@@ -46,7 +46,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from gateway.codes import EnvelopeState, EventState, RejectCode
+from gateway.codes import AWAITING_RECEIPT, EnvelopeState, EventState, RejectCode
 from gateway.context import Gateway
 from gateway.errors import ExportFileError, GatewayError
 from gateway.keys import check_key_material
@@ -482,7 +482,7 @@ def _count_unsent(gw: Gateway, summary: RunSummary) -> None:
     e = envelopes_t.c
     with gw.engine.connect() as conn:
         waiting = conn.execute(sa.select(sa.func.count()).select_from(envelopes_t).where(
-            e.state.in_(dispatch.UNANSWERED),
+            e.state.in_(AWAITING_RECEIPT),
             sa.or_(e.claimed_by.is_(None), e.claimed_by == gw.instance_id, e.claimed_until < now))).scalar_one()
     said = summary.sending.get("sans_accuse", 0) + summary.sending.get("suspendus", 0)
     if waiting > said:

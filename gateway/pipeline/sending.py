@@ -28,6 +28,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from gateway.codes import AWAITING_RECEIPT
 from gateway.context import Gateway
 from gateway.lease import is_dead_here
 from gateway.pipeline import dispatch
@@ -36,7 +37,6 @@ from gateway.store.models import envelopes_t, events_t
 
 log = logging.getLogger("gateway.sending")
 
-WAITING = dispatch.UNANSWERED
 
 
 def _claimable(now, exclude: set[str], due_only: bool = False):
@@ -47,9 +47,9 @@ def _claimable(now, exclude: set[str], due_only: bool = False):
         sa.select(sa.literal(1))
         .select_from(mine.join(older, sa.and_(older.c.key == mine.c.key, older.c.id < mine.c.id))
                      .join(other, other.c.id == older.c.envelope_id))
-        .where(mine.c.envelope_id == e.c.id, older.c.envelope_id != e.c.id, other.c.state.in_(WAITING)))
+        .where(mine.c.envelope_id == e.c.id, older.c.envelope_id != e.c.id, other.c.state.in_(AWAITING_RECEIPT)))
     query = (sa.select(e.c.id)
-             .where(e.c.state.in_(WAITING), sa.or_(e.c.claimed_until.is_(None), e.c.claimed_until < now),
+             .where(e.c.state.in_(AWAITING_RECEIPT), sa.or_(e.c.claimed_until.is_(None), e.c.claimed_until < now),
                     ~earlier_version_unanswered.exists())
              .order_by(e.c.created_at, e.c.id).limit(1))
     if exclude:
@@ -65,7 +65,7 @@ def due_for_sending(gw: Gateway) -> bool:
     e = envelopes_t
     with gw.engine.connect() as conn:
         return conn.execute(sa.select(sa.literal(1)).where(
-            e.c.state.in_(WAITING), sa.or_(e.c.next_attempt_at.is_(None), e.c.next_attempt_at <= now),
+            e.c.state.in_(AWAITING_RECEIPT), sa.or_(e.c.next_attempt_at.is_(None), e.c.next_attempt_at <= now),
             sa.or_(e.c.claimed_until.is_(None), e.c.claimed_until < now)).limit(1)).first() is not None
 
 
@@ -105,7 +105,7 @@ def release_dead_claims(gw: Gateway) -> int:
     run need not wait for their claims to expire."""
     with gw.engine.connect() as conn:
         holders = list(conn.execute(sa.select(envelopes_t.c.claimed_by).distinct().where(
-            envelopes_t.c.claimed_by.is_not(None), envelopes_t.c.state.in_(WAITING))).scalars())
+            envelopes_t.c.claimed_by.is_not(None), envelopes_t.c.state.in_(AWAITING_RECEIPT))).scalars())
     return sum(release_claims_of(gw, holder) for holder in holders if is_dead_here(holder))
 
 
@@ -183,5 +183,5 @@ def send_waiting(gw: Gateway, *, run_id: int | None = None, workers: int | None 
 def waiting_count(gw: Gateway) -> int:
     with gw.engine.connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(envelopes_t).where(
-            envelopes_t.c.state.in_(WAITING))).scalar_one()
+            envelopes_t.c.state.in_(AWAITING_RECEIPT))).scalar_one()
 

@@ -10,7 +10,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.codes import EnvelopeState, EventState
+from gateway.codes import AWAITING_RECEIPT, EventState
 from gateway.store.models import (
     documents_t, envelope_history_t, envelopes_t, events_t, history_t, runs_t,
 )
@@ -193,10 +193,6 @@ def run_counts(conn: Connection, run_ids: list[int], scope: frozenset[str] | Non
     return states, envelopes
 
 
-#: Envelopes DUDE has not acknowledged: sealed, or sent without a receipt back; they go (again, same IdLot) later.
-UNACKNOWLEDGED = (EnvelopeState.SIGNE.value, EnvelopeState.ENVOYE.value)
-
-
 def unacknowledged(envelopes: Mapping[str, int]) -> int:
     """How many of a run's envelopes (by state, as `run_counts` gives them) DUDE has not acknowledged *now*.
 
@@ -204,7 +200,7 @@ def unacknowledged(envelopes: Mapping[str, int]) -> int:
     run got its envelopes through. This is what tells that night caught up (0) from one still owed, the one
     reading for the console's dashboard and the API's run; taken from counts already read, it costs no query.
     """
-    return sum(envelopes.get(state, 0) for state in UNACKNOWLEDGED)
+    return sum(envelopes.get(state, 0) for state in AWAITING_RECEIPT)
 
 
 def envelopes_page(conn: Connection, scope: frozenset[str] | None, *, limit: int,
