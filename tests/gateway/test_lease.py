@@ -90,10 +90,11 @@ def test_racing_instances_get_it_once(store) -> None:
 
 
 def test_a_heartbeat_keeps_it_and_notices_when_it_is_lost(store) -> None:
-    assert lease.acquire(store, "run", "a:1:x", seconds=0.6)
-    beat = lease.Heartbeat(store, "run", "a:1:x", seconds=0.6).start()
+    # 2 s, renewed every 2/3 s: a beat may come 1.3 s late (a loaded CI machine) before the lease is lost
+    assert lease.acquire(store, "run", "a:1:x", seconds=2.0)
+    beat = lease.Heartbeat(store, "run", "a:1:x", seconds=2.0).start()
     try:
-        time.sleep(1.0)  # longer than the lease: only the heartbeat keeps it
+        time.sleep(2.5)  # longer than the lease: only the heartbeat keeps it
         assert lease.acquire(store, "run", "b:2:y", seconds=60) is None
         beat.check()
     finally:
