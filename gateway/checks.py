@@ -1,33 +1,41 @@
 """Is this installation ready for a night? One list of checks for two readers.
 
 ``/readyz`` (`gateway.api.routes.health`) asks the part an orchestrator needs of a running service: the
-store answers, the signing key and DUDE's certificates load, none has expired (`readiness`).
+store answers, the signing key and DUDE's certificates load, none has expired (`readiness`). It is not
+authenticated: what it says of a failure stays terse (no database address).
 
-``gateway check`` (`gateway.cli.ops`) asks the integrator's whole list, before the service is started and at
-2 a.m. when a night said nothing (`installation`): the same, plus the store's schema, the drop folder, the
-sending switch, and DUDE itself. Why DUDE: an address, a firewall, a proxy or a TLS chain wrong at
-installation was only found by the first night, in its log, as "attempt 1/5 failed" on every envelope; the
-check asks DUDE for the report of an ``IdLot`` no envelope ever had (`DudeClient.probe`), which sends
-nothing and which only DUDE's exchange endpoint answers ``404 NO_REPORT``.
+``gateway check`` (`gateway.cli.check`) asks the integrator's whole list, before the service is started and at
+2 a.m. when a night said nothing (`installation`): the same, said in full, plus the store's schema, the key
+files' permissions, the drop folder and its exports, the sending switch, and DUDE itself. Why DUDE: an
+address, a firewall, a proxy or a TLS chain wrong at installation was only found by the first night, in its
+log, as "attempt 1/5 failed" on every envelope; the check asks DUDE for the report of an ``IdLot`` no envelope
+ever had (`DudeClient.probe`), which sends nothing and which only DUDE's exchange endpoint answers
+``404 NO_REPORT``.
 
-Each check says what is wrong and what to do, in French like every message for operators; nothing here
-creates or changes anything (a missing SQLite store stays missing: the first night makes it).
+Each check says what it found, and what to do when it is not ok, in French like every message for operators;
+its ``status`` is ASCII for scripts (``ok``, ``warning``, ``failing``, ``skipped``). Nothing here creates or
+changes anything: `looking_engine` opens the store without the gateway's own connection settings (which
+switch a SQLite file to WAL, and make its folder).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import text
+import httpx
+import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.certificates import check_certificates, problems
 from gateway.context import Gateway
 from gateway.errors import GatewayError, RemoteServerError, TransportError
+from gateway.settings import Settings
+from gateway.store.db import shown_url
 
-OK, WARNING, FAILING = "ok", "attention", "échec"
+OK, WARNING, FAILING, SKIPPED = "ok", "warning", "failing", "skipped"
 
 #: The probe waits at most this long (a night's posts wait ``GATEWAY_HTTP_TIMEOUT_SECONDS``, 60 s by default).
 PROBE_TIMEOUT_SECONDS = 10.0
@@ -37,61 +45,99 @@ PROBE_TIMEOUT_SECONDS = 10.0
 class Check:
     name: str  # stable, for scripts (``--json``) and /readyz: database, signing_key, trust_store, …
     label: str  # what is checked, for people
-    status: str  # OK, WARNING (works, but look), FAILING (a night would not do its work)
+    status: str  # OK; WARNING (works, but look); FAILING (a night would not do its work); SKIPPED
     detail: str  # what was found, and what to do when it is not ok
-    warnings: list[str] = field(default_factory=list)  # certificates expiring soon
+    warnings: list[str] = field(default_factory=list)  # certificates expiring soon (/readyz lists them)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def database(gw: Gateway) -> Check:
+def looking_engine(settings: Settings) -> sa.Engine:
+    """An engine to look at the store with: no SQLite pragma (``journal_mode=WAL`` would write to the file),
+    no folder made; a PostgreSQL server that accepts the connection and never answers fails in 10 s."""
+    url = settings.db_url
+    if url.startswith("sqlite"):
+        return sa.create_engine(url)
+    return sa.create_engine(url, connect_args={"connect_timeout": 10})
+
+
+def _driver_says(exc: BaseException) -> str:
+    """The driver's first line (never the SQL, which may hold values), as `gateway.cli.common.store_lost`."""
+    driver = getattr(exc, "orig", None) or exc
+    return f"{type(driver).__name__} : {next(iter(str(driver).strip().splitlines()), '')[:200]}"
+
+
+def database(gw: Gateway, *, in_full: bool = False) -> Check:
+    """``in_full`` (the command): which database, and what its driver said; /readyz only says the kind."""
     label = "base de la passerelle"
+    where = shown_url(gw.settings.db_url)
     try:
         with gw.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            conn.execute(sa.text("SELECT 1"))
     except SQLAlchemyError as exc:
-        return Check("database", label, FAILING, f"injoignable : {exc.__class__.__name__}")
-    return Check("database", label, OK, "ok")
+        if not in_full:
+            return Check("database", label, FAILING, f"injoignable : {exc.__class__.__name__}")
+        return Check("database", label, FAILING, f"{where} : {_driver_says(exc)} ; vérifier GATEWAY_DATABASE_URL "
+                     "(serveur, port, base, utilisateur, mot de passe) ou --data-dir")
+    return Check("database", label, OK, where if in_full else "ok")
 
 
-def signing_key(gw: Gateway) -> Check:
+def _key_advice(settings: Settings, message: str) -> str:
+    """A production key set by ``GATEWAY_KEY_FILE``…: "run `gateway keys init`" (development keys) is not the
+    advice; the variables are."""
+    if settings.key_file is None and settings.cert_file is None and settings.trust_dir is None:
+        return message
+    return (message.replace(" (run `gateway keys init`)", "")
+            + " ; vérifier GATEWAY_KEY_FILE, GATEWAY_CERT_FILE, GATEWAY_KEY_PASSWORD_FILE, GATEWAY_TRUST_DIR")
+
+
+def signing_key(gw: Gateway, *, in_full: bool = False) -> Check:
     label = "clé et certificat de signature"
     try:
-        gw.signer  # noqa: B018  (loads the key and certificate once)
+        signer = gw.signer
     except (GatewayError, OSError) as exc:
-        return Check("signing_key", label, FAILING, f"non chargée : {exc}")
-    return Check("signing_key", label, OK, "ok")
+        return Check("signing_key", label, FAILING, _key_advice(gw.settings, f"non chargée : {exc}"))
+    if not in_full:
+        return Check("signing_key", label, OK, "ok")
+    return Check("signing_key", label, OK, f"{signer.certificate.subject.rfc4514_string()}, "
+                 f"clé {gw.settings.gateway_key_file}")
 
 
-def trust_store(gw: Gateway) -> Check:
+def trust_store(gw: Gateway, *, in_full: bool = False) -> Check:
     label = "certificats du DUDE"
+    folder = gw.settings.gateway_trust_dir
     try:
         count = len(gw.dude_trust)
     except (GatewayError, OSError) as exc:
-        return Check("trust_store", label, FAILING, f"non chargé : {exc}")
+        return Check("trust_store", label, FAILING, _key_advice(gw.settings, f"non chargé : {exc}"))
     if not count:
-        return Check("trust_store", label, FAILING, "vide : aucun certificat du DUDE")
-    return Check("trust_store", label, OK, "ok")
+        return Check("trust_store", label, FAILING, f"vide : aucun certificat du DUDE dans {folder} (y mettre le "
+                     "certificat que l'agence a remis, en .pem)")
+    return Check("trust_store", label, OK, f"{count} certificat(s) dans {folder}" if in_full else "ok")
 
 
-def certificates(gw: Gateway) -> Check:
+def certificates(gw: Gateway, *, in_full: bool = False) -> Check:
     """Expired: failing (DUDE refuses our envelopes, or nothing it says can be trusted); expiring within
     ``GATEWAY_CERTIFICATE_WARNING_DAYS``: a warning (`gateway.certificates`)."""
-    failing, warnings = problems(check_certificates(gw))
+    statuses = check_certificates(gw)
+    failing, warnings = problems(statuses)
     label = "échéance des certificats"
     if failing:
         return Check("certificates", label, FAILING, "; ".join(failing), warnings)
     if warnings:
         return Check("certificates", label, WARNING, "; ".join(warnings), warnings)
-    return Check("certificates", label, OK, "ok")
+    if not in_full:
+        return Check("certificates", label, OK, "ok")
+    first = min(statuses, key=lambda s: s.not_after)
+    return Check("certificates", label, OK, f"la plus proche : {first.describe()}")
 
 
-def keys(gw: Gateway) -> list[Check]:
+def keys(gw: Gateway, *, in_full: bool = False) -> list[Check]:
     """The signing key, DUDE's certificates, and their expiry (asked only once both load)."""
-    checks = [signing_key(gw), trust_store(gw)]
+    checks = [signing_key(gw, in_full=in_full), trust_store(gw, in_full=in_full)]
     if all(c.status == OK for c in checks):
-        checks.append(certificates(gw))
+        checks.append(certificates(gw, in_full=in_full))
     return checks
 
 
@@ -100,24 +146,53 @@ def readiness(gw: Gateway) -> list[Check]:
     return [database(gw), *keys(gw)]
 
 
-def schema(gw: Gateway) -> Check:
-    """The store's schema revision against this version's: behind, the next start migrates it (say so)."""
-    from gateway.store.migrate import current, head
+def key_files(gw: Gateway) -> Check:
+    """The private key and its password file readable by others: `gateway run` and `serve` warn of it."""
+    from gateway.keys import unsafe_key_files
 
+    unsafe = unsafe_key_files(gw.settings)
+    if unsafe:
+        return Check("key_files", "droits des fichiers secrets", WARNING, " ; ".join(unsafe))
+    return Check("key_files", "droits des fichiers secrets", OK, "lisibles par leur seul propriétaire")
+
+
+def _store(gw: Gateway) -> list[Check]:
+    """The database, its schema, and (only in a store with one) the sending switch."""
+    from gateway.pipeline.pause import current as sending_state
+    from gateway.store.migrate import current, head, known_revision
+
+    reached = database(gw, in_full=True)
+    if reached.status != OK:
+        return [reached]
     label = "schéma de la base"
     try:
         have, want = current(gw.engine), head()
     except GatewayError as exc:
-        return Check("schema", label, FAILING, str(exc))
+        return [reached, Check("schema", label, FAILING, str(exc))]
     if have is None:
-        return Check("schema", label, WARNING, "base vide : la première nuit (ou gateway db upgrade) crée le schéma")
-    if have != want:
-        return Check("schema", label, WARNING, f"révision {have}, cette version attend {want} : gateway db upgrade "
-                     "(ou le prochain démarrage) la met à jour")
-    return Check("schema", label, OK, f"à jour ({have})")
+        return [reached, Check("schema", label, WARNING, "base vide : gateway db upgrade (ou le premier démarrage "
+                               "du service, ou la première nuit) y crée le schéma")]
+    if not known_revision(have):
+        return [reached, Check("schema", label, FAILING, f"révision {have}, inconnue de cette version (une version "
+                               "plus récente de la passerelle a migré cette base ?) : installer cette version-là, "
+                               "ou restaurer la base")]
+    schema = (Check("schema", label, OK, f"à jour ({have})") if have == want else
+              Check("schema", label, WARNING, f"révision {have}, cette version attend {want} : gateway db upgrade "
+                    "(ou le prochain démarrage) la met à jour"))
+    try:
+        state = sending_state(gw.engine)
+    except SQLAlchemyError as exc:
+        return [reached, schema, Check("sending", "envoi au DUDE", FAILING, f"illisible : {_driver_says(exc)}")]
+    if state.paused:
+        switch = Check("sending", "envoi au DUDE", WARNING, f"{state.describe()} ; gateway sending resume le reprend")
+    else:
+        switch = Check("sending", "envoi au DUDE", OK, state.describe())
+    return [reached, schema, switch]
 
 
 def drop_folder(gw: Gateway) -> Check:
+    """Missing, a file, unlistable: failing, as a night would read nothing. An export there that this user
+    may not read: failing too (the night refuses it, ``P3_UNREADABLE``), named."""
     from gateway.nightly import drop_folder_check, is_export_name
 
     label = "dossier de dépôt"
@@ -127,17 +202,46 @@ def drop_folder(gw: Gateway) -> Check:
         return Check("drop_folder", label, FAILING, f"{folder} : {problem['message']}")
     if not folder.is_dir():  # the default folder, made by the first night
         return Check("drop_folder", label, OK, f"{folder} : pas encore créé (la première nuit le crée)")
-    exports = sum(1 for p in folder.iterdir() if is_export_name(p.name) and p.is_file())
-    return Check("drop_folder", label, OK, f"{folder} : lisible, {exports} export(s) *.csv (lus ou non)")
+    exports = sorted(p for p in folder.iterdir() if is_export_name(p.name) and p.is_file())
+    unreadable = [p.name for p in exports if not os.access(p, os.R_OK)]
+    if unreadable:
+        return Check("drop_folder", label, FAILING, f"{folder} : {len(unreadable)} export(s) que la passerelle ne "
+                     f"peut pas lire ({', '.join(unreadable[:3])}{'…' if len(unreadable) > 3 else ''}) : la nuit "
+                     "les refuse (P3_UNREADABLE) ; donner le droit de lecture à l'utilisateur du service")
+    return Check("drop_folder", label, OK, f"{folder} : lisible, {len(exports)} export(s) *.csv (lus ou non)")
 
 
-def sending(gw: Gateway) -> Check:
-    from gateway.pipeline.pause import current
+def shown_dude_url(url: str) -> str:
+    """``url`` without what may be a secret: a user and password, a query string."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "(adresse illisible : vérifier GATEWAY_DUDE_URL)"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}"
 
-    state = current(gw.engine)
-    if state.paused:
-        return Check("sending", "envoi au DUDE", WARNING, f"{state.describe()} ; gateway sending resume le reprend")
-    return Check("sending", "envoi au DUDE", OK, state.describe())
+
+def _unreachable(gw: Gateway, exc: TransportError) -> Check:
+    """What a failed connection most likely means, from what httpx said."""
+    label = f"DUDE ({shown_dude_url(gw.settings.dude_url)})"
+    said = str(exc.__cause__ or exc)
+    if isinstance(exc.__cause__, httpx.TimeoutException):
+        return Check("dude", label, WARNING, f"pas de réponse en {PROBE_TIMEOUT_SECONDS:g} s : DUDE lent, ou un "
+                     f"pare-feu qui ne répond pas (une nuit attend {gw.settings.http_timeout_seconds:g} s par envoi)")
+    if "Errno 111" in said or "Connection refused" in said:
+        hint = "rien n'écoute à cette adresse et ce port"
+    elif "Name or service not known" in said or "nodename nor servname" in said or "Temporary failure in name" in said:
+        hint = "nom d'hôte inconnu (DNS)"
+    elif "WRONG_VERSION_NUMBER" in said:
+        hint = "https:// vers un port qui parle en http simple ?"
+    elif "CERTIFICATE_VERIFY_FAILED" in said:
+        hint = "certificat TLS du serveur non reconnu (chaîne de confiance de la machine)"
+    else:
+        hint = said[:200]
+    default = gw.settings.dude_url == type(gw.settings).model_fields["dude_url"].default
+    then = ("c'est l'adresse par défaut, celle de l'émulateur (gateway emulator serve) : pour le vrai DUDE, régler "
+            "GATEWAY_DUDE_URL" if default else "vérifier GATEWAY_DUDE_URL, le pare-feu, le proxy")
+    return Check("dude", label, FAILING, f"injoignable : {hint} ; {then}")
 
 
 def dude(gw: Gateway) -> Check:
@@ -145,21 +249,17 @@ def dude(gw: Gateway) -> Check:
     ``404 NO_REPORT``. Sends nothing; signs nothing."""
     from adapters.dude.client import DudeClient
 
-    label = f"DUDE ({gw.settings.dude_url})"
+    label = f"DUDE ({shown_dude_url(gw.settings.dude_url)})"
     started = time.perf_counter()
     client = DudeClient(gw.settings.dude_url, timeout=min(PROBE_TIMEOUT_SECONDS, gw.settings.http_timeout_seconds),
                         transport=gw.transport)
     try:
-        status, code = client.probe()
+        status, code, location = client.probe()
     except RemoteServerError as exc:
         return Check("dude", label, FAILING, f"répond mais indisponible (HTTP {exc.status_code}) : les envois "
                      "attendront (GATEWAY_DUDE_OUTAGE_SECONDS)")
     except TransportError as exc:
-        default = gw.settings.dude_url == type(gw.settings).model_fields["dude_url"].default
-        return Check("dude", label, FAILING, f"injoignable : {exc.message} ; " + (
-            "c'est l'adresse par défaut, celle de l'émulateur (gateway emulator serve) : pour le vrai DUDE, "
-            "régler GATEWAY_DUDE_URL" if default else
-            "vérifier GATEWAY_DUDE_URL, le pare-feu, le proxy, le certificat TLS"))
+        return _unreachable(gw, exc)
     finally:
         client.close()
     took = f"{(time.perf_counter() - started) * 1000:.0f} ms"
@@ -167,6 +267,9 @@ def dude(gw: Gateway) -> Check:
         return Check("dude", label, OK, f"joignable, répond en {took}")
     if status in (401, 403):
         return Check("dude", label, FAILING, f"refuse la passerelle (HTTP {status}) : voir avec l'agence")
+    if 300 <= status < 400 and location:
+        return Check("dude", label, FAILING, f"redirige (HTTP {status}) vers {shown_dude_url(location)} : mettre "
+                     "cette adresse-là dans GATEWAY_DUDE_URL (une redirection n'est pas suivie)")
     return Check("dude", label, FAILING, f"quelque chose répond (HTTP {status}{f', {code}' if code else ''}), "
                  "mais pas le point d'échange du DUDE : vérifier GATEWAY_DUDE_URL (chemin compris, ex. …/dude/v1)")
 
@@ -175,11 +278,14 @@ def installation(gw: Gateway, *, store_exists: bool = True, ask_dude: bool = Tru
     """``gateway check``'s list. ``store_exists`` False (a SQLite file not made yet): the store's checks say
     so instead of connecting, which would create it."""
     if store_exists:
-        store = [database(gw)]
-        if store[0].status == OK:
-            store += [schema(gw), sending(gw)]
+        store = _store(gw)
     else:
         store = [Check("database", "base de la passerelle", WARNING,
                        f"pas encore de base à {gw.engine.url.database} : la première nuit "
                        "(ou gateway db upgrade) la crée ; si la passerelle en a une ailleurs, vérifier --data-dir")]
-    return [*store, *keys(gw), drop_folder(gw), *([dude(gw)] if ask_dude else [])]
+    own = keys(gw, in_full=True)
+    files = [key_files(gw)] if own[0].status == OK else []
+    asked = dude(gw) if ask_dude else Check("dude", f"DUDE ({shown_dude_url(gw.settings.dude_url)})", SKIPPED,
+                                            "non interrogé (--no-dude)")
+    return [*store, *own, *files, drop_folder(gw), asked]
+

@@ -26,6 +26,7 @@ class Answer:
     status_code: int
     body: bytes
     content_type: str
+    location: str | None = None  # a redirection's (never followed: an envelope is not posted elsewhere)
 
 
 class DudeClient:
@@ -54,7 +55,8 @@ class DudeClient:
             raise TransportError(f"{method} {url}: {exc.__class__.__name__}: {exc}") from exc
         if response.status_code >= 500:
             raise RemoteServerError(f"{method} {url}: HTTP {response.status_code}", status_code=response.status_code)
-        return Answer(response.status_code, response.content, response.headers.get("content-type", ""))
+        return Answer(response.status_code, response.content, response.headers.get("content-type", ""),
+                      response.headers.get("location"))
 
     def post_envelope(self, body: bytes) -> bytes:
         """Send a signed envelope; return the receipt's bytes (not yet verified).
@@ -83,13 +85,14 @@ class DudeClient:
         raise RemoteServerError(f"GET report {id_lot}: unexpected HTTP {answer.status_code}")
 
 
-    def probe(self) -> tuple[int, str | None]:
+    def probe(self) -> tuple[int, str | None, str | None]:
         """Whether DUDE's exchange endpoint is at ``base_url``, without sending anything: the report of an
         ``IdLot`` no envelope ever had. DUDE answers 404 with its code ``NO_REPORT``; anything else that answers
-        (another 404, a proxy's page) is not DUDE's endpoint. Returns the status and the problem's code;
-        raises `TransportError` (no answer) or `RemoteServerError` (5xx) as every call does."""
+        (another 404, a proxy's page, a redirection) is not DUDE's endpoint. Returns the status, the problem's
+        code and a redirection's ``Location``; raises `TransportError` (no answer) or `RemoteServerError` (5xx)
+        as every call does."""
         answer = self._call("GET", f"/lots/{PROBE_ID_LOT}/compte-rendu")
-        return answer.status_code, _problem(answer).get("code")
+        return answer.status_code, _problem(answer).get("code"), answer.location
 
 
 #: No envelope has it (ours are UUID4: version 4, never all zeros).

@@ -14,9 +14,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gateway.cli.common import DataDirOpt, JsonOpt, console, load_settings, missing_store, print_json
+from gateway.cli.common import DataDirOpt, JsonOpt, console, fail, load_settings, missing_store, print_json
 
-_STYLE = {"ok": "green", "attention": "yellow", "échec": "bold red"}
+#: How each status reads in the table (``--json`` keeps the ASCII ones, for scripts).
+_SHOWN = {"ok": "[green]ok[/]", "warning": "[yellow]attention[/]", "failing": "[bold red]échec[/]",
+          "skipped": "[dim]non vérifié[/]"}
 
 
 def check(
@@ -26,21 +28,23 @@ def check(
 ) -> None:
     """Check the installation: store, keys and certificates, drop folder, sending switch, and whether DUDE
     answers at GATEWAY_DUDE_URL (nothing is sent). Exit code 1 if a night would fail."""
-    import sqlalchemy as sa
-
-    from gateway.checks import FAILING, installation
+    from gateway.checks import FAILING, SKIPPED, WARNING, installation, looking_engine
     from gateway.context import Gateway
+    from gateway.errors import StoreError
 
     settings = load_settings(data_dir=data_dir)
-    store_exists = missing_store(settings) is None
-    # A store not made yet stays so: an engine that never connects (make_engine would make its folder).
-    engine = None if store_exists else sa.create_engine(settings.db_url)
-    gw = Gateway.open(settings, create=False) if engine is None else Gateway(settings=settings, engine=engine)
     try:
-        checks = installation(gw, store_exists=store_exists, ask_dude=not no_dude)
+        gw = Gateway(settings=settings, engine=looking_engine(settings))
+    except Exception as exc:  # noqa: BLE001  (a URL SQLAlchemy cannot use, or whose driver is not installed)
+        from gateway.store.db import shown_url
+
+        raise fail(StoreError(f"base {shown_url(settings.db_url)} impossible à ouvrir ({type(exc).__name__}) : "
+                              "vérifier GATEWAY_DATABASE_URL")) from None
+    try:
+        checks = installation(gw, store_exists=missing_store(settings) is None, ask_dude=not no_dude)
     finally:
         gw.close()
-    failing = [c for c in checks if c.status == FAILING]
+    failing = [c.name for c in checks if c.status == FAILING]
     if json_out:
         print_json({"ok": not failing, "checks": [c.as_dict() for c in checks]})
     else:
@@ -48,12 +52,16 @@ def check(
         for col in ("Vérification", "État", "Détail"):
             table.add_column(col)
         for c in checks:
-            table.add_row(escape(c.label), f"[{_STYLE[c.status]}]{c.status}[/]", escape(c.detail))
+            table.add_row(escape(c.label), _SHOWN[c.status], escape(c.detail))
         console.print(table)
+        look = [c.name for c in checks if c.status == WARNING]
+        skipped = [c.name for c in checks if c.status == SKIPPED]
         if failing:
             console.print(f"[bold red]{len(failing)} échec(s)[/] : une nuit ne ferait pas son travail "
-                          f"({', '.join(c.name for c in failing)}).")
+                          f"({', '.join(failing)}).")
         else:
-            console.print("[green]Prête pour la nuit.[/]")
+            console.print("[green]Prête pour la nuit[/]" + (f", avec {len(look)} point(s) d'attention "
+                                                             f"({', '.join(look)})" if look else "")
+                          + (f" ; non vérifié : {', '.join(skipped)}" if skipped else "") + ".")
     if failing:
         raise typer.Exit(code=1)

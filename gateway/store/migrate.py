@@ -90,6 +90,17 @@ def head() -> str:
     return heads[0]
 
 
+def known_revision(revision: str) -> bool:
+    """Whether this version's migrations know ``revision`` (a store migrated by a newer version holds one they
+    do not: neither this version's start nor ``gateway db upgrade`` can do anything with it)."""
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
 def current(engine: Engine) -> str | None:
     """The store's revision (None: never migrated)."""
     try:

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from adapters.dude.emulator.app import mock_transport, serve_in_thread
-from gateway.checks import FAILING, OK, WARNING, installation
+from gateway.checks import FAILING, OK, SKIPPED, WARNING, installation, looking_engine
 from gateway.cli import app as cli
 from gateway.context import Gateway
 from gateway.keys import make_self_signed
@@ -40,7 +40,7 @@ def test_a_ready_installation_passes_every_check_and_dude_is_asked_without_sendi
     checks = installation(gw)
     gw.close()
     assert statuses(checks) == {"database": OK, "schema": OK, "sending": OK, "signing_key": OK, "trust_store": OK,
-                                "certificates": OK, "drop_folder": OK, "dude": OK}, checks
+                                "certificates": OK, "key_files": OK, "drop_folder": OK, "dude": OK}, checks
     assert detail(checks, "dude").startswith("joignable, répond en ")
     assert emulator.ledger_summary()["lots"] == 0  # nothing was sent
 
@@ -49,7 +49,11 @@ def test_a_ready_installation_passes_every_check_and_dude_is_asked_without_sendi
     (httpx.Response(404, text="<html>Not Found</html>"), "pas le point d'échange du DUDE : vérifier GATEWAY_DUDE_URL"),
     (httpx.Response(403), "refuse la passerelle (HTTP 403)"),
     (httpx.Response(503), "indisponible (HTTP 503)"),
-    (httpx.ConnectError("[Errno 111] Connection refused"), "injoignable"),
+    (httpx.ConnectError("[Errno 111] Connection refused"), "injoignable : rien n'écoute à cette adresse et ce port"),
+    (httpx.ConnectError("[Errno -2] Name or service not known"), "injoignable : nom d'hôte inconnu (DNS)"),
+    (httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number"), "https:// vers un port qui parle en http"),
+    (httpx.Response(302, headers={"Location": "https://dude.test/dude/v1/lots/x?jeton=secret"}),
+     "redirige (HTTP 302) vers https://dude.test/dude/v1/lots/x : mettre cette adresse-là dans GATEWAY_DUDE_URL"),
 ])
 def test_whatever_answers_in_dude_s_place_is_said_for_what_it_is(settings, dev_keys, answer, said) -> None:
     """A proxy's 404 page (a URL without its ``/dude/v1``) is not DUDE: only its endpoint answers ``NO_REPORT``."""
@@ -79,7 +83,7 @@ def test_a_paused_switch_and_a_certificate_near_its_end_are_warnings_an_expired_
     gw.clock = lambda: utcnow() + timedelta(days=21)
     checks = installation(gw, ask_dude=False)
     assert statuses(checks)["certificates"] == FAILING and "expiré" in detail(checks, "certificates")
-    assert "dude" not in statuses(checks)
+    assert statuses(checks)["dude"] == SKIPPED and detail(checks, "dude") == "non interrogé (--no-dude)"
     gw.close()
 
 
@@ -121,3 +125,96 @@ def test_the_command_against_the_emulator_over_http_says_ready(settings, emulato
     assert answer.exit_code == 0, answer.output
     text = " ".join(answer.stdout.split())
     assert "Prête pour la nuit." in text and "joignable, répond en" in text and "échec" not in text, text
+
+    gw = Gateway.open(settings)
+    pause(gw.engine, by="cli:ops", reason="bascule", now=utcnow())
+    gw.close()
+    settings.gateway_key_file.chmod(0o644)
+    answer = CliRunner().invoke(cli, ["check", "--no-dude", "--data-dir", str(settings.data_dir)])
+    assert answer.exit_code == 0, answer.output  # warnings: a night would still do its work
+    text = " ".join(answer.stdout.split())
+    assert "Prête pour la nuit, avec 2 point(s) d'attention (sending, key_files) ; non vérifié : dude." in text, text
+    assert "(mode 0644)" in text
+
+
+def test_a_dude_that_does_not_answer_in_time_is_a_warning_and_the_address_shown_keeps_no_secret(settings,
+                                                                                                dev_keys) -> None:
+    """The probe waits 10 s where a night waits 60: a slow DUDE is a warning that says both. And a user and
+    password in ``GATEWAY_DUDE_URL`` (or a token in its query) were printed as they were, in the table and JSON."""
+    def silent(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    gw = Gateway.open(settings.model_copy(update={"dude_url": "https://agent:MotDePasse@dude.test/dude/v1?jeton=x"}),
+                      transport=httpx.MockTransport(silent))
+    checks = installation(gw)
+    gw.close()
+    said = json.dumps([c.as_dict() for c in checks], ensure_ascii=False)
+    assert statuses(checks)["dude"] == WARNING and "pas de réponse en 10 s" in detail(checks, "dude")
+    assert "une nuit attend 60 s par envoi" in detail(checks, "dude")
+    assert "DUDE (https://dude.test/dude/v1)" in said and "MotDePasse" not in said and "jeton" not in said
+
+
+def test_an_empty_store_a_newer_store_and_an_unreadable_export_are_said_without_a_crash(settings, dev_keys, emulator,
+                                                                                       monkeypatch) -> None:
+    """Found by an integrator's walk-through: a new PostgreSQL database (the README's service order checks
+    before the unit's ``db upgrade``) or an empty SQLite file made the command fail with a traceback; a store
+    migrated by a newer version was "ready" while every start would fail; an export the service's user may
+    not read was counted as readable."""
+    import sqlalchemy as sa
+
+    from gateway.store.db import make_engine
+
+    empty = Gateway(settings=settings, engine=looking_engine(settings), transport=mock_transport(emulator))
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        (settings.data_dir / "gateway.db").touch()  # an empty file
+    checks = installation(empty, ask_dude=False)
+    empty.close()
+    assert statuses(checks)["schema"] == WARNING and "gateway db upgrade" in detail(checks, "schema")
+    assert "sending" not in statuses(checks)  # no table to read it from: not a crash
+    if settings.database_url is None:
+        assert (settings.data_dir / "gateway.db").stat().st_size == 0  # looked at, not written to (no WAL switch)
+
+    engine = make_engine(settings.db_url)
+    from gateway.store.db import create_schema
+
+    create_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+    engine.dispose()
+    (settings.runs_input_dir).mkdir(parents=True, exist_ok=True)
+    (settings.runs_input_dir / "P3_69001_20261129.csv").write_text("id_evenement;code_ml\r\n")
+    (settings.runs_input_dir / "P3_69002_20261129.csv").write_text("id_evenement;code_ml\r\n")
+    import gateway.checks
+
+    real_access = gateway.checks.os.access
+    monkeypatch.setattr(gateway.checks.os, "access",  # root reads everything: the service's user would not
+                        lambda path, mode: "69002" not in str(path) and real_access(path, mode))
+    newer = Gateway(settings=settings, engine=looking_engine(settings))
+    checks = installation(newer, ask_dude=False)
+    newer.close()
+    assert statuses(checks)["schema"] == FAILING and "révision 0099, inconnue de cette version" in detail(checks,
+                                                                                                         "schema")
+    assert statuses(checks)["drop_folder"] == FAILING
+    assert "1 export(s) que la passerelle ne peut pas lire (P3_69002_20261129.csv)" in detail(checks, "drop_folder")
+
+
+def test_a_database_that_refuses_is_named_with_what_it_said_and_no_password(monkeypatch, tmp_path) -> None:
+    """Every failure read "injoignable : OperationalError": a wrong password, a missing database, a closed port.
+    The command names the database (password masked) and the driver's first line; /readyz stays terse."""
+    from tests.backends import postgres_url
+
+    import sqlalchemy as sa
+
+    server = postgres_url()  # skipped without a server (failing in CI, where one is required)
+
+    url = sa.engine.make_url(server).set(database="gwtest_pas_de_base_ici").render_as_string(hide_password=False)
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", url)
+    answer = CliRunner().invoke(cli, ["check", "--no-dude", "--json", "--data-dir", str(tmp_path)])
+    assert answer.exit_code == 1, answer.output
+    found = {c["name"]: c for c in json.loads(answer.stdout)["checks"]}
+    said = found["database"]["detail"]
+    assert found["database"]["status"] == FAILING and "gwtest_pas_de_base_ici" in said and "***" in said
+    assert "does not exist" in said and "vérifier GATEWAY_DATABASE_URL" in said
+    password = sa.engine.make_url(server).password
+    assert not password or f":{password}@" not in answer.output
