@@ -33,7 +33,7 @@ from gateway.certificates import check_certificates, problems
 from gateway.context import Gateway
 from gateway.errors import GatewayError, RemoteServerError, TransportError
 from gateway.settings import Settings
-from gateway.store.db import shown_url
+from gateway.store.db import server_connect_args, shown_url
 
 OK, WARNING, FAILING, SKIPPED = "ok", "warning", "failing", "skipped"
 
@@ -55,11 +55,12 @@ class Check:
 
 def looking_engine(settings: Settings) -> sa.Engine:
     """An engine to look at the store with: no SQLite pragma (``journal_mode=WAL`` would write to the file),
-    no folder made; a PostgreSQL server that accepts the connection and never answers fails in 10 s."""
+    no folder made; a PostgreSQL server that accepts the connection and never answers fails as the gateway's
+    own connections do (`gateway.store.db.CONNECT_TIMEOUT_SECONDS`)."""
     url = settings.db_url
     if url.startswith("sqlite"):
         return sa.create_engine(url)
-    return sa.create_engine(url, connect_args={"connect_timeout": 10})
+    return sa.create_engine(url, connect_args=server_connect_args(url))
 
 
 def _driver_says(exc: BaseException) -> str:

@@ -29,8 +29,15 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+#: How long a connection to a PostgreSQL server may take (libpq's ``connect_timeout``), unless the URL says
+#: (``?connect_timeout=N``). Without it, a server that accepts the connection and never answers (a firewall
+#: that drops, a host half down) held a night, or each ``/readyz``, for as long as the system's TCP time-out.
+CONNECT_TIMEOUT_SECONDS = 10
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """An engine for ``url``; creates the SQLite file's folder if needed."""
+    """An engine for ``url``; creates the SQLite file's folder if needed; a PostgreSQL connection that does not
+    come within `CONNECT_TIMEOUT_SECONDS` fails."""
     try:
         if url.startswith("sqlite"):
             path = sa.engine.make_url(url).database
@@ -39,10 +46,15 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             engine = sa.create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
             sa_event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = sa.create_engine(url, echo=echo, pool_pre_ping=True)
+            engine = sa.create_engine(url, echo=echo, pool_pre_ping=True, connect_args=server_connect_args(url))
     except (SQLAlchemyError, ValueError) as exc:
         raise StoreError(f"cannot open the database {shown_url(url)}: {exc}") from exc
     return engine
+
+
+def server_connect_args(url: str) -> dict[str, int]:
+    """A server's connection arguments: `CONNECT_TIMEOUT_SECONDS`, unless the URL gives its own."""
+    return {} if "connect_timeout" in sa.engine.make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
 
 
 def shown_url(url: str) -> str:
