@@ -26,9 +26,13 @@ _NOT_SETTINGS_PREFIX = "GATEWAY_TEST_"
 class Settings(BaseSettings):
     """Settings of one gateway instance. Frozen: build a new one with ``model_copy(update=…)``."""
 
+    # env_ignore_empty: ``GATEWAY_TRUST_DIR=`` (an empty line in the environment file, or in ``.env``: the
+    # option covers both) means "not set", the default. It used to mean the working directory: every *.pem
+    # there trusted as DUDE's, the working directory as the drop folder, "[Errno 21] Is a directory: '.'"
+    # for the key; and an empty GATEWAY_SEND_COMMENTS or GATEWAY_API_PORT a validation error.
     model_config = SettingsConfigDict(
         env_prefix="GATEWAY_", env_file=".env", env_file_encoding="utf-8", frozen=True,
-        extra="ignore",
+        extra="ignore", env_ignore_empty=True,
     )
 
     # Where things are kept
@@ -195,14 +199,25 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _driver_we_ship(cls, value: str | None) -> str | None:
-        """``postgresql://…`` and ``postgres://…`` (what PostgreSQL's own tools, and most hosting panels,
+        """Only SQLite and PostgreSQL: ``sqlite:///…`` and ``postgresql+psycopg://…`` (the driver shipped),
+        or another ``+driver`` of the two. Anything else (``mysql://…``, ``not a url``) used to pass, then a
+        command ended in a traceback (``ModuleNotFoundError: MySQLdb``). The message never repeats the URL:
+        it may carry a password.
+
+        ``postgresql://…`` and ``postgres://…`` (what PostgreSQL's own tools, and most hosting panels,
         write) name SQLAlchemy's default driver, psycopg2, which is not installed: a traceback
-        (``ModuleNotFoundError``), or "Can't load plugin". Both mean the psycopg 3 driver the gateway ships."""
-        if value is None:
+        (``ModuleNotFoundError``), or "Can't load plugin". Both mean the psycopg 3 driver the gateway ships.
+        An empty value (given as an argument: from the environment it is ignored) is the default."""
+        if value is None or not value.strip():
             return None
         for plain in ("postgresql://", "postgres://"):
             if value.startswith(plain):
                 return "postgresql+psycopg://" + value[len(plain):]
+        scheme, sep, _ = value.partition("://")
+        backend = scheme.partition("+")[0]
+        if not sep or backend not in {"sqlite", "postgresql"} or not re.fullmatch(r"[a-z]+(\+[a-z0-9_]+)?", scheme):
+            raise ValueError("expected a SQLite or PostgreSQL URL: sqlite:///path/to/gateway.db or "
+                             "postgresql+psycopg://user:password@host/dbname (or postgresql://…)")
         return value
 
     # Derived paths -------------------------------------------------------------------------

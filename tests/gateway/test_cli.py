@@ -145,8 +145,10 @@ def test_a_mistyped_data_dir_is_said_rather_than_shown_as_an_empty_store(command
     assert not mistyped.exists()
 
 
+#: A URL that is not even one ("pas une URL secret") is now refused with the settings (``Erreur CONFIG``:
+#: tests/gateway/test_settings.py), before a command tries to open it.
 UNREACHABLE = {"server-down": "postgresql+psycopg://gateway:secret@127.0.0.1:9/gateway",
-               "unknown-dialect": "postgres://gateway:secret@127.0.0.1/gateway", "not-a-url": "pas une URL secret"}
+               "unknown-dialect": "postgres://gateway:secret@127.0.0.1/gateway"}
 
 
 @pytest.mark.parametrize("url", UNREACHABLE.values(), ids=UNREACHABLE.keys())

@@ -138,3 +138,96 @@ def test_the_plain_postgresql_url_forms_mean_the_driver_the_gateway_ships(scheme
                               text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
+
+
+def _without_gateway_variables(monkeypatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("GATEWAY_"):
+            monkeypatch.delenv(name)
+
+
+def test_an_empty_variable_means_not_set_for_every_setting(tmp_path: Path, monkeypatch) -> None:
+    """``GATEWAY_TRUST_DIR=`` (an empty line in /etc/passerelle/passerelle.env) meant the working directory:
+    every *.pem there trusted as DUDE's; ``GATEWAY_INPUT_DIR=`` made it the drop folder. Empty is now
+    unset, for every setting: its default, never an error."""
+    _without_gateway_variables(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    defaults = Settings(_env_file=None).model_dump()
+    for name in Settings.model_fields:
+        monkeypatch.setenv(f"GATEWAY_{name.upper()}", "")
+    emptied = Settings(_env_file=None)
+    assert emptied.model_dump() == defaults
+    assert emptied.gateway_trust_dir == Path("gateway-data/keys/trust")
+    assert emptied.runs_input_dir == Path("gateway-data/entrees")
+    assert emptied.gateway_key_file == Path("gateway-data/keys/gateway.key.pem")
+
+
+def test_an_empty_line_in_the_env_file_means_not_set_too(tmp_path: Path, monkeypatch) -> None:
+    _without_gateway_variables(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("GATEWAY_TRUST_DIR=\nGATEWAY_INPUT_DIR=\nGATEWAY_KEY_FILE=\nGATEWAY_API_PORT=\n"
+                                   "GATEWAY_SEND_COMMENTS=\nGATEWAY_DATA_DIR=/srv/passerelle\n", encoding="utf-8")
+    read = Settings()
+    assert read.data_dir == Path("/srv/passerelle")  # the file is read
+    assert (read.trust_dir, read.input_dir, read.key_file) == (None, None, None)
+    assert read.gateway_trust_dir == Path("/srv/passerelle/keys/trust") and read.api_port == 8780
+    assert read.send_comments is False
+
+
+def test_keys_init_with_empty_key_variables_makes_the_keys_in_the_data_folder(tmp_path: Path, monkeypatch) -> None:
+    """``GATEWAY_KEY_FILE=`` gave "[Errno 21] Is a directory: '.'"."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    _without_gateway_variables(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    result = CliRunner(env={"GATEWAY_KEY_FILE": "", "GATEWAY_CERT_FILE": "", "GATEWAY_TRUST_DIR": ""}).invoke(
+        app, ["keys", "init", "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    assert (data / "keys" / "gateway.key.pem").is_file() and (data / "keys" / "trust" / "dude.cert.pem").is_file()
+    assert not list(tmp_path.glob("*.pem"))
+
+
+@pytest.mark.parametrize("url", ["not a url", "mysql://u:p@db/gw", "mysql+pymysql://u:p@db/gw", "oracle://db/gw",
+                                 "sqlite:/gateway.db", "sqlitex:///gateway.db", "postgresqlx://db/gw",
+                                 "postgres+psycopg://u:p@db/gw", "://db/gw", "/srv/passerelle/gateway.db"])
+def test_a_database_url_of_a_kind_the_gateway_cannot_use_is_refused(url: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, database_url=url)
+    assert [error["loc"] for error in refused.value.errors()] == [("database_url",)]
+    said = "; ".join(error["msg"] for error in refused.value.errors())
+    assert "SQLite or PostgreSQL URL" in said and "sqlite:///" in said and "postgresql+psycopg://" in said
+
+
+@pytest.mark.parametrize(("url", "read"), [
+    ("sqlite:///gateway-data/gateway.db", "sqlite:///gateway-data/gateway.db"),
+    ("sqlite:////srv/passerelle/gateway.db", "sqlite:////srv/passerelle/gateway.db"), ("sqlite://", "sqlite://"),
+    ("sqlite+pysqlite:///x.db", "sqlite+pysqlite:///x.db"),
+    ("postgresql+psycopg://u:p@db:5432/gw", "postgresql+psycopg://u:p@db:5432/gw"),
+    ("postgresql://u:p@db/gw", "postgresql+psycopg://u:p@db/gw"),
+    ("postgres://u:p@db/gw", "postgresql+psycopg://u:p@db/gw"),
+])
+def test_sqlite_and_postgresql_urls_are_accepted(url: str, read: str) -> None:
+    assert Settings(_env_file=None, database_url=url).db_url == read
+
+
+@pytest.mark.parametrize("command", [["rejects"], ["db", "upgrade"], ["sending", "pause", "--reason", "x"],
+                                     ["schedule", "show"]], ids=" ".join)
+@pytest.mark.parametrize("url", ["mysql://passerelle:mot-de-passe@db/gw", "pas une URL mot-de-passe"])
+def test_a_database_url_the_gateway_cannot_use_stops_the_command_with_config_never_showing_it(
+        tmp_path: Path, command: list[str], url: str) -> None:
+    """``mysql://…`` ended in a traceback (``ModuleNotFoundError: MySQLdb``); not a URL at all, in
+    ``Erreur STORE`` after the command had started."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    result = CliRunner(env={"GATEWAY_DATABASE_URL": url, "GATEWAY_DATA_DIR": None}).invoke(
+        app, [*command, "--data-dir", str(tmp_path / "data")])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2, (result.exception, said)
+    assert "Erreur CONFIG" in said and "GATEWAY_DATABASE_URL" in said and "SQLite or PostgreSQL URL" in said
+    assert "mot-de-passe" not in result.stdout + result.stderr and "Traceback" not in said
+    assert not (tmp_path / "data").exists()
