@@ -9,6 +9,7 @@ key comes from the operator's PKI and DUDE's certificate from the agency; the sa
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -140,8 +141,9 @@ def init_dev_keys(settings: Settings, *, overwrite: bool = False, days: int = 73
 
 def check_key_material(settings: Settings, *, now: datetime | None = None) -> Signer:
     """Raise `KeyMaterialError` (``KEYS``) unless a run could sign its envelopes and check DUDE's answers:
-    the signing key and certificate load, the certificate has not expired, and the trust folder holds at
-    least one DUDE certificate not expired. Returns the signer it loaded, for the run to sign with
+    the signing key and certificate load, the certificate is valid now (neither expired nor starting later:
+    `adapters.dude.signing` refuses a signature outside the validity window), and the trust folder holds
+    at least one DUDE certificate valid now. Returns the signer it loaded, for the run to sign with
     (``gateway run``: the key is read, and its password used, once). A certificate within
     ``certificate_warning_days`` of its end is logged as a warning.
 
@@ -154,26 +156,37 @@ def check_key_material(settings: Settings, *, now: datetime | None = None) -> Si
     now = now or datetime.now(UTC)
     signer = Signer.from_files(settings.gateway_key_file, settings.gateway_cert_file,
                                password=settings.key_password_bytes())
-    ends = signer.certificate.not_valid_after_utc
+    starts, ends = signer.certificate.not_valid_before_utc, signer.certificate.not_valid_after_utc
     if ends <= now:
         raise KeyMaterialError(f"the gateway's certificate {settings.gateway_cert_file} expired on {ends:%Y-%m-%d}: "
                                "DUDE refuses what it signs (L02); put the renewed certificate there, and give it "
                                "to DUDE (gateway keys show-cert)")
+    if starts > now:
+        raise KeyMaterialError(f"the gateway's certificate {settings.gateway_cert_file} is valid only from "
+                               f"{starts:%Y-%m-%d %H:%M} UTC: DUDE refuses what it signs until then (L02); put the "
+                               "current certificate back there, or check the machine's clock")
     trusted = TrustStore.from_dir(settings.gateway_trust_dir)
     if not len(trusted):
         raise KeyMaterialError(f"no DUDE certificate in the trust folder {settings.gateway_trust_dir}: receipts "
                                "and reports could not be checked (put DUDE's certificate there as a .pem file, "
                                "or run `gateway keys init` for the emulator)")
-    dude_ends = [t.certificate.not_valid_after_utc for t in trusted.certificates]
-    if all(end <= now for end in dude_ends):
-        raise KeyMaterialError(f"every DUDE certificate in the trust folder {settings.gateway_trust_dir} has expired "
-                               f"(the last on {max(dude_ends):%Y-%m-%d}): no receipt or report could be trusted; "
-                               "put DUDE's current certificate there")
+    dude = [t.certificate for t in trusted.certificates]
+    valid = [c for c in dude if c.not_valid_before_utc <= now < c.not_valid_after_utc]
+    if not valid:
+        dude_ends = [c.not_valid_after_utc for c in dude]
+        if all(end <= now for end in dude_ends):
+            raise KeyMaterialError(f"every DUDE certificate in the trust folder {settings.gateway_trust_dir} has "
+                                   f"expired (the last on {max(dude_ends):%Y-%m-%d}): no receipt or report could be "
+                                   "trusted; put DUDE's current certificate there")
+        first = min(c.not_valid_before_utc for c in dude if c.not_valid_before_utc > now)
+        raise KeyMaterialError(f"no DUDE certificate in the trust folder {settings.gateway_trust_dir} is valid now: "
+                               f"expired, or valid only from {first:%Y-%m-%d %H:%M} UTC; no receipt or report could "
+                               "be trusted until then; put DUDE's current certificate there")
     soon = now + timedelta(days=settings.certificate_warning_days)
-    for whose, end in [("the gateway's", ends), *(("a DUDE", e) for e in dude_ends if e > now)]:
+    for whose, end in [("the gateway's", ends), *(("a DUDE", c.not_valid_after_utc) for c in valid)]:
         if end <= soon:
             log.warning("%s certificate expires on %s, in %d day(s): renew it before then", whose,
-                        f"{end:%Y-%m-%d}", (end - now).days)
+                        f"{end:%Y-%m-%d}", math.ceil((end - now).total_seconds() / 86400))
     return signer
 
 

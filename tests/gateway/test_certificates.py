@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 
 from gateway.api.auth import create_client
@@ -51,3 +52,94 @@ def test_a_certificate_near_its_end_is_a_warning_and_an_expired_one_stops_readin
     expired = check_certificates(gw, now=utcnow() + timedelta(days=21))
     assert "expiré" in problems(expired)[0][0]
     gw.close()
+
+
+def _status(role: str, *, days: int = 730, not_before=None, now=None):
+    from cryptography import x509
+
+    from gateway.certificates import _status as status
+
+    cert = x509.load_pem_x509_certificate(make_self_signed("PARCOURS3 passerelle", days=days, key_size=1024,
+                                                           not_before=not_before)[1])
+    return status(role, cert, now or utcnow(), 30)
+
+
+def test_the_time_left_is_rounded_up_in_days_or_said_in_hours_and_ends_with_the_action() -> None:
+    """Right after ``gateway keys init --days 10`` it said "dans 9 jour(s)" (truncated), and "dans 0 jour(s)"
+    on a certificate ending within the day."""
+    fresh = _status("passerelle", days=10)
+    assert "dans 10 jour(s)" in fresh.describe()
+    assert fresh.describe().endswith(": à renouveler, puis à enregistrer auprès de l'agence (gateway keys show-cert)")
+    start = utcnow() - timedelta(days=1)
+    for left, said in [(timedelta(hours=23), "dans 23 heure(s)"), (timedelta(minutes=10), "dans 1 heure(s)"),
+                       (timedelta(hours=22, minutes=30), "dans 23 heure(s)"),
+                       (timedelta(hours=23, minutes=30), "dans 1 jour(s)"),
+                       (timedelta(days=1, minutes=1), "dans 2 jour(s)")]:
+        ending = _status("dude", days=2, not_before=start, now=start + timedelta(days=2) - left)
+        assert f"expire le {ending.not_after:%Y-%m-%d}, {said} : à renouveler" in ending.describe(), (left, said)
+        assert "show-cert" not in ending.describe()  # DUDE's: a new one from the agency, not ours to register
+    expired = _status("passerelle", days=2, not_before=start, now=start + timedelta(days=3))
+    assert "expiré depuis le" in expired.describe() and "gateway keys show-cert" in expired.describe()
+
+
+def test_a_certificate_not_valid_yet_is_said_and_counts_as_expired() -> None:
+    """Its validity starting in a few days, it was reported fine while `adapters.dude.signing` refuses any
+    signature outside the validity window: every receipt refused, every envelope refused by DUDE (L02)."""
+    from gateway.certificates import problems
+
+    later = utcnow() + timedelta(days=3)
+    own_later = _status("passerelle", not_before=later)
+    assert own_later.not_yet_valid and not own_later.expired and own_later.warning
+    assert f"valide seulement à partir du {later:%Y-%m-%d}, dans 3 jour(s)" in own_later.describe()
+    failing, warnings = problems([own_later, _status("dude")])
+    assert failing == [own_later.describe()] and warnings == []
+
+    dude_now, dude_later = _status("dude"), _status("dude", not_before=later)
+    failing, warnings = problems([_status("passerelle"), dude_later])  # the only one DUDE's: nothing trusted
+    assert len(failing) == 1 and "aucun certificat du DUDE valide" in failing[0]
+    assert "valide seulement à partir du" in failing[0] and warnings == []
+    assert problems([_status("passerelle"), dude_now, dude_later]) == ([], [dude_later.describe()])  # rotation
+    expired = _status("dude", days=1, not_before=utcnow() - timedelta(days=2))
+    failing, _ = problems([_status("passerelle"), expired, dude_later])
+    assert len(failing) == 1 and "expiré depuis" in failing[0] and "valide seulement" in failing[0]
+
+
+def test_readyz_and_gateway_run_refuse_a_certificate_not_valid_yet(settings, dev_keys, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+    from gateway.errors import KeyMaterialError
+    from gateway.keys import check_key_material
+    from tests.factories import p3_line, write_export
+
+    gw = Gateway.open(settings)
+    later = utcnow() + timedelta(days=2)
+    trusted = settings.gateway_trust_dir / "dude.cert.pem"
+    current = trusted.read_bytes()
+    trusted.write_bytes(make_self_signed("DUDE", not_before=later)[1])  # DUDE's next, alone: nothing trusted today
+    with TestClient(create_app(gw)) as client:
+        answer = client.get("/readyz")
+        assert answer.status_code == 503 and "aucun certificat du DUDE valide" in answer.text
+        with pytest.raises(KeyMaterialError, match="no DUDE certificate .* is valid now"):
+            check_key_material(settings)
+
+        (settings.gateway_trust_dir / "dude-current.cert.pem").write_bytes(current)  # rotation: the next one waits
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "ok" and len(ready["warnings"]) == 1
+        assert "valide seulement à partir du" in ready["warnings"][0]
+        check_key_material(settings)
+
+        key, cert = make_self_signed("PARCOURS3 passerelle", not_before=later)  # ours, not valid yet
+        settings.gateway_key_file.write_bytes(key)
+        settings.gateway_cert_file.write_bytes(cert)
+        answer = client.get("/readyz")
+        assert answer.status_code == 503 and f"valide seulement à partir du {later:%Y-%m-%d}" in answer.text
+    gw.close()
+
+    export = write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement="1")])
+    result = CliRunner(env={"GATEWAY_DATA_DIR": None, "GATEWAY_DATABASE_URL": settings.database_url,
+                            "GATEWAY_DUDE_URL": "http://127.0.0.1:9/dude/v1", "GATEWAY_SEND_ATTEMPTS": "1"}).invoke(
+        app, ["run", "--input", str(export), "--data-dir", str(settings.data_dir)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2, (result.exception, said)
+    assert "Erreur KEYS" in said and "is valid only from" in said
