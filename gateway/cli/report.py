@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gateway.codes import EnvelopeState, EventState
@@ -86,7 +87,7 @@ def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit"
 
         paused = summary.sending_paused
         state = SendingState(True, None, paused.get("changed_by"), paused.get("reason"))
-        console.print(f"[bold yellow]{_upper_first(state.describe())}[/] (depuis {paused.get('changed_at')}) : "
+        console.print(f"[bold yellow]{escape(_upper_first(state.describe()))}[/] (depuis {paused.get('changed_at')}) : "
                       f"rien n'a été envoyé ; {fr(summary.sending.get('scelles_non_envoyes', 0))} lot(s) scellé(s) "
                       "partiront à la reprise (`gateway sending resume`).")
     resumed = summary.sending.get("reprises", 0)

@@ -10,6 +10,7 @@ import getpass
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from gateway.cli.common import DataDirOpt, JsonOpt, console, fail, load_settings, open_store, print_json
 from gateway.errors import GatewayError
@@ -34,7 +35,8 @@ def _show(state, json_out: bool) -> None:
         print_json(state.as_dict())
         return
     colour = "yellow" if state.paused else "green"
-    console.print(f"[bold {colour}]{_upper_first(state.describe())}[/]")
+    # escaped: the reason is the operator's text, printed as given ("[red]" in it is no markup)
+    console.print(f"[bold {colour}]{escape(_upper_first(state.describe()))}[/]")
 
 
 @sending_app.command("pause")

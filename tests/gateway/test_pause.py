@@ -154,6 +154,34 @@ def test_gateway_sending_pause_resume_status(settings, tmp_path) -> None:
     assert resumed.exit_code == 0 and "Envoi actif" in resumed.stdout
 
 
+MARKUP = "<b>[red]x[/red]</b> [bold]maintenance[/]"
+
+
+def test_the_reason_is_printed_as_given_not_as_rich_markup(settings) -> None:
+    """``gateway sending pause --reason "<b>[red]x[/red]</b>"`` echoed "<b>x</b>" in red: the operator's
+    text went through rich's markup. ``sending status`` and the night's summary print it too."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from gateway.cli.report import render_summary
+    from gateway.pipeline.run import RunSummary
+
+    runner = CliRunner()
+    data = ["--data-dir", str(settings.data_dir)]
+    env = {"GATEWAY_DATABASE_URL": settings.database_url} if settings.database_url else {}
+    paused = runner.invoke(app, ["sending", "pause", "--reason", MARKUP, *data], env=env)
+    assert paused.exit_code == 0 and MARKUP in paused.stdout, paused.stdout
+    status = runner.invoke(app, ["sending", "status", *data], env=env)
+    assert status.exit_code == 0 and MARKUP in status.stdout, status.stdout
+
+    summary = RunSummary(1, "manual", False, [], datetime.now(UTC),
+                         sending_paused={"paused": True, "changed_by": "cli:x", "reason": MARKUP})
+    shown = Console(record=True, width=300)
+    render_summary(summary, shown)
+    assert MARKUP in shown.export_text()
+
+
 @pytest.mark.parametrize("command", ["pause", "resume", "status"])
 def test_every_sending_command_has_help(command) -> None:
     result = CliRunner().invoke(app, ["sending", command, "--help"])
