@@ -49,6 +49,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             engine = sa.create_engine(url, echo=echo, pool_pre_ping=True, connect_args=server_connect_args(url))
     except (SQLAlchemyError, ValueError) as exc:
         raise StoreError(f"cannot open the database {shown_url(url)}: {exc}") from exc
+    except ImportError as exc:  # a driver named in the URL (postgresql+psycopg2://…) that is not installed
+        raise StoreError(f"cannot open the database {shown_url(url)}: its driver is not installed ({exc.name}); "
+                         "the gateway installs psycopg: postgresql+psycopg://… or postgresql://…") from exc
     return engine
 
 

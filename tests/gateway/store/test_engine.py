@@ -1,4 +1,6 @@
-"""A PostgreSQL server that accepts the connection and never answers (a firewall that drops, a host half down)
+"""How the gateway opens its database (`gateway.store.db.make_engine`).
+
+A PostgreSQL server that accepts the connection and never answers (a firewall that drops, a host half down)
 held a night, or each ``/readyz``, for as long as the system's TCP time-out: the gateway's connections now give
 up after `gateway.store.db.CONNECT_TIMEOUT_SECONDS`, unless the URL says otherwise (``?connect_timeout=N``)."""
 
@@ -68,3 +70,13 @@ def test_the_url_s_own_connect_timeout_wins(silent_server, monkeypatch) -> None:
     thread, raised = connect_in_thread(f"postgresql+psycopg://u:p@127.0.0.1:{silent_server}/gateway?connect_timeout=1")
     thread.join(30)
     assert not thread.is_alive() and isinstance(raised[0], OperationalError)
+
+
+def test_a_driver_that_is_not_installed_is_a_store_error_naming_the_one_to_use() -> None:
+    """``postgresql+psycopg2://`` passes the settings (a PostgreSQL URL) but its driver is not installed: a
+    traceback (``ModuleNotFoundError``) in every command; now ``Erreur STORE`` saying which URL to write."""
+    from gateway.errors import StoreError
+
+    with pytest.raises(StoreError, match=r"its driver is not installed \(psycopg2\).*postgresql\+psycopg://") as err:
+        db.make_engine("postgresql+psycopg2://passerelle:secret@127.0.0.1/passerelle")
+    assert "secret" not in str(err.value)
