@@ -109,9 +109,9 @@ def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit"
         console.print(f"[bold yellow]{fr(quarantined)} lot(s) mis en quarantaine[/] : le DUDE les refuse à chaque "
                       "envoi (HTTP 500) ; leurs événements repartent en lots plus petits, et un événement sur "
                       "lequel il échoue seul finit SANS_REPONSE (console, à corriger ou clore).")
-    for warning in summary.file_warnings:
-        console.print(f"[yellow]Attention[/] {warning['file']} ({warning['code']}) : {warning['message']}")
-    for err in summary.file_errors:
-        console.print(f"[red]Fichier refusé[/] {err['file']} ({err['code']}) : {err['message']}")
+    for said, found in [("[yellow]Attention[/]", summary.file_warnings),
+                        ("[red]Fichier refusé[/]", summary.file_errors)]:
+        for item in found:  # an export's name and its bad value are text from outside: never markup
+            console.print(f"{said} {escape(item['file'])} ({item['code']}) : {escape(item['message'])}")
     if summary.durations:
         console.print("Durées : " + ", ".join(f"{k} {v:.2f} s" for k, v in summary.durations.items()))

@@ -390,3 +390,28 @@ def test_fixtures_generated_into_the_drop_folder_warn_of_the_registry(tmp_path: 
     assert f"Attention : {drop / 'registre-dude.csv'} est le registre de l'émulateur, pas un export" in said
     elsewhere = runner.invoke(app, ["fixtures", "generate", "--events", "50", "--out", str(tmp_path / "nuit")])
     assert elsewhere.exit_code == 0 and "registre de l'émulateur" not in elsewhere.stderr
+
+
+def test_text_from_the_exports_is_printed_as_it_is_never_read_as_markup(gw, tmp_path: Path) -> None:
+    """An export's name, and a bad value quoted in a reject's message, are text from outside: with ``[red]`` in
+    them, the run's summary and ``gateway rejects`` applied it as rich markup (the text changed, or vanished)."""
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+    from gateway.cli.report import render_summary
+    from gateway.pipeline.run import run_batch
+    from tests.factories import p3_line, write_export
+
+    refused = tmp_path / "P3_69001_[red]20261129.csv"  # no "/" in a name: an opening tag alone
+    refused.write_text("id_evenement;code_ml\r\n1;69001\r\n", encoding="utf-8")  # columns missing: refused whole
+    bad = write_export(tmp_path / "P3_69001_20261129.csv", [p3_line(id_evenement="7", date_evenement="[b]12[/b]")])
+    summary = run_batch(gw, [refused, bad], wait_for_reports=False)
+    out = Console(record=True, width=300)
+    render_summary(summary, out, title="Exécution")
+    assert "P3_69001_[red]20261129.csv" in out.export_text()
+
+    result = CliRunner(env={"GATEWAY_DATABASE_URL": None, "COLUMNS": "300"}).invoke(
+        app, ["rejects", "--data-dir", str(gw.settings.data_dir)])
+    assert result.exit_code == 0, result.output
+    assert "[b]12[/b]" in result.stdout, result.stdout
