@@ -94,7 +94,7 @@ def check_certificates(gw: Gateway, *, now: datetime | None = None) -> list[Cert
     try:
         own = x509.load_pem_x509_certificates(path.read_bytes())
     except (OSError, ValueError) as exc:
-        raise KeyMaterialError(f"cannot read the gateway's certificate {path}: {exc}") from exc
+        raise KeyMaterialError(f"certificat de la passerelle {path} illisible : {exc}") from exc
     found = [_status(GATEWAY, own[0], now, warn)]
     trust = TrustStore.from_dir(gw.settings.gateway_trust_dir)
     found += [_status(DUDE, trusted.certificate, now, warn) for trusted in trust.certificates]

@@ -89,8 +89,10 @@ def _key_advice(settings: Settings, message: str) -> str:
     advice; the variables are."""
     if settings.key_file is None and settings.cert_file is None and settings.trust_dir is None:
         return message
-    return (message.replace(" (run `gateway keys init`)", "")
-            + " ; vérifier GATEWAY_KEY_FILE, GATEWAY_CERT_FILE, GATEWAY_KEY_PASSWORD_FILE, GATEWAY_TRUST_DIR")
+    message = message.replace(" (clés de développement : gateway keys init)", "")
+    if "vérifier GATEWAY_" in message:  # the message names the settings itself (a wrong password…)
+        return message
+    return message + " ; vérifier GATEWAY_KEY_FILE, GATEWAY_CERT_FILE, GATEWAY_KEY_PASSWORD_FILE, GATEWAY_TRUST_DIR"
 
 
 def signing_key(gw: Gateway, *, in_full: bool = False) -> Check:

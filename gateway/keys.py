@@ -122,7 +122,8 @@ def init_dev_keys(settings: Settings, *, overwrite: bool = False, days: int = 73
     writes the gateway's keys."""
     gw, emu = gateway_identity(settings), emulator_identity(settings)
     if overwrite and "gateway" in sides and gw.key_file.exists() and settings.key_file is not None:
-        raise KeyMaterialError(f"{gw.key_file} is configured explicitly (GATEWAY_KEY_FILE); not overwriting it")
+        raise KeyMaterialError(f"clé {gw.key_file} donnée par GATEWAY_KEY_FILE : gateway keys init --force ne la "
+                               "remplace pas")
     made = []
     if "gateway" in sides and (overwrite or not gw.key_file.exists()):
         write_identity(gw, *make_self_signed(f"{settings.sender_code} passerelle", days=days,
@@ -158,30 +159,31 @@ def check_key_material(settings: Settings, *, now: datetime | None = None) -> Si
                                password=settings.key_password_bytes())
     starts, ends = signer.certificate.not_valid_before_utc, signer.certificate.not_valid_after_utc
     if ends <= now:
-        raise KeyMaterialError(f"the gateway's certificate {settings.gateway_cert_file} expired on {ends:%Y-%m-%d}: "
-                               "DUDE refuses what it signs (L02); put the renewed certificate there, and give it "
-                               "to DUDE (gateway keys show-cert)")
+        raise KeyMaterialError(f"certificat de la passerelle {settings.gateway_cert_file} expiré le {ends:%Y-%m-%d} : "
+                               "le DUDE refuse ce qu'il signe (L02) ; y mettre le certificat renouvelé, et le "
+                               "remettre au DUDE (gateway keys show-cert)")
     if starts > now:
-        raise KeyMaterialError(f"the gateway's certificate {settings.gateway_cert_file} is valid only from "
-                               f"{starts:%Y-%m-%d %H:%M} UTC: DUDE refuses what it signs until then (L02); put the "
-                               "current certificate back there, or check the machine's clock")
+        raise KeyMaterialError(f"certificat de la passerelle {settings.gateway_cert_file} valide seulement à partir "
+                               f"du {starts:%Y-%m-%d %H:%M} UTC : le DUDE refuse ce qu'il signe d'ici là (L02) ; y "
+                               "remettre le certificat en cours, ou vérifier l'horloge de la machine")
     trusted = TrustStore.from_dir(settings.gateway_trust_dir)
     if not len(trusted):
-        raise KeyMaterialError(f"no DUDE certificate in the trust folder {settings.gateway_trust_dir}: receipts "
-                               "and reports could not be checked (put DUDE's certificate there as a .pem file, "
-                               "or run `gateway keys init` for the emulator)")
+        raise KeyMaterialError(f"aucun certificat du DUDE dans le dossier de confiance {settings.gateway_trust_dir} : "
+                               "accusés de réception et comptes rendus ne pourraient pas être vérifiés (y mettre le "
+                               "certificat du DUDE, en .pem ; pour l'émulateur : gateway keys init)")
     dude = [t.certificate for t in trusted.certificates]
     valid = [c for c in dude if c.not_valid_before_utc <= now < c.not_valid_after_utc]
     if not valid:
         dude_ends = [c.not_valid_after_utc for c in dude]
         if all(end <= now for end in dude_ends):
-            raise KeyMaterialError(f"every DUDE certificate in the trust folder {settings.gateway_trust_dir} has "
-                                   f"expired (the last on {max(dude_ends):%Y-%m-%d}): no receipt or report could be "
-                                   "trusted; put DUDE's current certificate there")
+            raise KeyMaterialError(f"tous les certificats du DUDE du dossier de confiance {settings.gateway_trust_dir} "
+                                   f"ont expiré (le dernier le {max(dude_ends):%Y-%m-%d}) : aucun accusé de réception "
+                                   "ni compte rendu ne serait reconnu ; y mettre le certificat en cours du DUDE")
         first = min(c.not_valid_before_utc for c in dude if c.not_valid_before_utc > now)
-        raise KeyMaterialError(f"no DUDE certificate in the trust folder {settings.gateway_trust_dir} is valid now: "
-                               f"expired, or valid only from {first:%Y-%m-%d %H:%M} UTC; no receipt or report could "
-                               "be trusted until then; put DUDE's current certificate there")
+        raise KeyMaterialError(f"aucun certificat du DUDE du dossier de confiance {settings.gateway_trust_dir} n'est "
+                               "valide à cette date : expirés, ou valides seulement à partir du "
+                               f"{first:%Y-%m-%d %H:%M} UTC ; aucun accusé de réception ni compte rendu ne serait "
+                               "reconnu d'ici là ; y mettre le certificat en cours du DUDE")
     soon = now + timedelta(days=settings.certificate_warning_days)
     for whose, end in [("the gateway's", ends), *(("a DUDE", c.not_valid_after_utc) for c in valid)]:
         if end <= soon:
@@ -215,7 +217,7 @@ def certificate_pem(path: Path) -> str:
         pem = path.read_bytes()
         x509.load_pem_x509_certificate(pem)
     except FileNotFoundError as exc:
-        raise KeyMaterialError(f"no certificate at {path} (run `gateway keys init`)") from exc
+        raise KeyMaterialError(f"certificat introuvable : {path} (clés de développement : gateway keys init)") from exc
     except ValueError as exc:
-        raise KeyMaterialError(f"{path} is not a PEM certificate: {exc}") from exc
+        raise KeyMaterialError(f"{path} n'est pas un certificat PEM : {exc}") from exc
     return pem.decode("ascii")

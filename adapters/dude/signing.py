@@ -150,30 +150,39 @@ class _DocumentVerifier(XMLVerifier):
 class Signer:
     """Signs documents with one private key and its certificate. Build once, use for every envelope."""
 
-    def __init__(self, *, key_pem: bytes, cert_pem: bytes, password: bytes | None = None):
+    def __init__(self, *, key_pem: bytes, cert_pem: bytes, password: bytes | None = None,
+                 key_file: Path | None = None, cert_file: Path | None = None):
+        """``key_file`` and ``cert_file``: where ``key_pem`` and ``cert_pem`` were read (`from_files`), only to
+        name the file in an error."""
+        key = f" {key_file}" if key_file is not None else ""
+        cert = f" {cert_file}" if cert_file is not None else ""
         try:
             self._key = serialization.load_pem_private_key(key_pem, password=password)
         except TypeError as exc:  # said of the password, never with it (it is not in cryptography's message)
-            hint = ("the private key is encrypted: give its password (GATEWAY_KEY_PASSWORD or "
-                    "GATEWAY_KEY_PASSWORD_FILE)" if password is None
-                    else "a password is set but the private key is not encrypted")
+            hint = (f"clé privée{key} chiffrée : donner son mot de passe (GATEWAY_KEY_PASSWORD_FILE ou "
+                    "GATEWAY_KEY_PASSWORD)" if password is None
+                    else f"un mot de passe est donné mais la clé privée{key} n'est pas chiffrée : retirer "
+                         "GATEWAY_KEY_PASSWORD_FILE et GATEWAY_KEY_PASSWORD, ou vérifier GATEWAY_KEY_FILE")
             raise KeyMaterialError(hint) from exc
         except ValueError as exc:
-            raise KeyMaterialError("cannot read the private key: wrong password, or not a PEM key") from exc
+            raise KeyMaterialError(f"clé privée{key} illisible : mauvais mot de passe, ou pas une clé PEM ; "
+                                   "vérifier GATEWAY_KEY_FILE et GATEWAY_KEY_PASSWORD_FILE "
+                                   "(ou GATEWAY_KEY_PASSWORD)") from exc
         try:
             self.certificate = x509.load_pem_x509_certificate(cert_pem)
         except ValueError as exc:
-            raise KeyMaterialError(f"cannot read the certificate: {exc}") from exc
+            raise KeyMaterialError(f"certificat{cert} illisible : {exc}") from exc
         if self._key.public_key().public_numbers() != self.certificate.public_key().public_numbers():
-            raise KeyMaterialError("the private key does not match the certificate")
+            raise KeyMaterialError(f"la clé privée{key} ne correspond pas au certificat{cert} ; vérifier "
+                                   "GATEWAY_KEY_FILE et GATEWAY_CERT_FILE")
         if isinstance(self._key, rsa.RSAPrivateKey):
             if self._key.key_size < 2048:
-                raise KeyMaterialError(f"RSA key of {self._key.key_size} bits: at least 2048 required")
+                raise KeyMaterialError(f"clé RSA{key} de {self._key.key_size} bits : il en faut au moins 2048")
             method = SignatureMethod.RSA_SHA256
         elif isinstance(self._key, ec.EllipticCurvePrivateKey) and self._key.curve.name == "secp256r1":
             method = SignatureMethod.ECDSA_SHA256
         else:
-            raise KeyMaterialError("unsupported key: RSA (2048 bits or more) or ECDSA P-256 only")
+            raise KeyMaterialError(f"clé{key} non prise en charge : RSA (2048 bits ou plus) ou ECDSA P-256 seulement")
         self._cert_pem = cert_pem.decode("ascii")
         self._method = method
         self._signer = _DocumentSigner(signature_algorithm=method, digest_algorithm=DigestAlgorithm.SHA256,
@@ -182,16 +191,18 @@ class Signer:
     @classmethod
     def from_files(cls, key_file: Path, cert_file: Path, *, password: bytes | None = None) -> Signer:
         try:
-            return cls(key_pem=key_file.read_bytes(), cert_pem=cert_file.read_bytes(), password=password)
+            return cls(key_pem=key_file.read_bytes(), cert_pem=cert_file.read_bytes(), password=password,
+                       key_file=key_file, cert_file=cert_file)
         except FileNotFoundError as exc:
-            raise KeyMaterialError(f"missing key material: {exc.filename} (run `gateway keys init`)") from exc
+            raise KeyMaterialError(f"clé ou certificat introuvable : {exc.filename} "
+                                   "(clés de développement : gateway keys init)") from exc
 
     def sign(self, root: etree._Element) -> etree._Element:
         """Return a signed copy of ``root`` (an enveloped ``ds:Signature`` as its last child)."""
         try:
             return self._signer.sign(root, key=self._key, cert=self._cert_pem)
         except SignXMLException as exc:
-            raise KeyMaterialError(f"signing failed: {exc}") from exc
+            raise KeyMaterialError(f"échec de la signature : {exc}") from exc
 
     def sign_in_place(self, root: etree._Element) -> etree._Element:
         """Sign ``root`` itself (the root of a document the caller built and hands over) and return it.
@@ -205,7 +216,7 @@ class Signer:
         try:
             return signer.sign(root, key=self._key, cert=self._cert_pem)
         except SignXMLException as exc:
-            raise KeyMaterialError(f"signing failed: {exc}") from exc
+            raise KeyMaterialError(f"échec de la signature : {exc}") from exc
 
     def sign_to_bytes(self, root: etree._Element) -> bytes:
         return serialize(self.sign(root))
@@ -284,13 +295,14 @@ class TrustStore:
     def from_dir(cls, directory: Path) -> TrustStore:
         """Every certificate in every ``*.pem``/``*.crt`` file of ``directory``."""
         if not directory.is_dir():
-            raise KeyMaterialError(f"trust store {directory} does not exist (run `gateway keys init`)")
+            raise KeyMaterialError(f"dossier de confiance {directory} introuvable "
+                                   "(clés de développement : gateway keys init)")
         found = []
         for path in sorted([*directory.glob("*.pem"), *directory.glob("*.crt")]):
             try:
                 found += [TrustedCertificate(c, path.name) for c in x509.load_pem_x509_certificates(path.read_bytes())]
             except ValueError as exc:
-                raise KeyMaterialError(f"{path}: not a PEM certificate: {exc}") from exc
+                raise KeyMaterialError(f"{path} n'est pas un certificat PEM : {exc}") from exc
         return cls(found, source=str(directory))
 
     @classmethod

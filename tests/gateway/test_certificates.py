@@ -120,7 +120,7 @@ def test_readyz_and_gateway_run_refuse_a_certificate_not_valid_yet(settings, dev
     with TestClient(create_app(gw)) as client:
         answer = client.get("/readyz")
         assert answer.status_code == 503 and "aucun certificat du DUDE valide" in answer.text
-        with pytest.raises(KeyMaterialError, match="no DUDE certificate .* is valid now"):
+        with pytest.raises(KeyMaterialError, match="aucun certificat du DUDE .* n'est valide à cette date"):
             check_key_material(settings)
 
         (settings.gateway_trust_dir / "dude-current.cert.pem").write_bytes(current)  # rotation: the next one waits
@@ -142,4 +142,4 @@ def test_readyz_and_gateway_run_refuse_a_certificate_not_valid_yet(settings, dev
         app, ["run", "--input", str(export), "--data-dir", str(settings.data_dir)])
     said = " ".join(result.stderr.split())
     assert result.exit_code == 2, (result.exception, said)
-    assert "Erreur KEYS" in said and "is valid only from" in said
+    assert "Erreur KEYS" in said and "valide seulement à partir du" in said

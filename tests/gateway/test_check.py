@@ -111,6 +111,21 @@ def test_the_command_on_a_fresh_machine_creates_nothing_and_says_what_is_missing
     assert not nowhere.exists()
 
 
+def test_production_key_paths_get_the_variables_as_advice_not_the_development_command(tmp_path, monkeypatch) -> None:
+    """``gateway keys init`` makes development keys: with GATEWAY_KEY_FILE… set, the variables are the advice."""
+    monkeypatch.setenv("GATEWAY_DUDE_URL", "http://127.0.0.1:9/dude/v1")  # nothing listens on port 9
+    monkeypatch.setenv("GATEWAY_KEY_FILE", str(tmp_path / "pki" / "passerelle.key.pem"))
+    monkeypatch.setenv("GATEWAY_TRUST_DIR", str(tmp_path / "pki" / "dude"))
+    answer = CliRunner().invoke(cli, ["check", "--data-dir", str(tmp_path / "data"), "--json", "--no-dude"])
+    found = {c["name"]: c for c in json.loads(answer.stdout)["checks"]}
+    for name in ("signing_key", "trust_store"):
+        assert found[name]["status"] == FAILING, found[name]
+        assert "gateway keys init" not in found[name]["detail"], found[name]
+        assert "vérifier GATEWAY_KEY_FILE" in found[name]["detail"], found[name]
+    assert str(tmp_path / "pki" / "passerelle.key.pem") in found["signing_key"]["detail"]
+    assert f"dossier de confiance {tmp_path / 'pki' / 'dude'} introuvable" in found["trust_store"]["detail"]
+
+
 def test_the_command_against_the_emulator_over_http_says_ready(settings, emulator, monkeypatch) -> None:
     from gateway.nightly import run_night
 

@@ -72,11 +72,14 @@ def test_the_gateway_signs_with_the_password_from_the_environment_or_a_file(encr
 def test_a_wrong_or_missing_password_is_a_clear_error_that_never_shows_it(encrypted, tmp_path, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     data, _ = encrypted
-    with pytest.raises(KeyMaterialError, match="encrypted: give its password") as missing:
+    with pytest.raises(KeyMaterialError, match="chiffrée : donner son mot de passe") as missing:
         Gateway.open(Settings(_env_file=None, data_dir=data)).signer  # noqa: B018
     wrong = PASSWORD[::-1]
-    with pytest.raises(KeyMaterialError, match="wrong password") as refused:
+    with pytest.raises(KeyMaterialError, match="mauvais mot de passe") as refused:
         Gateway.open(Settings(_env_file=None, data_dir=data, key_password=wrong)).signer  # noqa: B018
+    said = str(refused.value)  # which file, and which settings to look at
+    assert str(data / "keys" / "gateway.key.pem") in said
+    assert "GATEWAY_KEY_FILE" in said and "GATEWAY_KEY_PASSWORD_FILE" in said
     with pytest.raises(ConfigurationError, match="cannot read the key password file") as unreadable:
         Settings(_env_file=None, data_dir=data, key_password_file=tmp_path / "absent").key_password_bytes()
     for error in (missing.value, refused.value, unreadable.value):
@@ -91,7 +94,7 @@ def test_a_run_with_the_wrong_password_fails_saying_so_and_never_prints_it(encry
     result = CliRunner().invoke(app, ["run", "--input", str(export), "--data-dir", str(data), "--no-wait"],
                                 env=clean_env(GATEWAY_KEY_PASSWORD=wrong, GATEWAY_DUDE_URL="http://127.0.0.1:9/dude/v1"))
     assert result.exit_code != 0
-    assert "KEYS" in result.output and "wrong password" in " ".join(result.output.split())
+    assert "KEYS" in result.output and "mauvais mot de passe" in " ".join(result.output.split())
     assert wrong not in result.output and PASSWORD not in result.output
 
 
@@ -125,7 +128,7 @@ def test_a_night_with_an_empty_trust_folder_stops_before_storing_anything(settin
 
     gw = Gateway.open(settings)
     try:
-        with pytest.raises(KeyMaterialError, match="trust folder"):
+        with pytest.raises(KeyMaterialError, match="dossier de confiance"):
             run_batch(gw, [export])  # the scheduler's way in
         with gw.engine.connect() as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(events_t)).scalar_one() == 0
@@ -214,12 +217,12 @@ def test_a_run_stops_on_an_expired_certificate_and_warns_of_one_ending_soon(sett
     with caplog.at_level(logging.WARNING, logger="gateway.keys"):
         check_key_material(settings, now=end - timedelta(days=5))
     assert "the gateway's certificate expires on" in caplog.text and "in 5 day(s)" in caplog.text
-    with pytest.raises(KeyMaterialError, match="the gateway's certificate .* expired on"):
+    with pytest.raises(KeyMaterialError, match="certificat de la passerelle .* expiré le"):
         check_key_material(settings, now=end + timedelta(days=1))
     trusted = settings.gateway_trust_dir / "dude.cert.pem"
     kept = trusted.read_bytes()
     trusted.write_bytes(make_self_signed("dude", days=0, not_before=datetime.now(UTC) - timedelta(days=1))[1])
-    with pytest.raises(KeyMaterialError, match="every DUDE certificate in the trust folder .* has expired"):
+    with pytest.raises(KeyMaterialError, match="tous les certificats du DUDE du dossier de confiance .* ont expiré"):
         check_key_material(settings)
     trusted.write_bytes(kept)
 
@@ -230,4 +233,4 @@ def test_a_run_stops_on_an_expired_certificate_and_warns_of_one_ending_soon(sett
     result = CliRunner(env={"GATEWAY_DATA_DIR": None, "GATEWAY_DATABASE_URL": None}).invoke(
         app, ["run", "--input", str(export), "--data-dir", str(settings.data_dir)])
     assert result.exit_code == 2
-    assert "Erreur KEYS" in result.stderr and "expired on" in " ".join(result.stderr.split())
+    assert "Erreur KEYS" in result.stderr and "expiré le" in " ".join(result.stderr.split())

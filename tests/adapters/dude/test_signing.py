@@ -143,7 +143,7 @@ def test_password_protected_key(tmp_path: Path) -> None:
 def test_key_and_certificate_must_match() -> None:
     key, _ = make_self_signed("a")
     _, other_cert = make_self_signed("b")
-    with pytest.raises(KeyMaterialError, match="does not match"):
+    with pytest.raises(KeyMaterialError, match="ne correspond pas"):
         Signer(key_pem=key, cert_pem=other_cert)
 
 
