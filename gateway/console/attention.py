@@ -7,13 +7,18 @@ how many events wait on it.
    integrator to check with DUDE before resending.
 3. The business codes with the most events (``E01``…``E10``, from DUDE or pre-flight): the counsellors'
    work, in the order that clears the most events per correction.
-4. Envelopes still waiting for their report: nothing to do yet, said so that nobody resends too early.
+4. Envelopes the gateway could not hand to DUDE yet (its last post failed, or DUDE's outage holds them):
+   nothing to do, they go again by themselves with the same ``IdLot``; said so that nobody resends them, and
+   that a DUDE down for more than a night reaches the integrator. Before, they were counted among those
+   "waiting for their report", which they are not: DUDE has not even received them.
+5. Envelopes still waiting for their report: nothing to do yet, said so that nobody resends too early.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 
 from gateway.codes import AWAITING_RECEIPT, EnvelopeState, EventState, Level, RejectCode
 from gateway.console.queries import CodeCount
@@ -30,11 +35,20 @@ class Priority:
     params: dict[str, str]  # the rejects list's filter that shows these events (empty: no link)
 
 
+@dataclass(frozen=True, slots=True)
+class Undelivered:
+    """Envelopes not yet handed to DUDE after a failed post, or held by its outage (`queries.envelopes_undelivered`)."""
+
+    count: int
+    next_attempt: datetime | None = None  # the soonest, in the console's zone; None: due now (or unknown)
+
+
 def _n(count: int, one: str, many: str) -> str:
     return f"{count} {one if count == 1 else many}"
 
 
-def priorities(open_rejects: list[CodeCount], waiting: dict[str, int]) -> list[Priority]:
+def priorities(open_rejects: list[CodeCount], waiting: dict[str, int],
+               undelivered: Undelivered | None = None) -> list[Priority]:
     out: list[Priority] = []
     by_code: Counter = Counter()
     for item in open_rejects:
@@ -59,7 +73,17 @@ def priorities(open_rejects: list[CodeCount], waiting: dict[str, int]) -> list[P
         known = RejectCode(code)
         out.append(Priority("moyenne", f"{code} — {known.label}", known.hint, count, {"code": code}))
     pending = sum(waiting.get(s, 0) for s in (*AWAITING_RECEIPT, EnvelopeState.RECU.value))
-    if pending:
+    if undelivered is not None and undelivered.count:
+        pending -= undelivered.count
+        when = (f" ; prochain essai le {undelivered.next_attempt:%d/%m à %H:%M}" if undelivered.next_attempt
+                else " ; prochain essai à la prochaine tournée de la passerelle")
+        out.append(Priority("info", f"{_n(undelivered.count, 'lot pas encore remis', 'lots pas encore remis')} "
+                            "au DUDE",
+                            "La passerelle n'a pas pu les remettre au DUDE à la dernière tentative (DUDE injoignable, "
+                            f"ou une erreur de son côté) : elle les renvoie d'elle-même, sous le même IdLot{when}. "
+                            "Leurs événements ne sont pas perdus : ne pas les renvoyer. Si cela dure plus d'une "
+                            "nuit, prévenir l'intégrateur.", undelivered.count, {}))
+    if pending > 0:
         out.append(Priority("info", f"{_n(pending, 'lot attend', 'lots attendent')} le compte rendu du DUDE",
                             "Rien à faire pour l'instant : leurs événements ne sont ni acceptés ni rejetés. "
                             "Ne pas les renvoyer avant le compte rendu.", pending, {}))

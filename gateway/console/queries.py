@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.codes import ACTIONABLE_EVENT_STATES, EnvelopeState, EventState
+from gateway.codes import ACTIONABLE_EVENT_STATES, AWAITING_RECEIPT, EnvelopeState, EventState
 from gateway.console.chart import NightCounts
 from gateway.store.models import envelopes_t, events_t, history_t
 from gateway.store.queries import EventFilter, list_runs, run_counts, unacknowledged
@@ -189,6 +189,19 @@ def rejects_per_night(conn: Connection, scope: frozenset[str] | None, *, today: 
         buckets[day][series] += count
     days = [first + timedelta(days=i) for i in range(nights)]
     return [NightCounts(d, **buckets.get(d, {})) for d in days]
+
+
+def envelopes_undelivered(conn: Connection, scope: frozenset[str] | None) -> tuple[int, datetime | None]:
+    """Envelopes holding one of the scope's events that the gateway could not hand to DUDE yet: still
+    ``SIGNE`` or ``ENVOYE`` after a failed post (``last_error``), or held until DUDE's outage ends
+    (``next_attempt_at``); and the soonest next attempt. A night's envelopes in flight have neither."""
+    env = envelopes_t.c
+    query = sa.select(sa.func.count(), sa.func.min(env.next_attempt_at)).where(
+        env.state.in_(AWAITING_RECEIPT), sa.or_(env.last_error.is_not(None), env.next_attempt_at.is_not(None)))
+    if scope is not None:
+        query = query.where(sa.exists().where(events_t.c.envelope_id == env.id, *_scope(scope)))
+    count, soonest = conn.execute(query).one()
+    return count, soonest
 
 
 def envelopes_waiting(conn: Connection, scope: frozenset[str] | None) -> dict[str, int]:

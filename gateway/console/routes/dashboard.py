@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from gateway.codes import RejectCode
 from gateway.console import queries
-from gateway.console.attention import priorities
+from gateway.console.attention import Undelivered, priorities
 from gateway.console.chart import SERIES, rejects_chart
 from gateway.console.deps import GatewayDep, UserDep
 from gateway.console.templating import render
@@ -32,10 +32,13 @@ def dashboard(request: Request, user: UserDep, gw: GatewayDep) -> Response:
         runs = queries.last_runs(conn, user.scope, limit=RECENT_RUNS)
         open_rejects = queries.open_rejects(conn, user.scope)
         waiting = queries.envelopes_waiting(conn, user.scope)
+        held, soonest = queries.envelopes_undelivered(conn, user.scope)
         nights = queries.rejects_per_night(conn, user.scope, today=today, tz=tz)
     by_code = _by_code(open_rejects)
     return render(request, "tableau.html", {
-        "user": user, "runs": runs, "priorities": priorities(open_rejects, waiting), "by_code": by_code,
+        "user": user, "runs": runs, "by_code": by_code,
+        "priorities": priorities(open_rejects, waiting, Undelivered(
+            held, soonest.astimezone(tz) if soonest is not None and soonest > now else None)),
         "open_total": sum(i.count for i in open_rejects), "waiting": waiting, "chart": rejects_chart(nights),
         "nights": nights, "series": SERIES, "generated_at": now})
 

@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import re
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -55,6 +57,22 @@ def test_the_dashboard_shows_the_night_the_chart_and_what_to_handle_first(signed
     figures = page[page.index("Les chiffres du graphique"):]
     assert re.search(r'<td class="nombre">3</td><td class="nombre">0</td><td class="nombre">2</td>'
                      r'<td class="nombre">5</td>', figures)  # 3 refused before sending, 2 rejected by DUDE
+
+
+def test_the_dashboard_says_which_envelopes_dude_has_not_received_and_when_they_go_again(signed_in, gw) -> None:
+    """An envelope whose post failed (DUDE down) and that waits for the outage's end: said apart from those
+    waiting for a report, with its next attempt in the console's zone, and that nobody should resend it."""
+    from gateway.store.models import envelopes_t
+
+    soon = gw.clock() + timedelta(hours=3)
+    with gw.engine.begin() as conn:
+        envelope_id = conn.execute(sa.select(envelopes_t.c.id).limit(1)).scalar_one()
+        conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(
+            state="ENVOYE", last_error="[DUDE_UNREACHABLE] POST /lots: ConnectError", next_attempt_at=soon))
+    page = words(signed_in("admin").get("/console/"))
+    local = soon.astimezone(ZoneInfo(gw.settings.timezone))
+    assert "1 lot pas encore remis au DUDE" in page, page
+    assert f"prochain essai le {local:%d/%m à %H:%M}" in page and "ne pas les renvoyer" in page
 
 
 def test_a_dashboard_of_one_mission_locale_counts_its_events_only(signed_in) -> None:

@@ -116,6 +116,22 @@ def test_priorities_put_envelope_rejects_and_missing_reports_before_business_cod
     assert priorities([], {}) == []
 
 
+def test_envelopes_dude_has_not_received_are_not_said_to_wait_for_their_report() -> None:
+    """Held by DUDE's outage, or after a failed post, an envelope was counted among those "waiting for their
+    report": DUDE had not even received it, and nobody was told it goes again by itself."""
+    from datetime import datetime
+
+    from gateway.console.attention import Undelivered
+
+    found = priorities([], {"ENVOYE": 2, "SIGNE": 1, "RECU": 4}, Undelivered(3, datetime(2026, 11, 30, 2, 15)))
+    assert [(p.level, p.title, p.count) for p in found] == [
+        ("info", "3 lots pas encore remis au DUDE", 3), ("info", "4 lots attendent le compte rendu du DUDE", 4)]
+    assert "prochain essai le 30/11 à 02:15" in found[0].text and "ne pas les renvoyer" in found[0].text
+    due = priorities([], {"ENVOYE": 1}, Undelivered(1))
+    assert [p.title for p in due] == ["1 lot pas encore remis au DUDE"]
+    assert "prochain essai à la prochaine tournée de la passerelle" in due[0].text
+
+
 def test_cells_a_spreadsheet_would_run_are_defused() -> None:
     assert [safe_cell(v) for v in ("=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "\tx", "69001-3", None, 4)] == \
         ["'=HYPERLINK(\"x\")", "'+1", "'-2", "'@SUM(A1)", "'\tx", "69001-3", "", "4"]
