@@ -81,8 +81,9 @@ def rejects(
         table.add_column(col, no_wrap=col == "Événement", overflow="fold")
     for it in items:
         where = f"{it['source_file']}:{it['source_line']}" if it["source_file"] else "API"
-        table.add_row(it["code"] or "", escape(it["label"] or ""), f"{it['key']} v{it['version']}",  # text from
-                      label_of(EventState, it["state"]), escape(where), escape(it["message"] or ""))  # the exports
+        # a file's name and a message quoting a bad value are text from the exports: never rich markup
+        table.add_row(it["code"] or "", escape(it["label"] or ""), f"{it['key']} v{it['version']}",
+                      label_of(EventState, it["state"]), escape(where), escape(it["message"] or ""))
     console.print(table)
     _print_hints(items)
 

@@ -38,7 +38,6 @@ from gateway.store.models import envelopes_t, events_t
 log = logging.getLogger("gateway.sending")
 
 
-
 def _claimable(now, exclude: set[str], due_only: bool = False):
     e = envelopes_t
     mine, older = events_t.alias("mine"), events_t.alias("older")
