@@ -72,7 +72,8 @@ class CertificateStatus:
             return f"{who} valide seulement à partir du {self.not_before:%Y-%m-%d}, {_in(self.days_to_start)}"
         if self.expired:
             return f"{who} expiré depuis le {self.not_after:%Y-%m-%d} : {action}"
-        return f"{who} expire le {self.not_after:%Y-%m-%d}, {_in(self.days_left)} : {action}"
+        ends = f"{who} expire le {self.not_after:%Y-%m-%d}, {_in(self.days_left)}"
+        return f"{ends} : {action}" if self.warning else ends  # far off: nothing to do yet
 
 
 def _status(role: str, cert: x509.Certificate, now: datetime, warn_days: int) -> CertificateStatus:

@@ -42,6 +42,7 @@ def test_a_ready_installation_passes_every_check_and_dude_is_asked_without_sendi
     assert statuses(checks) == {"database": OK, "schema": OK, "sending": OK, "signing_key": OK, "trust_store": OK,
                                 "certificates": OK, "key_files": OK, "drop_folder": OK, "dude": OK}, checks
     assert detail(checks, "dude").startswith("joignable, répond en ")
+    assert "expire le" in detail(checks, "certificates") and "à renouveler" not in detail(checks, "certificates")
     assert emulator.ledger_summary()["lots"] == 0  # nothing was sent
 
 
@@ -78,6 +79,7 @@ def test_a_paused_switch_and_a_certificate_near_its_end_are_warnings_an_expired_
     assert statuses(checks)["sending"] == WARNING and "migration du DUDE" in detail(checks, "sending")
     assert "gateway sending resume" in detail(checks, "sending")
     assert statuses(checks)["certificates"] == WARNING and "expire le" in detail(checks, "certificates")
+    assert "à renouveler, puis à enregistrer auprès de l'agence" in detail(checks, "certificates")
     assert FAILING not in statuses(checks).values()
 
     gw.clock = lambda: utcnow() + timedelta(days=21)
