@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -36,6 +35,7 @@ class Gateway:
     instance_id: str = ""
     _client: DudeClient | None = field(default=None, init=False, repr=False)
     _trust: TrustFolder | None = field(default=None, init=False, repr=False)
+    _signer: tuple[tuple, Signer] | None = field(default=None, init=False, repr=False)  # (files' stamp, signer)
 
     def __post_init__(self) -> None:
         if not self.instance_id:
@@ -50,10 +50,36 @@ class Gateway:
             create_schema(engine)
         return cls(settings=settings, engine=engine, transport=transport, clock=clock, sleep=sleep)
 
-    @cached_property
+    @property
     def signer(self) -> Signer:
+        """The gateway's key and certificate, read again whenever one of their files changes (or the key's
+        password file): a renewed certificate put in place is signed with from the next envelope on, without
+        restarting ``gateway serve``. Before, the scheduler's nights went on signing with the certificate read at
+        start (until it expired: every envelope ``L02``), while the sealing process, which reads the files at
+        each run, used the new one, and ``/readyz`` judged the files. Three ``stat`` calls an envelope."""
+        stamp = self._key_files_stamp()
+        if self._signer is None or self._signer[0] != stamp:
+            s = self.settings
+            self._signer = (stamp, Signer.from_files(s.gateway_key_file, s.gateway_cert_file,
+                                                     password=s.key_password_bytes()))
+        return self._signer[1]
+
+    @signer.setter
+    def signer(self, signer: Signer) -> None:
+        """A signer just loaded from the current files (``gateway run`` checks the keys before opening the store,
+        and signs with what it checked rather than reading the key, and using its password, again)."""
+        self._signer = (self._key_files_stamp(), signer)
+
+    def _key_files_stamp(self) -> tuple:
         s = self.settings
-        return Signer.from_files(s.gateway_key_file, s.gateway_cert_file, password=s.key_password_bytes())
+        stamp = []
+        for path in (s.gateway_key_file, s.gateway_cert_file, s.key_password_file):
+            try:
+                st = path.stat() if path is not None else None
+            except OSError:  # missing: loading says so
+                st = None
+            stamp.append(None if st is None else (st.st_mtime_ns, st.st_size, st.st_ino))
+        return tuple(stamp)
 
     @property
     def dude_trust(self) -> TrustStore:

@@ -143,3 +143,28 @@ def test_readyz_and_gateway_run_refuse_a_certificate_not_valid_yet(settings, dev
     said = " ".join(result.stderr.split())
     assert result.exit_code == 2, (result.exception, said)
     assert "Erreur KEYS" in said and "valide seulement à partir du" in said
+
+
+def test_a_renewed_certificate_put_in_place_is_signed_with_without_a_restart(settings, dev_keys) -> None:
+    """`gateway serve` read its key and certificate once: after a renewal put in place, its scheduled nights
+    went on signing with the old certificate until it expired (every envelope L02), while ``/readyz`` judged
+    the new file. The files are read again when they change."""
+    import os
+
+    from cryptography.hazmat.primitives import hashes
+    from lxml import etree
+
+    gw = Gateway.open(settings)
+    before = gw.signer
+    assert gw.signer is before  # read once while the files stay as they are
+    key, cert = make_self_signed("PARCOURS3 passerelle", days=400)
+    for path, pem in ((settings.gateway_key_file, key), (settings.gateway_cert_file, cert)):
+        fresh = path.with_suffix(".neuf")  # written aside, then moved in place, as an operator would
+        fresh.write_bytes(pem)
+        os.replace(fresh, path)
+    renewed = gw.signer
+    assert renewed is not before
+    assert renewed.certificate.fingerprint(hashes.SHA256()) != before.certificate.fingerprint(hashes.SHA256())
+    signed = renewed.sign_in_place(etree.fromstring(b'<Lot xmlns="urn:fr:spe:dude:echanges:v1" Id="x"/>'))
+    assert cert.decode().split("-----")[2].replace("\n", "") in etree.tostring(signed).decode().replace("\n", "")
+    gw.close()
