@@ -24,6 +24,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import sqlalchemy as sa
@@ -187,7 +188,8 @@ def _store(gw: Gateway) -> list[Check]:
     except SQLAlchemyError as exc:
         return [reached, schema, Check("sending", "envoi au DUDE", FAILING, f"illisible : {_driver_says(exc)}")]
     if state.paused:
-        switch = Check("sending", "envoi au DUDE", WARNING, f"{state.describe()} ; gateway sending resume le reprend")
+        said = state.describe(ZoneInfo(gw.settings.timezone))
+        switch = Check("sending", "envoi au DUDE", WARNING, f"{said} ; gateway sending resume le reprend")
     else:
         switch = Check("sending", "envoi au DUDE", OK, state.describe())
     return [reached, schema, switch]

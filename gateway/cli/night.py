@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
@@ -49,7 +50,8 @@ def demo(
                     "exports": [str(p) for p in result.night.export_files],
                     "emulator_ledger": result.ledger, "reports_via": result.reports_via})
         return
-    render_summary(summary, console, title=f"Démonstration : {fr(events)} événements")
+    render_summary(summary, console, title=f"Démonstration : {fr(events)} événements",
+                   tz=ZoneInfo(settings.timezone))
     via = result.reports_via
     console.print(f"Comptes rendus : {fr(via.get('callback', 0))} reçus par le rappel de l'API "
                   f"(POST /api/v1/dude/comptes-rendus), {fr(via.get('polling', 0))} par relève")
@@ -150,7 +152,7 @@ def run(
     if json_out:
         print_json(summary.as_dict())
     else:
-        render_summary(summary, console, title="Exécution")
+        render_summary(summary, console, title="Exécution", tz=ZoneInfo(settings.timezone))
     if summary.undelivered:
         err_console.print(f"[yellow]{summary.undelivered} lot(s) non acquitté(s) par le DUDE.[/]")
     if summary.file_errors:

@@ -55,7 +55,8 @@ def _states_table(title: str, states) -> Table:
     return table
 
 
-def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit") -> None:
+def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit", tz: tzinfo | None = None) -> None:
+    """The run's summary; its times in ``tz`` (the gateway's zone), else UTC."""
     heading = f"{title} — exécution n° {summary.run_id}" + (" (à blanc)" if summary.dry_run else "")
     if summary.states or not summary.resumed:
         console.print(_states_table(heading, summary.states))
@@ -86,8 +87,9 @@ def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit"
         from gateway.pipeline.pause import SendingState
 
         paused = summary.sending_paused
-        state = SendingState(True, None, paused.get("changed_by"), paused.get("reason"))
-        console.print(f"[bold yellow]{escape(_upper_first(state.describe()))}[/] (depuis {paused.get('changed_at')}) : "
+        since = datetime.fromisoformat(paused["changed_at"]) if paused.get("changed_at") else None
+        state = SendingState(True, since, paused.get("changed_by"), paused.get("reason"))
+        console.print(f"[bold yellow]{escape(_upper_first(state.describe(tz)))}[/] : "
                       f"rien n'a été envoyé ; {fr(summary.sending.get('scelles_non_envoyes', 0))} lot(s) scellé(s) "
                       "partiront à la reprise (`gateway sending resume`).")
     resumed = summary.sending.get("reprises", 0)

@@ -30,13 +30,16 @@ def _upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _show(state, json_out: bool) -> None:
+def _show(state, json_out: bool, settings) -> None:
+    """The switch; its time in the gateway's zone, as the console and the other commands say times."""
+    from zoneinfo import ZoneInfo
+
     if json_out:
         print_json(state.as_dict())
         return
     colour = "yellow" if state.paused else "green"
     # escaped: the reason is the operator's text, printed as given ("[red]" in it is no markup)
-    console.print(f"[bold {colour}]{escape(_upper_first(state.describe()))}[/]")
+    console.print(f"[bold {colour}]{escape(_upper_first(state.describe(ZoneInfo(settings.timezone))))}[/]")
 
 
 @sending_app.command("pause")
@@ -50,11 +53,12 @@ def sending_pause(
     from gateway.store.models import utcnow
 
     try:
-        engine = open_store(load_settings(data_dir=data_dir), existing=False)
+        settings = load_settings(data_dir=data_dir)
+        engine = open_store(settings, existing=False)
         state = pause(engine, by=_actor(), reason=reason, now=utcnow())
     except GatewayError as exc:
         raise fail(exc) from exc
-    _show(state, json_out)
+    _show(state, json_out, settings)
 
 
 @sending_app.command("resume")
@@ -68,11 +72,12 @@ def sending_resume(
     from gateway.store.models import utcnow
 
     try:
-        engine = open_store(load_settings(data_dir=data_dir), existing=True)
+        settings = load_settings(data_dir=data_dir)
+        engine = open_store(settings, existing=True)
         state = resume(engine, by=_actor(), reason=reason, now=utcnow())
     except GatewayError as exc:
         raise fail(exc) from exc
-    _show(state, json_out)
+    _show(state, json_out, settings)
 
 
 @sending_app.command("status")
@@ -80,4 +85,5 @@ def sending_status(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> No
     """Whether sending is paused, since when, by whom and why."""
     from gateway.pipeline.pause import current
 
-    _show(current(open_store(load_settings(data_dir=data_dir), existing=True)), json_out)
+    settings = load_settings(data_dir=data_dir)
+    _show(current(open_store(settings, existing=True)), json_out, settings)

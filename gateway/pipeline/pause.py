@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,11 +50,15 @@ class SendingState:
         return {"paused": self.paused, "changed_at": self.changed_at.isoformat() if self.changed_at else None,
                 "changed_by": self.changed_by, "reason": self.reason}
 
-    def describe(self) -> str:
-        """One line for logs and summaries (French, like every message for operators)."""
+    def describe(self, tz: tzinfo | None = None) -> str:
+        """One line for logs and summaries (French, like every message for operators); its time in ``tz`` (the
+        gateway's zone, as the console and the other commands say times), else UTC (the log)."""
         if not self.paused:
             return "envoi actif"
-        when = f" depuis le {self.changed_at:%d/%m/%Y %H:%M} UTC" if self.changed_at else ""
+        when = ""
+        if self.changed_at is not None:
+            when = (f" depuis le {self.changed_at.astimezone(tz):%d/%m/%Y %H:%M %Z}" if tz is not None
+                    else f" depuis le {self.changed_at:%d/%m/%Y %H:%M} UTC")
         who = f" par {self.changed_by}" if self.changed_by else ""
         why = f" : {self.reason}" if self.reason else ""
         return f"envoi suspendu{when}{who}{why}"

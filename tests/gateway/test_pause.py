@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -203,3 +204,30 @@ def test_after_a_pause_is_lifted_the_schedule_sends_what_waited(gw, emulator, tm
     assert {state for _, _, state, _ in snapshot(gw)[0]} <= {"TRANSMIS", "ACCEPTE"}
     reconcile.poll_reports(gw, force=True)  # their reports, at a later tick
     assert {state for _, _, state, _ in snapshot(gw)[0]} == {"ACCEPTE"}
+
+
+def test_when_sending_was_paused_is_said_in_the_gateway_s_zone_as_every_other_time(settings) -> None:
+    """``sending status`` said "depuis le 30/11/2026 16:00 UTC" beside commands and a console that say Paris
+    time, and the night's summary printed the raw ISO string ("(depuis 2026-11-30T16:00:00+00:00)")."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from gateway.cli.report import render_summary
+    from gateway.context import Gateway
+    from gateway.pipeline.pause import pause
+    from gateway.pipeline.run import RunSummary
+
+    gw = Gateway.open(settings)
+    state = pause(gw.engine, by="cli:ops", reason="bascule", now=datetime(2026, 11, 30, 16, 0, tzinfo=UTC))
+    gw.close()
+    env = {"GATEWAY_DATABASE_URL": settings.database_url} if settings.database_url else {}
+    status = CliRunner().invoke(app, ["sending", "status", "--data-dir", str(settings.data_dir)], env=env)
+    assert status.exit_code == 0, status.output
+    assert "depuis le 30/11/2026 17:00 CET par cli:ops : bascule" in " ".join(status.stdout.split()), status.stdout
+
+    summary = RunSummary(1, "manual", False, [], datetime.now(UTC), sending_paused=state.as_dict())
+    shown = Console(record=True, width=300)
+    render_summary(summary, shown, tz=ZoneInfo("Europe/Paris"))
+    text = shown.export_text()
+    assert "depuis le 30/11/2026 17:00 CET" in text and "2026-11-30T16:00" not in text, text
