@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from fastapi.templating import Jinja2Templates
 from starlette.requests import Request
 
-from gateway.codes import EnvelopeState, EventState, EventType, RejectCode, label_of
+from gateway.codes import AWAITING_RECEIPT, EnvelopeState, EventState, EventType, RejectCode, label_of
 from gateway.console import labels
 from gateway.console.session import base_path
 
@@ -52,6 +52,7 @@ def make_templates(tz: ZoneInfo) -> Jinja2Templates:
                        outcome_label=lambda s: labels.RUN_OUTCOMES.get(s, s),
                        trigger_label=lambda s: labels.RUN_TRIGGERS.get(s, s),
                        query=lambda params: "?" + urlencode(params) if params else "")
+    env.globals["AWAITING_RECEIPT"] = AWAITING_RECEIPT  # the envelope states DUDE has not acknowledged yet
     return templates
 
 
