@@ -148,14 +148,15 @@ def test_a_mistyped_data_dir_is_said_rather_than_shown_as_an_empty_store(command
 #: A URL that is not even one ("pas une URL secret") is now refused with the settings (``Erreur CONFIG``:
 #: tests/gateway/test_settings.py), before a command tries to open it.
 UNREACHABLE = {"server-down": "postgresql+psycopg://gateway:secret@127.0.0.1:9/gateway",
-               "unknown-dialect": "postgres://gateway:secret@127.0.0.1/gateway"}
+               "postgres-scheme-login-refused": "postgres://gateway:secret@127.0.0.1/gateway",
+               "driver-not-installed": "postgresql+psycopg2://gateway:secret@127.0.0.1:9/gateway"}
 
 
 @pytest.mark.parametrize("url", UNREACHABLE.values(), ids=UNREACHABLE.keys())
 @pytest.mark.parametrize("command", [*LOOKING, ["db", "upgrade"]], ids=lambda c: " ".join(c[:2]))
 def test_a_store_that_cannot_be_opened_is_said_not_a_traceback(command, url, tmp_path: Path) -> None:
-    """A PostgreSQL server down, a URL SQLAlchemy cannot read: ``Erreur STORE``, exit code 2, the password
-    never shown; four of these commands printed a traceback (exit code 1)."""
+    """A PostgreSQL server down, one that refuses the login, a driver that is not installed: ``Erreur STORE``,
+    exit code 2, the password never shown; four of these commands printed a traceback (exit code 1)."""
     from typer.testing import CliRunner
 
     from gateway.cli import app
