@@ -151,12 +151,14 @@ def _guarded(receive: Receive, limit: int, stall_seconds: float) -> Receive:
     streamed answer waits for as long as it streams."""
     size = 0
     complete = False
-    started = time.monotonic()
+    started: float | None = None  # when the application first asked for the body (not when the request came)
 
     async def receive_guarded() -> Message:
-        nonlocal size, complete
+        nonlocal size, complete, started
         if complete:
             return await receive()
+        if started is None:
+            started = time.monotonic()
         try:
             with anyio.fail_after(stall_seconds):
                 message = await receive()

@@ -165,3 +165,21 @@ def test_a_number_too_long_to_read_is_told_so_not_as_an_encoding_fault(client, t
                          .encode("latin-1"), headers={**bearer(tokens.partner_69001),
                                                       "Content-Type": "application/json"})
     assert latin1.json()["errors"][0]["message"] == "corps illisible : JSON en UTF-8 attendu"  # still said
+
+
+def test_the_rate_counts_from_when_the_application_reads_the_body_not_from_the_request() -> None:
+    """A small body read late (the application busy first, a loaded machine) is not a slow upload: the 1 KiB/s
+    rule counts from the first read, else a 200-byte body read 0.5 s after a 0.2 s grace was a 408."""
+    import asyncio
+
+    from gateway.api.middleware import _guarded
+
+    async def body() -> dict:
+        return {"type": "http.request", "body": b"x" * 100, "more_body": True}
+
+    async def read_late() -> dict:
+        guarded = _guarded(body, limit=10_000, stall_seconds=0.2)
+        await asyncio.sleep(0.5)
+        return await guarded()
+
+    assert asyncio.run(read_late())["body"] == b"x" * 100
