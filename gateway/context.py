@@ -8,6 +8,7 @@ time-outs and back-off can be tested without waiting.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,10 @@ from adapters.dude.signing import Signer, TrustFolder, TrustStore
 from gateway.lease import new_holder_id
 from gateway.settings import Settings
 from gateway.store.db import create_schema, make_engine
+from gateway.errors import KeyMaterialError
 from gateway.store.models import utcnow
+
+log = logging.getLogger("gateway.keys")
 
 
 @dataclass
@@ -56,12 +60,22 @@ class Gateway:
         password file): a renewed certificate put in place is signed with from the next envelope on, without
         restarting ``gateway serve``. Before, the scheduler's nights went on signing with the certificate read at
         start (until it expired: every envelope ``L02``), while the sealing process, which reads the files at
-        each run, used the new one, and ``/readyz`` judged the files. Three ``stat`` calls an envelope."""
+        each run, used the new one, and ``/readyz`` judged the files. Three ``stat`` calls an envelope.
+
+        Files that changed but do not load (the certificate moved in, its key not yet; a broken copy) keep the
+        signer loaded before, with a warning, and are tried again at the next envelope: a night sealing at that
+        moment goes on, rather than stopping on ``KEYS``. With nothing loaded before, the error is raised."""
         stamp = self._key_files_stamp()
         if self._signer is None or self._signer[0] != stamp:
             s = self.settings
-            self._signer = (stamp, Signer.from_files(s.gateway_key_file, s.gateway_cert_file,
-                                                     password=s.key_password_bytes()))
+            try:
+                self._signer = (stamp, Signer.from_files(s.gateway_key_file, s.gateway_cert_file,
+                                                         password=s.key_password_bytes()))
+            except (KeyMaterialError, OSError) as exc:
+                if self._signer is None:
+                    raise
+                log.warning("the key or certificate files changed but do not load (%s): signing with the ones "
+                            "loaded before", exc)
         return self._signer[1]
 
     @signer.setter

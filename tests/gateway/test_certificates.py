@@ -145,10 +145,11 @@ def test_readyz_and_gateway_run_refuse_a_certificate_not_valid_yet(settings, dev
     assert "Erreur KEYS" in said and "valide seulement à partir du" in said
 
 
-def test_a_renewed_certificate_put_in_place_is_signed_with_without_a_restart(settings, dev_keys) -> None:
+def test_a_renewed_certificate_put_in_place_is_signed_with_without_a_restart(settings, dev_keys, caplog) -> None:
     """`gateway serve` read its key and certificate once: after a renewal put in place, its scheduled nights
     went on signing with the old certificate until it expired (every envelope L02), while ``/readyz`` judged
-    the new file. The files are read again when they change."""
+    the new file. The files are read again when they change; between the two moves (the certificate in, its
+    key not yet) the signer loaded before goes on, with a warning, rather than a night stopping on KEYS."""
     import os
 
     from cryptography.hazmat.primitives import hashes
@@ -158,10 +159,15 @@ def test_a_renewed_certificate_put_in_place_is_signed_with_without_a_restart(set
     before = gw.signer
     assert gw.signer is before  # read once while the files stay as they are
     key, cert = make_self_signed("PARCOURS3 passerelle", days=400)
-    for path, pem in ((settings.gateway_key_file, key), (settings.gateway_cert_file, cert)):
+    moves = [(settings.gateway_cert_file, cert), (settings.gateway_key_file, key)]
+    for n, (path, pem) in enumerate(moves):
         fresh = path.with_suffix(".neuf")  # written aside, then moved in place, as an operator would
         fresh.write_bytes(pem)
         os.replace(fresh, path)
+        if n == 0:
+            with caplog.at_level(logging.WARNING, logger="gateway.keys"):
+                assert gw.signer is before  # the new certificate, the old key: not a pair
+            assert "do not load" in caplog.text and "ne correspond pas" in caplog.text
     renewed = gw.signer
     assert renewed is not before
     assert renewed.certificate.fingerprint(hashes.SHA256()) != before.certificate.fingerprint(hashes.SHA256())
