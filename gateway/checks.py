@@ -34,7 +34,7 @@ from gateway.certificates import check_certificates, problems
 from gateway.context import Gateway
 from gateway.errors import GatewayError, RemoteServerError, TransportError
 from gateway.settings import Settings
-from gateway.store.db import server_connect_args, shown_url
+from gateway.store.db import driver_says, server_connect_args, shown_url
 
 OK, WARNING, FAILING, SKIPPED = "ok", "warning", "failing", "skipped"
 
@@ -64,12 +64,6 @@ def looking_engine(settings: Settings) -> sa.Engine:
     return sa.create_engine(url, connect_args=server_connect_args(url))
 
 
-def _driver_says(exc: BaseException) -> str:
-    """The driver's first line (never the SQL, which may hold values), as `gateway.cli.common.store_lost`."""
-    driver = getattr(exc, "orig", None) or exc
-    return f"{type(driver).__name__} : {next(iter(str(driver).strip().splitlines()), '')[:200]}"
-
-
 def database(gw: Gateway, *, in_full: bool = False) -> Check:
     """``in_full`` (the command): which database, and what its driver said; /readyz only says the kind."""
     label = "base de la passerelle"
@@ -80,7 +74,7 @@ def database(gw: Gateway, *, in_full: bool = False) -> Check:
     except SQLAlchemyError as exc:
         if not in_full:
             return Check("database", label, FAILING, f"injoignable : {exc.__class__.__name__}")
-        return Check("database", label, FAILING, f"{where} : {_driver_says(exc)} ; vérifier GATEWAY_DATABASE_URL "
+        return Check("database", label, FAILING, f"{where} : {driver_says(exc)} ; vérifier GATEWAY_DATABASE_URL "
                      "(serveur, port, base, utilisateur, mot de passe) ou --data-dir")
     return Check("database", label, OK, where if in_full else "ok")
 
@@ -186,7 +180,7 @@ def _store(gw: Gateway) -> list[Check]:
     try:
         state = sending_state(gw.engine)
     except SQLAlchemyError as exc:
-        return [reached, schema, Check("sending", "envoi au DUDE", FAILING, f"illisible : {_driver_says(exc)}")]
+        return [reached, schema, Check("sending", "envoi au DUDE", FAILING, f"illisible : {driver_says(exc)}")]
     if state.paused:
         said = state.describe(ZoneInfo(gw.settings.timezone))
         switch = Check("sending", "envoi au DUDE", WARNING, f"{said} ; gateway sending resume le reprend")
@@ -226,9 +220,13 @@ def shown_dude_url(url: str) -> str:
     return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}"
 
 
+def _dude_label(gw: Gateway) -> str:
+    return f"DUDE ({shown_dude_url(gw.settings.dude_url)})"
+
+
 def _unreachable(gw: Gateway, exc: TransportError) -> Check:
     """What a failed connection most likely means, from what httpx said."""
-    label = f"DUDE ({shown_dude_url(gw.settings.dude_url)})"
+    label = _dude_label(gw)
     said = str(exc.__cause__ or exc)
     if isinstance(exc.__cause__, httpx.TimeoutException):
         return Check("dude", label, WARNING, f"pas de réponse en {PROBE_TIMEOUT_SECONDS:g} s : DUDE lent, ou un "
@@ -254,7 +252,7 @@ def dude(gw: Gateway) -> Check:
     ``404 NO_REPORT``. Sends nothing; signs nothing."""
     from adapters.dude.client import DudeClient
 
-    label = f"DUDE ({shown_dude_url(gw.settings.dude_url)})"
+    label = _dude_label(gw)
     started = time.perf_counter()
     client = DudeClient(gw.settings.dude_url, timeout=min(PROBE_TIMEOUT_SECONDS, gw.settings.http_timeout_seconds),
                         transport=gw.transport)
@@ -290,7 +288,7 @@ def installation(gw: Gateway, *, store_exists: bool = True, ask_dude: bool = Tru
                        "(ou gateway db upgrade) la crée ; si la passerelle en a une ailleurs, vérifier --data-dir")]
     own = keys(gw, in_full=True)
     files = [key_files(gw)] if own[0].status == OK else []
-    asked = dude(gw) if ask_dude else Check("dude", f"DUDE ({shown_dude_url(gw.settings.dude_url)})", SKIPPED,
+    asked = dude(gw) if ask_dude else Check("dude", _dude_label(gw), SKIPPED,
                                             "non interrogé (--no-dude)")
     return [*store, *own, *files, drop_folder(gw), asked]
 

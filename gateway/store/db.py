@@ -60,6 +60,13 @@ def server_connect_args(url: str) -> dict[str, int]:
     return {} if "connect_timeout" in sa.engine.make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
 
 
+def driver_says(exc: BaseException) -> str:
+    """What the database driver said of a failure, for an operator: its class and first line, never the SQL
+    SQLAlchemy adds (it may hold values)."""
+    driver = getattr(exc, "orig", None) or exc
+    return f"{type(driver).__name__} : {next(iter(str(driver).strip().splitlines()), '')[:200]}"
+
+
 def shown_url(url: str) -> str:
     """``url`` with its password masked, or a placeholder when it is not even a URL (which could hold one)."""
     try:
