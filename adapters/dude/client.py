@@ -7,18 +7,34 @@ Routes (relative to ``dude_url``): ``POST /lots`` with a signed envelope, answer
 httpx's errors are translated here and only here: a connection failure or a time-out is a
 `TransportError`, a 5xx a `RemoteServerError` — both mean "try again later, with the same IdLot".
 Tests swap the network for the emulator in-process by passing ``transport=mock_transport(emulator)``.
+
+What an error message says of an answer (`_said`): its status, and a problem document's ``code`` and
+``title``, or else its content type and size — never its body. These messages go to the logs, the run's
+warnings and the store (``last_error``, an envelope's reject), and a body DUDE, or a proxy in front of it,
+sends back may echo what we sent it: names, birth dates (brief §6: logs name envelopes, never people).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 import httpx
 
+from gateway.codes import Level, RejectCode
 from gateway.errors import EnvelopeRefused, NoReport, RemoteServerError, TransportError
 
 XML = "application/xml"
+PROBLEM = "application/problem+json"
+#: Longest text of DUDE's (a problem's ``code``, ``title``; a content type; httpx's words) put in a message.
+CODE_MAX, TITLE_MAX, TEXT_MAX = 40, 120, 200
+#: C0 and C1 controls (line breaks included: one in a log line forges the next), DEL.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: The envelope-level reject codes (brief §4: ``L01``…``L07``): the only codes an envelope's events are refused
+#: with. Any other code (``L``-something that the catalogue, the console and the run's summary do not know) is an
+#: answer we did not expect.
+_ENVELOPE_CODES = {c.value: c for c in RejectCode if c.level is Level.ENVELOPE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,27 +67,32 @@ class DudeClient:
             response = self._http.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
             raise TransportError(f"{method} {url}: no answer in time ({exc.__class__.__name__})") from exc
-        except httpx.HTTPError as exc:
-            raise TransportError(f"{method} {url}: {exc.__class__.__name__}: {exc}") from exc
-        if response.status_code >= 500:
-            raise RemoteServerError(f"{method} {url}: HTTP {response.status_code}", status_code=response.status_code)
-        return Answer(response.status_code, response.content, response.headers.get("content-type", ""),
-                      response.headers.get("location"))
+        except httpx.HTTPError as exc:  # h11's words may quote what came back ("illegal status line: b'…'")
+            said = _clean(str(exc), TEXT_MAX) or ""
+            raise TransportError(f"{method} {url}: {exc.__class__.__name__}: {said}") from exc
+        answer = Answer(response.status_code, response.content, response.headers.get("content-type", ""),
+                        response.headers.get("location"))
+        if answer.status_code >= 500:
+            raise RemoteServerError(f"{method} {url}: {_said(answer)}", status_code=answer.status_code)
+        return answer
 
     def post_envelope(self, body: bytes) -> bytes:
         """Send a signed envelope; return the receipt's bytes (not yet verified).
 
         A 400 answer without a receipt (DUDE could not even read the envelope's id) becomes a
-        `EnvelopeRefused` carrying DUDE's code.
+        `EnvelopeRefused` carrying DUDE's code, and its problem's ``title`` (else the code's label) as the
+        message every event of the envelope keeps. Not its ``detail``: RFC 9457 makes that the account of this
+        occurrence, which may quote the envelope, and the message is stored and shown.
         """
         answer = self._call("POST", "/lots", content=body, headers={"Content-Type": XML})
         if answer.status_code == 200:
             return answer.body
         problem = _problem(answer)
-        if answer.status_code in (400, 413, 422) and problem.get("code", "").startswith("L"):
-            raise EnvelopeRefused(problem.get("detail") or problem.get("title") or "refused",
-                                   code=problem["code"])
-        raise RemoteServerError(f"POST /lots: unexpected HTTP {answer.status_code}: {problem or answer.body[:200]!r}")
+        code = problem.get("code")
+        known = _ENVELOPE_CODES.get(code) if isinstance(code, str) else None
+        if answer.status_code in (400, 413, 422) and known is not None:
+            raise EnvelopeRefused(_clean(problem.get("title"), TITLE_MAX) or known.label, code=known.value)
+        raise RemoteServerError(f"POST /lots: unexpected {_said(answer)}")
 
     def get_report(self, id_lot: str) -> bytes | None:
         """The report's bytes (not yet verified), or ``None`` while DUDE has not produced it."""
@@ -82,7 +103,7 @@ class DudeClient:
             return None
         if answer.status_code == 404:
             raise NoReport(f"DUDE knows no report for envelope {id_lot}")
-        raise RemoteServerError(f"GET report {id_lot}: unexpected HTTP {answer.status_code}")
+        raise RemoteServerError(f"GET report {id_lot}: unexpected {_said(answer)}")
 
 
     def probe(self) -> tuple[int, str | None, str | None]:
@@ -92,7 +113,7 @@ class DudeClient:
         code and a redirection's ``Location``; raises `TransportError` (no answer) or `RemoteServerError` (5xx)
         as every call does."""
         answer = self._call("GET", f"/lots/{PROBE_ID_LOT}/compte-rendu")
-        return answer.status_code, _problem(answer).get("code"), answer.location
+        return answer.status_code, _clean(_problem(answer).get("code"), CODE_MAX), answer.location
 
 
 #: No envelope has it (ours are UUID4: version 4, never all zeros).
@@ -107,3 +128,28 @@ def _problem(answer: Answer) -> dict:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _clean(value: object, limit: int) -> str | None:
+    """Text DUDE wrote, fit for one log line: control characters removed, cut to ``limit`` characters;
+    ``None`` for anything else (a number, an object, nothing but blanks)."""
+    if not isinstance(value, str):
+        return None
+    text = _CONTROLS.sub("", value).strip()
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return text or None
+
+
+def _said(answer: Answer) -> str:
+    """An answer we did not expect, as an error message may carry it (see the module's docstring): a problem
+    document's ``code`` and ``title`` (RFC 9457: the same for every occurrence of the problem), else the
+    content type and the size of the body."""
+    status = f"HTTP {answer.status_code}"
+    if PROBLEM in answer.content_type.lower():
+        problem = _problem(answer)
+        code, title = _clean(problem.get("code"), CODE_MAX), _clean(problem.get("title"), TITLE_MAX)
+        if code or title:
+            return f"{status} {code or '(no code)'}" + (f" ({title})" if title else "")
+    kind = _clean(answer.content_type.partition(";")[0], CODE_MAX) or "no content type"
+    return f"{status} ({kind}, {len(answer.body)} bytes)"
