@@ -117,8 +117,8 @@ def submit(gw: Gateway, items: Sequence[Mapping[str, Any]], *, client: str, scop
                 continue
             results[index] = ItemResult(index, REFUSED, key=key, code="CONFLICT", field="id_evenement",
                                         message=f"L'événement {key} figure déjà à la position {earlier} de la "
-                                                "requête avec un autre contenu : une version par événement et "
-                                                "par requête.")
+                                                "requête (comptée à partir de 0, comme `index`) avec un autre "
+                                                "contenu : une version par événement et par requête.")
             continue
         first[key] = (index, outcome)
         accepted.append((index, outcome))

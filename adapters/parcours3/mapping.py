@@ -38,7 +38,7 @@ _SHOWN_MAX = 40  # longest bad value quoted in a message
 
 _BREAKS = re.compile(r"\r\n|[\t\n\r\v\f]")
 #: Characters XML 1.0 cannot carry or a reader would not see: C0/C1 controls, DEL, non-characters.
-_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 _UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _DATE = re.compile(r"[0-9]{2}/[0-9]{2}/[0-9]{4}")
 _TIMESTAMP = re.compile(r"[0-9]{2}/[0-9]{2}/[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}")
@@ -124,7 +124,7 @@ def clean_text(value: str) -> str:
     """Line breaks and tabs become spaces, other control characters go (they cannot go in XML)."""
     if value.isprintable():  # the usual case, checked in C
         return value.strip()
-    return _CONTROLS.sub("", _BREAKS.sub(" ", value)).strip()
+    return CONTROL_CHARACTERS.sub("", _BREAKS.sub(" ", value)).strip()
 
 
 def _text(limit: int) -> Parser:
@@ -290,7 +290,7 @@ def _e09(name: str, value: str, expected: str) -> RecordRejected:
         shown = ""
     else:
         shown = value if len(value) <= _SHOWN_MAX else value[:_SHOWN_MAX] + "…"
-        shown = f" « {_CONTROLS.sub('?', _BREAKS.sub(' ', shown))} »"
+        shown = f" « {CONTROL_CHARACTERS.sub('?', _BREAKS.sub(' ', shown))} »"
     return RecordRejected(RejectCode.E09, f"Champ mal formé : {name}{shown} (attendu : {expected}).",
                           field=name)
 

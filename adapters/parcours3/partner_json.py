@@ -14,6 +14,13 @@ ISO terms (``E09``).
 What a partner sent is kept as sent when it is refused: a `Rejection` carries the JSON fields
 (never ``nir``; ``commentaire`` only when comments may be passed on), so the console shows the
 partner's own values and a resend re-runs this very function on them (`gateway.support`).
+
+A control character in a value that is kept (NUL, ESC, DEL, a C1 control…: `_SILENTLY_DROPPED`) refuses
+the event, ``E09`` naming the field. Pre-flight would remove it from a text without a word and a code
+with it would be "malformed" anyway; removed, the event was stored and sent to DUDE with a value the
+partner never sent, and nobody was told. Tab, LF and CR are text (in a name or a comment they become
+spaces, as in an export). The refused event keeps its fields without the characters a database
+refuses (`_UNSTORABLE`), as an export line's rejection does.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from adapters.parcours3.mapping import CONTROL_CHARACTERS as _SILENTLY_DROPPED  # what `clean_text` removes unsaid
 from adapters.parcours3.mapping import parse_record, record_key
 from adapters.parcours3.reader import SourceRecord
 from gateway.codes import RejectCode
@@ -38,6 +46,7 @@ DROPPED_FIELDS = frozenset({"nir"})
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _NAIVE_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}")
+#: What a database refuses (PostgreSQL: NUL), or a console could not show: out of a refused event's kept fields.
 _UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _zone = lru_cache(maxsize=8)(ZoneInfo)
 
@@ -49,8 +58,8 @@ class _NotIso(Exception):
 
 
 def json_fields(item: Mapping[str, Any]) -> dict[str, str]:
-    """The partner's fields as text, as they will be kept: no ``nir``, no empty value, no control
-    character a database would refuse; booleans of ``premier_entretien`` as ``O``/``N``."""
+    """The partner's fields as text, exactly as sent: no ``nir``, no empty value; booleans of
+    ``premier_entretien`` as ``O``/``N``. A control character is left for `parse_item` to refuse."""
     fields: dict[str, str] = {}
     for name, value in item.items():
         if value is None:
@@ -62,8 +71,34 @@ def json_fields(item: Mapping[str, Any]) -> dict[str, str]:
                 value = str(value)
         if name in DROPPED_FIELDS:
             continue
-        fields[name] = value if value.isprintable() else _UNSTORABLE.sub("", value)
+        fields[name] = value
     return fields
+
+
+def _control_character(fields: Mapping[str, str], config: PreflightConfig) -> tuple[str, str, int] | None:
+    """The first kept field holding a control character: (field, character, its place in the value from 1).
+    A comment that is not passed on is not looked at: nothing of it is kept or sent."""
+    for name, value in fields.items():
+        if value.isprintable():  # the usual case, checked in C
+            continue
+        found = _SILENTLY_DROPPED.search(value)
+        if found is not None and (name != "commentaire" or config.send_comments):
+            return name, found[0], found.start() + 1
+    return None
+
+
+def _control_rejection(fields: dict[str, str], found: tuple[str, str, int], config: PreflightConfig, *,
+                       source_file: str, source_line: int) -> Rejection:
+    """``E09`` for a value holding a control character: the field, which character and where — never the
+    value, which may be a name."""
+    name, character, place = found
+    nth = "1er" if place == 1 else f"{place}e"
+    storable = {k: _UNSTORABLE.sub("", v) for k, v in fields.items()}
+    return Rejection(code=RejectCode.E09, field=name, source_file=source_file, source_line=source_line,
+                     key=record_key(storable), fields=_shown(storable, config),
+                     message=f"Champ mal formé : {name} contient un caractère de contrôle (U+{ord(character):04X}, "
+                             f"{nth} caractère) : l'événement est refusé plutôt que transmis avec une valeur "
+                             "modifiée ; retirer ce caractère et soumettre l'événement de nouveau.")
 
 
 @lru_cache(maxsize=8192)  # birth and event dates repeat a lot within a request
@@ -132,6 +167,9 @@ def parse_item(item: Mapping[str, Any], config: PreflightConfig, *, source_file:
     request, and the position in it), as a file name and a line do for an export.
     """
     fields = json_fields(item)
+    found = _control_character(fields, config)
+    if found is not None:
+        return _control_rejection(fields, found, config, source_file=source_file, source_line=source_line)
     try:
         p3 = to_p3_fields(fields, config)
     except _NotIso as exc:

@@ -70,6 +70,9 @@ SUBMIT_409 = ErrorDoc("Les mêmes événements enregistrés au même moment par 
                       ("CONFLICT",))
 SUBMIT_ONE_422 = ErrorDoc("Requête invalide (les champs en cause sont nommés dans `errors`), ou événement sans clé "
                           "lisible (`E09`).", ("VALIDATION", "E09"))
+SUBMIT_BULK_422 = ErrorDoc("Requête invalide : les champs en cause sont nommés dans `errors`, avec la position de "
+                           "l'événement comptée à partir de 0 comme `index` (`events.3.nom` : le champ `nom` du "
+                           "quatrième événement). Rien n'est enregistré.", ("VALIDATION",))
 PAGED_422 = ErrorDoc("Requête invalide : les champs en cause sont nommés dans `errors` ; `INVALID_CURSOR` : un "
                      "curseur inconnu ou d'une autre recherche, reprendre la recherche depuis le début.",
                      ("VALIDATION", "INVALID_CURSOR"))

@@ -164,10 +164,26 @@ def _f(description: str, **kw: Any) -> Any:
     return Field(None, description=description, **kw)
 
 
-class EventIn(BaseModel):
-    """One event as a partner sends it: Parcours 3 column names, ISO dates (brief §3)."""
+#: What a value may not hold (`adapters.parcours3.partner_json`), said in the schema and in both submissions.
+CONTROL_CHARACTERS_RULE = (
+    "Un caractère de contrôle dans la valeur d'un champ (U+0000 à U+001F sauf la tabulation et les sauts de ligne "
+    "LF et CR, U+007F à U+009F, U+FFFE, U+FFFF) n'est jamais retiré en silence : l'événement est enregistré "
+    "`INVALIDE`, rejet `E09` nommant le champ (`reject.field`), et n'est pas transmis ; corriger la valeur et "
+    "soumettre l'événement de nouveau. Le `commentaire` n'est examiné que s'il est transmis (minimisation des "
+    "données).")
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_EVENT]})
+
+class EventIn(BaseModel):
+    """One event as a partner sends it: Parcours 3 column names, ISO dates (brief §3). The schema's
+    description is French, for the partner's developer."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "description": "Un événement tel qu'un partenaire le soumet : les noms des colonnes de Parcours 3, les "
+                       "dates en ISO 8601. Seule la clé (`code_ml`, `id_evenement`) est exigée par le schéma ; un "
+                       "autre champ absent, ou dont le texte est mal formé, rend l'événement `INVALIDE` au "
+                       "pré-contrôle (`E09` nommant le champ), comme une ligne d'export, sans refuser la requête. "
+                       f"{CONTROL_CHARACTERS_RULE}",
+        "examples": [EXAMPLE_EVENT]})
 
     id_evenement: Annotated[IdEvenement, Present] = Field(
         description="Identifiant de l'événement dans Parcours 3 (chiffres). Avec `code_ml`, il fait la clé : sans "
@@ -228,7 +244,9 @@ class RejectPublic(BaseModel):
     """Why an event is refused: the code of the catalogue (brief §4), its French label and the hint
     telling support staff what to correct in Parcours 3."""
 
-    code: str = Field(description="E01…E10, L01…L07 ; pour un refus de l'API : FORBIDDEN, CONFLICT.")
+    code: str = Field(description="E01…E10, L01…L07 ; pour un refus de l'API : FORBIDDEN, CONFLICT (la même clé "
+                                  "plus haut dans la requête, à la position que donne `message`, comptée à partir "
+                                  "de 0 comme `index`).")
     label: str | None = Field(None, description="Libellé français du code.")
     hint: str | None = Field(None, description="Quoi faire : corriger dans Parcours 3 pour une ligne d'export, "
                                                "soumettre de nouveau pour un événement reçu par l'API.")
@@ -237,7 +255,10 @@ class RejectPublic(BaseModel):
 
 
 class SubmissionItem(BaseModel):
-    index: int = Field(description="Position dans la requête (à partir de 0).")
+    index: int = Field(description="Position de l'événement dans la requête, comptée à partir de 0 (le premier "
+                                   "événement est 0), comme dans le `field` d'une erreur 422 (`events.3.nom` : le "
+                                   "quatrième). L'événement relu (`GET /api/v1/events/{key}`) la donne comptée à "
+                                   "partir de 1 : `source_line` = `index` + 1.")
     outcome: Literal["CREE", "NOUVELLE_VERSION", "DEJA_RECU", "REFUSE"] = Field(
         description="CREE : version 1 enregistrée ; NOUVELLE_VERSION ; DEJA_RECU : rien d'enregistré, même clé et "
                     "même contenu que la dernière version, ou nouvelle tentative d'une requête qui avait déjà "
@@ -289,7 +310,9 @@ class EventPublic(BaseModel):
     state_label: str
     reject: RejectPublic | None = None
     source_file: str | None = Field(None, description="Fichier Parcours 3, ou `API:<client>:<requête>`.")
-    source_line: int | None = Field(None, description="Ligne du fichier, ou position dans la requête.")
+    source_line: int | None = Field(None, description="Ligne du fichier, comptée à partir de 1 (l'en-tête est la "
+                                                      "ligne 1) ; pour un événement reçu par l'API, sa position dans "
+                                                      "la requête comptée à partir de 1 (l'`index` de la réponse + 1).")
     run_id: int | None = None
     envelope_id: str | None = Field(None, description="Le dernier lot dans lequel l'événement a voyagé.")
     created_at: datetime

@@ -31,7 +31,9 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from gateway.api import pagination, schemas, views
 from gateway.api.auth import Principal
 from gateway.api.deps import ConnDep, GatewayDep, JsonBodyDep, PrincipalDep, RequestIdDep, SubmitterDep
-from gateway.api.openapi import PAGED_422, SUBMIT_403, SUBMIT_409, SUBMIT_ONE_422, error_responses
+from gateway.api.openapi import (
+    PAGED_422, SUBMIT_403, SUBMIT_409, SUBMIT_BULK_422, SUBMIT_ONE_422, error_responses,
+)
 from gateway.context import Gateway
 from gateway.errors import FieldError, NotFound, PermissionDenied, RequestRejected
 from gateway.store.queries import EventFilter, event_history, event_versions, list_events
@@ -86,9 +88,11 @@ REQUEST_ID_HEADER: dict[str, Any] = {"parameters": [{
                    "même si une version plus récente a été reçue depuis."}]}
 
 
-def _with_replay(endpoint: F) -> F:
-    """Append `REPLAY` to the operation's description (its docstring), so both submissions say the same."""
-    endpoint.__doc__ = f"{inspect.cleandoc(endpoint.__doc__ or '')}\n\n{REPLAY}"
+def _with_shared_text(endpoint: F) -> F:
+    """Append the rule on control characters and `REPLAY` to the operation's description (its docstring), so
+    both submissions say the same."""
+    endpoint.__doc__ = (f"{inspect.cleandoc(endpoint.__doc__ or '')}\n\n{schemas.CONTROL_CHARACTERS_RULE}"
+                        f"\n\n{REPLAY}")
     return endpoint
 
 
@@ -118,7 +122,7 @@ def event_filter(q: schemas.EventFilterIn, principal: Principal, *, key: str | N
                                                        "schema": {"type": "string"}}}},
                         **error_responses(401, 403, 409, 413, 415, 422,
                                           special={403: SUBMIT_403, 409: SUBMIT_409, 422: SUBMIT_ONE_422})})
-@_with_replay
+@_with_shared_text
 def submit_event(event: schemas.EventIn, principal: SubmitterDep, json_body: JsonBodyDep, gw: GatewayDep,
                  request_id: RequestIdDep, request: Request, response: Response) -> schemas.SubmissionItem:
     """Pré-contrôle (les mêmes règles qu'une ligne d'export Parcours 3), puis enregistrement.
@@ -140,8 +144,9 @@ def submit_event(event: schemas.EventIn, principal: SubmitterDep, json_body: Jso
 
 @router.post("/bulk", response_model=schemas.SubmissionOut, summary="Soumettre des événements en nombre",
              openapi_extra=REQUEST_ID_HEADER,
-             responses=error_responses(401, 403, 409, 413, 415, 422, special={403: SUBMIT_403, 409: SUBMIT_409}))
-@_with_replay
+             responses=error_responses(401, 403, 409, 413, 415, 422,
+                                       special={403: SUBMIT_403, 409: SUBMIT_409, 422: SUBMIT_BULK_422}))
+@_with_shared_text
 def submit_events(body: schemas.EventBulkIn, principal: SubmitterDep, json_body: JsonBodyDep, gw: GatewayDep,
                   request_id: RequestIdDep) -> Response:
     """Chaque événement reçoit sa réponse (clé, version, état ou code de rejet), dans l'ordre de la requête ;

@@ -128,3 +128,26 @@ def test_the_audit_filter_offers_every_action_the_gateway_writes(client, tokens)
     assert {"SENDING_PAUSE", "SENDING_RESUME", "CLIENT_CREATE"} <= written <= set(offered)
     paused = client.get("/api/v1/audit", params={"action": "SENDING_PAUSE"}, headers=admin).json()["items"]
     assert [e["action"] for e in paused] == ["SENDING_PAUSE"]
+
+
+def test_every_position_the_document_reports_says_where_it_counts_from(client, tokens) -> None:
+    """``index``, a 422's ``events.N.field`` and a ``CONFLICT``'s position count from 0; ``source_line`` from 1:
+    a partner reading "position 3" must know which event it is. The document says so where each is reported,
+    and the answers count as it says."""
+    doc = client.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    assert "à partir de 0" in schemas["SubmissionItem"]["properties"]["index"]["description"]
+    assert "à partir de 0" in schemas["RejectPublic"]["properties"]["code"]["description"]  # CONFLICT's position
+    assert "à partir de 1" in schemas["EventPublic"]["properties"]["source_line"]["description"]
+    bulk = doc["paths"]["/api/v1/events/bulk"]["post"]
+    assert "à partir de 0" in bulk["responses"]["422"]["description"]
+    answer = client.post("/api/v1/events/bulk", json={"events": [json_event(), json_event(nom=12)]},
+                         headers=bearer(tokens.partner_69001))
+    assert answer.status_code == 422 and [e["field"] for e in answer.json()["errors"]] == ["events.1.nom"]
+
+
+def test_both_submissions_and_the_events_schema_state_the_rule_on_control_characters(client) -> None:
+    doc = client.get("/openapi.json").json()
+    for path in ("/api/v1/events", "/api/v1/events/bulk"):
+        assert "caractère de contrôle" in doc["paths"][path]["post"]["description"], path
+    assert "caractère de contrôle" in doc["components"]["schemas"]["EventIn"]["description"]

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from gateway.codes import EventType
 from gateway.store.models import events_t, history_t
+from tests.backends import BACKENDS
 from tests.factories import json_event
 from gateway.api.views import PARTNER_HINT
 from tests.gateway.api.conftest import bearer
@@ -294,3 +295,52 @@ def test_a_reject_read_back_names_the_same_field_as_the_answer_did(client, token
     assert (read["reject"]["code"], read["reject"]["field"]) == ("E10", "date_fin")
     again = client.post("/api/v1/events", json=event, headers=bearer(tokens.partner_69001)).json()
     assert again["outcome"] == "DEJA_RECU" and again["reject"]["field"] == "date_fin"  # from the store, too
+
+
+@pytest.mark.parametrize("database_url", BACKENDS, indirect=True)  # PostgreSQL refuses a NUL in any text
+def test_a_control_character_invalidates_its_event_naming_the_field_and_the_others_go_on(client, gw, tokens) -> None:
+    """A control character was taken out of the value without a word: ``2026-11-\\x0020`` became a valid date,
+    a name lost a letter, and DUDE got what the partner never sent. Now the event is INVALIDE, ``E09`` naming
+    the field and the character, never quoting a value (it may be a name); the others of the request are
+    stored; a comment that is not passed on is not looked at (nothing of it is kept)."""
+    partner = bearer(tokens.partner_69001)
+    events = [json_event(id_evenement="1"), json_event(id_evenement="2", nom="Lef\u0000èvre"),
+              json_event(id_evenement="3", date_evenement="2026-11-\u000020"),
+              json_event(id_evenement="4", conseiller="CONS\u001b01"), json_event(id_evenement="5", prenom="Zo\u0085é"),
+              json_event(id_evenement="6", commentaire="rappeler\u0000 lundi"), json_event(id_evenement="7")]
+    answer = client.post("/api/v1/events/bulk", json={"events": events}, headers=partner)
+    assert answer.status_code == 200
+    results = answer.json()["results"]
+    got = [(r["index"], r["outcome"], r["state"], (r["reject"] or {}).get("code"), (r["reject"] or {}).get("field"))
+           for r in results]
+    assert got == [(0, "CREE", "EN_ATTENTE", None, None), (1, "CREE", "INVALIDE", "E09", "nom"),
+                   (2, "CREE", "INVALIDE", "E09", "date_evenement"), (3, "CREE", "INVALIDE", "E09", "conseiller"),
+                   (4, "CREE", "INVALIDE", "E09", "prenom"), (5, "CREE", "EN_ATTENTE", None, None),
+                   (6, "CREE", "EN_ATTENTE", None, None)]
+    said = [r["reject"]["message"] for r in results[1:5]]
+    assert ["U+0000, 4e caractère", "U+0000, 9e caractère", "U+001B, 5e caractère", "U+0085, 3e caractère"] == [
+        m.partition("caractère de contrôle (")[2].partition(")")[0] for m in said]
+    assert all("soumettre l'événement de nouveau" in m and "Lef" not in m and "Zo" not in m for m in said), said
+    assert all(results[i]["reject"]["hint"] == PARTNER_HINT for i in range(1, 5))
+    for row in rows(gw):
+        assert "\x00" not in row.payload and "\\u0000" not in row.payload, row.payload
+    read = client.get("/api/v1/events/69001-2", headers=partner).json()
+    assert (read["state"], read["reject"]["code"], read["reject"]["field"]) == ("INVALIDE", "E09", "nom")
+
+    fixed = client.post("/api/v1/events", json=json_event(id_evenement="2"), headers=partner)
+    assert (fixed.status_code, fixed.json()["outcome"], fixed.json()["state"]) == (201, "NOUVELLE_VERSION",
+                                                                                   "EN_ATTENTE")
+    one = client.post("/api/v1/events", json=json_event(id_evenement="8", nom="Lef\u0007èvre"), headers=partner)
+    assert (one.status_code, one.json()["state"], one.json()["reject"]["field"]) == (201, "INVALIDE", "nom")
+
+
+def test_a_conflicts_position_is_the_index_of_the_earlier_event_counted_from_0(client, tokens) -> None:
+    """A partner reading "position 1" in a ``CONFLICT`` must find the event it names: the one answered with that
+    ``index``; the event read back gives the same place counted from 1 (``source_line``), as the document says."""
+    partner = bearer(tokens.partner_69001)
+    events = [json_event(id_evenement="1"), json_event(id_evenement="2"), json_event(id_evenement="2", modalite="TEL")]
+    results = client.post("/api/v1/events/bulk", json={"events": events}, headers=partner).json()["results"]
+    assert [(r["index"], r["outcome"]) for r in results] == [(0, "CREE"), (1, "CREE"), (2, "REFUSE")]
+    message = results[2]["reject"]["message"]
+    assert "à la position 1 de la requête (comptée à partir de 0" in message, message
+    assert client.get("/api/v1/events/69001-2", headers=partner).json()["source_line"] == results[1]["index"] + 1
