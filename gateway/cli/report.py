@@ -58,9 +58,10 @@ def _states_table(title: str, states) -> Table:
 def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit", tz: tzinfo | None = None) -> None:
     """The run's summary; its times in ``tz`` (the gateway's zone), else UTC."""
     heading = f"{title} — exécution n° {summary.run_id}" + (" (à blanc)" if summary.dry_run else "")
-    if summary.states or not summary.resumed:
+    reported = summary.reports.get("lots", 0)
+    if summary.states or not (summary.resumed or reported):
         console.print(_states_table(heading, summary.states))
-    else:  # a catch-up that only resent: its own table would read "Total 0"; what it sent is below
+    else:  # a catch-up that only resent or reconciled: its own table would read "Total 0"; what it did is below
         console.print(f"[bold]{heading}[/] : aucune nouvelle ligne lue.")
 
     ing = summary.ingest
@@ -98,6 +99,10 @@ def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit"
                       "IdLot ; leurs événements comptent aussi dans l'exécution qui les a lus).")
         if summary.resumed:
             console.print(_states_table("Événements des lots repris", summary.resumed))
+    if reported:  # a catch-up's reports are of earlier runs' envelopes: said here, or it says nothing of them
+        console.print(f"Comptes rendus rapprochés : {fr(reported)} lot(s) (de cette exécution ou laissés en attente "
+                      f"par une précédente) — événements acceptés : {fr(summary.reports.get('ACCEPTE', 0))}, "
+                      f"rejetés : {fr(summary.reports.get('REJETE', 0))}.")
     waiting, quarantined = summary.sending.get("sans_accuse", 0), summary.sending.get("quarantaine", 0)
     if waiting:
         console.print(f"[bold yellow]{fr(waiting)} lot(s) sans accusé de réception du DUDE[/] après toutes les "

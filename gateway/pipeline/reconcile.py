@@ -212,21 +212,30 @@ def poll_reports(gw: Gateway, *, envelope_ids: list[str] | None = None, force: b
                  outage: Outage | None = None) -> list[AppliedReport]:
     """Ask DUDE for the reports that are due (or all awaited ones with ``force``); apply what comes.
 
-    Once a poll finds DUDE unavailable (no answer, 502/503/504: `gateway.pipeline.outage`), the others of the
-    pass are not asked: they stay due for the next pass, and one line says how many. Before, each one was
-    asked and logged in turn, and a run waiting for its reports did that every half-second: 205 warnings in
-    20 s for 5 envelopes while DUDE was down. ``outage``, the caller's pass's: once a poll found DUDE
-    unavailable, or while sending found it down, nothing more is polled (`Outage.polling_stopped`)."""
+    Once a poll finds DUDE unavailable (no answer, 502/503/504: `gateway.pipeline.outage`), the others are not
+    asked, and one line says how many. Before, each one was asked and logged in turn, and a run waiting for its
+    reports did that every half-second: 205 warnings in 20 s for 5 envelopes while DUDE was down.
+
+    ``outage``, the caller's pass's: while sending found DUDE down, nothing is polled (`Outage.polling_stopped`);
+    after a poll found it unavailable, the next call is a probe (`Outage.poll_failed`; the caller says when,
+    `Outage.probe_in`): it asks the oldest awaited report, due or not (the question is DUDE's, not that
+    report's), and the others only if DUDE answered it, which one line says. A probe that finds DUDE still
+    unavailable is said at debug level only, and counts no poll against its envelope (`_not_yet`): a run probing
+    through an outage would otherwise give up an overdue envelope (``SANS_REPONSE``) for DUDE's absence."""
     if outage is not None and outage.polling_stopped():
         return []
+    probing = outage is not None and outage.probe_in() is not None
     now = gw.clock()
-    query = sa.select(envelopes_t.c.id).where(envelopes_t.c.state.in_(AWAITING_REPORT))
+    awaited = sa.select(envelopes_t.c.id).where(envelopes_t.c.state.in_(AWAITING_REPORT))
     if envelope_ids is not None:
-        query = query.where(envelopes_t.c.id.in_(envelope_ids))
-    if not force:
-        query = query.where(sa.or_(envelopes_t.c.next_poll_at.is_(None), envelopes_t.c.next_poll_at <= now))
+        awaited = awaited.where(envelopes_t.c.id.in_(envelope_ids))
+    query = awaited if force else awaited.where(sa.or_(envelopes_t.c.next_poll_at.is_(None),
+                                                       envelopes_t.c.next_poll_at <= now))
     with gw.engine.connect() as conn:
-        due = list(conn.execute(query.order_by(envelopes_t.c.receipt_at)).scalars())
+        due = list(conn.execute(query.order_by(envelopes_t.c.receipt_at, envelopes_t.c.id)).scalars())
+        if probing:
+            probe = conn.execute(awaited.order_by(envelopes_t.c.receipt_at, envelopes_t.c.id).limit(1)).scalar()
+            due = [probe, *(i for i in due if i != probe)] if probe is not None else []
     results = []
     for position, envelope_id in enumerate(due):
         try:
@@ -235,16 +244,18 @@ def poll_reports(gw: Gateway, *, envelope_ids: list[str] | None = None, force: b
             data = None
         except TransportError as exc:
             if unavailable(getattr(exc, "status_code", None)):
-                left = len(due) - position - 1
-                log.warning("envelope %s: report poll failed: %s; DUDE unavailable: %d other report(s) due not "
-                            "polled, asked again at the next pass", envelope_id, exc, left)
-                _not_yet(gw, envelope_id)
+                _found_unavailable(gw, envelope_id, exc, others=len(due) - position - 1, outage=outage,
+                                   probe=probing)
                 results.append(AppliedReport(envelope_id, ReportOutcome.NOT_READY))
-                if outage is not None:
-                    outage.poll_failed()
                 break
             log.warning("envelope %s: report poll failed: %s", envelope_id, exc)
             data = None
+        if probing:  # DUDE answered the probe, whatever it said: it is there, the others are asked now
+            probing = False
+            outage.poll_answered()
+            # At the level of the line that said DUDE unavailable: whoever saw that one sees this one.
+            log.warning("envelope %s: DUDE answers report polls again; %d other report(s) due polled now",
+                        envelope_id, len(due) - 1)
         if data is not None:
             try:
                 results.append(apply_report(gw, data, via="polling", expected=envelope_id))
@@ -254,6 +265,20 @@ def poll_reports(gw: Gateway, *, envelope_ids: list[str] | None = None, force: b
         _not_yet(gw, envelope_id)
         results.append(AppliedReport(envelope_id, ReportOutcome.NOT_READY))
     return results
+
+
+def _found_unavailable(gw: Gateway, envelope_id: str, exc: TransportError, *, others: int, outage: Outage | None,
+                       probe: bool) -> None:
+    """A poll found DUDE unavailable: said once (a probe finding it still so, at debug level only), and the
+    pass's polling held back until its probe (`Outage.poll_failed`)."""
+    backoff = outage.poll_failed() if outage is not None else None
+    if probe:
+        log.debug("envelope %s: report probe failed: %s; DUDE still unavailable, next probe in %.2f s",
+                  envelope_id, exc, backoff)
+        return
+    log.warning("envelope %s: report poll failed: %s; DUDE unavailable: %d other report(s) due not polled until "
+                "it answers again", envelope_id, exc, others)
+    _not_yet(gw, envelope_id)
 
 
 def _not_yet(gw: Gateway, envelope_id: str) -> None:

@@ -9,8 +9,8 @@ Order of work, each step safe to repeat after a crash:
    rest of the exports is still being read), then what is left, and send each one as soon as it is
    sealed; the XML, the XSD check and the signature are done in another child process, while the run
    stores the next lines (`gateway.pipeline.sealing`);
-4. poll for the reports until every envelope of the run is settled or ``report_wait_seconds`` pass
-   (later polls, by the scheduler or the next run, pick up the rest);
+4. poll for the reports until every envelope awaiting one is settled (this run's, and those earlier runs left
+   owed) or ``report_wait_seconds`` pass (later polls, by the scheduler or the next run, pick up the rest);
 5. record the run's counts and outcome.
 
 Why steps 2 to 4 overlap (the night is a pipeline, issue 7): DUDE checks an envelope (signature,
@@ -95,6 +95,17 @@ class RunSummary:
     #: that only resends reads no line, and would otherwise say nothing of what it did.
     resumed_envelopes: list[str] = field(default_factory=list)
     resumed: Counter = field(default_factory=Counter)
+    #: Reports this run polled and applied (``lots``: its own envelopes', and those earlier runs left owed), and
+    #: what they said of their events (``ACCEPTE``, ``REJETE``): all a catch-up run has to say of last night's
+    #: owed reports, which its states (the events it read: none) cannot.
+    reports: Counter = field(default_factory=Counter)
+
+    def count_reports(self, results: Sequence[reconcile.AppliedReport]) -> None:
+        """Count the reports among ``results`` that this run applied (not a copy already applied, not "not yet")."""
+        for result in results:
+            if result.outcome is reconcile.ReportOutcome.APPLIED:
+                self.reports.update({"lots": 1, EventState.ACCEPTE.value: result.accepted,
+                                     EventState.REJETE.value: result.rejected})
 
     @property
     def undelivered(self) -> int:
@@ -120,6 +131,8 @@ class RunSummary:
             "top_rejects": self.top_rejects(), "durations": {k: round(v, 3) for k, v in self.durations.items()},
             "sending_paused": self.sending_paused, "file_warnings": self.file_warnings, "reader": self.reader,
             "sealer": self.sealer, "resumed": dict(sorted(self.resumed.items())),
+            "reports": {key: self.reports.get(key, 0)
+                        for key in ("lots", EventState.ACCEPTE.value, EventState.REJETE.value)},
             **({"would_send": self.would_send} if self.dry_run else {}),
         }
 
@@ -359,7 +372,9 @@ class _Dispatcher:
     waits for that one's answer first (versions of an event reach DUDE in order). ``catch_up()``,
     called by the run between two chunks of the exports, records the receipts that came back
     (`dispatch.apply_answer`) and applies the reports that are due (``report_poll_interval_seconds``
-    after their receipt), so that only the last ones are left to `_wait_for_reports`.
+    after their receipt), so that only the last ones are left to `_wait_for_reports`. Once a poll found
+    DUDE unavailable, it polls nothing until the back-off is over, then one report, the probe, and the
+    others if DUDE answered it: the run's `Outage` holds that back-off, which `_wait_for_reports` goes on from.
 
     Why the run's own thread writes the receipts and reports rather than the threads that fetch them:
     a second writer would make one of the two sleep on SQLite's write lock (SQLite retries a blocked
@@ -429,12 +444,15 @@ class _Dispatcher:
             self._answered += 1
         if not self._poll_reports or not self._acknowledged:
             return
+        if self._outage.probe_in():  # a poll found DUDE unavailable: its probe, not before the back-off's end
+            return
         try:
             results = reconcile.poll_reports(self.gw, envelope_ids=self._acknowledged, outage=self._outage)
         except GatewayError as exc:  # left to the final wait, which raises it
             log.warning("report polling during sending stopped: %s", exc)
             self._poll_reports = False
             return
+        self.summary.count_reports(results)
         settled = {r.envelope_id for r in results if r.outcome is not reconcile.ReportOutcome.NOT_READY}
         self._acknowledged = [i for i in self._acknowledged if i not in settled]
 
@@ -449,24 +467,39 @@ class _Dispatcher:
 
 
 def _wait_for_reports(gw: Gateway, summary: RunSummary, progress: Progress, outage: Outage) -> None:
-    """Poll the awaited reports until they are all in or ``report_wait_seconds`` have passed; not while DUDE
-    is found unavailable (``outage``, the run's: found by sending or by a poll), when waiting would only ask
-    an absent DUDE every half-second: the reports are polled by the scheduler, or the next run."""
+    """Poll the awaited reports until they are all in or ``report_wait_seconds`` have passed.
+
+    Once a poll finds DUDE unavailable, the wait backs off and then probes (`Outage.poll_failed`: one report
+    asked after the poll interval, then after twice as long at each probe that fails, the others once DUDE
+    answers one). Polling every half-second a DUDE that was down logged 205 warnings in 20 s; stopping at the
+    first failed poll ended a night without its reports for one 503 from a load balancer. It ends before the
+    deadline only when the next probe would come after it, and says so: the reports are then polled by the
+    scheduler, or the next run. It ends at once, and says so, while sending found DUDE down
+    (`Outage.polling_stopped`: a whole round of attempts failed, not a blip)."""
     with gw.engine.connect() as conn:
         ours = list(conn.execute(sa.select(envelopes_t.c.id).where(
             envelopes_t.c.state == EnvelopeState.RECU.value)).scalars())
     if not ours:
         return
     deadline = time.monotonic() + gw.settings.report_wait_seconds
+    slept_to = 0.0  # where the back-offs slept so far reach: a `gw.sleep` that returns early (a test's) counts whole
     while True:
-        reconcile.poll_reports(gw, envelope_ids=ours, outage=outage)
+        summary.count_reports(reconcile.poll_reports(gw, envelope_ids=ours, outage=outage))
         left = reconcile.awaiting(gw, ours)
         progress("comptes rendus", len(ours) - left, len(ours))
-        if left and outage.polling_stopped():
+        if left == 0:
+            break
+        backoff = outage.probe_in()
+        now = max(time.monotonic(), slept_to)
+        if outage.polling_stopped() or (backoff is not None and now + backoff > deadline):
             log.warning("run %d: DUDE unavailable: %d envelope(s) received by DUDE still without their report, "
                         "not awaited; polled later by the scheduler or the next run", summary.run_id, left)
             break
-        if left == 0 or time.monotonic() >= deadline:
+        if backoff is not None:
+            slept_to = now + backoff
+            gw.sleep(backoff)
+            continue
+        if time.monotonic() >= deadline:
             break
         gw.sleep(gw.settings.report_poll_interval_seconds)
 

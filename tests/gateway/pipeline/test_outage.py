@@ -190,11 +190,13 @@ class ReportsGone(Link):
         return super().handle_request(request)
 
 
-def test_dude_gone_before_its_reports_the_run_asks_once_and_says_so(settings, dev_keys, registry_file, tmp_path,
-                                                                     caplog) -> None:
+def test_dude_gone_before_its_reports_the_run_probes_one_report_at_a_time_and_says_so(
+        settings, dev_keys, registry_file, tmp_path, caplog) -> None:
     """A run whose envelopes were received, DUDE gone before their reports: it asked every awaited report every
     half-second for ``report_wait_seconds``, a warning each time (205 lines in 20 s for 5 envelopes, 60 s by
-    default); it now asks once, says in one line that the reports are left to the scheduler, and ends."""
+    default); it now says once that DUDE is unavailable, asks one report at a time, each after twice the last
+    wait, says in one line that the reports are left to the scheduler, and ends
+    (tests/gateway/pipeline/test_report_wait.py counts the probes on a clock of its own)."""
     caplog.set_level(logging.INFO)
     with dude(settings, registry_file) as emu:
         link = ReportsGone(mock_transport(emu))
@@ -202,7 +204,7 @@ def test_dude_gone_before_its_reports_the_run_asks_once_and_says_so(settings, de
         night = run_batch(gw, [export(tmp_path, 10)])
 
         assert night.outcome == "TERMINE" and night.envelopes == {"RECU": 5}  # every receipt came
-        assert link.gets == 1, link.gets
+        assert 1 < link.gets <= 20, link.gets  # a probe after 0.01 s, 0.02, 0.04…: not a poll every 0.01 s
         polls = [r.getMessage() for r in caplog.records
                  if r.name == "gateway.reconcile" and r.levelno == logging.WARNING]
         assert len(polls) == 1 and "DUDE unavailable" in polls[0] and "not polled" in polls[0], polls
@@ -262,18 +264,25 @@ def test_the_schedulers_ticks_post_nothing_while_dude_is_found_down_then_all_go_
     gw.close()
 
 
-def test_a_failed_poll_stops_the_passs_polling_and_an_outage_ends_by_itself() -> None:
-    """A poll that found DUDE unavailable stops the pass's polling, even if DUDE then answers a post (the
-    number of polls must not depend on how sending and polling interleave); the sending outage ends when
-    its time is up."""
+def test_a_failed_poll_makes_the_next_a_probe_after_a_growing_back_off_and_an_outage_ends_by_itself() -> None:
+    """A poll that found DUDE unavailable holds the pass's polling for a back-off, the poll interval, then twice
+    as long at each probe that fails, up to 30 s; DUDE answering a post does not resume it (the number of polls
+    must not depend on how sending and polling interleave), a probe answered does. The sending outage ends
+    when its time is up."""
     from gateway.pipeline.outage import Outage
 
     clock = Clock()
-    outage = Outage(clock, 120)
-    outage.poll_failed()
-    assert outage.polling_stopped() and outage.until() is None  # sending is left to find out by itself
+    outage = Outage(clock, 120, poll_interval=0.5)
+    assert outage.probe_in() is None  # polls go
+    assert outage.poll_failed() == 0.5
+    assert not outage.polling_stopped() and outage.until() is None  # sending is left to find out by itself
     outage.answered()
-    assert outage.polling_stopped()
+    assert outage.probe_in() == 0.5
+    clock.now += timedelta(seconds=0.5)
+    assert outage.probe_in() == 0  # the probe may go
+    assert [outage.poll_failed() for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    outage.poll_answered()
+    assert outage.probe_in() is None and outage.poll_failed() == 0.5  # DUDE back: a new failure starts over
     fresh = Outage(clock, 120)
     assert fresh.round_failed("refused") == clock.now + timedelta(seconds=120) and fresh.polling_stopped()
     clock.now += timedelta(seconds=121)
