@@ -20,8 +20,8 @@ switch a SQLite file to WAL, and make its folder).
 
 from __future__ import annotations
 
-import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -189,25 +189,72 @@ def _store(gw: Gateway) -> list[Check]:
     return [reached, schema, switch]
 
 
-def drop_folder(gw: Gateway) -> Check:
-    """Missing, a file, unlistable: failing, as a night would read nothing. An export there that this user
-    may not read: failing too (the night refuses it, ``P3_UNREADABLE``), named."""
-    from gateway.nightly import drop_folder_check, is_export_name
+#: The exports a night refuses before reading a line (`gateway.nightly.exports_in`): code, what they are, what to do.
+_REFUSED_EXPORTS = (
+    ("P3_UNREADABLE", "export(s) que la passerelle ne peut pas lire",
+     "donner le droit de lecture à l'utilisateur du service"),
+    ("P3_SYMLINK", "lien(s) symbolique(s)", "déposer les fichiers eux-mêmes, pas des liens"),
+    ("P3_FILE_NAME", "export(s) au nom illisible", "les renommer, par exemple P3_69001_20261128.csv"),
+)
+
+
+def drop_folder(gw: Gateway, store: Sequence[Check] = ()) -> Check:
+    """Missing, a file, unlistable: failing, as a night would read nothing. Exports there that the night would
+    refuse: failing too, each named with the night's code (``P3_UNREADABLE``: this user may not read it;
+    ``P3_SYMLINK``: a symbolic link; ``P3_FILE_NAME``: a name that cannot be shown). Otherwise how many wait to
+    be imported, decided as the night decides it (`gateway.nightly`: by name and content, each file opened as
+    the run opens it): "so many exports" did not tell an integrator whether tonight had anything to read.
+    ``store``, the store's checks, says whether the imports can be asked for."""
+    from gateway.nightly import exports_in, list_drop_folder, pending_among
+    from gateway.pipeline.run import printable_name
 
     label = "dossier de dépôt"
     folder = gw.settings.runs_input_dir
-    problem = drop_folder_check(gw.settings)
-    if problem is not None:
-        return Check("drop_folder", label, FAILING, f"{folder} : {problem['message']}")
+    listing = list_drop_folder(gw.settings)
+    if listing.problem is not None:
+        return Check("drop_folder", label, FAILING, f"{folder} : {listing.problem['message']}")
     if not folder.is_dir():  # the default folder, made by the first night
         return Check("drop_folder", label, OK, f"{folder} : pas encore créé (la première nuit le crée)")
-    exports = sorted(p for p in folder.iterdir() if is_export_name(p.name) and p.is_file())
-    unreadable = [p.name for p in exports if not os.access(p, os.R_OK)]
-    if unreadable:
-        return Check("drop_folder", label, FAILING, f"{folder} : {len(unreadable)} export(s) que la passerelle ne "
-                     f"peut pas lire ({', '.join(unreadable[:3])}{'…' if len(unreadable) > 3 else ''}) : la nuit "
-                     "les refuse (P3_UNREADABLE) ; donner le droit de lecture à l'utilisateur du service")
-    return Check("drop_folder", label, OK, f"{folder} : lisible, {len(exports)} export(s) *.csv (lus ou non)")
+    exports = exports_in(listing)
+    imported = _imported_exports(gw, store)
+    pending = pending_among(exports, imported or set())
+    refused = [e for e in pending if e.refused]
+    if imported is None:
+        said = f"{len(exports) - len(refused)} export(s) (importés ou non : la base ne répond pas)"
+    else:
+        done = len(exports) - len(pending)
+        said = (f"{len(pending) - len(refused)} export(s) en attente d'import"
+                + (f" ({done} déjà importé(s))" if done else ""))
+    if not refused:
+        return Check("drop_folder", label, OK, f"{folder} : lisible, {said}")
+    parts = []
+    for code, what, then in _REFUSED_EXPORTS:
+        names = [printable_name(e.path.name) for e in refused if e.refused == code]
+        if names:
+            shown = ", ".join(names[:3]) + ("…" if len(names) > 3 else "")
+            parts.append(f"{len(names)} {what} ({shown}) : la nuit les refuse ({code}) ; {then}")
+    return Check("drop_folder", label, FAILING, f"{folder} : {said}, et {len(refused)} que la nuit refusera : "
+                 + " ; ".join(parts))
+
+
+def _imported_exports(gw: Gateway, store: Sequence[Check]) -> set[tuple[str, str]] | None:
+    """The exports the store lists as imported: none while there is no store or no schema yet, None (not known)
+    when the store does not answer. Asked only of a store its own check reached: asking again one that did not
+    answer would wait for it again, and a SQLite file not made yet would be made by the connection."""
+    from gateway.nightly import imported_exports
+    from gateway.store.models import imported_files_t
+
+    reached = next((c for c in store if c.name == "database"), None)
+    if reached is None or reached.status == FAILING:
+        return None
+    if reached.status != OK:  # no store yet (`installation`): nothing imported
+        return set()
+    try:
+        if not sa.inspect(gw.engine).has_table(imported_files_t.name):
+            return set()  # an empty database, its schema still to be made
+        return imported_exports(gw.engine)
+    except SQLAlchemyError:
+        return None
 
 
 def shown_dude_url(url: str) -> str:
@@ -290,5 +337,5 @@ def installation(gw: Gateway, *, store_exists: bool = True, ask_dude: bool = Tru
     files = [key_files(gw)] if own[0].status == OK else []
     asked = dude(gw) if ask_dude else Check("dude", _dude_label(gw), SKIPPED,
                                             "non interrogé (--no-dude)")
-    return [*store, *own, *files, drop_folder(gw), asked]
+    return [*store, *own, *files, drop_folder(gw, store), asked]
 

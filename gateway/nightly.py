@@ -22,7 +22,11 @@ when complete) that the store does not list as imported with the same name and S
 listed once a run has read it to the end; a refused file (a missing column…) is not, and is tried again
 each night until it is replaced. Files may be archived or deleted from the folder at any time after. The
 default folder (``<data>/entrees``) is made by the first night; a folder given in ``GATEWAY_INPUT_DIR`` that does
-not exist is a mistake the night keeps with its run (``P3_DROP_FOLDER_MISSING``), not a quiet night.
+not exist is a mistake the night keeps with its run (``P3_DROP_FOLDER_MISSING``), not a quiet night. An export
+there that is a symbolic link is refused as a file (``P3_SYMLINK``), wherever it points: the folder is written by
+another system, and a link to the gateway's key or to ``/etc/…`` would be read as an export, its lines shown as
+rejects (`adapters.parcours3.reader.open_export`, which refuses it as it opens it). A night lists the folder
+once (`list_drop_folder`): the same listing says why it cannot be read, and gives the exports.
 """
 
 from __future__ import annotations
@@ -33,13 +37,15 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from adapters.parcours3.reader import open_export
 from gateway import lease
 from gateway.context import Gateway
-from gateway.errors import RunInProgress
+from gateway.errors import ExportFileError, RunInProgress
 from gateway.pipeline.run import RunSummary, printable_name, run_batch
 from gateway.pipeline.sending import release_claims_of
 from gateway.settings import Settings
@@ -123,88 +129,142 @@ class RunLease:
 @dataclass(frozen=True, slots=True)
 class Export:
     path: Path
-    sha256: str | None  # None: unreadable, the run refuses it (see pending_exports)
+    sha256: str | None  # None: refused (``refused``); the run refuses it too, as it opens it
     byte_size: int | None
+    refused: str | None = None  # P3_UNREADABLE, P3_SYMLINK, P3_FILE_NAME (`exports_in`)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass(frozen=True, slots=True)
+class DropFolder:
+    """One listing of the drop folder: the entries named like exports that are regular files or symbolic
+    links (``paths``, in name order), or why it could not be listed (``problem``: ``file``, ``code``,
+    ``message``, as a warning of the run)."""
+
+    folder: Path
+    paths: tuple[Path, ...] = ()
+    problem: dict[str, str] | None = None
 
 
 def is_export_name(name: str) -> bool:
     return name.lower().endswith(".csv") and not name.startswith(".")
 
 
-def pending_exports(gw: Gateway) -> list[Export]:
-    """The drop folder's exports not yet imported (by name and content), in name order.
+def list_drop_folder(settings: Settings) -> DropFolder:
+    """The drop folder, listed once for a night (``gateway run --now`` lists it before it opens the store, to
+    refuse a folder it cannot read, and hands the listing to `run_night`).
 
-    An export the gateway may not read is one of them (``sha256`` None): the run then refuses it as a file
-    (``P3_UNREADABLE``, exit code 1 for ``gateway run``), it is not listed as imported, and the next night tries it
-    again. Skipping it with a log line made a badly delivered file look like a quiet night, every night. A
-    drop folder that cannot be listed reads as no export (`drop_folder_problem` says why)."""
-    folder = gw.settings.runs_input_dir
-    if gw.settings.input_dir is None:  # the default, inside the data folder: the gateway's own to make
-        folder.mkdir(parents=True, exist_ok=True)
-    try:
-        paths = sorted(p for p in folder.iterdir() if p.is_file() and is_export_name(p.name))
-    except OSError:  # missing or unreadable: drop_folder_problem tells the run
-        return []
-    with gw.engine.connect() as conn:
-        done = set(conn.execute(sa.select(imported_files_t.c.name, imported_files_t.c.sha256)).tuples())
-    found = []
-    for path in paths:
-        try:
-            export = Export(path, _sha256(path), path.stat().st_size)
-        except FileNotFoundError:  # taken away since the folder was listed: not an export any more
-            continue
-        except OSError as exc:  # there but unreadable: the run refuses it, which says so
-            log.warning("export %s not readable: %s", printable_name(path.name), exc.strerror or type(exc).__name__)
-            found.append(Export(path, None, None))
-            continue
-        if (path.name, export.sha256) not in done:
-            found.append(export)
-    return found
-
-
-def drop_folder_problem(settings: Settings) -> dict[str, str] | None:
-    """Why the drop folder cannot be read, as a warning of the run (``file``, ``code``, ``message``); None when
-    it can. A ``GATEWAY_INPUT_DIR`` that does not exist (a mistyped path) or that the gateway may not list
-    would otherwise read nothing, night after night, and look like quiet nights. (The default folder,
-    ``<data>/entrees``, is the gateway's own: `pending_exports` makes it.) The night keeps the warning with
-    its run and still sends what waits; ``gateway run --now`` refuses. Logged; `drop_folder_check` is the
-    same, quietly (``/metrics`` asks at every scrape)."""
-    problem = drop_folder_check(settings)
-    if problem is not None:
-        log.warning("drop folder %s: %s, no export read (GATEWAY_INPUT_DIR)", problem["file"], problem["code"])
-    return problem
+    A ``GATEWAY_INPUT_DIR`` that does not exist (a mistyped path) or that the gateway may not list would
+    otherwise read nothing, night after night, and look like quiet nights: ``problem`` says which. (The
+    default folder, ``<data>/entrees``, is the gateway's own: missing, it is a folder the night makes.) Links
+    are listed whatever they point to, nothing or a folder included: the night refuses them (``P3_SYMLINK``),
+    where skipping them would leave whoever delivered a link to believe it read. Other entries that are not
+    regular files (folders, pipes) are not exports."""
+    return _listing(settings, entries=True)
 
 
 def drop_folder_check(settings: Settings) -> dict[str, str] | None:
-    """`drop_folder_problem` without its log line."""
+    """`list_drop_folder`'s ``problem`` without reading the folder's entries (``/metrics`` asks at every scrape)."""
+    return _listing(settings, entries=False).problem
+
+
+def _listing(settings: Settings, *, entries: bool) -> DropFolder:
     folder = settings.runs_input_dir
-    if not folder.is_dir():
-        if settings.input_dir is None:
-            return None
-        code, message = "P3_DROP_FOLDER_MISSING", ("ce n'est pas un dossier mais un fichier" if folder.exists()
-                                                   else "dossier de dépôt introuvable")
-    else:
-        try:
-            with os.scandir(folder):
-                return None
-        except OSError as exc:
+    try:
+        with os.scandir(folder) as found:
+            paths = tuple(sorted(Path(e.path) for e in found if is_export_name(e.name)
+                                 and (e.is_symlink() or e.is_file(follow_symlinks=False)))) if entries else ()
+    except OSError as exc:
+        if settings.input_dir is None and isinstance(exc, FileNotFoundError):
+            return DropFolder(folder)
+        if isinstance(exc, FileNotFoundError | NotADirectoryError):
+            code, message = "P3_DROP_FOLDER_MISSING", ("ce n'est pas un dossier mais un fichier"
+                                                       if os.path.exists(folder) else "dossier de dépôt introuvable")
+        else:
             code, message = "P3_DROP_FOLDER_UNREADABLE", f"dossier de dépôt illisible ({exc.strerror})"
-    return {"file": str(folder), "code": code, "message": f"{message} : aucun export lu (vérifier GATEWAY_INPUT_DIR)"}
+        return DropFolder(folder, problem={"file": str(folder), "code": code,
+                                           "message": f"{message} : aucun export lu (vérifier GATEWAY_INPUT_DIR)"})
+    return DropFolder(folder, paths)
+
+
+def _make_own_folder(settings: Settings) -> None:
+    """The default drop folder is the gateway's own: the night makes it. (One that ``GATEWAY_INPUT_DIR`` names
+    is the integrator's: never made, its absence is said.)"""
+    if settings.input_dir is None:
+        try:
+            settings.runs_input_dir.mkdir(parents=True, exist_ok=True)
+        except OSError:  # a file in its place: the listing says so
+            pass
+
+
+def exports_in(listing: DropFolder) -> list[Export]:
+    """Each export of ``listing`` with its SHA-256 and size, or refused with the code the run will give it
+    (``P3_FILE_NAME``, ``P3_SYMLINK``, ``P3_UNREADABLE``): opened as the run opens it (`open_export`), so that
+    what is hashed here and what the run reads are one file, and a link put in a file's place is refused by
+    both. An export taken away since the listing is not one any more."""
+    found = []
+    for path in listing.paths:
+        if printable_name(path.name) != path.name:  # refused by the run before it is read (P3_FILE_NAME)
+            found.append(Export(path, None, None, "P3_FILE_NAME"))
+            continue
+        try:
+            with open_export(path) as stream:
+                sha256, size = _digest(stream)
+        except ExportFileError as exc:
+            if isinstance(exc.__cause__, FileNotFoundError):
+                continue
+            found.append(Export(path, None, None, exc.code))
+            continue
+        except OSError:  # the file failed while it was read (an I/O error): the run will say it
+            found.append(Export(path, None, None, "P3_UNREADABLE"))
+            continue
+        found.append(Export(path, sha256, size))
+    return found
+
+
+def _digest(stream: BinaryIO) -> tuple[str, int]:
+    """The SHA-256 of what ``stream`` holds, and its size: both of the bytes read, whatever the name says now."""
+    digest, size = hashlib.sha256(), 0
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(block)
+        size += len(block)
+    return digest.hexdigest(), size
+
+
+def imported_exports(engine: sa.Engine) -> set[tuple[str, str]]:
+    """The exports read to the end by a run: (name, SHA-256)."""
+    with engine.connect() as conn:
+        return set(conn.execute(sa.select(imported_files_t.c.name, imported_files_t.c.sha256)).tuples())
+
+
+def pending_among(exports: list[Export], imported: set[tuple[str, str]]) -> list[Export]:
+    """``exports`` a night reads: those not imported by name and content, and those refused (never imported,
+    so said each night until they are replaced)."""
+    return [e for e in exports if e.sha256 is None or (e.path.name, e.sha256) not in imported]
+
+
+def pending_exports(gw: Gateway, listing: DropFolder | None = None) -> list[Export]:
+    """The drop folder's exports not yet imported (by name and content), in name order; ``listing``: the
+    night's (`list_drop_folder`), else the folder is listed here.
+
+    An export the gateway may not read, or a symbolic link, is one of them (``refused``): the run then refuses
+    it as a file (``P3_UNREADABLE``, ``P3_SYMLINK``; exit code 1 for ``gateway run``), it is not listed as
+    imported, and the next night tries it again. Skipping it with a log line made a badly delivered file look
+    like a quiet night, every night. A drop folder that cannot be listed reads as no export (its ``problem``
+    says why)."""
+    if listing is None:
+        _make_own_folder(gw.settings)
+        listing = list_drop_folder(gw.settings)
+    exports = exports_in(listing)
+    for export in exports:
+        if export.refused:
+            log.warning("export %s refused: %s", printable_name(export.path.name), export.refused)
+    return pending_among(exports, imported_exports(gw.engine))
 
 
 def record_imports(gw: Gateway, exports: list[Export], summary: RunSummary) -> int:
     """List the exports ``summary``'s run read to the end (not those it refused)."""
     refused = {error["file"] for error in summary.file_errors}
-    rows = [e for e in exports if e.path.name not in refused and e.sha256 is not None
-            and printable_name(e.path.name) == e.path.name]  # a name refused (P3_FILE_NAME) is tried again
+    rows = [e for e in exports if e.path.name not in refused and e.sha256 is not None]  # refused: tried again
     now = gw.clock()
     with gw.engine.begin() as conn:
         for e in rows:
@@ -231,9 +291,10 @@ class NightOutcome:
 
 
 def run_night(gw: Gateway, *, night: datetime | None = None, trigger: str = "schedule",
-              wait_for_reports: bool = True) -> NightOutcome:
+              wait_for_reports: bool = True, listing: DropFolder | None = None) -> NightOutcome:
     """Serve the night scheduled at ``night`` (None: now, ``gateway run --now``) unless it is served
-    already or another instance is running: take the lease, read the drop folder, run, list the imports."""
+    already or another instance is running: take the lease, read the drop folder, run, list the imports.
+    ``listing``: the drop folder as the caller listed it (``gateway run --now``), else it is listed here."""
     night = night or gw.clock()
     current = lease.read(gw.engine, RUN_LEASE)
     if current is not None and _served(gw, current.done_until, night):
@@ -247,10 +308,14 @@ def run_night(gw: Gateway, *, night: datetime | None = None, trigger: str = "sch
         previous = held.acquired.previous if held.acquired else None
         if previous is not None and _served(gw, previous.done_until, night):
             return NightOutcome("DONE", night, detail=f"nuit du {night.isoformat()} déjà servie")
-        exports = pending_exports(gw)
+        _make_own_folder(gw.settings)
+        listing = listing if listing is not None else list_drop_folder(gw.settings)
+        exports = pending_exports(gw, listing)
         log.info("night %s: %d export(s) to read", night.isoformat(), len(exports))
-        problem = drop_folder_problem(gw.settings)
-        warnings = [problem] if problem else []
+        warnings = [listing.problem] if listing.problem else []
+        if listing.problem:
+            log.warning("drop folder %s: %s, no export read (GATEWAY_INPUT_DIR)", listing.problem["file"],
+                        listing.problem["code"])
         summary = run_batch(gw, [e.path for e in exports], trigger=trigger, on_started=held.started,
                             guard=held.guard, wait_for_reports=wait_for_reports, warnings=warnings)
         record_imports(gw, exports, summary)

@@ -27,16 +27,20 @@ Hostile input (issue 6, ``fixtures/hostile/``):
   practically never makes — and only the foreign lines are rejected, as undecodable; read as
   Windows-1252 instead, every accented name of the file would be silently garbled;
 * a NUL byte has no place in a text export: the record holding one is rejected (a corrupt line); a
-  file full of them (UTF-16, UTF-32, a binary file) is refused whole (``P3_ENCODING``).
+  file full of them (UTF-16, UTF-32, a binary file) is refused whole (``P3_ENCODING``);
+* an export is a regular file, opened as itself: a symbolic link is refused whole (``P3_SYMLINK``), wherever
+  it points, and so is a pipe or a device (``P3_UNREADABLE``), by the open itself (`open_export`).
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import logging
 import os
 import re
+import stat
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -236,7 +240,7 @@ class ExportReader:
     # -- opening ------------------------------------------------------------------------------
 
     def _open_header(self, requested: str) -> None:
-        with _open(self.path) as stream:
+        with open_export(self.path) as stream:
             head = stream.read(SNIFF_BYTES)
             _refuse_binary(head, self.path)
             self.encoding, self._sniffed_ascii = _choose_encoding(head, requested)
@@ -308,7 +312,7 @@ class ExportReader:
     # -- records ------------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[SourceRecord]:
-        with _open(self.path) as stream:
+        with open_export(self.path) as stream:
             stream.seek(self._start)
             lines = self._lines(stream, first_line=self._first_line)
             yield from self._records(lines)
@@ -364,7 +368,7 @@ def read_export(path: str | os.PathLike[str], *, encoding: str = "auto",
     ``encoding``: ``auto`` (brief §3 detection), ``cp1252``, ``utf-8`` or ``utf-8-sig``.
     ``max_record_lines`` / ``max_record_bytes`` bound one record (quoted line breaks included):
     beyond them the record is reported as a problem and reading resumes at its next line.
-    Raises `ExportFileError` (``P3_UNREADABLE``, ``P3_EMPTY``, ``P3_HEADER_UNREADABLE``,
+    Raises `ExportFileError` (``P3_UNREADABLE``, ``P3_SYMLINK``, ``P3_EMPTY``, ``P3_HEADER_UNREADABLE``,
     ``P3_COLUMN_MISSING``, ``P3_COLUMN_DUPLICATE``, ``P3_ENCODING``) for a file refused whole.
     """
     path = Path(path)
@@ -424,12 +428,42 @@ def _choose_encoding(head: bytes, requested: str) -> tuple[str, bool]:
     return "utf-8", False
 
 
-def _open(path: Path) -> BinaryIO:
+#: The file error of an export that is a symbolic link (`open_export`).
+SYMLINK_REFUSED = ("lien symbolique : un export n'est pas lu à travers un lien, qui peut désigner n'importe quel "
+                   "fichier de la machine ; déposer le fichier lui-même")
+
+
+def open_export(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open an export to read its bytes, refusing in the same step what is not an export's file: a symbolic
+    link, wherever it points (``P3_SYMLINK``), and anything but a regular file (``P3_UNREADABLE``: a pipe
+    would hold the run forever, a device would never end). A file that cannot be opened is ``P3_UNREADABLE``,
+    with the `OSError` as its cause (`FileNotFoundError`: taken away meanwhile).
+
+    Why every link: the drop folder is written by another system (Parcours 3's export job). A link there to
+    the gateway's private key or to ``/etc/…`` was read as an export, and its lines came back as rejects that
+    support staff read. Nothing delivers exports as links (the contract is a file written under another name,
+    then renamed), and a link to a file of the folder would only read it twice. Why in the open itself: a
+    check before it (``is_symlink``, ``resolve``) leaves a moment in which the link can be put in the file's
+    place; ``O_NOFOLLOW`` makes the kernel refuse a link as it opens the name, and ``fstat`` speaks of the
+    file opened. (``O_NONBLOCK`` so that opening a pipe does not wait for a writer; a regular file ignores it.)
+    The folders above the file may be links: a drop folder mounted or linked elsewhere is the integrator's
+    choice, not the export job's."""
     try:
-        return open(path, "rb")  # noqa: SIM115 — closed by the callers' ``with``
+        stream = open(path, "rb", opener=_no_follow)  # noqa: SIM115 — closed by the callers' ``with``
     except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(path):  # EMLINK: the BSDs' word for it
+            raise ExportFileError(SYMLINK_REFUSED, path=str(path), code="P3_SYMLINK") from exc
         raise ExportFileError(f"fichier illisible ({exc.strerror}).", path=str(path),
                               code="P3_UNREADABLE") from exc
+    if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+        stream.close()
+        raise ExportFileError("pas un fichier ordinaire (un tube, un périphérique…).", path=str(path),
+                              code="P3_UNREADABLE")
+    return stream
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
 
 
 def _swallowed(row: list[str], width: int) -> bool:

@@ -40,12 +40,16 @@ class RunLauncher:
         return self._thread is not None and self._thread.is_alive()
 
     def resolve_inputs(self, names: list[str]) -> list[Path]:
+        """The drop folder's exports ``names`` (bare file names). A symbolic link is not followed here: the run
+        refuses it as it opens it (``P3_SYMLINK``), as the night does; resolving it first read a link to a file
+        of the folder through its target, and answered a link pointing elsewhere "not found"."""
         folder = self.gw.settings.runs_input_dir.resolve()
         paths, errors = [], []
         for index, name in enumerate(names):
             try:
-                path = (folder / name).resolve()
-                found = path.parent == folder and path.is_file()
+                path = folder / name
+                found = (name not in ("", ".", "..") and path.parent == folder
+                         and (path.is_symlink() or path.is_file()))
             except (ValueError, OSError):  # a NUL byte, a name too long: no such export either (it was a 500)
                 path, found = folder / "?", False
             if not found:

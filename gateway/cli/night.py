@@ -102,7 +102,7 @@ def run(
 
     from gateway.cli.report import render_summary
     from gateway.context import Gateway
-    from gateway.nightly import drop_folder_problem, run_exclusive, run_night
+    from gateway.nightly import list_drop_folder, run_exclusive, run_night
 
     if now == bool(inputs):
         raise typer.BadParameter("either --now (the drop folder) or --input FILE…", param_hint="--input/--now")
@@ -110,11 +110,13 @@ def run(
         raise typer.BadParameter("--dry-run needs --input", param_hint="--dry-run")
     settings = load_settings(data_dir=data_dir)
     warn_unsafe_keys(settings)
-    problem = drop_folder_problem(settings) if now else None
-    if problem:
+    # Listed once for the night, here, before the store: a folder it cannot read is refused before anything is
+    # made; the night then reads the exports of this listing.
+    listing = list_drop_folder(settings) if now else None
+    if listing is not None and listing.problem:
         from gateway.errors import ConfigurationError
 
-        raise fail(ConfigurationError(f"{problem['file']} : {problem['message']}."))
+        raise fail(ConfigurationError(f"{listing.problem['file']} : {listing.problem['message']}."))
     try:
         from gateway.keys import check_key_material
 
@@ -133,7 +135,7 @@ def run(
         try:
             with progress_bars(not json_out) as progress:
                 if now:
-                    night = run_night(gw, trigger="cli", wait_for_reports=not no_wait)
+                    night = run_night(gw, trigger="cli", wait_for_reports=not no_wait, listing=listing)
                     if night.summary is None:
                         from gateway.errors import RunInProgress
 

@@ -202,11 +202,16 @@ def test_an_empty_store_a_newer_store_and_an_unreadable_export_are_said_without_
     (settings.runs_input_dir).mkdir(parents=True, exist_ok=True)
     (settings.runs_input_dir / "P3_69001_20261129.csv").write_text("id_evenement;code_ml\r\n")
     (settings.runs_input_dir / "P3_69002_20261129.csv").write_text("id_evenement;code_ml\r\n")
-    import gateway.checks
+    import builtins
 
-    real_access = gateway.checks.os.access
-    monkeypatch.setattr(gateway.checks.os, "access",  # root reads everything: the service's user would not
-                        lambda path, mode: "69002" not in str(path) and real_access(path, mode))
+    real_open = builtins.open
+
+    def refusing_open(file, *args, **kwargs):  # root reads everything: the service's user would not
+        if "69002" in str(file):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
     newer = Gateway(settings=settings, engine=looking_engine(settings))
     checks = installation(newer, ask_dude=False)
     newer.close()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -178,6 +179,33 @@ def test_a_missing_file_is_an_export_error(tmp_path):
     with pytest.raises(ExportFileError) as info:
         read_export(tmp_path / "absent.csv")
     assert info.value.code == "P3_UNREADABLE"
+
+
+@pytest.mark.parametrize("target", ["dans-le-dossier", "ailleurs", "nulle-part"])
+def test_an_export_that_is_a_symbolic_link_is_refused_wherever_it_points(tmp_path, target):
+    """A link in the drop folder to the gateway's key or to /etc/… was read as an export: its lines came back as
+    rejects that support staff read. Whatever the link points to (another export of the folder, a file elsewhere,
+    nothing), it is refused whole and never read."""
+    elsewhere = tmp_path / "ailleurs"
+    elsewhere.mkdir()
+    targets = {"dans-le-dossier": write(tmp_path, HEADER + "\n" + line(1) + "\n", name="P3_69001_20261127.csv"),
+               "ailleurs": write(elsewhere, HEADER + "\n" + line(1) + "\n", name="cle-privee.pem"),
+               "nulle-part": tmp_path / "absent.csv"}
+    link = tmp_path / "P3_69001_20261128.csv"
+    link.symlink_to(targets[target])
+    with pytest.raises(ExportFileError) as info:
+        read_export(link)
+    assert info.value.code == "P3_SYMLINK" and "lien symbolique" in info.value.detail
+    assert "Lefèvre" not in str(info.value)
+
+
+def test_a_pipe_named_like_an_export_is_refused_rather_than_waited_on(tmp_path):
+    """Opened without O_NONBLOCK, a pipe put in an export's place held the run until something wrote to it."""
+    pipe = tmp_path / "P3_69001_20261128.csv"
+    os.mkfifo(pipe)
+    with pytest.raises(ExportFileError) as info:
+        read_export(pipe)
+    assert info.value.code == "P3_UNREADABLE" and "pas un fichier ordinaire" in info.value.detail
 
 
 # --- nir ------------------------------------------------------------------------------------

@@ -85,6 +85,26 @@ def test_a_run_reads_exports_from_the_input_folder_only(client, gw, tokens, tmp_
     shutil.rmtree(folder)
 
 
+def test_a_run_refuses_a_link_in_the_input_folder_as_the_night_does(client, gw, tokens, tmp_path) -> None:
+    """A link given as an input is refused as a file (P3_SYMLINK), wherever it points: before, one to a file of the
+    folder was read through its target, and one pointing elsewhere was answered "not found"."""
+    admin = bearer(tokens.admin)
+    folder = gw.settings.runs_input_dir
+    folder.mkdir(parents=True)
+    export = write_export(folder / "P3_69001_20261128.csv", [p3_line(id_evenement="7", **person("69001"))])
+    outside = write_export(tmp_path / "P3_69002_20261128.csv", [p3_line(id_evenement="8", **person("69002"))])
+    (folder / "inside.csv").symlink_to(export)
+    (folder / "outside.csv").symlink_to(outside)
+    started = client.post("/api/v1/runs", json={"inputs": ["inside.csv", "outside.csv"]}, headers=admin)
+    assert started.status_code == 202, started.text
+    run = wait_finished(client, started.json()["run_id"], admin)
+    assert run["outcome"] == "TERMINE_AVEC_ERREURS"
+    assert {(e["file"], e["code"]) for e in run["summary"]["file_errors"]} == {
+        ("inside.csv", "P3_SYMLINK"), ("outside.csv", "P3_SYMLINK")}
+    assert client.get("/api/v1/events", headers=admin).json()["items"] == []
+    shutil.rmtree(folder)
+
+
 def test_a_second_run_while_one_goes_on_is_a_409(settings, dev_keys, registry_file, tmp_path) -> None:
     config = EmulatorConfig.for_settings(settings, registry_file=registry_file, ledger_path=None,
                                          report_delay_seconds=3600)
