@@ -30,7 +30,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.certificates import check_certificates, problems
+from gateway.certificates import check_certificates, no_dude_certificate, problems
 from gateway.context import Gateway
 from gateway.errors import GatewayError, RemoteServerError, TransportError
 from gateway.settings import Settings
@@ -79,23 +79,14 @@ def database(gw: Gateway, *, in_full: bool = False) -> Check:
     return Check("database", label, OK, where if in_full else "ok")
 
 
-def _key_advice(settings: Settings, message: str) -> str:
-    """A production key set by ``GATEWAY_KEY_FILE``…: "run `gateway keys init`" (development keys) is not the
-    advice; the variables are."""
-    if settings.key_file is None and settings.cert_file is None and settings.trust_dir is None:
-        return message
-    message = message.replace(" (clés de développement : gateway keys init)", "")
-    if "vérifier GATEWAY_" in message:  # the message names the settings itself (a wrong password…)
-        return message
-    return message + " ; vérifier GATEWAY_KEY_FILE, GATEWAY_CERT_FILE, GATEWAY_KEY_PASSWORD_FILE, GATEWAY_TRUST_DIR"
-
-
 def signing_key(gw: Gateway, *, in_full: bool = False) -> Check:
+    """What cannot be loaded is said as `gateway.keys.load_signer` says it: the file, what is wrong, its setting,
+    and ``gateway keys init`` only for development keys (`gateway.keys.key_names`)."""
     label = "clé et certificat de signature"
     try:
         signer = gw.signer
     except (GatewayError, OSError) as exc:
-        return Check("signing_key", label, FAILING, _key_advice(gw.settings, f"non chargée : {exc}"))
+        return Check("signing_key", label, FAILING, f"non chargée : {exc}")
     if not in_full:
         return Check("signing_key", label, OK, "ok")
     return Check("signing_key", label, OK, f"{signer.certificate.subject.rfc4514_string()}, "
@@ -108,10 +99,9 @@ def trust_store(gw: Gateway, *, in_full: bool = False) -> Check:
     try:
         count = len(gw.dude_trust)
     except (GatewayError, OSError) as exc:
-        return Check("trust_store", label, FAILING, _key_advice(gw.settings, f"non chargé : {exc}"))
+        return Check("trust_store", label, FAILING, f"non chargé : {exc}")
     if not count:
-        return Check("trust_store", label, FAILING, f"vide : aucun certificat du DUDE dans {folder} (y mettre le "
-                     "certificat que l'agence a remis, en .pem)")
+        return Check("trust_store", label, FAILING, no_dude_certificate(folder))
     return Check("trust_store", label, OK, f"{count} certificat(s) dans {folder}" if in_full else "ok")
 
 
@@ -119,7 +109,7 @@ def certificates(gw: Gateway, *, in_full: bool = False) -> Check:
     """Expired: failing (DUDE refuses our envelopes, or nothing it says can be trusted); expiring within
     ``GATEWAY_CERTIFICATE_WARNING_DAYS``: a warning (`gateway.certificates`)."""
     statuses = check_certificates(gw)
-    failing, warnings = problems(statuses)
+    failing, warnings = problems(statuses, trust_dir=gw.settings.gateway_trust_dir)
     label = "échéance des certificats"
     if failing:
         return Check("certificates", label, FAILING, "; ".join(failing), warnings)

@@ -19,10 +19,11 @@ from sqlalchemy.engine import Engine
 
 from adapters.dude.client import DudeClient
 from adapters.dude.signing import Signer, TrustFolder, TrustStore
+from gateway.errors import KeyMaterialError
+from gateway.keys import key_names, load_signer
 from gateway.lease import new_holder_id
 from gateway.settings import Settings
 from gateway.store.db import create_schema, make_engine
-from gateway.errors import KeyMaterialError
 from gateway.store.models import utcnow
 
 log = logging.getLogger("gateway.keys")
@@ -62,16 +63,16 @@ class Gateway:
         start (until it expired: every envelope ``L02``), while the sealing process, which reads the files at
         each run, used the new one, and ``/readyz`` judged the files. Three ``stat`` calls an envelope.
 
-        Files that changed but do not load (the certificate moved in, its key not yet; a broken copy) keep the
-        signer loaded before, with a warning, and are tried again at the next envelope: a night sealing at that
-        moment goes on, rather than stopping on ``KEYS``. With nothing loaded before, the error is raised."""
+        Files that changed but do not load (the certificate moved in, its key not yet; a broken copy; one the
+        service may not read) keep the signer loaded before, with a warning, and are tried again at the next
+        envelope: a night sealing at that moment goes on, rather than stopping on ``KEYS``. With nothing loaded
+        before, the error is raised: `gateway.keys.load_signer`'s, which names the file and its setting (a bare
+        ``PermissionError`` used to escape here, and the password file's error was ``CONFIG``)."""
         stamp = self._key_files_stamp()
         if self._signer is None or self._signer[0] != stamp:
-            s = self.settings
             try:
-                self._signer = (stamp, Signer.from_files(s.gateway_key_file, s.gateway_cert_file,
-                                                         password=s.key_password_bytes()))
-            except (KeyMaterialError, OSError) as exc:
+                self._signer = (stamp, load_signer(self.settings))
+            except KeyMaterialError as exc:
                 if self._signer is None:
                     raise
                 log.warning("the key or certificate files changed but do not load (%s): signing with the ones "
@@ -105,7 +106,7 @@ class Gateway:
         """
         folder = self.settings.gateway_trust_dir
         if self._trust is None or self._trust.folder != folder:  # the settings may name another folder
-            self._trust = TrustFolder(folder)
+            self._trust = TrustFolder(folder, names=key_names(self.settings))
         return self._trust.current()
 
     @property

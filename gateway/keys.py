@@ -8,8 +8,6 @@ key comes from the operator's PKI and DUDE's certificate from the agency; the sa
 
 from __future__ import annotations
 
-import logging
-import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -25,10 +23,8 @@ from cryptography.x509.oid import NameOID
 from gateway.errors import KeyMaterialError
 from gateway.settings import Settings
 
-log = logging.getLogger("gateway.keys")
-
 if TYPE_CHECKING:  # signxml is imported when a key is loaded, not by `gateway keys` commands
-    from adapters.dude.signing import Signer
+    from adapters.dude.signing import KeyNames, Signer
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +38,36 @@ class Identity:
 
 def gateway_identity(settings: Settings) -> Identity:
     return Identity(settings.gateway_key_file, settings.gateway_cert_file, settings.gateway_trust_dir)
+
+
+#: Where the private key's password comes from (`Settings.key_password_bytes`), as an error names it.
+PASSWORD_SETTINGS = "GATEWAY_KEY_PASSWORD_FILE (ou GATEWAY_KEY_PASSWORD)"
+
+
+def development_layout(settings: Settings) -> bool:
+    """Key, certificate and trust folder where `init_dev_keys` puts them: ``gateway keys init`` is then the
+    advice for a missing one; with ``GATEWAY_KEY_FILE``… set (a PKI's files), the settings are."""
+    return settings.key_file is None and settings.cert_file is None and settings.trust_dir is None
+
+
+def key_names(settings: Settings) -> KeyNames:
+    """How the gateway's key material is named in the errors saying a piece of it cannot be used: the
+    ``GATEWAY_*`` setting of each file (`adapters.dude.signing.KeyNames`)."""
+    from adapters.dude.signing import KeyNames
+
+    return KeyNames(whose=" de la passerelle", key_file="GATEWAY_KEY_FILE", cert_file="GATEWAY_CERT_FILE",
+                    password=PASSWORD_SETTINGS, trust_dir="GATEWAY_TRUST_DIR",
+                    when_missing="clés de développement : gateway keys init" if development_layout(settings) else "")
+
+
+def load_signer(settings: Settings) -> Signer:
+    """The gateway's key and certificate, its password read (`Settings.key_password_bytes`); `KeyMaterialError`
+    (``KEYS``) naming the file and its setting when one cannot be used. What ``gateway run`` checks and what
+    `Gateway.signer` reads again: one way of loading, one way of saying what is wrong."""
+    from adapters.dude.signing import Signer
+
+    return Signer.from_files(settings.gateway_key_file, settings.gateway_cert_file,
+                             password=settings.key_password_bytes(), names=key_names(settings))
 
 
 def emulator_identity(settings: Settings) -> Identity:
@@ -91,9 +117,15 @@ def write_identity(identity: Identity, key_pem: bytes, cert_pem: bytes) -> None:
 
 def trust(identity: Identity, cert_file: Path, *, as_name: str) -> Path:
     """Add a certificate to ``identity``'s trust store."""
-    identity.trust_dir.mkdir(parents=True, exist_ok=True)
     target = identity.trust_dir / as_name
-    shutil.copyfile(cert_file, target)
+    try:
+        identity.trust_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cert_file, target)
+    except OSError as exc:  # a certificate kept but unreadable (a folder in its place…): said, not a traceback
+        from adapters.dude.signing import unreadable
+
+        raise KeyMaterialError(f"certificat {cert_file} à copier dans le dossier de confiance {identity.trust_dir} : "
+                               f"{unreadable(exc)}") from exc
     return target
 
 
@@ -142,53 +174,28 @@ def init_dev_keys(settings: Settings, *, overwrite: bool = False, days: int = 73
 
 def check_key_material(settings: Settings, *, now: datetime | None = None) -> Signer:
     """Raise `KeyMaterialError` (``KEYS``) unless a run could sign its envelopes and check DUDE's answers:
-    the signing key and certificate load, the certificate is valid now (neither expired nor starting later:
-    `adapters.dude.signing` refuses a signature outside the validity window), and the trust folder holds
-    at least one DUDE certificate valid now. Returns the signer it loaded, for the run to sign with
-    (``gateway run``: the key is read, and its password used, once). A certificate within
-    ``certificate_warning_days`` of its end is logged as a warning.
+    the signing key and certificate load, and `gateway.certificates` finds nothing failing (our certificate
+    valid now, neither expired nor starting later: `adapters.dude.signing` refuses a signature outside the
+    validity window; at least one DUDE certificate of the trust folder valid now). Returns the signer it
+    loaded, for the run to sign with (``gateway run``: the key is read, and its password used, once). What
+    expires within ``certificate_warning_days`` is logged, as the daily check logs it.
 
     Called before a run touches the store (``gateway run``: a mistyped ``--data-dir`` made an empty store,
     then failed on the keys) and at its start. An empty trust folder used to pass: DUDE took the envelopes,
     every receipt was refused (``L02``) and the night ended as if DUDE were down (exit code 3). So did an
-    expired certificate of ours, which ``/readyz`` told but ``gateway run`` (cron) never did."""
-    from adapters.dude.signing import Signer, TrustStore
+    expired certificate of ours, which ``/readyz`` told but ``gateway run`` (cron) never did. The judgement
+    and its words are `gateway.certificates`' (``/readyz``, ``gateway check``, the daily job): they used to be
+    written twice, and said twice differently."""
+    from adapters.dude.signing import TrustStore
+    from gateway.certificates import certificate_statuses, log_expiring, problems
 
-    now = now or datetime.now(UTC)
-    signer = Signer.from_files(settings.gateway_key_file, settings.gateway_cert_file,
-                               password=settings.key_password_bytes())
-    starts, ends = signer.certificate.not_valid_before_utc, signer.certificate.not_valid_after_utc
-    if ends <= now:
-        raise KeyMaterialError(f"certificat de la passerelle {settings.gateway_cert_file} expiré le {ends:%Y-%m-%d} : "
-                               "le DUDE refuse ce qu'il signe (L02) ; y mettre le certificat renouvelé, et le "
-                               "remettre au DUDE (gateway keys show-cert)")
-    if starts > now:
-        raise KeyMaterialError(f"certificat de la passerelle {settings.gateway_cert_file} valide seulement à partir "
-                               f"du {starts:%Y-%m-%d %H:%M} UTC : le DUDE refuse ce qu'il signe d'ici là (L02) ; y "
-                               "remettre le certificat en cours, ou vérifier l'horloge de la machine")
-    trusted = TrustStore.from_dir(settings.gateway_trust_dir)
-    if not len(trusted):
-        raise KeyMaterialError(f"aucun certificat du DUDE dans le dossier de confiance {settings.gateway_trust_dir} : "
-                               "accusés de réception et comptes rendus ne pourraient pas être vérifiés (y mettre le "
-                               "certificat du DUDE, en .pem ; pour l'émulateur : gateway keys init)")
-    dude = [t.certificate for t in trusted.certificates]
-    valid = [c for c in dude if c.not_valid_before_utc <= now < c.not_valid_after_utc]
-    if not valid:
-        dude_ends = [c.not_valid_after_utc for c in dude]
-        if all(end <= now for end in dude_ends):
-            raise KeyMaterialError(f"tous les certificats du DUDE du dossier de confiance {settings.gateway_trust_dir} "
-                                   f"ont expiré (le dernier le {max(dude_ends):%Y-%m-%d}) : aucun accusé de réception "
-                                   "ni compte rendu ne serait reconnu ; y mettre le certificat en cours du DUDE")
-        first = min(c.not_valid_before_utc for c in dude if c.not_valid_before_utc > now)
-        raise KeyMaterialError(f"aucun certificat du DUDE du dossier de confiance {settings.gateway_trust_dir} n'est "
-                               "valide à cette date : expirés, ou valides seulement à partir du "
-                               f"{first:%Y-%m-%d %H:%M} UTC ; aucun accusé de réception ni compte rendu ne serait "
-                               "reconnu d'ici là ; y mettre le certificat en cours du DUDE")
-    soon = now + timedelta(days=settings.certificate_warning_days)
-    for whose, end in [("the gateway's", ends), *(("a DUDE", c.not_valid_after_utc) for c in valid)]:
-        if end <= soon:
-            log.warning("%s certificate expires on %s, in %d day(s): renew it before then", whose,
-                        f"{end:%Y-%m-%d}", math.ceil((end - now).total_seconds() / 86400))
+    signer = load_signer(settings)
+    trusted = TrustStore.from_dir(settings.gateway_trust_dir, names=key_names(settings))
+    found = certificate_statuses(settings, signer.certificate, trusted, now=now or datetime.now(UTC))
+    failing, _ = problems(found, trust_dir=settings.gateway_trust_dir)
+    if failing:
+        raise KeyMaterialError("; ".join(failing))
+    log_expiring(found)
     return signer
 
 
@@ -213,11 +220,9 @@ def unsafe_key_files(settings: Settings) -> list[str]:
 
 
 def certificate_pem(path: Path) -> str:
-    try:
-        pem = path.read_bytes()
-        x509.load_pem_x509_certificate(pem)
-    except FileNotFoundError as exc:
-        raise KeyMaterialError(f"certificat introuvable : {path} (clés de développement : gateway keys init)") from exc
-    except ValueError as exc:
-        raise KeyMaterialError(f"{path} n'est pas un certificat PEM : {exc}") from exc
-    return pem.decode("ascii")
+    """The gateway's certificate as its file holds it (``gateway keys show-cert``), once it is known to be one."""
+    from adapters.dude.signing import KeyNames, read_certificates
+
+    _, pem = read_certificates(path, what="certificat de la passerelle", setting="GATEWAY_CERT_FILE",
+                               names=KeyNames(when_missing="clés de développement : gateway keys init"))
+    return pem.decode("ascii", errors="replace")

@@ -258,16 +258,32 @@ class Settings(BaseSettings):
         return self.data_dir / "console-secret.key"
 
     def key_password_bytes(self) -> bytes | None:
+        """The private key's password: ``key_password``, or what ``key_password_file`` holds (blanks around it
+        dropped).
+
+        A password file that cannot be read is a ``KEYS`` error, like the key itself, naming the file and
+        ``GATEWAY_KEY_PASSWORD_FILE`` (never what it holds): it was an English ``CONFIG`` error, which
+        ``gateway check`` and ``/readyz`` showed as it was."""
         if self.key_password is not None:
             return self.key_password.get_secret_value().encode()
         if self.key_password_file is not None:
-            try:
-                return self.key_password_file.read_text(encoding="utf-8").strip().encode()
-            except (OSError, UnicodeDecodeError) as exc:  # name the file, never what it holds
-                from gateway.errors import ConfigurationError
+            from gateway.errors import KeyMaterialError
 
-                raise ConfigurationError(f"cannot read the key password file {self.key_password_file} "
-                                         f"({getattr(exc, 'strerror', None) or type(exc).__name__})") from exc
+            path = self.key_password_file
+            try:
+                password = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                from adapters.dude.signing import unreadable
+
+                problem = unreadable(exc)
+            except UnicodeDecodeError:
+                problem = "illisible : pas du texte UTF-8"
+            else:
+                if password:
+                    return password.encode()
+                problem = "vide"
+            raise KeyMaterialError(f"fichier du mot de passe de la clé {path} {problem} ; vérifier "
+                                   "GATEWAY_KEY_PASSWORD_FILE")
         return None
 
 

@@ -12,7 +12,9 @@ what was signed is returned (signxml's "see what is signed" rule): callers must 
 element, not the bytes they received.
 
 signxml's exceptions are translated here: ``L02`` for a certificate that is unknown, not yet valid or
-expired, ``L01`` for everything else about the signature.
+expired, ``L01`` for everything else about the signature. So are the errors of reading the key material
+(``OSError``, cryptography's ``ValueError``): `KeyMaterialError` (``KEYS``), in French, naming the file, what
+is wrong with it, and the setting that gives it (`KeyNames`: the gateway's and the emulator's differ).
 """
 
 from __future__ import annotations
@@ -147,55 +149,132 @@ class _DocumentVerifier(XMLVerifier):
         return super()._fromstring(xml_string, **kwargs)
 
 
+@dataclass(frozen=True, slots=True)
+class KeyNames:
+    """How one side names its key material to its operator, in the errors saying a piece of it cannot be used:
+    whose it is, the setting that gives each piece, and how missing files are made.
+
+    This module reads the files of both sides of the exchange, the gateway's (``GATEWAY_KEY_FILE``…,
+    `gateway.keys.key_names`) and the emulator's (its own configuration, `EmulatorConfig.key_names`): an
+    error naming the gateway's variables sent the emulator's operator to settings it never reads. Left
+    empty, an error names the file alone."""
+
+    whose: str = ""  # " de la passerelle", " de l'émulateur": after "clé privée", "certificat"
+    key_file: str = ""
+    cert_file: str = ""
+    password: str = ""
+    trust_dir: str = ""
+    #: Said after a file or folder that does not exist (``gateway keys init`` for development keys), or nothing.
+    when_missing: str = ""
+
+
+def unreadable(exc: OSError) -> str:
+    """Why a file cannot be read, in French for the operator (``strerror`` is English, and an ``Errno`` says
+    nothing to most of them)."""
+    if isinstance(exc, FileNotFoundError):
+        return "introuvable"
+    if isinstance(exc, PermissionError):
+        return "illisible : permission refusée à l'utilisateur du service (droits de ce chemin, ou d'un dossier " \
+               "au-dessus)"
+    if isinstance(exc, IsADirectoryError):
+        return "illisible : c'est un dossier, pas un fichier"
+    if isinstance(exc, NotADirectoryError):
+        return "illisible : un élément de son chemin n'est pas un dossier"
+    return f"illisible ({exc.strerror or type(exc).__name__})"
+
+
+def _refused(what: str, path: Path | None, problem: str, setting: str = "", *, hint: str = "") -> KeyMaterialError:
+    """``<what> <path> <problem> ; vérifier <setting> (<hint>)``: the file, what is wrong, what to look at."""
+    said = f"{what}{f' {path}' if path is not None else ''} {problem}"
+    if setting:
+        said += f" ; vérifier {setting}"
+    return KeyMaterialError(f"{said} ({hint})" if hint else said)
+
+
+def _read(path: Path, what: str, setting: str, names: KeyNames) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        missing = isinstance(exc, FileNotFoundError)
+        raise _refused(what, path, unreadable(exc), setting, hint=names.when_missing if missing else "") from exc
+
+
+def _not_pem(data: bytes, kind: str, begin: bytes) -> str:
+    """What is wrong with a file cryptography refused (its own message is a FAQ link and "MalformedFraming")."""
+    if b"-----BEGIN " not in data:
+        return "n'est pas un fichier PEM" + (" (fichier vide)" if not data.strip() else "")
+    if begin not in data:
+        return f"ne contient pas de {kind} PEM (une autre pièce mise à sa place ?)"
+    return f"illisible : {kind} PEM abîmé ou tronqué"
+
+
+def read_certificates(path: Path, *, what: str = "certificat", setting: str = "",
+                      names: KeyNames = KeyNames()) -> tuple[list[x509.Certificate], bytes]:
+    """The certificates of a PEM file (one at least) and the file's bytes, or `KeyMaterialError` saying what is
+    wrong with it: ``what`` names the file to the operator, ``setting`` what gives it."""
+    pem = _read(path, what, setting, names)
+    try:
+        return x509.load_pem_x509_certificates(pem), pem
+    except ValueError as exc:
+        raise _refused(what, path, _not_pem(pem, "certificat", b"-----BEGIN CERTIFICATE-----"), setting) from exc
+
+
 class Signer:
     """Signs documents with one private key and its certificate. Build once, use for every envelope."""
 
     def __init__(self, *, key_pem: bytes, cert_pem: bytes, password: bytes | None = None,
-                 key_file: Path | None = None, cert_file: Path | None = None):
-        """``key_file`` and ``cert_file``: where ``key_pem`` and ``cert_pem`` were read (`from_files`), only to
-        name the file in an error."""
-        key = f" {key_file}" if key_file is not None else ""
-        cert = f" {cert_file}" if cert_file is not None else ""
+                 key_file: Path | None = None, cert_file: Path | None = None, names: KeyNames = KeyNames()):
+        """``key_file`` and ``cert_file``: where ``key_pem`` and ``cert_pem`` were read (`from_files`), and
+        ``names`` how the operator sets them, only to say which file, and which setting, in an error."""
+        key_said, cert_said = f"clé privée{names.whose}", f"certificat{names.whose}"
         try:
             self._key = serialization.load_pem_private_key(key_pem, password=password)
         except TypeError as exc:  # said of the password, never with it (it is not in cryptography's message)
-            hint = (f"clé privée{key} chiffrée : donner son mot de passe (GATEWAY_KEY_PASSWORD_FILE ou "
-                    "GATEWAY_KEY_PASSWORD)" if password is None
-                    else f"un mot de passe est donné mais la clé privée{key} n'est pas chiffrée : retirer "
-                         "GATEWAY_KEY_PASSWORD_FILE et GATEWAY_KEY_PASSWORD, ou vérifier GATEWAY_KEY_FILE")
-            raise KeyMaterialError(hint) from exc
+            if password is None:
+                raise _refused(key_said, key_file, "chiffrée : donner son mot de passe", names.password) from exc
+            raise _refused(key_said, key_file, "n'est pas chiffrée, mais un mot de passe est donné",
+                           f"{names.key_file}, ou retirer {names.password}" if names.password else "") from exc
         except ValueError as exc:
-            raise KeyMaterialError(f"clé privée{key} illisible : mauvais mot de passe, ou pas une clé PEM ; "
-                                   "vérifier GATEWAY_KEY_FILE et GATEWAY_KEY_PASSWORD_FILE "
-                                   "(ou GATEWAY_KEY_PASSWORD)") from exc
+            encrypted = b"ENCRYPTED" in key_pem
+            if encrypted and password is not None:
+                raise _refused(key_said, key_file, ": mauvais mot de passe",
+                               f"{names.password}, et que {names.key_file} est la bonne clé"
+                               if names.password else "") from exc
+            raise _refused(key_said, key_file, _not_pem(key_pem, "clé privée", b"PRIVATE KEY-----"),
+                           names.key_file) from exc
         try:
             self.certificate = x509.load_pem_x509_certificate(cert_pem)
         except ValueError as exc:
-            raise KeyMaterialError(f"certificat{cert} illisible : {exc}") from exc
+            raise _refused(cert_said, cert_file, _not_pem(cert_pem, "certificat", b"-----BEGIN CERTIFICATE-----"),
+                           names.cert_file) from exc
         if self._key.public_key().public_numbers() != self.certificate.public_key().public_numbers():
-            raise KeyMaterialError(f"la clé privée{key} ne correspond pas au certificat{cert} ; vérifier "
-                                   "GATEWAY_KEY_FILE et GATEWAY_CERT_FILE")
+            both = names.key_file if names.key_file == names.cert_file else f"{names.key_file} et {names.cert_file}"
+            raise _refused(key_said, key_file, f"ne correspond pas au certificat{f' {cert_file}' if cert_file else ''}",
+                           both)
         if isinstance(self._key, rsa.RSAPrivateKey):
             if self._key.key_size < 2048:
-                raise KeyMaterialError(f"clé RSA{key} de {self._key.key_size} bits : il en faut au moins 2048")
+                raise _refused(key_said, key_file, f"de {self._key.key_size} bits : une clé RSA en demande au moins "
+                               "2048", names.key_file)
             method = SignatureMethod.RSA_SHA256
         elif isinstance(self._key, ec.EllipticCurvePrivateKey) and self._key.curve.name == "secp256r1":
             method = SignatureMethod.ECDSA_SHA256
         else:
-            raise KeyMaterialError(f"clé{key} non prise en charge : RSA (2048 bits ou plus) ou ECDSA P-256 seulement")
-        self._cert_pem = cert_pem.decode("ascii")
+            raise _refused(key_said, key_file, "non prise en charge : RSA (2048 bits ou plus) ou ECDSA P-256 "
+                           "seulement", names.key_file)
+        # signxml takes the PEM blocks out of the text; what an export put around them (openssl's "Bag
+        # Attributes", a friendlyName with accents) is not ASCII, and stopped the signer with a UnicodeDecodeError.
+        self._cert_pem = cert_pem.decode("ascii", errors="replace")
         self._method = method
         self._signer = _DocumentSigner(signature_algorithm=method, digest_algorithm=DigestAlgorithm.SHA256,
                                        c14n_algorithm=EXC_C14N)
 
     @classmethod
-    def from_files(cls, key_file: Path, cert_file: Path, *, password: bytes | None = None) -> Signer:
-        try:
-            return cls(key_pem=key_file.read_bytes(), cert_pem=cert_file.read_bytes(), password=password,
-                       key_file=key_file, cert_file=cert_file)
-        except FileNotFoundError as exc:
-            raise KeyMaterialError(f"clé ou certificat introuvable : {exc.filename} "
-                                   "(clés de développement : gateway keys init)") from exc
+    def from_files(cls, key_file: Path, cert_file: Path, *, password: bytes | None = None,
+                   names: KeyNames = KeyNames()) -> Signer:
+        key_pem = _read(key_file, f"clé privée{names.whose}", names.key_file, names)
+        cert_pem = _read(cert_file, f"certificat{names.whose}", names.cert_file, names)
+        return cls(key_pem=key_pem, cert_pem=cert_pem, password=password, key_file=key_file, cert_file=cert_file,
+                   names=names)
 
     def sign(self, root: etree._Element) -> etree._Element:
         """Return a signed copy of ``root`` (an enveloped ``ds:Signature`` as its last child)."""
@@ -253,23 +332,25 @@ class TrustFolder:
     removed): an operator rotating a certificate drops the new one in and it is trusted at once, without a
     restart (brief §6: rotation without a gap). The gateway's (`Gateway.dude_trust`) and the emulator's."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, *, names: KeyNames = KeyNames()):
         self.folder = folder
+        self.names = names
         self._read: tuple[tuple | None, TrustStore] | None = None
 
     def _stamp(self) -> tuple | None:
         try:
             return tuple(sorted((entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
                                 for entry in os.scandir(self.folder) if entry.is_file()))
-        except FileNotFoundError:
+        except OSError:  # missing, not a folder, not listable: `TrustStore.from_dir` says which
             return None
 
     def current(self) -> TrustStore:
         """The certificates as the folder holds them now (`TrustStore.from_dir`, which says what is wrong)."""
         stamp = self._stamp()
         if self._read is None or self._read[0] != stamp:
-            self._read = (stamp, TrustStore.from_dir(self.folder))
+            self._read = (stamp, TrustStore.from_dir(self.folder, names=self.names))
         return self._read[1]
+
 
 def _described(der: bytes) -> str:
     """A certificate as an operator can recognise it: its subject and the start of its SHA-256 fingerprint."""
@@ -292,17 +373,27 @@ class TrustStore:
         self.source = source
 
     @classmethod
-    def from_dir(cls, directory: Path) -> TrustStore:
-        """Every certificate in every ``*.pem``/``*.crt`` file of ``directory``."""
-        if not directory.is_dir():
-            raise KeyMaterialError(f"dossier de confiance {directory} introuvable "
-                                   "(clés de développement : gateway keys init)")
+    def from_dir(cls, directory: Path, *, names: KeyNames = KeyNames()) -> TrustStore:
+        """Every certificate in every ``*.pem``/``*.crt`` file of ``directory``; `KeyMaterialError` naming the
+        folder or the file that cannot be read, and ``names.trust_dir``.
+
+        Listed with ``scandir``, which says why it cannot: ``glob`` took a folder the service may not list for
+        an empty one ("aucun certificat du DUDE"), the certificates being there."""
+        what = "dossier de confiance"
+        try:
+            with os.scandir(directory) as entries:
+                files = sorted(entry.name for entry in entries if entry.name.endswith((".pem", ".crt")))
+        except FileNotFoundError as exc:
+            raise _refused(what, directory, "introuvable", names.trust_dir, hint=names.when_missing) from exc
+        except NotADirectoryError as exc:
+            raise _refused(what, directory, "n'est pas un dossier", names.trust_dir) from exc
+        except OSError as exc:
+            raise _refused(what, directory, unreadable(exc), names.trust_dir) from exc
         found = []
-        for path in sorted([*directory.glob("*.pem"), *directory.glob("*.crt")]):
-            try:
-                found += [TrustedCertificate(c, path.name) for c in x509.load_pem_x509_certificates(path.read_bytes())]
-            except ValueError as exc:
-                raise KeyMaterialError(f"{path} n'est pas un certificat PEM : {exc}") from exc
+        for name in files:
+            certificates, _ = read_certificates(directory / name, what="certificat de confiance",
+                                                setting=names.trust_dir)
+            found += [TrustedCertificate(c, name) for c in certificates]
         return cls(found, source=str(directory))
 
     @classmethod

@@ -18,8 +18,15 @@ several instances sharing one database report the same numbers. They are whole-g
 * ``gateway_sending_paused`` — 1 while sending to DUDE is paused (``gateway sending pause``), else 0;
 * ``gateway_drop_folder_ok`` — 0 while the drop folder (``GATEWAY_INPUT_DIR``) is missing, a file or not
   readable, so that every night reads nothing (`gateway.nightly.drop_folder_check`), else 1;
-* ``gateway_certificate_expiry_days{role,subject}`` — days until each certificate expires (the
+* ``gateway_certificate_expiry_days{role,subject,sha256}`` — days until each certificate expires (the
   gateway's, ``role="passerelle"``, and the trusted DUDE ones), read from the files (issue 5);
+  ``gateway_certificate_start_days{…}`` — days until its validity starts: above 0, not valid yet (a renewal
+  put in place too early, or a wrong clock), refused as an expired one is; negative once started. ``sha256``
+  (the fingerprint's first 16 hex digits) tells apart two certificates of one subject: DUDE's current one and
+  its renewal side by side in the trust folder were one series twice;
+* ``gateway_certificates_ok`` — 1 while the certificates let a night work, 0 when `gateway.certificates.problems`
+  finds one failing (ours expired or not valid yet, no DUDE certificate valid now) or one cannot be read: the
+  night stops on ``KEYS``. The series above then say which, when they can be read;
 * ``gateway_api_requests_total{method,operation,status}``, ``gateway_api_request_duration_seconds{operation}``
   (``operation``: the endpoint's name, such as ``read_event``).
 """
@@ -37,7 +44,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from gateway.codes import EnvelopeState, EventState
-from gateway.certificates import check_certificates
+from gateway.certificates import check_certificates, problems
 from gateway.context import Gateway
 from gateway.nightly import drop_folder_check
 from gateway.pipeline import pause
@@ -49,6 +56,12 @@ RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 _LAST_RUN = "Fin de la dernière exécution, par issue (temps Unix)"
 _PAUSED = "Envoi au DUDE suspendu (1) ou non (0)"
 _DROP_FOLDER = "Dossier de dépôt lisible (1) ; introuvable, fichier ou illisible (0) : aucune nuit ne lit d'export"
+_EXPIRY = "Jours avant l'expiration"
+_START = "Jours avant le début de validité (au-dessus de 0 : pas encore valide)"
+_CERTIFICATES_OK = ("Certificats utilisables (1) ; le nôtre expiré ou pas encore valide, aucun du DUDE valide, ou "
+                    "illisibles (0) : la nuit s'arrête (KEYS)")
+#: ``sha256``: the certificate's SHA-256 fingerprint, its first 16 hex digits (as ``gateway check`` shows it).
+_CERTIFICATE_LABELS = ["role", "subject", "sha256"]
 #: Read by prometheus_client when it is imported: set, counters are kept in files of that folder.
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -76,8 +89,9 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily("gateway_last_run_finished_timestamp_seconds", _LAST_RUN, labels=["outcome"])
         yield GaugeMetricFamily("gateway_sending_paused", _PAUSED)
         yield GaugeMetricFamily("gateway_drop_folder_ok", _DROP_FOLDER)
-        yield GaugeMetricFamily("gateway_certificate_expiry_days", "Jours avant l'expiration",
-                                labels=["role", "subject"])
+        yield GaugeMetricFamily("gateway_certificate_expiry_days", _EXPIRY, labels=_CERTIFICATE_LABELS)
+        yield GaugeMetricFamily("gateway_certificate_start_days", _START, labels=_CERTIFICATE_LABELS)
+        yield GaugeMetricFamily("gateway_certificates_ok", _CERTIFICATES_OK)
 
     def collect(self) -> Iterator[Metric]:
         e, v, r = events_t.c, envelopes_t.c, runs_t.c
@@ -117,14 +131,24 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily("gateway_sending_paused", _PAUSED, value=1 if paused else 0)
         yield GaugeMetricFamily("gateway_drop_folder_ok", _DROP_FOLDER,
                                 value=0 if drop_folder_check(self.gw.settings) else 1)
-        gauge = GaugeMetricFamily("gateway_certificate_expiry_days", "Jours avant l'expiration",
-                                  labels=["role", "subject"])
+        yield from self._certificates()
+
+    def _certificates(self) -> Iterator[Metric]:
+        expiry = GaugeMetricFamily("gateway_certificate_expiry_days", _EXPIRY, labels=_CERTIFICATE_LABELS)
+        start = GaugeMetricFamily("gateway_certificate_start_days", _START, labels=_CERTIFICATE_LABELS)
         try:
-            for status in check_certificates(self.gw):
-                gauge.add_metric([status.role, status.subject], round(status.days_left, 2))
-        except GatewayError:  # no keys yet: /readyz says so
-            pass
-        yield gauge
+            statuses = check_certificates(self.gw)
+        except GatewayError:  # unreadable, or no keys yet: /readyz says which file and why
+            statuses, usable = [], False
+        else:
+            usable = not problems(statuses, trust_dir=self.gw.settings.gateway_trust_dir)[0]
+        for status in statuses:
+            labels = [status.role, status.subject, status.fingerprint[:16]]
+            expiry.add_metric(labels, round(status.days_left, 2))
+            start.add_metric(labels, round(status.days_to_start, 4))  # 2 digits: 0 up to 7 minutes before
+        yield expiry
+        yield start
+        yield GaugeMetricFamily("gateway_certificates_ok", _CERTIFICATES_OK, value=1 if usable else 0)
 
 
 class ApiMetrics:

@@ -120,7 +120,7 @@ def test_readyz_and_gateway_run_refuse_a_certificate_not_valid_yet(settings, dev
     with TestClient(create_app(gw)) as client:
         answer = client.get("/readyz")
         assert answer.status_code == 503 and "aucun certificat du DUDE valide" in answer.text
-        with pytest.raises(KeyMaterialError, match="aucun certificat du DUDE .* n'est valide à cette date"):
+        with pytest.raises(KeyMaterialError, match="aucun certificat du DUDE valide à cette date"):
             check_key_material(settings)
 
         (settings.gateway_trust_dir / "dude-current.cert.pem").write_bytes(current)  # rotation: the next one waits
@@ -173,4 +173,77 @@ def test_a_renewed_certificate_put_in_place_is_signed_with_without_a_restart(set
     assert renewed.certificate.fingerprint(hashes.SHA256()) != before.certificate.fingerprint(hashes.SHA256())
     signed = renewed.sign_in_place(etree.fromstring(b'<Lot xmlns="urn:fr:spe:dude:echanges:v1" Id="x"/>'))
     assert cert.decode().split("-----")[2].replace("\n", "") in etree.tostring(signed).decode().replace("\n", "")
+    gw.close()
+
+
+def test_gateway_run_refuses_in_the_words_readyz_uses_and_logs_what_the_daily_check_logs(settings, dev_keys,
+                                                                                          caplog) -> None:
+    """`gateway.keys.check_key_material` (``gateway run``) and `gateway.certificates` (``/readyz``, ``gateway
+    check``, the daily job) judged the same certificates with two codes, and said it in two wordings: one decides
+    now, the other says what it decided."""
+    from gateway.errors import KeyMaterialError
+    from gateway.keys import check_key_material
+
+    gw = Gateway.open(settings)
+    own = gw.signer.certificate
+    dude_file = settings.gateway_trust_dir / "dude.cert.pem"
+    later = utcnow() + timedelta(days=2)
+    for moment, dude_pem in [(own.not_valid_after_utc + timedelta(days=1), None),  # everything expired
+                             (own.not_valid_before_utc - timedelta(hours=1), None),  # nothing valid yet
+                             (utcnow(), make_self_signed("DUDE", not_before=later)[1])]:  # DUDE's, from later
+        if dude_pem is not None:
+            dude_file.write_bytes(dude_pem)
+        failing, _ = problems(check_certificates(gw, now=moment))
+        assert failing
+        with pytest.raises(KeyMaterialError) as refused:
+            check_key_material(settings, now=moment)
+        assert refused.value.message == "; ".join(failing)
+    gw.close()
+
+    end = own.not_valid_after_utc  # both certificates end within 5 days of it (made together by keys init)
+    caplog.set_level(logging.WARNING)
+    dude_file.write_bytes((settings.data_dir / "emulator" / "keys" / "dude.cert.pem").read_bytes())
+    gw = Gateway.open(settings)
+    caplog.clear()
+    check_key_material(settings, now=end - timedelta(days=5))
+    by_run = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    log_expiring(check_certificates(gw, now=end - timedelta(days=5)))
+    assert by_run == [r.getMessage() for r in caplog.records] and len(by_run) == 2
+    assert by_run[0].startswith("the gateway's certificate expires on") and "in 5 day(s)" in by_run[0]
+    gw.close()
+
+
+def test_metrics_say_a_certificate_not_valid_yet_and_whether_the_certificates_let_a_night_work(settings,
+                                                                                                dev_keys) -> None:
+    """``gateway_certificate_expiry_days`` said nothing of a certificate installed before its validity starts
+    (a renewal put in too early, a wrong clock), and two certificates of one subject (DUDE's current one and
+    its renewal, side by side in the trust folder) came out as one series twice."""
+    import re
+
+    gw = Gateway.open(settings)
+    _, token = create_client(gw.engine, name="adm", role="admin", now=utcnow())
+
+    def scrape(client) -> str:
+        return client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).text
+
+    def samples(text: str, name: str) -> dict[str, float]:
+        return {labels: float(value) for labels, value in re.findall(rf"^{name}\{{(.*)\}} (\S+)$", text, re.M)}
+
+    with TestClient(create_app(gw)) as client:
+        now = scrape(client)
+        assert "gateway_certificates_ok 1.0" in now
+        assert all(v < 0 for v in samples(now, "gateway_certificate_start_days").values())
+
+        later = utcnow() + timedelta(days=3)
+        renewal = make_self_signed("DUDE emulateur", not_before=later)[1]  # the same subject as the current one
+        (settings.gateway_trust_dir / "dude-2027.cert.pem").write_bytes(renewal)
+        rotating = scrape(client)
+        assert "gateway_certificates_ok 1.0" in rotating  # the current one is still valid
+        starts = samples(rotating, "gateway_certificate_start_days")
+        assert len(starts) == 3 and len(samples(rotating, "gateway_certificate_expiry_days")) == 3
+        assert sorted(round(v) for v in starts.values() if v > 0) == [3]
+
+        (settings.gateway_trust_dir / "dude.cert.pem").unlink()  # the renewal alone: nothing DUDE signs is trusted
+        assert "gateway_certificates_ok 0.0" in scrape(client)
     gw.close()

@@ -120,10 +120,10 @@ def test_production_key_paths_get_the_variables_as_advice_not_the_development_co
     monkeypatch.setenv("GATEWAY_TRUST_DIR", str(tmp_path / "pki" / "dude"))
     answer = CliRunner().invoke(cli, ["check", "--data-dir", str(tmp_path / "data"), "--json", "--no-dude"])
     found = {c["name"]: c for c in json.loads(answer.stdout)["checks"]}
-    for name in ("signing_key", "trust_store"):
+    for name, setting in (("signing_key", "GATEWAY_KEY_FILE"), ("trust_store", "GATEWAY_TRUST_DIR")):
         assert found[name]["status"] == FAILING, found[name]
         assert "gateway keys init" not in found[name]["detail"], found[name]
-        assert "vérifier GATEWAY_KEY_FILE" in found[name]["detail"], found[name]
+        assert f"vérifier {setting}" in found[name]["detail"], found[name]  # the one that names what is missing
     assert str(tmp_path / "pki" / "passerelle.key.pem") in found["signing_key"]["detail"]
     assert f"dossier de confiance {tmp_path / 'pki' / 'dude'} introuvable" in found["trust_store"]["detail"]
 

@@ -80,7 +80,8 @@ def test_a_wrong_or_missing_password_is_a_clear_error_that_never_shows_it(encryp
     said = str(refused.value)  # which file, and which settings to look at
     assert str(data / "keys" / "gateway.key.pem") in said
     assert "GATEWAY_KEY_FILE" in said and "GATEWAY_KEY_PASSWORD_FILE" in said
-    with pytest.raises(ConfigurationError, match="cannot read the key password file") as unreadable:
+    with pytest.raises(KeyMaterialError, match="fichier du mot de passe de la clé .* introuvable ; vérifier "
+                                               "GATEWAY_KEY_PASSWORD_FILE") as unreadable:
         Settings(_env_file=None, data_dir=data, key_password_file=tmp_path / "absent").key_password_bytes()
     for error in (missing.value, refused.value, unreadable.value):
         assert PASSWORD not in str(error) and wrong not in str(error)
@@ -217,12 +218,13 @@ def test_a_run_stops_on_an_expired_certificate_and_warns_of_one_ending_soon(sett
     with caplog.at_level(logging.WARNING, logger="gateway.keys"):
         check_key_material(settings, now=end - timedelta(days=5))
     assert "the gateway's certificate expires on" in caplog.text and "in 5 day(s)" in caplog.text
-    with pytest.raises(KeyMaterialError, match="certificat de la passerelle .* expiré le"):
+    with pytest.raises(KeyMaterialError, match="certificat de la passerelle .* expiré depuis le"):
         check_key_material(settings, now=end + timedelta(days=1))
     trusted = settings.gateway_trust_dir / "dude.cert.pem"
     kept = trusted.read_bytes()
     trusted.write_bytes(make_self_signed("dude", days=0, not_before=datetime.now(UTC) - timedelta(days=1))[1])
-    with pytest.raises(KeyMaterialError, match="tous les certificats du DUDE du dossier de confiance .* ont expiré"):
+    with pytest.raises(KeyMaterialError, match="aucun certificat du DUDE valide à cette date dans le dossier de "
+                                               "confiance .* expiré depuis le"):
         check_key_material(settings)
     trusted.write_bytes(kept)
 
@@ -233,4 +235,4 @@ def test_a_run_stops_on_an_expired_certificate_and_warns_of_one_ending_soon(sett
     result = CliRunner(env={"GATEWAY_DATA_DIR": None, "GATEWAY_DATABASE_URL": None}).invoke(
         app, ["run", "--input", str(export), "--data-dir", str(settings.data_dir)])
     assert result.exit_code == 2
-    assert "Erreur KEYS" in result.stderr and "expiré le" in " ".join(result.stderr.split())
+    assert "Erreur KEYS" in result.stderr and "expiré depuis le" in " ".join(result.stderr.split())

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from adapters.dude.signing import KeyNames
 from gateway.errors import ConfigurationError
 from gateway.keys import emulator_identity
 from gateway.settings import Settings
@@ -25,6 +26,13 @@ PARIS = ZoneInfo("Europe/Paris")
 #: The registry file name the demo and the fixture generator agree on (brief §4).
 REGISTRY_FILE_NAME = "registre-dude.csv"
 LEDGER_FILE_NAME = "ledger.db"
+
+
+#: How an emulator built from `EmulatorConfig`'s fields names its key material in an error (`KeyNames`): its
+#: own fields, never the gateway's ``GATEWAY_KEY_FILE``…, which it does not read.
+CONFIG_KEY_NAMES = KeyNames(whose=" de l'émulateur", key_file="EmulatorConfig.key_file",
+                            cert_file="EmulatorConfig.cert_file", password="EmulatorConfig.key_password",
+                            trust_dir="EmulatorConfig.trust_dir")
 
 
 def paris_now() -> datetime:
@@ -65,6 +73,8 @@ class EmulatorConfig:
     today: date | None = None
     #: Timezone-aware "now": receipt and report times, report availability, certificate validity.
     clock: Callable[[], datetime] = field(default=paris_now, compare=False)
+    #: How the key material's errors name where it comes from (`for_settings`: ``--data-dir``).
+    key_names: KeyNames = CONFIG_KEY_NAMES
 
     def __post_init__(self) -> None:
         if self.report_delay_seconds < 0:
@@ -92,9 +102,11 @@ class EmulatorConfig:
     @classmethod
     def for_settings(cls, settings: Settings, **overrides: Any) -> EmulatorConfig:
         """The demo's emulator: keys where `gateway.keys.init_dev_keys` puts them, registry and ledger
-        in ``settings.emulator_dir``, the gateway's sender code authorised, its size limit applied.
+        in ``settings.emulator_dir``, the gateway's sender code authorised, its size limit applied. Its key
+        material comes from the data folder: ``gateway emulator serve``'s ``--data-dir`` is what its errors name.
         """
         identity = emulator_identity(settings)
+        data_dir = "--data-dir de gateway emulator serve (ou GATEWAY_DATA_DIR)"
         values: dict[str, Any] = {
             "key_file": identity.key_file,
             "cert_file": identity.cert_file,
@@ -103,6 +115,8 @@ class EmulatorConfig:
             "ledger_path": settings.emulator_dir / LEDGER_FILE_NAME,
             "authorized_senders": frozenset({settings.sender_code}),
             "max_bytes": settings.max_document_bytes,
+            "key_names": KeyNames(whose=" de l'émulateur", key_file=data_dir, cert_file=data_dir,
+                                  password="EmulatorConfig.key_password", trust_dir=data_dir),
         }
         values.update(overrides)
         return cls(**values)

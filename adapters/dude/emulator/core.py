@@ -117,9 +117,12 @@ class Emulator:
         self.config = config
         #: The faults on; replace the whole value to change them (`Faults` is frozen).
         self.faults = faults or Faults()
-        self._trust = TrustFolder(config.trust_dir)
-        self._trust.current()  # a folder that cannot be read stops the emulator here, as before
-        self._signer = Signer.from_files(config.key_file, config.cert_file, password=config.key_password)
+        # A folder, key or certificate that cannot be used stops the emulator here (KEYS), named as its
+        # configuration names it (`EmulatorConfig.key_names`): never the gateway's GATEWAY_KEY_FILE…
+        self._trust = TrustFolder(config.trust_dir, names=config.key_names)
+        self._trust.current()
+        self._signer = Signer.from_files(config.key_file, config.cert_file, password=config.key_password,
+                                         names=config.key_names)
         self._owns_registry = registry is None
         if registry is None:
             registry = Registry.from_csv(config.registry_file) if config.registry_file else Registry()

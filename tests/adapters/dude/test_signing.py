@@ -140,6 +140,15 @@ def test_password_protected_key(tmp_path: Path) -> None:
     Signer(key_pem=key, cert_pem=cert, password=b"s3cret").sign(an_envelope())
 
 
+def test_a_certificate_exported_with_accented_attributes_around_it_signs(dude_side_trust, dev_keys) -> None:
+    """``openssl pkcs12 -nokeys`` writes "Bag Attributes" before the PEM block, with the friendlyName the PKI gave
+    (accents included): the certificate loaded, then the signer stopped on a ``UnicodeDecodeError``."""
+    exported = ("Bag Attributes\n    friendlyName: passerelle-été\nsubject=CN=PARCOURS3 passerelle\n".encode()
+                + dev_keys.gateway.cert_file.read_bytes())
+    signer = Signer(key_pem=dev_keys.gateway.key_file.read_bytes(), cert_pem=exported)
+    assert dude_side_trust.verify(safe_xml.parse(serialize(signer.sign(an_envelope())))).root is not None
+
+
 def test_key_and_certificate_must_match() -> None:
     key, _ = make_self_signed("a")
     _, other_cert = make_self_signed("b")
