@@ -65,6 +65,18 @@ class EmulatorHandle:
         return httpx.get(f"{self.base_url}/ledger", timeout=30).json()
 
 
+def _last_words(log_path: Path) -> str:
+    """The last line the emulator wrote (its ``Erreur KEYS : …``, naming the file), to say why it stopped rather
+    than only where to look; nothing if it wrote none."""
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
+            lines = [line.strip() for line in log.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return f" : {lines[-1][:500]}" if lines else ""
+
+
 @contextmanager
 def emulator_process(settings: Settings, *, registry: Path, port: int | None = None,
                      report_delay: float = 0.2, callback_url: str | None = None,
@@ -91,7 +103,8 @@ def emulator_process(settings: Settings, *, registry: Path, port: int | None = N
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                raise ConfigurationError(f"the DUDE emulator stopped at start-up; see {log_path}")
+                raise ConfigurationError(f"l'émulateur du DUDE s'est arrêté au démarrage{_last_words(log_path)} "
+                                         f"(son journal : {log_path})")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                     break

@@ -132,7 +132,10 @@ def emulator_serve(
     config = EmulatorConfig.for_settings(settings, **overrides)
     console.print(f"Émulateur DUDE sur http://{host}:{port}/dude/v1 (registre : {config.registry_file})"
                   + (f", pannes : {json.dumps(chosen.as_dict(), sort_keys=True)}" if chosen.any else ""))
-    serve(config, host=host, port=port, faults=chosen)
+    try:
+        serve(config, host=host, port=port, faults=chosen)
+    except GatewayError as exc:  # its keys cannot be used (`Erreur KEYS`, naming the file): said, not a traceback
+        raise fail(exc) from exc
 
 
 def _faults(text: str | None, seed: int | None):

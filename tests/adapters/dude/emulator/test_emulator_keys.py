@@ -59,3 +59,30 @@ def test_an_emulator_built_by_hand_names_its_configuration_fields(tmp_path: Path
     message = said(config)
     assert f"clé privée de l'émulateur {tmp_path / 'dude.key.pem'} n'est pas un fichier PEM" in message
     assert "EmulatorConfig.key_file" in message
+
+
+def test_an_emulator_whose_keys_cannot_be_used_says_why_when_the_demo_starts_it(tmp_path: Path, keys) -> None:
+    """``gateway emulator serve`` stops on ``Erreur KEYS`` (exit code 2, no traceback), and the demo that started
+    it says that line, in French, rather than only where its log is."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app as cli
+    from gateway.demo import emulator_process
+    from gateway.errors import ConfigurationError
+
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data")
+    init_dev_keys(settings, sides=("emulator",))
+    config = EmulatorConfig.for_settings(settings, registry_file=None, ledger_path=None)
+    config.cert_file.write_text("pas un certificat\n")
+
+    answer = CliRunner().invoke(cli, ["emulator", "serve", "--data-dir", str(settings.data_dir), "--port", "0"])
+    assert answer.exit_code == 2, answer.output
+    assert "Erreur KEYS" in answer.output and "Traceback" not in answer.output
+
+    registry = tmp_path / "registre.csv"
+    registry.write_text("id_de;nir\n")
+    with pytest.raises(ConfigurationError) as refused, emulator_process(settings, registry=registry):
+        pass
+    message = " ".join(refused.value.message.split())
+    assert message.startswith("l'émulateur du DUDE s'est arrêté au démarrage : Erreur KEYS"), message
+    assert f"certificat de l'émulateur {config.cert_file} n'est pas un fichier PEM" in message
