@@ -30,6 +30,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
+from adapters.dude.client import TEXT_MAX, one_line
 from gateway.certificates import check_certificates, no_dude_certificate, problems
 from gateway.context import Gateway
 from gateway.errors import GatewayError, RemoteServerError, TransportError
@@ -276,8 +277,8 @@ def _unreachable(gw: Gateway, exc: TransportError) -> Check:
         hint = "https:// vers un port qui parle en http simple ?"
     elif "CERTIFICATE_VERIFY_FAILED" in said:
         hint = "certificat TLS du serveur non reconnu (chaîne de confiance de la machine)"
-    else:
-        hint = said[:200]
+    else:  # httpx's words, which may quote what came back: one line, cut (as every error about DUDE's answer)
+        hint = one_line(said, TEXT_MAX) or type(exc.__cause__ or exc).__name__
     default = gw.settings.dude_url == type(gw.settings).model_fields["dude_url"].default
     then = ("c'est l'adresse par défaut, celle de l'émulateur (gateway emulator serve) : pour le vrai DUDE, régler "
             "GATEWAY_DUDE_URL" if default else "vérifier GATEWAY_DUDE_URL, le pare-feu, le proxy")

@@ -68,7 +68,7 @@ class DudeClient:
         except httpx.TimeoutException as exc:
             raise TransportError(f"{method} {url}: no answer in time ({exc.__class__.__name__})") from exc
         except httpx.HTTPError as exc:  # h11's words may quote what came back ("illegal status line: b'…'")
-            said = _clean(str(exc), TEXT_MAX) or ""
+            said = one_line(str(exc), TEXT_MAX) or ""
             raise TransportError(f"{method} {url}: {exc.__class__.__name__}: {said}") from exc
         answer = Answer(response.status_code, response.content, response.headers.get("content-type", ""),
                         response.headers.get("location"))
@@ -91,7 +91,7 @@ class DudeClient:
         code = problem.get("code")
         known = _ENVELOPE_CODES.get(code) if isinstance(code, str) else None
         if answer.status_code in (400, 413, 422) and known is not None:
-            raise EnvelopeRefused(_clean(problem.get("title"), TITLE_MAX) or known.label, code=known.value)
+            raise EnvelopeRefused(one_line(problem.get("title"), TITLE_MAX) or known.label, code=known.value)
         raise RemoteServerError(f"POST /lots: unexpected {_said(answer)}")
 
     def get_report(self, id_lot: str) -> bytes | None:
@@ -113,7 +113,7 @@ class DudeClient:
         code and a redirection's ``Location``; raises `TransportError` (no answer) or `RemoteServerError` (5xx)
         as every call does."""
         answer = self._call("GET", f"/lots/{PROBE_ID_LOT}/compte-rendu")
-        return answer.status_code, _clean(_problem(answer).get("code"), CODE_MAX), answer.location
+        return answer.status_code, one_line(_problem(answer).get("code"), CODE_MAX), answer.location
 
 
 #: No envelope has it (ours are UUID4: version 4, never all zeros).
@@ -130,7 +130,7 @@ def _problem(answer: Answer) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _clean(value: object, limit: int) -> str | None:
+def one_line(value: object, limit: int) -> str | None:
     """Text DUDE wrote, fit for one log line: control characters removed, cut to ``limit`` characters;
     ``None`` for anything else (a number, an object, nothing but blanks)."""
     if not isinstance(value, str):
@@ -148,8 +148,8 @@ def _said(answer: Answer) -> str:
     status = f"HTTP {answer.status_code}"
     if PROBLEM in answer.content_type.lower():
         problem = _problem(answer)
-        code, title = _clean(problem.get("code"), CODE_MAX), _clean(problem.get("title"), TITLE_MAX)
+        code, title = one_line(problem.get("code"), CODE_MAX), one_line(problem.get("title"), TITLE_MAX)
         if code or title:
             return f"{status} {code or '(no code)'}" + (f" ({title})" if title else "")
-    kind = _clean(answer.content_type.partition(";")[0], CODE_MAX) or "no content type"
+    kind = one_line(answer.content_type.partition(";")[0], CODE_MAX) or "no content type"
     return f"{status} ({kind}, {len(answer.body)} bytes)"

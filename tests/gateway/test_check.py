@@ -53,6 +53,9 @@ def test_a_ready_installation_passes_every_check_and_dude_is_asked_without_sendi
     (httpx.ConnectError("[Errno 111] Connection refused"), "injoignable : rien n'écoute à cette adresse et ce port"),
     (httpx.ConnectError("[Errno -2] Name or service not known"), "injoignable : nom d'hôte inconnu (DNS)"),
     (httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number"), "https:// vers un port qui parle en http"),
+    # httpx's words quote what came back: said on one line, without its control characters, cut
+    (httpx.RemoteProtocolError("illegal status line: b'HTTP/1.1 200\\r\\nX-Forged: \x1b[31m\n" + "x" * 500 + "'"),
+     "injoignable : illegal status line: b'HTTP/1.1 200\\r\\nX-Forged: [31m"),
     (httpx.Response(302, headers={"Location": "https://dude.test/dude/v1/lots/x?jeton=secret"}),
      "redirige (HTTP 302) vers https://dude.test/dude/v1/lots/x : mettre cette adresse-là dans GATEWAY_DUDE_URL"),
 ])
@@ -67,6 +70,7 @@ def test_whatever_answers_in_dude_s_place_is_said_for_what_it_is(settings, dev_k
     checks = installation(gw)
     gw.close()
     assert statuses(checks)["dude"] == FAILING and said in detail(checks, "dude"), detail(checks, "dude")
+    assert detail(checks, "dude").isprintable() and len(detail(checks, "dude")) < 400, detail(checks, "dude")
 
 
 def test_a_paused_switch_and_a_certificate_near_its_end_are_warnings_an_expired_one_fails(settings, emulator) -> None:
