@@ -327,6 +327,10 @@ class Verified:
     signer: TrustedCertificate
 
 
+#: The files of a trust folder that hold certificates.
+TRUSTED_SUFFIXES = (".pem", ".crt")
+
+
 class TrustFolder:
     """A trust folder's certificates, read again whenever the folder changes (a file added, replaced or
     removed): an operator rotating a certificate drops the new one in and it is trusted at once, without a
@@ -338,9 +342,12 @@ class TrustFolder:
         self._read: tuple[tuple | None, TrustStore] | None = None
 
     def _stamp(self) -> tuple | None:
+        """What `TrustStore.from_dir` reads, as names, dates and sizes: every ``*.pem``/``*.crt`` entry, whatever it
+        is (a folder or a broken link dropped under such a name is what it refuses, and must be seen at once)."""
         try:
-            return tuple(sorted((entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
-                                for entry in os.scandir(self.folder) if entry.is_file()))
+            with os.scandir(self.folder) as entries:
+                return tuple(sorted((entry.name, *_dated(entry)) for entry in entries
+                                    if entry.name.endswith(TRUSTED_SUFFIXES)))
         except OSError:  # missing, not a folder, not listable: `TrustStore.from_dir` says which
             return None
 
@@ -350,6 +357,14 @@ class TrustFolder:
         if self._read is None or self._read[0] != stamp:
             self._read = (stamp, TrustStore.from_dir(self.folder, names=self.names))
         return self._read[1]
+
+
+def _dated(entry: os.DirEntry) -> tuple[int, int]:
+    try:
+        found = entry.stat()
+    except OSError:  # a broken link
+        return -1, -1
+    return found.st_mtime_ns, found.st_size
 
 
 def _described(der: bytes) -> str:
@@ -382,7 +397,7 @@ class TrustStore:
         what = "dossier de confiance"
         try:
             with os.scandir(directory) as entries:
-                files = sorted(entry.name for entry in entries if entry.name.endswith((".pem", ".crt")))
+                files = sorted(entry.name for entry in entries if entry.name.endswith(TRUSTED_SUFFIXES))
         except FileNotFoundError as exc:
             raise _refused(what, directory, "introuvable", names.trust_dir, hint=names.when_missing) from exc
         except NotADirectoryError as exc:

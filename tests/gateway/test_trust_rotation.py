@@ -34,3 +34,15 @@ def test_a_new_dude_certificate_is_trusted_as_soon_as_it_is_in_the_folder(gw, de
     (gw.settings.gateway_trust_dir / "dude.cert.pem").unlink()  # the old key is retired
     with pytest.raises(CertificateRejected):
         open_signed(receipt_signed_by(old), trust=gw.dude_trust, expected="AccuseReception")
+
+
+def test_a_folder_dropped_under_a_certificate_s_name_is_seen_by_a_running_gateway(gw, dev_keys) -> None:
+    """The folder is read again when what it would read changes: a folder named ``*.pem`` (a mistaken ``cp -r``)
+    is what `TrustStore.from_dir` refuses (``KEYS``, naming it), and the running gateway says so at once rather
+    than going on with the certificates it read before, which ``gateway check`` would contradict."""
+    from gateway.errors import KeyMaterialError
+
+    assert len(gw.dude_trust) == 1
+    (gw.settings.gateway_trust_dir / "dude-2027.cert.pem").mkdir()
+    with pytest.raises(KeyMaterialError, match="dude-2027.cert.pem illisible : c'est un dossier"):
+        gw.dude_trust
