@@ -220,7 +220,8 @@ def poll_reports(gw: Gateway, *, envelope_ids: list[str] | None = None, force: b
     after a poll found it unavailable, the next call is a probe (`Outage.poll_failed`; the caller says when,
     `Outage.probe_in`): it asks the oldest awaited report, due or not (the question is DUDE's, not that
     report's), and the others only if DUDE answered it, which one line says. A probe that finds DUDE still
-    unavailable is said at debug level only, and counts no poll against its envelope (`_not_yet`): a run probing
+    unavailable is said at debug level only; no poll that found DUDE unavailable counts against its envelope
+    (`_not_yet`): a run probing
     through an outage would otherwise give up an overdue envelope (``SANS_REPONSE``) for DUDE's absence."""
     if outage is not None and outage.polling_stopped():
         return []
@@ -278,10 +279,14 @@ def _found_unavailable(gw: Gateway, envelope_id: str, exc: TransportError, *, ot
         return
     log.warning("envelope %s: report poll failed: %s; DUDE unavailable: %d other report(s) due not polled until "
                 "it answers again", envelope_id, exc, others)
-    _not_yet(gw, envelope_id)
+    _not_yet(gw, envelope_id, answered=False)
 
 
-def _not_yet(gw: Gateway, envelope_id: str) -> None:
+def _not_yet(gw: Gateway, envelope_id: str, *, answered: bool = True) -> None:
+    """No report for ``envelope_id`` this time: its next poll is set, and past ``report_timeout_seconds`` the poll
+    is counted, ``report_max_polls`` of them making it ``SANS_REPONSE``. Not ``answered`` (DUDE unavailable: no
+    answer, 502/503/504), it is not counted: DUDE said nothing of that report, and each pass of the scheduler
+    through an outage of an hour or two used to spend one of an overdue envelope's polls, and give it up."""
     now = gw.clock()
     s = gw.settings
     with gw.engine.begin() as conn:
@@ -293,8 +298,12 @@ def _not_yet(gw: Gateway, envelope_id: str) -> None:
                 next_poll_at=now + timedelta(seconds=s.report_poll_interval_seconds)))
             return
         polls = env.polls + 1
+        spacing = max(s.report_poll_interval_seconds, s.report_timeout_seconds / (4 * s.report_max_polls))
+        if not answered:
+            conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(
+                next_poll_at=now + timedelta(seconds=spacing)))
+            return
         if polls < s.report_max_polls:
-            spacing = max(s.report_poll_interval_seconds, s.report_timeout_seconds / (4 * s.report_max_polls))
             conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(
                 polls=polls, next_poll_at=now + timedelta(seconds=spacing)))
             log.warning("envelope %s: no report after the time-out, polled again (%d/%d)",

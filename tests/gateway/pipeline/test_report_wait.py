@@ -20,7 +20,7 @@ from gateway.api.auth import create_client
 from gateway.api.main import create_app
 from gateway.cli.report import render_summary
 from gateway.context import Gateway
-from gateway.pipeline import dispatch
+from gateway.pipeline import dispatch, reconcile
 from gateway.pipeline.ingest import ingest
 from gateway.pipeline.outage import Outage
 from gateway.pipeline.run import _Dispatcher, run_batch, start_run
@@ -136,12 +136,36 @@ def test_probes_that_find_dude_still_unavailable_do_not_give_up_an_overdue_envel
         assert link.gets == 9  # the failed poll and eight probes
         assert envelope_states(gw) == {"RECU": 3}  # none given up
         with gw.engine.connect() as conn:
-            assert sorted(conn.execute(sa.select(envelopes_t.c.polls)).scalars()) == [0, 0, 1]  # the first poll only
+            assert sorted(conn.execute(sa.select(envelopes_t.c.polls)).scalars()) == [0, 0, 0]  # not one counted
 
         link.down = False  # DUDE back: the next run, once the first one's next poll is due, has them all
         clock.now += timedelta(seconds=10)
         assert run_batch(gw, []).reports["lots"] == 3
         assert states(gw) == {"ACCEPTE": 6}
+    gw.close()
+
+
+def test_passes_of_the_scheduler_through_a_long_outage_do_not_give_up_an_overdue_envelope(
+        settings, dev_keys, registry_file, tmp_path) -> None:
+    """Each pass (a scheduler tick, a run) starts with no outage, so its first poll finds DUDE unavailable
+    anew. Counted as "no report yet", ``report_max_polls`` such passes gave an overdue envelope up
+    (``SANS_REPONSE``) for DUDE's absence alone: two hours down, six hours after a receipt, by default."""
+    clock = Clock()
+    with dude(settings, registry_file) as emu:
+        link = ReportBlips(mock_transport(emu))
+        gw = open_gateway(settings, link, clock=clock, waits=[], envelope_max_events=2, report_timeout_seconds=60,
+                          report_max_polls=2, report_poll_interval_seconds=0.5)
+        run_batch(gw, [export(tmp_path, 6)], wait_for_reports=False)
+        link.down = True
+        for _ in range(6):  # six passes of the scheduler's report job, each past the last one's next poll
+            clock.now += timedelta(seconds=61)
+            reconcile.poll_reports(gw, outage=Outage.of(gw))
+        assert link.gets == 6 and envelope_states(gw) == {"RECU": 3}  # one poll a pass, none given up
+
+        link.down = False
+        clock.now += timedelta(seconds=61)
+        reconcile.poll_reports(gw, outage=Outage.of(gw))
+        assert envelope_states(gw) == {"TRAITE": 3} and states(gw) == {"ACCEPTE": 6}
     gw.close()
 
 
