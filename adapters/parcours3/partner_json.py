@@ -9,7 +9,7 @@ Why it goes through `adapters.parcours3.mapping.parse_record` instead of a parse
 brief wants the *same* pre-flight rules whichever way an event comes in. So each object is turned
 into the text fields of a Parcours 3 record (ISO dates become ``JJ/MM/AAAA``) and handed to the very
 function that checks export lines; only a date that is not ISO is refused here, with a message in
-ISO terms (``E09``).
+ISO terms (``E09``), and the days pre-flight's messages name are written back in ISO (`_iso_days`).
 
 What a partner sent is kept as sent when it is refused: a `Rejection` carries the JSON fields
 (never ``nir``; ``commentaire`` only when comments may be passed on), so the console shows the
@@ -49,6 +49,9 @@ _NAIVE_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:
 #: What a database refuses (PostgreSQL: NUL), or a console could not show: out of a refused event's kept fields.
 _UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _zone = lru_cache(maxsize=8)(ZoneInfo)
+#: A day in a pre-flight message (``JJ/MM/AAAA``), and a value a message quotes, « … » (`_iso_days`).
+_P3_DAY = re.compile(r"\b([0-9]{2})/([0-9]{2})/([0-9]{4})\b")
+_QUOTED = re.compile(r"(«[^»]*»)")
 
 
 class _NotIso(Exception):
@@ -179,8 +182,19 @@ def parse_item(item: Mapping[str, Any], config: PreflightConfig, *, source_file:
                          message=f"Champ mal formé : {exc.name}{quoted} (attendu : {exc.expected}).")
     outcome = parse_record(SourceRecord(source_file, source_line, p3), config)
     if isinstance(outcome, Rejection):
-        return replace(outcome, fields=_shown(fields, config))
+        return replace(outcome, fields=_shown(fields, config), message=_iso_days(outcome.message))
     return outcome
+
+
+def _iso_days(message: str) -> str:
+    """Pre-flight's message with its days written as the partner writes them, ``AAAA-MM-JJ``: pre-flight
+    speaks Parcours 3 (`gateway.preflight.fr_date`), and "date_evenement (01/01/2027) postérieure à la date du
+    jour (30/11/2026)" named, to a partner who sent ``2027-01-01``, a day in a format it never used. A value
+    quoted « … » is what was sent, and stays as it was sent."""
+    if "/" not in message:
+        return message
+    parts = _QUOTED.split(message)  # odd parts are the quoted values
+    return "".join(part if i % 2 else _P3_DAY.sub(r"\3-\2-\1", part) for i, part in enumerate(parts))
 
 
 def _shown(fields: dict[str, str], config: PreflightConfig) -> dict[str, str]:

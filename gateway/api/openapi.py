@@ -10,7 +10,8 @@ operation passes its own `ErrorDoc`. `build` then adds what every operation shar
 * a 408 (``BODY_TIMEOUT``) on each operation that reads a body, a 500 (``INTERNAL``) on each operation;
 * the 405 (``METHOD_NOT_ALLOWED``, with ``Allow``), which belongs to no operation (it answers the methods a
   path does *not* have): a reusable response in ``components.responses``, and in the table of codes;
-* French descriptions where FastAPI wrote English ("Successful Response");
+* French descriptions where FastAPI wrote English ("Successful Response"), or our enums' docstrings did
+  (`EventState`, `RejectCode`: each value with its label);
 * the table of every code, with its statuses and meaning, at the end of the document's description.
 
 tests/gateway/api/test_contract.py and test_schemathesis.py check the document against the answers.
@@ -27,6 +28,7 @@ from fastapi.openapi.utils import get_openapi
 
 from gateway.api.middleware import BODY_STALL_SECONDS
 from gateway.api.problems import PROBLEM_MEDIA_TYPE, Problem
+from gateway.codes import FINAL_EVENT_STATES, EventState, RejectCode
 
 _HEADER_STRING = {"type": "string"}
 
@@ -142,6 +144,19 @@ TAGS = [
 
 _PROBLEM_REF = "#/components/schemas/Problem"
 
+#: The wire enums, described for the partner: their docstrings (English, for us: "States of an event in the store
+#: (brief §5)") were the document's only word on what each state or code means.
+_ENUM_TEXTS = {
+    "EventState": "État d'une version d'un événement (`state_label` le dit en clair) : "
+                  + " ; ".join(f"`{s.value}` : {s.label}" for s in EventState)
+                  + ". États finals, qui ne changent plus sans une action (renvoi, clôture, nouvelle "
+                    "version) : "
+                  + ", ".join(s.value for s in EventState if s in FINAL_EVENT_STATES) + ".",
+    "RejectCode": "Code de rejet du catalogue (le `label` du rejet le dit en clair) : `L01`…`L07` rejettent tout "
+                  "le lot, `E01`…`E10` un événement. "
+                  + " ; ".join(f"`{c.value}` : {c.label}" for c in RejectCode) + ".",
+}
+
 
 def _response(doc: ErrorDoc) -> dict[str, Any]:
     schema = {"allOf": [{"$ref": _PROBLEM_REF}, {"properties": {"code": {"enum": list(doc.codes)}}}]}
@@ -172,6 +187,9 @@ def build(app: FastAPI, *, max_events: int) -> dict[str, Any]:
         schemas.pop(name, None)
     if bulk := schemas.get("EventBulkIn"):
         bulk["properties"]["events"]["maxItems"] = max_events
+    for name, text in _ENUM_TEXTS.items():
+        if name in schemas:
+            schemas[name]["description"] = text
     components["responses"] = {"MethodNotAllowed": _response(METHOD_NOT_ALLOWED)}
 
     for operations in schema["paths"].values():

@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,6 +27,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from gateway.api.schemas import PATTERN_WORDS
 from gateway.codes import RejectCode
 from gateway.errors import (
     Conflict, DocumentRejected, FieldError, GatewayError, MethodNotAllowed, NotFound, NotReady, PayloadTooLarge,
@@ -171,6 +173,28 @@ _FRENCH = {
 MAX_FIELD_ERRORS = 100
 
 
+def _french_choices(expected: Any) -> str:
+    """pydantic's list of the values admitted, ``'A', 'B' or 'C'``, with its last word in French."""
+    head, sep, last = str(expected).rpartition(" or ")
+    return f"{head} ou {last}" if sep else str(expected)
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    """One validation error in French: a pattern of our models in words (`schemas.PATTERN_WORDS`), never the
+    regular expression when the words are known; a list of admitted values ending in "ou", not "or"."""
+    kind = err.get("type", "")
+    ctx = dict(err.get("ctx") or {})
+    if kind == "string_pattern_mismatch" and (words := PATTERN_WORDS.get(ctx.get("pattern", ""))):
+        return words
+    if "expected" in ctx:
+        ctx["expected"] = _french_choices(ctx["expected"])
+    template = _FRENCH.get(kind)
+    try:
+        return template.format(**ctx) if template else err.get("msg", "invalide")
+    except (KeyError, IndexError):
+        return err.get("msg", "invalide")
+
+
 def field_errors(exc: RequestValidationError) -> list[FieldError]:
     out = []
     for err in exc.errors()[:MAX_FIELD_ERRORS]:
@@ -178,12 +202,7 @@ def field_errors(exc: RequestValidationError) -> list[FieldError]:
         name = ".".join(loc[1:]) if len(loc) > 1 else (loc[0] if loc else "body")
         if err.get("type") == "json_invalid":
             name = "body"
-        template = _FRENCH.get(err.get("type", ""))
-        try:
-            message = template.format(**(err.get("ctx") or {})) if template else err.get("msg", "invalide")
-        except (KeyError, IndexError):
-            message = err.get("msg", "invalide")
-        out.append(FieldError(name, message, err.get("type", "invalid")))
+        out.append(FieldError(name, _message(err), err.get("type", "invalid")))
     return out
 
 

@@ -36,8 +36,13 @@ T = TypeVar("T")
 Code = Annotated[str, StringConstraints(max_length=32)]
 Text = Annotated[str, StringConstraints(max_length=1000)]
 DateText = Annotated[str, StringConstraints(max_length=32)]
-CodeMl = Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$")]
-IdEvenement = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
+CODE_ML_PATTERN = r"^[0-9]{5}$"
+ID_EVENEMENT_PATTERN = r"^[0-9]{1,20}$"
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
+#: A text that is not blank (after its spaces are stripped): a close comment.
+NOT_BLANK_PATTERN = r"\S"
+CodeMl = Annotated[str, StringConstraints(pattern=CODE_ML_PATTERN)]
+IdEvenement = Annotated[str, StringConstraints(pattern=ID_EVENEMENT_PATTERN)]
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _ISO_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ].*", re.DOTALL)
 
@@ -150,7 +155,7 @@ Present = BeforeValidator(_present)
 Flag = Annotated[StrictBool | Code, BeforeValidator(_bool_or_text)]
 
 #: An opaque page cursor (`gateway.api.pagination`): base64url text, given back unchanged.
-Cursor = Annotated[str, StringConstraints(max_length=200, pattern=r"^[A-Za-z0-9_-]*$")]
+Cursor = Annotated[str, StringConstraints(max_length=200, pattern=CURSOR_PATTERN)]
 
 EXAMPLE_EVENT = {
     "id_evenement": "1001", "code_ml": "69001", "num_dossier": "40001", "identifiant_pe": "1234567A",
@@ -219,7 +224,8 @@ class EventIn(BaseModel):
     motif: Code | None = _f("Motif de sortie (EMP, FQU, ABA, DEM, AGE, AUT) ou de manquement (ABS, REF, AUT).")
     commentaire: Text | None = _f("Texte libre ; écarté sauf si la passerelle est réglée pour transmettre "
                                   "les commentaires (minimisation des données).")
-    saisi_le: DateText | None = _f("Horodatage de saisie, ISO 8601 (heure de Paris sans fuseau).")
+    saisi_le: DateText | None = _f("Horodatage de saisie, ISO 8601 : avec son fuseau (`2026-11-20T10:15:00+01:00`, "
+                                   "`2026-11-20T09:15:00Z`) ou sans (lu alors à l'heure de Paris).")
 
 
 #: The most events a bulk submission may ever hold: the ceiling of ``api_max_events_per_request``
@@ -405,6 +411,11 @@ class EnvelopeDetail(EnvelopePublic):
     history: list[EnvelopeHistoryEntry]
 
 
+#: What ``run_id`` selects, in the resend filter and the search.
+RUN_ID_TEXT = ("Numéro d'exécution (`/api/v1/runs`) : les événements qu'elle a lus ou, en dernier, envoyés (le "
+               "`run_id` de l'événement).")
+
+
 class EventFilterIn(BaseModel):
     """Which events a bulk resend acts on; at least one criterion. The caller's scope always applies."""
 
@@ -413,12 +424,16 @@ class EventFilterIn(BaseModel):
 
     states: list[EventState] = Field(None, min_length=1, max_length=10,  # type: ignore[assignment]
                                      description="États (seuls INVALIDE, REJETE et SANS_REPONSE se renvoient).")
-    reject_code: RejectCode = Field(None, examples=["E03"])  # type: ignore[assignment]
-    code_ml: CodeMl = Field(None, examples=["69001"])  # type: ignore[assignment]
-    identifiant_pe: Annotated[Code, Printable, PrintableSchema] = Field(None, examples=["1234567A"])  # type: ignore[assignment]
+    reject_code: RejectCode = Field(None, examples=["E03"],  # type: ignore[assignment]
+                                    description="Code de rejet : `E01`…`E10` (un événement), `L01`…`L07` (son lot).")
+    code_ml: CodeMl = Field(None, examples=["69001"],  # type: ignore[assignment]
+                            description="Mission locale (5 chiffres), parmi celles du périmètre du client.")
+    identifiant_pe: Annotated[Code, Printable, PrintableSchema] = Field(  # type: ignore[assignment]
+        None, examples=["1234567A"], description="Identifiant France Travail du jeune.")
     envelope_id: Annotated[str, StringConstraints(max_length=36), Printable, PrintableSchema] = Field(  # type: ignore[assignment]
         None, description="IdLot.", examples=["3f2a9c1d-4e5b-4a7c-9d8e-1f2a3b4c5d6e"])
-    run_id: JsonInt = Field(None, ge=1, le=2**62, examples=[12])  # type: ignore[assignment]
+    run_id: JsonInt = Field(None, ge=1, le=2**62, examples=[12],  # type: ignore[assignment]
+                            description=RUN_ID_TEXT)
     date_from: IsoDate = Field(None, description="Date d'événement, à partir de (incluse), AAAA-MM-JJ.")  # type: ignore[assignment]
     date_to: IsoDate = Field(None, description="Date d'événement, jusqu'à (incluse), AAAA-MM-JJ.")  # type: ignore[assignment]
     updated_from: IsoInstant = Field(None, description="Dernier changement d'état, à partir de (ISO 8601, "  # type: ignore[assignment]
@@ -434,8 +449,10 @@ class EventQuery(EventFilterIn):
     states: list[EventState] = Field(None, alias="state", max_length=10,  # type: ignore[assignment]
                                      description="État (répétable).")
     #: Text by nature in a query string: "12" is the run 12, as it could be nothing else.
-    run_id: int = Field(None, ge=1, le=2**62, examples=[12])  # type: ignore[assignment]
-    key: Annotated[str, StringConstraints(max_length=120)] = Field(None)  # type: ignore[assignment]
+    run_id: int = Field(None, ge=1, le=2**62, examples=[12], description=RUN_ID_TEXT)  # type: ignore[assignment]
+    key: Annotated[str, StringConstraints(max_length=120)] = Field(  # type: ignore[assignment]
+        None, examples=["69001-1001"], description="Clé d'un événement (`code_ml-id_evenement`), entière : ses "
+                                                   "versions qui répondent aux autres critères.")
     updated_from: QueryInstant = Field(None, description="Dernier changement d'état, à partir de (ISO 8601, "  # type: ignore[assignment]
                                                          "avec fuseau ; dans une adresse, « + » s'écrit `%2B`).")
     updated_to: QueryInstant = Field(None, description="Dernier changement d'état, avant (ISO 8601, avec fuseau ; "  # type: ignore[assignment]
@@ -492,8 +509,8 @@ class CloseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"comment": "Jeune confié à une autre structure : événement sans objet."}]})
 
-    comment: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"\S", max_length=2000), Present,
-                       Printable, PrintableSchema] = Field(
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, pattern=NOT_BLANK_PATTERN, max_length=2000),
+                       Present, Printable, PrintableSchema] = Field(
         description="Pourquoi l'événement est clos (obligatoire, pas seulement des espaces).")
 
 
@@ -545,6 +562,18 @@ class Readiness(BaseModel):
 #: and Python's `str.strip` (U+001C–U+001F are). ``\S`` alone let a lone BOM through here while the
 #: schema refuses it.
 VISIBLE = r"[^\s\ufeff\x85\x1c-\x1f]"
+
+
+#: Each pattern of these models in words, for the 422 that refuses a value (`gateway.api.problems`): the pattern
+#: itself ("format attendu : \S" for a blank close comment, a character class of escapes for a blank pause
+#: reason) told the person who typed the value nothing they could act on. A pattern added to a model goes here.
+PATTERN_WORDS = {
+    CODE_ML_PATTERN: "5 chiffres attendus (par exemple 69001)",
+    ID_EVENEMENT_PATTERN: "des chiffres attendus (de 1 à 20)",
+    CURSOR_PATTERN: "curseur illisible : redonner tel quel le `next_cursor` de la page précédente",
+    NOT_BLANK_PATTERN: "vide ou fait seulement d'espaces : un texte est obligatoire",
+    VISIBLE: "vide ou fait seulement d'espaces : un texte est obligatoire",
+}
 
 
 class SendingPauseIn(BaseModel):

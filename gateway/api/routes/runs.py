@@ -52,10 +52,13 @@ def run_detail(run_id: RunIdPath, principal: PrincipalDep, conn: ConnDep) -> sch
              responses={202: {"description": "Lancée : la suivre à l'adresse donnée.", "headers": {
                  "Location": {"description": "`/api/v1/runs/{id}`", "schema": {"type": "string"}}}},
                  **error_responses(401, 403, 409, 413, 415, 422, special={409: RUN_409})})
-def run_start(body: schemas.RunStartIn, principal: AdminDep, json_body: JsonBodyDep, request: Request,
-              response: Response) -> schemas.RunStarted:
+def run_start(principal: AdminDep, json_body: JsonBodyDep, request: Request, response: Response,
+              body: schemas.RunStartIn | None = None) -> schemas.RunStarted:
     """Lit les exports donnés (par nom, dans le dossier d'entrée), puis envoie tout ce qui est en attente, en
-    arrière-plan : la réponse donne le numéro de l'exécution à suivre. 409 si une exécution est en cours."""
+    arrière-plan : la réponse donne le numéro de l'exécution à suivre. 409 si une exécution est en cours.
+    Le corps est facultatif : sans corps, comme `{}`, l'exécution envoie ce qui est en attente."""
+    # Every field has a default, so the body has one too: without it, a 422 "body : champ obligatoire".
+    body = body if body is not None else schemas.RunStartIn()
     launcher = request.app.state.runs
     run_id = launcher.start(body.inputs, dry_run=body.dry_run, wait_for_reports=body.wait_for_reports,
                             actor=principal.actor, client_id=principal.client_id)

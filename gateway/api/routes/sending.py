@@ -40,10 +40,13 @@ async def sending_pause(body: schemas.SendingPauseIn, principal: AdminDep, json_
 
 @router.post("/resume", response_model=schemas.SendingOut, summary="Reprendre l'envoi",
              responses=error_responses(401, 403, 413, 415, 422))
-async def sending_resume(body: schemas.SendingResumeIn, principal: AdminDep, json_body: JsonBodyDep,
-                         gw: GatewayDep) -> schemas.SendingOut:
+async def sending_resume(principal: AdminDep, json_body: JsonBodyDep, gw: GatewayDep,
+                         body: schemas.SendingResumeIn | None = None) -> schemas.SendingOut:
     """La prochaine exécution (ou le prochain passage du planificateur) envoie ce qui attendait, avec les mêmes
-    IdLot."""
-    state = await run_in_threadpool(lambda: pause.resume(gw.engine, by=principal.actor, reason=body.reason,
+    IdLot. Le corps est facultatif : sans corps, la reprise est inscrite au journal d'audit sans motif."""
+    # Its one field is optional, so is the body: ``curl -X POST …/resume`` was a 422 "body : champ obligatoire"
+    # for a request that lacked nothing (``gateway sending resume`` takes no reason either).
+    reason = body.reason if body is not None else None
+    state = await run_in_threadpool(lambda: pause.resume(gw.engine, by=principal.actor, reason=reason,
                                                          now=gw.clock(), client_id=principal.client_id))
     return _out(state)
