@@ -182,9 +182,15 @@ def _rejection_hash(rejection: Rejection) -> str:
 
 
 def _parse_date(value: str | None) -> date | None:
-    """Best effort on a raw Parcours 3 date, so an invalid event can still be found by date."""
+    """Best effort on a raw date, so an invalid event can still be found by date (``date_from``, ``date_to``,
+    the console's filters): ``JJ/MM/AAAA`` from an export, ``AAAA-MM-JJ`` from a partner, whose refused event
+    keeps its fields as sent (`adapters.parcours3.partner_json`): read as an export's only, every invalid
+    partner event had no date, and no search by date found one."""
+    text = (value or "").strip()
     try:
-        day, month, year = (value or "").strip().split("/")
+        if "-" in text:
+            return date.fromisoformat(text) if len(text) == 10 else None
+        day, month, year = text.split("/")
         return date(int(year), int(month), int(day))
     except ValueError:
         return None

@@ -344,3 +344,17 @@ def test_a_conflicts_position_is_the_index_of_the_earlier_event_counted_from_0(c
     message = results[2]["reject"]["message"]
     assert "à la position 1 de la requête (comptée à partir de 0" in message, message
     assert client.get("/api/v1/events/69001-2", headers=partner).json()["source_line"] == results[1]["index"] + 1
+
+
+def test_an_invalid_partner_event_keeps_its_date_and_a_search_by_date_finds_it(client, gw, tokens) -> None:
+    """A refused partner event keeps its fields as sent, ISO dates included: read as an export's ``JJ/MM/AAAA``
+    only, its date was lost, and ``date_from``/``date_to`` (the console's filters too) never found it."""
+    auth = bearer(tokens.partner_69001)
+    refused = client.post("/api/v1/events", json=json_event(id_evenement="41", date_naissance="1990-01-01",
+                                                            date_evenement="2026-11-20"), headers=auth).json()
+    assert refused["state"] == "INVALIDE" and refused["reject"]["code"] == "E07"
+    [row] = rows(gw)
+    assert str(row.date_evenement) == "2026-11-20"
+    found = client.get("/api/v1/events?date_from=2026-11-20&date_to=2026-11-20", headers=auth).json()["items"]
+    assert [(e["key"], e["date_evenement"]) for e in found] == [(refused["key"], "2026-11-20")]
+    assert client.get("/api/v1/events?date_from=2026-11-21", headers=auth).json()["items"] == []
