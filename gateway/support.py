@@ -179,11 +179,18 @@ def count_resendable(conn: Connection, flt: EventFilter) -> int:
     confirm. Not the lines the reader kept no field of (`_nothing_kept`): the resend takes them, to say why
     each stays invalid, but counted here they made the console promise "3 événements seront remis en
     attente" for none; only a corrected export replaces them."""
+    return sum(resendable_by_state(conn, flt).values())
+
+
+def resendable_by_state(conn: Connection, flt: EventFilter) -> dict[str, int]:
+    """`count_resendable`, by state: a ``REJETE`` or ``SANS_REPONSE`` event goes back to be sent, an
+    ``INVALIDE`` one only if pre-flight passes it now. The console's confirmation says which is which: a
+    filter of invalid events was confirmed as "17 événements seront remis en attente", and 0 were."""
     e = events_t.c
     nothing_kept = sa.and_(e.state == EventState.INVALIDE.value,
                            sa.or_(e.payload.is_(None), e.payload.in_(_NO_FIELDS)))
-    return conn.execute(sa.select(sa.func.count()).select_from(events_t)
-                        .where(*_resendable(flt), sa.not_(nothing_kept))).scalar_one()
+    return dict(conn.execute(sa.select(e.state, sa.func.count()).where(*_resendable(flt), sa.not_(nothing_kept))
+                             .group_by(e.state)).all())
 
 
 def _detail(result: ResendResult) -> dict:

@@ -12,6 +12,11 @@ how many events wait on it.
    that a DUDE down for more than a night reaches the integrator. Before, they were counted among those
    "waiting for their report", which they are not: DUDE has not even received them.
 5. Envelopes still waiting for their report: nothing to do yet, said so that nobody resends too early.
+
+While sending is paused (`gateway.console.paused`), every envelope DUDE has not acknowledged is one the
+gateway holds, not one DUDE is late with: 4. counts them all and says they go when sending resumes. Before,
+one sealed during the pause "attendait le compte rendu du DUDE", and a held one had a next attempt whose time
+the pause had already made wrong.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ def _n(count: int, one: str, many: str) -> str:
 
 
 def priorities(open_rejects: list[CodeCount], waiting: dict[str, int],
-               undelivered: Undelivered | None = None) -> list[Priority]:
+               undelivered: Undelivered | None = None, *, paused: bool = False) -> list[Priority]:
     out: list[Priority] = []
     by_code: Counter = Counter()
     for item in open_rejects:
@@ -61,8 +66,8 @@ def priorities(open_rejects: list[CodeCount], waiting: dict[str, int],
                                 count, {"code": code}))
     out.sort(key=lambda p: -p.count)
     no_report = sum(i.count for i in open_rejects if i.state == EventState.SANS_REPONSE.value)
-    if no_report:
-        out.append(Priority("haute", f"{_n(no_report, 'événement', 'événements')} sans compte rendu du DUDE",
+    if no_report:  # the count follows the title, as for the codes ("… — 209 événements"): not in it twice
+        out.append(Priority("haute", "Événements sans compte rendu du DUDE",
                             "Le DUDE n'a pas rendu compte de ces événements dans le délai. Demander à "
                             "l'intégrateur de vérifier auprès du DUDE qu'ils n'ont pas été traités, puis les renvoyer.",
                             no_report, {"etat": EventState.SANS_REPONSE.value}))
@@ -73,7 +78,14 @@ def priorities(open_rejects: list[CodeCount], waiting: dict[str, int],
         known = RejectCode(code)
         out.append(Priority("moyenne", f"{code} — {known.label}", known.hint, count, {"code": code}))
     pending = sum(waiting.get(s, 0) for s in (*AWAITING_RECEIPT, EnvelopeState.RECU.value))
-    if undelivered is not None and undelivered.count:
+    held = sum(waiting.get(s, 0) for s in AWAITING_RECEIPT)
+    if paused and held:
+        pending -= held
+        out.append(Priority("info", f"{_n(held, 'lot pas encore remis', 'lots pas encore remis')} au DUDE",
+                            "L'envoi au DUDE est suspendu : la passerelle les garde et les envoie, sous le même "
+                            "IdLot, dès la reprise de l'envoi. Leurs événements ne sont pas perdus : ne pas les "
+                            "renvoyer.", held, {}))
+    elif undelivered is not None and undelivered.count:
         pending -= undelivered.count
         when = (f" ; prochain essai le {undelivered.next_attempt:%d/%m à %H:%M}" if undelivered.next_attempt
                 else " ; prochain essai à la prochaine tournée de la passerelle")

@@ -85,7 +85,9 @@ def rejects_chart(nights: list[NightCounts]) -> Markup:
     for index, night in enumerate(nights):
         x = _LEFT + slot * index + (slot - bar) / 2
         y = _TOP + plot_h
-        detail = ", ".join(f"{getattr(night, key)} {label.lower()}" for key, label, _ in SERIES)
+        # The label's first letter only: lowercased whole, the tooltip (and a screen reader) said "rejetés par le
+        # dude (e01–e10)".
+        detail = ", ".join(f"{getattr(night, key)} {label[:1].lower()}{label[1:]}" for key, label, _ in SERIES)
         parts.append(f'<g class="barre"><title>{escape(night.day.strftime("%d/%m/%Y"))} : '
                      f'{escape(_plural(night.total, "rejet"))} ({escape(detail)})</title>')
         for key, _, css in SERIES:

@@ -82,8 +82,9 @@ _NARROWING = frozenset({RejectCode.E03})
 
 
 #: Who acted, by the prefix `gateway.support`'s callers give an actor (``console:`` a person in the console,
-#: ``api:`` a client of the API), said the way the console names its users: the name first.
-ACTOR_KINDS = {"console": "console", "api": "API"}
+#: ``api:`` a client of the API; ``cli:`` the login that typed ``gateway sending pause``), said the way the
+#: console names its users: the name first.
+ACTOR_KINDS = {"console": "console", "api": "API", "cli": "ligne de commande"}
 
 
 def actor_label(actor: str | None) -> str:

@@ -32,7 +32,9 @@ def _n(count: int, one: str, many: str) -> str:
     return f"{count} {one if count <= 1 else many}"
 
 
-def action_message(conn: Connection, audit_id: str | None, actor: str) -> Message | None:
+def action_message(conn: Connection, audit_id: str | None, actor: str, *, paused: bool = False) -> Message | None:
+    """The result of the action ``audit_id`` by ``actor``; ``paused``: sending is paused now, so what was put
+    back to be sent leaves when sending resumes, not with the next run (`gateway.console.paused`)."""
     if not audit_id or not audit_id.isdigit() or len(audit_id) > 18:
         return None
     row = conn.execute(sa.select(audit_t).where(audit_t.c.id == int(audit_id), audit_t.c.actor == actor)).first()
@@ -43,7 +45,9 @@ def action_message(conn: Connection, audit_id: str | None, actor: str) -> Messag
                     for s in detail.get("still_invalid", []))
     if row.action == support.RESEND:
         if row.count:
-            return Message("succes", "Événement remis en attente d'envoi : il partira avec la prochaine exécution.")
+            when = ("à la reprise de l'envoi au DUDE, suspendu pour l'instant" if paused
+                    else "avec la prochaine exécution")
+            return Message("succes", f"Événement remis en attente d'envoi : il partira {when}.")
         if invalid:
             return Message("erreur", "Renvoi refusé : l'événement ne passe toujours pas le contrôle avant envoi. "
                                      "Le corriger dans Parcours 3.", invalid)

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.codes import ACTIONABLE_EVENT_STATES, AWAITING_RECEIPT, EnvelopeState, EventState
 from gateway.console.chart import NightCounts
+from gateway.console.runnotes import run_notes
 from gateway.store.models import envelopes_t, events_t, history_t
 from gateway.store.queries import EventFilter, list_runs, run_counts, unacknowledged
 
@@ -94,6 +95,8 @@ class RunLine:
     run: sa.Row
     states: dict[str, int]
     envelopes: dict[str, int]
+    #: What its figures cannot say, in French (a catch-up's reports, a refused export…: `gateway.console.runnotes`).
+    notes: tuple[str, ...] = ()
 
     @property
     def read(self) -> int:
@@ -139,7 +142,7 @@ class RunLine:
 def last_runs(conn: Connection, scope: frozenset[str] | None, *, limit: int = 7) -> list[RunLine]:
     runs = list_runs(conn, scope, limit=limit, before_id=None)
     states, envelopes = run_counts(conn, [r.id for r in runs], scope)
-    return [RunLine(r, states[r.id], envelopes[r.id]) for r in runs]
+    return [RunLine(r, states[r.id], envelopes[r.id], run_notes(r.counts, scope)) for r in runs]
 
 
 def _scope(scope: frozenset[str] | None) -> list[sa.ColumnElement]:

@@ -15,6 +15,7 @@ from gateway.console import queries
 from gateway.console.attention import Undelivered, priorities
 from gateway.console.chart import SERIES, rejects_chart
 from gateway.console.deps import GatewayDep, UserDep
+from gateway.console.paused import paused_state
 from gateway.console.templating import render
 
 router = APIRouter()
@@ -34,11 +35,12 @@ def dashboard(request: Request, user: UserDep, gw: GatewayDep) -> Response:
         waiting = queries.envelopes_waiting(conn, user.scope)
         held, soonest = queries.envelopes_undelivered(conn, user.scope)
         nights = queries.rejects_per_night(conn, user.scope, today=today, tz=tz)
+        paused = paused_state(conn)
     by_code = _by_code(open_rejects)
     return render(request, "tableau.html", {
-        "user": user, "runs": runs, "by_code": by_code,
+        "user": user, "runs": runs, "by_code": by_code, "paused": paused,
         "priorities": priorities(open_rejects, waiting, Undelivered(
-            held, soonest.astimezone(tz) if soonest is not None and soonest > now else None)),
+            held, soonest.astimezone(tz) if soonest is not None and soonest > now else None), paused=bool(paused)),
         "open_total": sum(i.count for i in open_rejects), "waiting": waiting, "chart": rejects_chart(nights),
         "nights": nights, "series": SERIES, "generated_at": now})
 

@@ -52,6 +52,8 @@ def envelope_page(request: Request, envelope_id: str, user: UserDep, gw: Gateway
         "back": back_to(request, Crumb(base_path(request) + "/", "Tableau de bord")),
         "total": sum(states.values()), "whole": user.scope is None,
         "reject": labels.reject_info(envelope.reject_code), "successors": successors,
+        # Rejected whole (L01…L07): its events still rejected, resent together once the cause is removed.
+        "rejected": states.get(EventState.REJETE.value, 0) if envelope.reject_code else 0,
         "send_error": labels.send_error(envelope.last_error) if envelope.last_error else None,
         "listable": {s.value for s in STATE_CHOICES}})  # the states the rejects list can show: their counts link there
 

@@ -25,6 +25,7 @@ from gateway.codes import ACTIONABLE_EVENT_STATES, EventState, Level
 from gateway.console import interrupted, labels
 from gateway.console.deps import CheckedUserDep, CodecDep, GatewayDep, UserDep
 from gateway.console.outcome import Message, action_message
+from gateway.console.paused import paused_state
 from gateway.console.session import base_path
 from gateway.console.templating import render
 from gateway.console.trail import Crumb, back_to
@@ -71,7 +72,8 @@ def event_page(request: Request, key: str, user: UserDep, gw: GatewayDep, codec:
         # new envelope, and the old one may hold none of the user's events any more (its page would be 404).
         named = dict.fromkeys([*(h.envelope_id for h in history if h.envelope_id), *envelopes])
         openable = {e for e in named if envelopes_page(conn, user.scope, limit=1, envelope_id=e)}
-        done = action_message(conn, action, user.actor)
+        paused = paused_state(conn)
+        done = action_message(conn, action, user.actor, paused=bool(paused))
     known = labels.reject_info(code)
     latest = row.id == versions[-1].id
     stopped = interrupted.recall_for(request, codec, user.principal.client_id, row.key)
@@ -86,7 +88,7 @@ def event_page(request: Request, key: str, user: UserDep, gw: GatewayDep, codec:
         # but "Pourquoi cet événement est rejeté" over a closed event told support staff it was still to handle.
         "open_reject": row.state in _REJECTED, "message": message,
         "rejected_as": row.state if row.state in _REJECTED else (last_reject.state if last_reject else None),
-        "xml": xml, "flash": done,
+        "xml": xml, "flash": done, "paused": paused,
         "latest": latest, "actionable": latest and row.state in _ACTIONABLE, "comment_max": COMMENT_MAX,
         "openable": openable, "comment_typed": stopped.comment if stopped else "",
         "comment_missing": erreur == "commentaire"})

@@ -3,10 +3,11 @@ brief §5: "resend … every event matching a filter in one action").
 
 The list, the export, the confirmation and the resend read the same `RejectsQuery` from the address or
 the form, and the user's scope is added to it here, on the server: a support user cannot widen it by
-editing the address. The confirmation shows how many events the resend will take now
-(`gateway.support.count_resendable`, the very condition the resend applies under its lock); the resend
-itself is `gateway.support.resend_matching`, which moves each event once however many times the button
-is pressed, and writes the audit row the result page is read from.
+editing the address. The confirmation shows how many events the resend will take now, the invalid ones
+apart, which go only if pre-flight passes them now (`gateway.support.resendable_by_state`, the very
+condition the resend applies under its lock); the resend itself is `gateway.support.resend_matching`,
+which moves each event once however many times the button is pressed, and writes the audit row the
+result page is read from.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
 from gateway import support
-from gateway.codes import Level, RejectCode
+from gateway.codes import EventState, Level, RejectCode
 from gateway.console import csvexport, interrupted, queries
 from gateway.console.deps import CheckedUserDep, CodecDep, ConsoleUser, GatewayDep, UserDep
 from gateway.console.filters import STATE_CHOICES, RejectsQuery
 from gateway.console.outcome import Message, action_message
+from gateway.console.paused import paused_state
 from gateway.console.session import base_path
 from gateway.console.templating import render
 from gateway.context import Gateway
@@ -76,14 +78,15 @@ def rejects(request: Request, user: UserDep, gw: GatewayDep) -> Response:
             # An older run chosen from its link (the dashboard, an event's page): listed, so that the
             # dropdown shows what the list is filtered on rather than "toutes", and stays on it when resent.
             runs += [run for run in [get_run(conn, query.run_id, user.scope)] if run is not None]
-        message = action_message(conn, params.get("action"), user.actor)
+        paused = paused_state(conn)
+        message = action_message(conn, params.get("action"), user.actor, paused=bool(paused))
     code_groups = [("Rejets de lot (problème technique)", [c for c in RejectCode if c.level is Level.ENVELOPE]),
                    ("Rejets d'événement (à corriger dans Parcours 3)",
                     [c for c in RejectCode if c.level is Level.EVENT])]
     return render(request, "rejets.html", {
         "user": user, "q": query, "page": page, "total": total, "resendable": resendable, "mls": mls,
         "start": start, "end": end,
-        "runs": runs, "code_groups": code_groups, "state_choices": STATE_CHOICES, "flash": message,
+        "runs": runs, "code_groups": code_groups, "state_choices": STATE_CHOICES, "flash": message, "paused": paused,
         "first_page": params.get("apres") is None and params.get("avant") is None})
 
 
@@ -105,10 +108,14 @@ def rejects_csv(request: Request, user: UserDep, gw: GatewayDep) -> Response:
 def confirm_resend(request: Request, user: UserDep, gw: GatewayDep, codec: CodecDep) -> Response:
     with gw.engine.connect() as conn:
         query = _read(conn, request.query_params, user)
-        count = support.count_resendable(conn, _filter(gw, user, query))
+        states = support.resendable_by_state(conn, _filter(gw, user, query))
+        paused = paused_state(conn)
     stopped = interrupted.recall_for(request, codec, user.principal.client_id, None)
+    invalid = states.get(EventState.INVALIDE.value, 0)
     response = render(request, "confirmer_renvoi.html", {
-        "user": user, "q": query, "count": count, "flash": Message("erreur", stopped.message()) if stopped else None})
+        "user": user, "q": query, "count": sum(states.values()), "invalid": invalid,
+        "plain": sum(states.values()) - invalid, "paused": paused,
+        "flash": Message("erreur", stopped.message()) if stopped else None})
     if stopped:
         interrupted.forget(response, request)
     return response

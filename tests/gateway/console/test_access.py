@@ -334,7 +334,7 @@ def test_lists_exports_and_counts_stay_in_scope(signed_in, name) -> None:
         rows = user.get(f"/console/rejets.csv?ml={other}").content.decode("utf-8-sig").splitlines()[1:]
         assert rows and not [line for line in rows if line.split(";")[0] == other]
     confirm = text(user.get("/console/rejets/renvoi"))
-    assert f"<strong>{len(listed)}</strong> événements seront remis" in confirm
+    assert f"<strong>{len(listed)}</strong> événements à renvoyer" in confirm  # invalid and rejected: said apart
     dashboard = text(user.get("/console/"))
     assert f"{len(listed)} événements en attente d'un traitement" in dashboard
     read = re.search(r'<td class="nombre">(\d+)</td>', dashboard)[1]  # the first figure of the night: events read

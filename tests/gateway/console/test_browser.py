@@ -311,8 +311,8 @@ def test_a_resend_by_filter_shows_how_many_then_does_it(page, night) -> None:
     page.goto(f"{night.url}/console/rejets?code=E10")
     count = page.locator("#liste-rejets tbody tr").count()
     page.get_by_role("link", name=re.compile(r"Renvoyer ces événements")).click()
-    confirmation = page.locator("#nombre-a-renvoyer").inner_text()
-    assert re.match(rf"{count} événements? ser", confirmation)
+    confirmation = page.locator("#nombre-a-renvoyer").inner_text()  # E10: pre-flight's, invalid events only
+    assert re.match(rf"{count} événements? à renvoyer :\s+{count} invalides? ser", confirmation)
     page.get_by_role("button", name=re.compile("Confirmer le renvoi")).click()
     page.wait_for_url(re.compile(r"action=\d+"))
     assert f"sur {count} trouvé" in page.locator("#resultat-action").inner_text()
@@ -419,6 +419,39 @@ def test_the_api_documentation_renders_without_internet(page, night) -> None:
     assert page.locator(".opblock").count() >= 20  # every operation, not an error box
     assert not page.locator(".errors-wrapper").count()  # Swagger UI 4 could not read OpenAPI 3.1
     assert left == []
+
+
+def test_a_long_export_name_and_a_long_comment_stay_on_the_page(chromium, night) -> None:
+    """A national export's long name ran over the next fields of the event's summary ("Exécution", "Dernier
+    changement") and out of the rejects list at the right; a close comment holding a long address made the
+    event page 1,400 px wider than a 1,024 px screen."""
+    from gateway.support import close_event
+
+    name = "P3_export_national_toutes_missions_locales_region_auvergne_rhone_alpes_20261129.csv"
+    with night.gw.engine.begin() as conn:
+        key = conn.execute(sa.select(events_t.c.key).where(
+            events_t.c.state == "REJETE", events_t.c.code_ml != night.ml, events_t.c.key != night.foreign)
+            .order_by(events_t.c.id.desc()).limit(1)).scalar_one()
+        conn.execute(events_t.update().where(events_t.c.key == key).values(source_file=name))
+    close_event(night.gw, key, comment="Voir https://support.example.fr/tickets/2026/" + "x" * 200,
+                actor="console:admin-console", scope=None)
+    context = chromium.new_context(locale="fr-FR", viewport={"width": 1024, "height": 700})
+    try:
+        page = context.new_page()
+        sign_in(page, night, night.admin)
+        page.goto(event_url(night, key))
+        page.screenshot(path=SCREENSHOTS / "evenement-noms-longs-1024.png", full_page=True)
+        assert page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
+        spilled = page.evaluate("() => [...document.querySelectorAll('.resume dd')]"
+                                ".filter(dd => dd.scrollWidth > dd.clientWidth + 1).map(dd => dd.textContent)")
+        assert spilled == []
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.goto(f"{night.url}/console/rejets?recherche={quote(key)}&etat=CLOS")
+        assert page.locator("#liste-rejets tbody tr").count() == 1
+        assert page.evaluate("() => { const box = document.querySelector('.defilement');"
+                             " return box.scrollWidth - box.clientWidth; }") <= 0
+    finally:
+        context.close()
 
 
 def test_the_date_fields_stay_in_their_column_at_1024_pixels(chromium, night) -> None:

@@ -387,7 +387,7 @@ def test_a_resend_by_filter_does_not_promise_the_lines_that_could_not_be_read(si
     confirm = words(user.get(f"/console/rejets/renvoi?{only}"))
     assert "Aucun événement de ce filtre n'est à renvoyer" in confirm and "lignes illisibles de l'export" in confirm
     both = words(user.get("/console/rejets/renvoi?etat=INVALIDE"))  # with the night's three readable ones
-    assert "3 événements seront remis en attente d'envoi." in both
+    assert "3 événements à renvoyer : 3 invalides seront contrôlés de nouveau avant envoi" in both
 
 
 def test_a_resend_by_filter_with_an_unreadable_criterion_resends_nothing(signed_in, gw) -> None:

@@ -31,8 +31,8 @@ def test_the_chart_stacks_each_nights_three_series_on_a_round_scale() -> None:
                                                       r'height="([\d.]+)"', svg)[-3:]}
     assert heights["serie-dude"] == 5 * heights["serie-lot"] and \
         heights["serie-avant-envoi"] == 2 * heights["serie-lot"]
-    assert ("29/11/2026 : 40 rejets (10 refusés avant envoi, 5 rejetés avec leur lot (l01–l07), "
-            "25 rejetés par le dude (e01–e10))") in svg
+    assert ("29/11/2026 : 40 rejets (10 refusés avant envoi, 5 rejetés avec leur lot (L01–L07), "
+            "25 rejetés par le DUDE (E01–E10))") in svg  # codes and DUDE as written elsewhere, not lowercased
     assert re.findall(r'text-anchor="end">([\d\u202f]+)</text>', svg) == ["0", "10", "20", "30", "40", "50"]
     assert re.findall(r'text-anchor="middle">(\d\d/\d\d)<', svg) == ["04/11", "09/11", "14/11", "19/11", "24/11",
                                                                      "29/11"]  # every fifth night, from the last
@@ -110,7 +110,7 @@ def test_priorities_put_envelope_rejects_and_missing_reports_before_business_cod
                         CodeCount("L04", "REJETE", 500), CodeCount(None, "SANS_REPONSE", 12),
                         CodeCount("E03", "REJETE", 7), CodeCount("E10", "INVALIDE", 1)], {"RECU": 2, "TRAITE": 9})
     assert [(p.level, p.title.split(" ")[0], p.count) for p in found] == [
-        ("haute", "L04", 500), ("haute", "12", 12), ("moyenne", "E01", 40), ("moyenne", "E03", 7),
+        ("haute", "L04", 500), ("haute", "Événements", 12), ("moyenne", "E01", 40), ("moyenne", "E03", 7),
         ("moyenne", "E08", 5), ("info", "2", 2)]
     assert found[0].params == {"code": "L04"} and found[1].params == {"etat": "SANS_REPONSE"}
     assert priorities([], {}) == []
@@ -130,6 +130,12 @@ def test_envelopes_dude_has_not_received_are_not_said_to_wait_for_their_report()
     due = priorities([], {"ENVOYE": 1}, Undelivered(1))
     assert [p.title for p in due] == ["1 lot pas encore remis au DUDE"]
     assert "prochain essai à la prochaine tournée de la passerelle" in due[0].text
+    # Sending paused: every envelope without DUDE's receipt is held by the gateway, none has a next attempt.
+    paused = priorities([], {"ENVOYE": 2, "SIGNE": 1, "RECU": 4}, Undelivered(2, datetime(2026, 11, 30, 2, 15)),
+                        paused=True)
+    assert [(p.title, p.count) for p in paused] == [("3 lots pas encore remis au DUDE", 3),
+                                                    ("4 lots attendent le compte rendu du DUDE", 4)]
+    assert "dès la reprise de l'envoi" in paused[0].text and "prochain essai" not in paused[0].text
 
 
 def test_cells_a_spreadsheet_would_run_are_defused() -> None:
@@ -163,3 +169,23 @@ def test_people_are_named_first_and_the_tool_after() -> None:
     assert actor_label("api:partenaire 1") == "partenaire 1 (API)" and actor_label(None) == "la passerelle"
     assert cause_label("clos par console:sup62899 : vu avec console:sup62899", "console:sup62899") == \
         "clos par sup62899 (console) : vu avec console:sup62899"  # the comment as it was typed
+
+
+def test_a_runs_notes_say_what_its_figures_cannot_and_only_to_whom_they_belong() -> None:
+    """A take-over that only resent held envelopes read as a row of zeros; a refused export's message began with
+    its path on the gateway's disk; another mission locale's refused export is not a support user's business."""
+    import json
+
+    from gateway.console.runnotes import run_notes
+
+    summary = json.dumps({"ingest": {"lines": 0}, "sending": {"reprises": 2}, "reports": {"lots": 0},
+                          "file_errors": [{"file": "P3_69002_20261129.csv", "code": "P3_EMPTY", "message":
+                                           "[P3_EMPTY] /srv/depot/P3_69002_20261129.csv: fichier vide."}]})
+    assert run_notes(summary, None) == (
+        "Aucune ligne d'export lue : exécution de rattrapage.",
+        "2 lots d'exécutions précédentes repris (envoi au DUDE sous le même IdLot) ; leurs événements comptent "
+        "dans la ligne de l'exécution qui les a lus.",
+        "Fichier refusé : P3_69002_20261129.csv (P3_EMPTY) — fichier vide. Rien de ce fichier n'a été lu.")
+    assert run_notes(summary, frozenset({"69001"})) == ()
+    assert run_notes(summary, frozenset({"69002"})) == run_notes(summary, None)[-1:]
+    assert run_notes("{}", None) == () and run_notes(None, None) == ()  # a run still going on
