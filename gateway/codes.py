@@ -205,15 +205,16 @@ class RejectCode(str, Enum):
            "dans Parcours 3 : l'intégrateur renouvelle ou fait enregistrer le certificat, puis renvoie.")
     L03 = ("L03", Level.ENVELOPE, "XML mal formé ou construction interdite (DTD, entité)",
            "Le lot n'est pas un XML lisible. Rien à corriger dans Parcours 3 : signaler l'incident "
-           "à l'intégrateur.")
+           "à l'intégrateur, puis renvoyer ses événements une fois la cause levée.")
     L04 = ("L04", Level.ENVELOPE, "Lot non conforme au schéma XSD",
-           "Le lot ne respecte pas le schéma d'échange. Vérifier la version du schéma avec "
-           "l'intégrateur ; les événements seront renvoyés après correction.")
+           "Le lot ne respecte pas le schéma d'échange. Rien à corriger dans Parcours 3 : vérifier la "
+           "version du schéma avec l'intégrateur, puis renvoyer les événements une fois la passerelle "
+           "corrigée (ils ne repartent pas d'eux-mêmes).")
     L05 = ("L05", Level.ENVELOPE, "Nombre d'événements de l'en-tête différent du contenu",
            "Incident technique de constitution du lot : prévenir l'intégrateur, puis renvoyer.")
     L06 = ("L06", Level.ENVELOPE, "Émetteur non autorisé",
-           "Le code émetteur de la passerelle n'est pas habilité par le DUDE : l'intégrateur "
-           "vérifie le paramètre d'émetteur.")
+           "Le code émetteur de la passerelle n'est pas habilité par le DUDE. Rien à corriger dans "
+           "Parcours 3 : l'intégrateur vérifie le paramètre d'émetteur, puis renvoyer les événements.")
     L07 = ("L07", Level.ENVELOPE, "Lot trop volumineux",
            "Le lot dépasse la taille acceptée : l'intégrateur réduit le nombre d'événements par lot, "
            "puis renvoie.")

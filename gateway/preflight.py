@@ -169,7 +169,7 @@ def check_event(event: Event, config: PreflightConfig) -> None:
     if start is not None and end is not None and end < start:
         raise RecordRejected(
             RejectCode.E10,
-            f"date_fin ({fr_date(end)}) antérieure à date_debut ({fr_date(start)}).",
+            f"date_fin ({fr_date(end)}) antérieure à la date_debut ({fr_date(start)}).",
             field="date_fin",
         )
     if event.siret is not None and not siret_is_valid(event.siret):

@@ -184,7 +184,7 @@ def _event_type(value: str) -> EventType:
 _COMMON_FIELDS: tuple[tuple[str, re.Pattern[str] | None, Parser | None, str], ...] = (
     ("id_evenement", _ID_EVENEMENT, None, "des chiffres (20 au plus)"),
     ("code_ml", _CODE_ML, None, "5 chiffres"),
-    ("identifiant_pe", None, None, "le format d'identifiant France Travail configuré"),
+    ("identifiant_pe", None, None, ""),  # `identifiant_pe_expected`
     ("nom", None, _text(TEXT_MAX), ""),
     ("prenom", None, _text(TEXT_MAX), ""),
     ("date_naissance", None, _date, ""),
@@ -218,6 +218,18 @@ def parse_export(path: str | os.PathLike[str], config: PreflightConfig, *,
     return (parse_record(record, config) for record in reader)
 
 
+#: The agency's jobseeker id as `Settings.identifiant_pe_pattern` has it by default, and as support staff read it.
+_DEFAULT_PE = (r"[0-9]{7}[A-Z]", "7 chiffres puis une lettre majuscule, par exemple 9876543Z")
+
+
+def identifiant_pe_expected(pattern: str) -> str:
+    """What an ``identifiant_pe`` should look like, for an ``E09``: "le format d'identifiant France Travail
+    configuré" told support staff and partners nothing they could check a value against."""
+    if pattern == _DEFAULT_PE[0]:
+        return _DEFAULT_PE[1]
+    return f"le format d'identifiant France Travail configuré, {pattern} (GATEWAY_IDENTIFIANT_PE_PATTERN)"
+
+
 def _event(fields: dict[str, str], config: PreflightConfig) -> Event:
     get = fields.get
     values: dict[str, Any] = {}
@@ -227,7 +239,7 @@ def _event(fields: dict[str, str], config: PreflightConfig) -> Event:
             raise RecordRejected(RejectCode.E09, f"Champ obligatoire absent : {name}.", field=name)
         if parser is None:
             if (pattern or config.identifiant_pe_regex).fullmatch(value) is None:
-                raise _e09(name, value, expected)
+                raise _e09(name, value, expected or identifiant_pe_expected(config.identifiant_pe_pattern))
             values[name] = value
         else:
             try:

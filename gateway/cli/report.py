@@ -55,6 +55,10 @@ def _states_table(title: str, states) -> Table:
     return table
 
 
+def _lowered(label: str) -> str:
+    return label[:1].lower() + label[1:]
+
+
 def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit", tz: tzinfo | None = None) -> None:
     """The run's summary; its times in ``tz`` (the gateway's zone), else UTC."""
     heading = f"{title} — exécution n° {summary.run_id}" + (" (à blanc)" if summary.dry_run else "")
@@ -81,7 +85,8 @@ def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit"
         console.print(rej)
 
     if summary.envelopes:
-        parts = [f"{EnvelopeState(k).label.lower()} : {v}" for k, v in sorted(summary.envelopes.items())
+        # The label's first letter only: "rejeté en bloc par le dude" lowered DUDE's name with the rest.
+        parts = [f"{_lowered(EnvelopeState(k).label)} : {v}" for k, v in sorted(summary.envelopes.items())
                  if k in EnvelopeState.__members__]
         console.print("Lots : " + ", ".join(parts))
     if summary.sending_paused:

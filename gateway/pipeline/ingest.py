@@ -246,7 +246,7 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
         if (operation == _MODIFY and ks is None) or (operation == _CANCEL and not (ks and ks.live)):
             what = "modifie" if operation == _MODIFY else "annule"
             invalid_row(key, ks, h, RejectCode.E06,
-                        f"l'événement {key} {what} un événement que la passerelle n'a jamais transmis", "operation",
+                        f"L'événement {key} {what} un événement que la passerelle n'a jamais transmis.", "operation",
                         {**{k: str(v) for k, v in outcome.decoded_record().items()}, "operation": operation},
                         outcome.source_file, outcome.source_line, operation)
             continue

@@ -184,3 +184,22 @@ def test_rejects_refuse_a_mission_locale_that_is_not_five_digits(data_dir: Path,
     proc = gateway(data_dir, "rejects", "--ml", ml)
     assert proc.returncode == 2 and proc.stdout == b""
     assert "cinq chiffres attendus" in said(proc.stderr) and ml in said(proc.stderr)
+
+
+def test_a_run_summary_names_dude_in_capitals_in_its_envelope_states() -> None:
+    """"Lots : rejeté en bloc par le dude : 1": the label was lowered whole, DUDE's name with it."""
+    from collections import Counter
+
+    from rich.console import Console
+
+    from gateway.cli.report import render_summary
+    from gateway.pipeline.run import RunSummary
+
+    summary = RunSummary(run_id=4, trigger="cli", dry_run=False, inputs=[], started_at=SENT_AT,
+                         finished_at=SENT_AT, outcome="TERMINE",
+                         envelopes=Counter({EnvelopeState.REJETE.value: 1, EnvelopeState.TRAITE.value: 2}),
+                         states=Counter({EventState.REJETE.value: 3}))
+    out = Console(record=True, width=200)
+    render_summary(summary, out)
+    text = out.export_text()
+    assert "Lots : rejeté en bloc par le DUDE : 1, traité, compte rendu reçu et rapproché : 2" in text, text

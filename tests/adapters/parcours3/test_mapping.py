@@ -156,10 +156,16 @@ def test_a_malformed_field_is_E09_quoting_the_value_only_if_it_names_nobody(fiel
 
 def test_the_jobseeker_id_follows_the_configured_pattern():
     record = _record(identifiant_pe="12345678ABC")
-    assert isinstance(parse_record(record, CONFIG), Rejection)
+    refused = parse_record(record, CONFIG)
+    assert isinstance(refused, Rejection)
+    # What it should look like, in words support staff can check a value against (not "the configured format").
+    assert "(attendu : 7 chiffres puis une lettre majuscule, par exemple 9876543Z)" in refused.message
+    assert "12345678ABC" not in refused.message  # it identifies someone: never quoted
     newer = PreflightConfig(identifiant_pe_pattern=r"[0-9]{8}[A-Z]{3}", send_comments=False,
                             today=date(2026, 11, 29))
     assert isinstance(parse_record(record, newer), Valid)
+    refused = parse_record(_record(identifiant_pe="1234567A"), newer)
+    assert "[0-9]{8}[A-Z]{3} (GATEWAY_IDENTIFIANT_PE_PATTERN)" in refused.message
 
 
 def test_a_rejection_carries_what_support_needs_and_no_more():

@@ -156,8 +156,8 @@ def test_how_a_report_came_back_is_said_in_french_and_nothing_else_is_touched() 
 def test_pre_flight_messages_name_fields_in_french_and_other_messages_are_left_as_they_came() -> None:
     assert reject_message("Champ obligatoire absent pour un événement ENT (Entretien) : modalite.", "INVALIDE") \
         == "Champ obligatoire absent pour un événement ENT (Entretien) : modalité de l'entretien."
-    assert reject_message("date_fin (01/02/2026) antérieure à date_debut (01/03/2026).", "INVALIDE") == \
-        "Date de fin (01/02/2026) antérieure à date de début (01/03/2026)."
+    assert reject_message("date_fin (01/02/2026) antérieure à la date_debut (01/03/2026).", "INVALIDE") == \
+        "Date de fin (01/02/2026) antérieure à la date de début (01/03/2026)."
     assert reject_message("Champ mal formé : organisme « nom motif » (attendu : 100 caractères).", "INVALIDE") == \
         "Champ mal formé : organisme de formation ou de prestation « nom motif » (attendu : 100 caractères)."
     dude = "Identité différente du dossier du DUDE : nom, prenom."
