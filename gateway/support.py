@@ -66,6 +66,8 @@ class StillInvalid:
     code: str
     message: str
     field: str | None = None
+    #: Submitted through the API (a partner's event): its hint is the partner's, not "corriger dans Parcours 3".
+    submitted: bool = False
 
 
 @dataclass
@@ -289,7 +291,7 @@ def _revalidate(conn: Connection, row: sa.Row, config: PreflightConfig):
     fields = json.loads(row.payload)
 
     def still(code: RejectCode, message: str, field: str | None = None) -> StillInvalid:
-        return StillInvalid(row.key, row.version, code.value, message, field)
+        return StillInvalid(row.key, row.version, code.value, message, field, is_api_source(row.source_file))
 
     if _stored_form(row, fields) == "p3":
         text = {k: str(v) for k, v in fields.items()}

@@ -26,7 +26,8 @@ def _resend_out(result: support.ResendResult) -> schemas.ResendOut:
     return schemas.ResendOut(
         audit_id=result.audit_id, matched=result.matched, resent=result.resent, resent_keys=result.resent_keys,
         still_invalid=[schemas.StillInvalidOut(key=s.key, version=s.version,
-                                               reject=views.reject(s.code, s.message, s.field))
+                                               reject=views.reject(s.code, s.message, s.field,
+                                                                   submitted=s.submitted))
                        for s in result.still_invalid],
         state=result.state, reason=result.reason)
 

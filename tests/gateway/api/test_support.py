@@ -121,6 +121,21 @@ def test_a_modification_of_an_unknown_event_stays_e06_when_resent(client, gw, to
     assert answer["resent"] == 0 and answer["still_invalid"][0]["reject"]["code"] == "E06"
 
 
+def test_a_partners_event_still_invalid_after_a_resend_gets_the_partners_hint(client, gw, tokens, night) -> None:
+    """As its reading (GET) does: "corriger dans Parcours 3, part avec le prochain export" is an export line's
+    hint, which a partner's event never has; an export line keeps it."""
+    from gateway.api.views import PARTNER_HINT
+
+    client.post("/api/v1/events", json=json_event(id_evenement="41", date_naissance="1990-01-01"),
+                headers=bearer(tokens.partner_69001))
+    auth = bearer(tokens.support_69001)
+    [still] = client.post("/api/v1/events/69001-41/resend", headers=auth).json()["still_invalid"]
+    read = client.get("/api/v1/events/69001-41", headers=auth).json()["reject"]
+    assert still["reject"]["code"] == "E07" and still["reject"]["hint"] == PARTNER_HINT == read["hint"]
+    [line] = client.post("/api/v1/events/69001-4/resend", headers=auth).json()["still_invalid"]
+    assert "Parcours 3" in line["reject"]["hint"]
+
+
 def test_closing_needs_a_comment_and_is_recorded(client, gw, tokens, night) -> None:
     auth = bearer(tokens.support_both)
     for body in ({}, {"comment": ""}, {"comment": "   "}):
