@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import islice
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -181,6 +181,14 @@ def _rejection_hash(rejection: Rejection) -> str:
     return json_digest(sorted(rejection.fields.items()))
 
 
+def _as_sent(value: Any) -> str:
+    """A stored record's value as the fields of a refused event keep it: text, a yes/no as ``O``/``N`` as in an
+    export (``str(True)`` kept "True", which the console showed and a resend refused as malformed)."""
+    if isinstance(value, bool):
+        return "O" if value else "N"
+    return str(value)
+
+
 def _parse_date(value: str | None) -> date | None:
     """Best effort on a raw date, so an invalid event can still be found by date (``date_from``, ``date_to``,
     the console's filters): ``JJ/MM/AAAA`` from an export, ``AAAA-MM-JJ`` from a partner, whose refused event
@@ -247,7 +255,7 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
             what = "modifie" if operation == _MODIFY else "annule"
             invalid_row(key, ks, h, RejectCode.E06,
                         f"L'événement {key} {what} un événement que la passerelle n'a jamais transmis.", "operation",
-                        {**{k: str(v) for k, v in outcome.decoded_record().items()}, "operation": operation},
+                        {**{k: _as_sent(v) for k, v in outcome.decoded_record().items()}, "operation": operation},
                         outcome.source_file, outcome.source_line, operation)
             continue
         if operation == _CANCEL:

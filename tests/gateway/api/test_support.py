@@ -3,6 +3,7 @@ closing needs a comment, everything in the audit log (brief §5, §6)."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import sqlalchemy as sa
@@ -116,9 +117,12 @@ def test_an_invalid_event_that_now_passes_goes_back_to_en_attente(client, gw, to
 
 
 def test_a_modification_of_an_unknown_event_stays_e06_when_resent(client, gw, tokens) -> None:
-    client.post("/api/v1/events", json=json_event(operation="M"), headers=bearer(tokens.partner_69001))
+    client.post("/api/v1/events", json=json_event(operation="M", premier_entretien=True),
+                headers=bearer(tokens.partner_69001))
     answer = client.post("/api/v1/events/69001-1001/resend", headers=bearer(tokens.support_69001)).json()
     assert answer["resent"] == 0 and answer["still_invalid"][0]["reject"]["code"] == "E06"
+    # Its fields as sent: a yes/no kept "True" (str(True)), shown so and refused as malformed (E09) on a resend.
+    assert json.loads(event(gw, "69001-1001").payload)["premier_entretien"] == "O"
 
 
 def test_a_partners_event_still_invalid_after_a_resend_gets_the_partners_hint(client, gw, tokens, night) -> None:
