@@ -14,6 +14,7 @@ from importlib.resources import files
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
+from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 DOCS_PATH = "/docs"
@@ -26,8 +27,12 @@ def mount_docs(app: FastAPI) -> None:
     app.mount(ASSETS_PATH, StaticFiles(directory=str(ASSETS)), name="docs-assets")
 
     @app.get(DOCS_PATH, include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} : documentation de l'API",
-                                   swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
-                                   swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
-                                   swagger_favicon_url=f"{ASSETS_PATH}/favicon.png")
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        # Behind a proxy serving the gateway under a path (``--root-path /passerelle``), the page's addresses
+        # carry it: from the root, the page loaded no script and no document, and stayed blank.
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}",
+                                   title=f"{app.title} : documentation de l'API",
+                                   swagger_js_url=f"{root}{ASSETS_PATH}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}{ASSETS_PATH}/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}{ASSETS_PATH}/favicon.png")

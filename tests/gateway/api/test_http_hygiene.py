@@ -183,3 +183,16 @@ def test_the_rate_counts_from_when_the_application_reads_the_body_not_from_the_r
         return await guarded()
 
     assert asyncio.run(read_late())["body"] == b"x" * 100
+
+
+def test_the_documentation_page_behind_a_path_prefix_loads_its_files_and_document_under_it(app) -> None:
+    """A proxy serving the gateway under ``/passerelle`` (uvicorn's ``--root-path``): the page asked for its
+    script, its style and the document at the root, which the proxy does not route, and stayed blank."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, root_path="/passerelle") as client:
+        page = client.get("/docs").text
+        for url in ("/passerelle/openapi.json", "/passerelle/docs/assets/swagger-ui-bundle.js",
+                    "/passerelle/docs/assets/swagger-ui.css"):
+            assert f"'{url}'" in page or f'"{url}"' in page, (url, page)
+        assert client.get("/openapi.json").json()["servers"] == [{"url": "/passerelle"}]
