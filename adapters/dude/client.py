@@ -92,7 +92,10 @@ class DudeClient:
         known = _ENVELOPE_CODES.get(code) if isinstance(code, str) else None
         if answer.status_code in (400, 413, 422) and known is not None:
             raise EnvelopeRefused(one_line(problem.get("title"), TITLE_MAX) or known.label, code=known.value)
-        raise RemoteServerError(f"POST /lots: unexpected {_said(answer)}")
+        # With its status: a 403 or a 400 is DUDE (or what stands before it) answering, not DUDE unavailable
+        # (`gateway.pipeline.outage.unavailable`: ``None`` means no answer); without it, a lasting 403 held every
+        # envelope as in an outage, and a report poll answered 403 was never counted (overdue envelopes stayed).
+        raise RemoteServerError(f"POST /lots: unexpected {_said(answer)}", status_code=answer.status_code)
 
     def get_report(self, id_lot: str) -> bytes | None:
         """The report's bytes (not yet verified), or ``None`` while DUDE has not produced it."""
@@ -103,7 +106,7 @@ class DudeClient:
             return None
         if answer.status_code == 404:
             raise NoReport(f"DUDE knows no report for envelope {id_lot}")
-        raise RemoteServerError(f"GET report {id_lot}: unexpected {_said(answer)}")
+        raise RemoteServerError(f"GET report {id_lot}: unexpected {_said(answer)}", status_code=answer.status_code)
 
 
     def probe(self) -> tuple[int, str | None, str | None]:

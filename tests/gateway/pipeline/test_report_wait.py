@@ -169,6 +169,28 @@ def test_passes_of_the_scheduler_through_a_long_outage_do_not_give_up_an_overdue
     gw.close()
 
 
+def test_a_report_poll_dude_refuses_counts_and_an_overdue_envelope_is_given_up_in_time(
+        settings, dev_keys, registry_file, tmp_path, caplog) -> None:
+    """A 403 (an expired client certificate at a proxy, say) is DUDE, or what stands before it, answering: not
+    an outage. Each such poll counts, and an overdue envelope goes SANS_REPONSE after ``report_max_polls``, as
+    support staff must then see; taken for DUDE unavailable, the envelopes stayed RECU for ever, and every pass
+    logged "DUDE unavailable"."""
+    clock = Clock()
+    with dude(settings, registry_file) as emu:
+        link = ReportBlips(mock_transport(emu), status=403)
+        gw = open_gateway(settings, link, clock=clock, waits=[], envelope_max_events=2, report_timeout_seconds=60,
+                          report_max_polls=2, report_poll_interval_seconds=0.5)
+        run_batch(gw, [export(tmp_path, 6)], wait_for_reports=False)
+        link.down = True
+        caplog.set_level(logging.INFO)
+        for _ in range(6):  # passes of the scheduler's report job, each past the last one's next poll
+            clock.now += timedelta(seconds=61)
+            reconcile.poll_reports(gw, outage=Outage.of(gw))
+        assert envelope_states(gw) == {"SANS_REPONSE": 3}
+        assert not any("unavailable" in line for line in said(caplog, "gateway.reconcile"))
+    gw.close()
+
+
 def test_polling_between_two_chunks_skips_its_turn_until_the_back_off_ends_then_probes(
         settings, dev_keys, registry_file, tmp_path, caplog) -> None:
     """`_Dispatcher.catch_up`, between two chunks of the exports: after a 503 it asks nothing (each chunk would
