@@ -199,8 +199,10 @@ def _make_own_folder(settings: Settings) -> None:
 def exports_in(listing: DropFolder) -> list[Export]:
     """Each export of ``listing`` with its SHA-256 and size, or refused with the code the run will give it
     (``P3_FILE_NAME``, ``P3_SYMLINK``, ``P3_UNREADABLE``): opened as the run opens it (`open_export`), so that
-    what is hashed here and what the run reads are one file, and a link put in a file's place is refused by
-    both. An export taken away since the listing is not one any more."""
+    a link put in a file's place is refused by both. The run opens the name again: a file renamed over it in
+    between is read whole, and the SHA-256 listed as imported is then the earlier file's, so the next night
+    reads the new one again (its lines already stored are not stored twice); one replaced while the run
+    reads it is refused (`ExportReader`). An export taken away since the listing is not one any more."""
     found = []
     for path in listing.paths:
         if printable_name(path.name) != path.name:  # refused by the run before it is read (P3_FILE_NAME)

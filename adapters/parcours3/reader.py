@@ -232,6 +232,7 @@ class ExportReader:
         self._index: tuple[tuple[str, int], ...] = ()
         self._width = 0
         self._sniffed_ascii = False
+        self._identity: tuple[int, int, int, int] | None = None  # of the file whose header was read (`_identity`)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -241,6 +242,7 @@ class ExportReader:
 
     def _open_header(self, requested: str) -> None:
         with open_export(self.path) as stream:
+            self._identity = _identity(stream)
             head = stream.read(SNIFF_BYTES)
             _refuse_binary(head, self.path)
             self.encoding, self._sniffed_ascii = _choose_encoding(head, requested)
@@ -313,6 +315,12 @@ class ExportReader:
 
     def __iter__(self) -> Iterator[SourceRecord]:
         with open_export(self.path) as stream:
+            if _identity(stream) != self._identity:
+                # Another file under the name since the header was read (renamed over it, or rewritten in place):
+                # its lines read with this header's columns, encoding and offset would be another file's fields.
+                raise ExportFileError("fichier remplacé ou modifié depuis la lecture de son en-tête : rien n'en "
+                                      "est lu, la prochaine nuit le relit (déposer les exports sous un autre nom, "
+                                      "puis les renommer)", path=str(self.path), code="P3_UNREADABLE")
             stream.seek(self._start)
             lines = self._lines(stream, first_line=self._first_line)
             yield from self._records(lines)
@@ -460,6 +468,13 @@ def open_export(path: str | os.PathLike[str]) -> BinaryIO:
         raise ExportFileError("pas un fichier ordinaire (un tube, un périphérique…).", path=str(path),
                               code="P3_UNREADABLE")
     return stream
+
+
+def _identity(stream: BinaryIO) -> tuple[int, int, int, int]:
+    """Which file, and which content of it, ``stream`` is: device, inode, size, modification time. The header and
+    the records are read by two opens of the name (`ExportReader`); this tells whether they found the same."""
+    found = os.fstat(stream.fileno())
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def _no_follow(path: str, flags: int) -> int:

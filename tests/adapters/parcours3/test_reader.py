@@ -208,6 +208,20 @@ def test_a_pipe_named_like_an_export_is_refused_rather_than_waited_on(tmp_path):
     assert info.value.code == "P3_UNREADABLE" and "pas un fichier ordinaire" in info.value.detail
 
 
+def test_an_export_replaced_between_its_header_and_its_lines_is_refused_not_read_with_the_wrong_columns(tmp_path):
+    """The header and the lines are read by two opens of the name. A corrected export renamed over the first
+    one in between (its columns in another order) had its lines read with the first one's columns: names
+    under ``id_evenement``, a mission locale's code under ``nom``."""
+    path = write(tmp_path, HEADER + "\n" + line(1) + "\n", name="P3_69001_20261128.csv")
+    reader = read_export(path)
+    swapped = HEADER.replace("nom;prenom", "prenom;nom")
+    write(tmp_path, swapped + "\n" + line(2) + "\n", name="nouveau.csv").replace(path)
+    with pytest.raises(ExportFileError) as info:
+        list(reader)
+    assert info.value.code == "P3_UNREADABLE" and "remplacé ou modifié" in info.value.detail
+    assert [r.fields["prenom"] for r in read_export(path)] == ["Lefèvre"]  # read again whole, it is right
+
+
 # --- nir ------------------------------------------------------------------------------------
 
 def test_the_nir_never_comes_out(caplog):
