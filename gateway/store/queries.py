@@ -155,12 +155,15 @@ def _envelope_visible(scope: frozenset[str] | None) -> list[sa.ColumnElement]:
 
 
 def _run_visible(scope: frozenset[str] | None) -> list[sa.ColumnElement]:
-    """A scoped caller sees the runs that read or sent one of its events."""
+    """A scoped caller sees the runs that read or sent one of its events, and those given an export named for
+    one of its missions locales (``P3_<code>_…``): one refused whole read nothing of it, and the run, with the
+    reason of the refusal (`gateway.console.runnotes`), was then hidden from the very people it concerns."""
     if scope is None:
         return []
     read = sa.exists().where(events_t.c.run_id == runs_t.c.id, *_in_scope(scope))
     sent = sa.exists().where(envelopes_t.c.run_id == runs_t.c.id, *_envelope_visible(scope))
-    return [sa.or_(read, sent)]
+    named = [runs_t.c.inputs.contains(f"P3_{code}_", autoescape=True) for code in sorted(scope)]
+    return [sa.or_(read, sent, *named)]
 
 
 def list_runs(conn: Connection, scope: frozenset[str] | None, *, limit: int, before_id: int | None) -> list[sa.Row]:

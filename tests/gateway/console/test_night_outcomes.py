@@ -68,6 +68,9 @@ def test_a_night_with_a_refused_export_says_which_and_why(signed_in, gw, tmp_pat
     # 69001's support sees the night (it read their event), not another mission locale's export.
     mine = words(signed_in("support_69001").get("/console/"))
     assert f"N° {summary.run_id} " in mine and "Fichier refusé" not in mine
+    # 69002's own support sees it too, though the run read nothing of 69002: their refused export is the news.
+    theirs = words(signed_in("support_69002").get("/console/"))
+    assert f"N° {summary.run_id} " in theirs and said in run_line(theirs, summary.run_id)
 
 
 def test_paused_sending_is_said_on_every_page_and_what_it_holds_is_not_said_to_be_on_its_way(signed_in, gw,
