@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from gateway.codes import EventState, EventType, RejectCode
+from gateway.codes import EnvelopeState, EventState, EventType, RejectCode
 
 T = TypeVar("T")
 
@@ -340,14 +340,25 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = None
 
 
+#: A run's outcomes, as `gateway.pipeline.run` records them, in the OpenAPI document (a description, not an enum:
+#: a client generated from an enum would fail on an outcome added later).
+RUN_OUTCOMES_DOC = (
+    "Issue de l'exécution : `EN_COURS` ; `TERMINE` ; `TERMINE_AVEC_ERREURS` (un export refusé en entier, les "
+    "autres lus) ; `TERMINE_SANS_ACCUSE` (des lots restent sans accusé de réception du DUDE : ils repartent avec le "
+    "même IdLot) ; `ECHEC` (arrêtée par une erreur, `error` pour l'administrateur).")
+RUN_TRIGGERS_DOC = ("Qui l'a lancée : `schedule` (la nuit planifiée), `cli` (`gateway run`), `api` "
+                    "(`POST /api/v1/runs`), `demo` (`gateway demo`), `reprise` (une nuit qu'une instance arrêtée "
+                    "n'a pas finie, reprise par une autre).")
+
+
 class RunPublic(BaseModel):
     id: int
-    trigger: str
+    trigger: str = Field(description=RUN_TRIGGERS_DOC)
     dry_run: bool
     inputs: list[str]
     started_at: datetime
     finished_at: datetime | None = None
-    outcome: str
+    outcome: str = Field(description=RUN_OUTCOMES_DOC)
     states: dict[str, int] = Field(description="Événements lus par cette exécution, par état (ceux du périmètre).")
     envelopes: dict[str, int] = Field(description="Lots de cette exécution, par état (ceux qui portent des "
                                                   "événements du périmètre).")
@@ -391,7 +402,8 @@ class EnvelopeHistoryEntry(BaseModel):
 class EnvelopePublic(BaseModel):
     id: str
     run_id: int | None = None
-    state: str
+    state: str = Field(description="État du lot : " + " ; ".join(f"`{s.value}` ({s.label})" for s in EnvelopeState)
+                       + ".")
     state_label: str
     created_at: datetime
     first_sent_at: datetime | None = None

@@ -65,7 +65,7 @@ STATE_SHORT = {"RECU": "Reçu", "INVALIDE": "Invalide", "EN_ATTENTE": "En attent
 RUN_OUTCOMES = {"EN_COURS": "En cours", "TERMINE": "Terminée", "TERMINE_AVEC_ERREURS": "Terminée avec erreurs",
                 "TERMINE_SANS_ACCUSE": "Terminée, lots sans accusé du DUDE", "ECHEC": "Échec"}
 RUN_TRIGGERS = {"schedule": "planification", "scheduler": "planification", "cli": "ligne de commande",
-                "api": "API", "demo": "démonstration"}
+                "api": "API", "demo": "démonstration", "reprise": "reprise d'une nuit inachevée"}
 
 #: How a report came back, as `gateway.pipeline.reconcile` records it (``via``, in the causes of the events'
 #: and envelopes' histories): the gateway asked DUDE for it, or DUDE pushed it to the gateway's callback. The

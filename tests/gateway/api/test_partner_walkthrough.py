@@ -133,3 +133,17 @@ def test_states_and_reject_codes_are_explained_in_french(client) -> None:
     assert all(f"`{s.value}` : {s.label}" in states for s in EventState)
     assert all(f"`{c.value}` : {c.label}" in codes for c in RejectCode)
     assert "brief" not in states + codes and "store" not in states
+
+
+def test_a_runs_outcome_and_trigger_and_an_envelopes_state_are_explained(client) -> None:
+    """Plain strings in the document: a partner could not tell `TERMINE_SANS_ACCUSE` from `ECHEC`, nor what to do."""
+    from gateway.codes import EnvelopeState
+
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    run = schemas["RunPublic"]["properties"]
+    for outcome in ("EN_COURS", "TERMINE", "TERMINE_AVEC_ERREURS", "TERMINE_SANS_ACCUSE", "ECHEC"):
+        assert f"`{outcome}`" in run["outcome"]["description"], outcome
+    for trigger in ("schedule", "cli", "api", "demo", "reprise"):
+        assert f"`{trigger}`" in run["trigger"]["description"], trigger
+    state = schemas["EnvelopePublic"]["properties"]["state"]["description"]
+    assert all(f"`{s.value}` ({s.label})" in state for s in EnvelopeState)
