@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -64,6 +64,12 @@ log = logging.getLogger("gateway.run")
 
 #: ``progress(stage, done, total)``; total may be None when unknown.
 Progress = Callable[[str, int, int | None], None]
+
+
+def _instant(moment: datetime) -> str:
+    """An instant as the API writes every other one (Pydantic: ``Z`` for UTC): the stored summary, which
+    ``GET /api/v1/runs/{id}`` gives admins as it is, wrote ``+00:00`` beside the run's own ``Z`` times."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -123,8 +129,8 @@ class RunSummary:
     def as_dict(self) -> dict:
         return {
             "run_id": self.run_id, "trigger": self.trigger, "dry_run": self.dry_run, "inputs": self.inputs,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "started_at": _instant(self.started_at),
+            "finished_at": _instant(self.finished_at) if self.finished_at else None,
             "outcome": self.outcome, "ingest": self.ingest.as_dict(), "file_errors": self.file_errors,
             "envelopes": dict(sorted(self.envelopes.items())), "sending": dict(sorted(self.sending.items())),
             "states": dict(sorted(self.states.items())),

@@ -50,6 +50,8 @@ def test_an_admin_starts_a_run_that_sends_what_partners_submitted(client, gw, to
     run = wait_finished(client, run_id, admin)
     assert run["outcome"] == "TERMINE" and run["trigger"] == "api" and run["envelopes"] == {"TRAITE": 1}
     assert run["summary"]["sending"]["envoyes"] == 1
+    # One way of writing an instant in a document: the summary's as the run's own (it said +00:00 beside Z).
+    assert run["summary"]["started_at"] == run["started_at"] and run["started_at"].endswith("Z")
     keys = {e["key"]: e["state"] for e in client.get("/api/v1/events", headers=admin).json()["items"]}
     assert keys == {"69001-0": "ACCEPTE", "69001-1": "ACCEPTE", "69001-2": "ACCEPTE"}
     [entry] = [e for e in client.get("/api/v1/audit", headers=admin).json()["items"] if e["action"] == "RUN_START"]
