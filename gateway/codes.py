@@ -129,7 +129,7 @@ class MotifManquement(_Labelled):
 class EventState(_Labelled):
     """States of an event in the store (brief §5)."""
 
-    RECU = ("RECU", "Reçu de Parcours 3")
+    RECU = ("RECU", "Reçu (export ou API), pas encore contrôlé")
     INVALIDE = ("INVALIDE", "Invalide (contrôle avant envoi)")
     EN_ATTENTE = ("EN_ATTENTE", "En attente d'envoi")
     # Said of an event sealed while sending is paused too: in a signed envelope, not yet posted.
