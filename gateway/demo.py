@@ -65,12 +65,13 @@ class EmulatorHandle:
         return httpx.get(f"{self.base_url}/ledger", timeout=30).json()
 
 
-def _last_words(log_path: Path) -> str:
-    """The last line the emulator wrote (its ``Erreur KEYS : …``, naming the file), to say why it stopped rather
-    than only where to look; nothing if it wrote none."""
+def _last_words(log_path: Path, since: int) -> str:
+    """The last line the emulator wrote after byte ``since`` of its log (its ``Erreur KEYS : …``, naming the
+    file), to say why it stopped rather than only where to look; nothing if it wrote none this time (the log is
+    kept from one start to the next: an older line would be another start's)."""
     try:
         with open(log_path, "rb") as log:
-            log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
+            log.seek(max(since, log.seek(0, os.SEEK_END) - 4096))
             lines = [line.strip() for line in log.read().decode("utf-8", "replace").splitlines() if line.strip()]
     except OSError:
         return ""
@@ -97,13 +98,14 @@ def emulator_process(settings: Settings, *, registry: Path, port: int | None = N
     log_path = settings.emulator_dir / "emulator.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
+        since = log.tell()
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
     base_url = f"http://127.0.0.1:{port}/dude/v1"
     try:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                raise ConfigurationError(f"l'émulateur du DUDE s'est arrêté au démarrage{_last_words(log_path)} "
+                raise ConfigurationError(f"l'émulateur du DUDE s'est arrêté au démarrage{_last_words(log_path, since)} "
                                          f"(son journal : {log_path})")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
