@@ -314,7 +314,8 @@ def _revalidate(conn: Connection, row: sa.Row, config: PreflightConfig):
     live = any(o.state in LIVE_STATES for o in others)
     if (event.operation is Operation.MODIFY and not others) or (event.operation is Operation.CANCEL and not live):
         what = "modifie" if event.operation is Operation.MODIFY else "annule"
-        return still(RejectCode.E06, f"L'événement {row.key} {what} un événement que la passerelle n'a jamais transmis.")
+        return still(RejectCode.E06,
+                     f"L'événement {row.key} {what} un événement que la passerelle n'a jamais transmis.")
     wire = Operation.CANCEL if event.operation is Operation.CANCEL else (Operation.MODIFY if live else Operation.CREATE)
     record = to_record(event)
     digest = record_hash(record)
