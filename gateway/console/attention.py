@@ -53,7 +53,9 @@ def _n(count: int, one: str, many: str) -> str:
 
 
 def priorities(open_rejects: list[CodeCount], waiting: dict[str, int],
-               undelivered: Undelivered | None = None, *, paused: bool = False) -> list[Priority]:
+               undelivered: Undelivered | None = None, *, paused: bool = False, unsent: int = 0) -> list[Priority]:
+    """What to handle first. ``unsent``: envelopes sealed and never posted, nothing having failed
+    (`queries.envelopes_unsent`): they go with the run in progress or the next one, DUDE owes nothing on them."""
     out: list[Priority] = []
     by_code: Counter = Counter()
     for item in open_rejects:
@@ -95,6 +97,13 @@ def priorities(open_rejects: list[CodeCount], waiting: dict[str, int],
                             f"ou une erreur de son côté) : elle les renvoie d'elle-même, sous le même IdLot{when}. "
                             "Leurs événements ne sont pas perdus : ne pas les renvoyer. Si cela dure plus d'une "
                             "nuit, prévenir l'intégrateur.", undelivered.count, {}))
+    if unsent and not paused:  # while paused, the held ones above count them
+        pending -= unsent
+        out.append(Priority("info", f"{_n(unsent, 'lot signé', 'lots signés')}, pas encore envoyé"
+                            f"{'s' if unsent > 1 else ''} au DUDE",
+                            "Ils partent avec l'exécution en cours, ou la prochaine (la nuit, ou la prochaine tournée "
+                            "de la passerelle), sous leur IdLot. Leurs événements ne sont pas perdus : ne pas les "
+                            "renvoyer.", unsent, {}))
     if pending > 0:
         out.append(Priority("info", f"{_n(pending, 'lot attend', 'lots attendent')} le compte rendu du DUDE",
                             "Rien à faire pour l'instant : leurs événements ne sont ni acceptés ni rejetés. "

@@ -207,6 +207,18 @@ def envelopes_undelivered(conn: Connection, scope: frozenset[str] | None) -> tup
     return count, soonest
 
 
+def envelopes_unsent(conn: Connection, scope: frozenset[str] | None) -> int:
+    """Envelopes holding one of the scope's events that were sealed and never posted, nothing having failed:
+    a night's in flight, or those sealed while sending was paused, which wait for the next run or round after
+    the resume. They were counted as waiting for DUDE's report, which DUDE could not owe."""
+    env = envelopes_t.c
+    query = sa.select(sa.func.count()).where(env.state == EnvelopeState.SIGNE.value, env.last_error.is_(None),
+                                              env.next_attempt_at.is_(None))
+    if scope is not None:
+        query = query.where(sa.exists().where(events_t.c.envelope_id == env.id, *_scope(scope)))
+    return conn.execute(query).scalar_one()
+
+
 def envelopes_waiting(conn: Connection, scope: frozenset[str] | None) -> dict[str, int]:
     """Envelopes holding one of the scope's events and still without report, by state."""
     env = envelopes_t.c

@@ -34,13 +34,15 @@ def dashboard(request: Request, user: UserDep, gw: GatewayDep) -> Response:
         open_rejects = queries.open_rejects(conn, user.scope)
         waiting = queries.envelopes_waiting(conn, user.scope)
         held, soonest = queries.envelopes_undelivered(conn, user.scope)
+        unsent = queries.envelopes_unsent(conn, user.scope)
         nights = queries.rejects_per_night(conn, user.scope, today=today, tz=tz)
         paused = paused_state(conn)
     by_code = _by_code(open_rejects)
     return render(request, "tableau.html", {
         "user": user, "runs": runs, "by_code": by_code, "paused": paused,
         "priorities": priorities(open_rejects, waiting, Undelivered(
-            held, soonest.astimezone(tz) if soonest is not None and soonest > now else None), paused=bool(paused)),
+            held, soonest.astimezone(tz) if soonest is not None and soonest > now else None), paused=bool(paused),
+            unsent=unsent),
         "open_total": sum(i.count for i in open_rejects), "waiting": waiting, "chart": rejects_chart(nights),
         "nights": nights, "series": SERIES, "generated_at": now})
 

@@ -98,6 +98,9 @@ def test_paused_sending_is_said_on_every_page_and_what_it_holds_is_not_said_to_b
     resume(gw.engine, by="cli:exploitant", now=utcnow())
     after = words(user.get(done.headers["location"]))
     assert banner not in after and "il partira avec la prochaine exécution." in after
+    # Resumed, the envelope sealed during the pause is still not DUDE's: it goes with the next run.
+    dashboard = words(user.get("/console/"))
+    assert "1 lot signé, pas encore envoyé au DUDE" in dashboard and "attend le compte rendu" not in dashboard
 
 
 @pytest.fixture

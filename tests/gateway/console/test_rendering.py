@@ -138,6 +138,17 @@ def test_envelopes_dude_has_not_received_are_not_said_to_wait_for_their_report()
     assert "dès la reprise de l'envoi" in paused[0].text and "prochain essai" not in paused[0].text
 
 
+def test_envelopes_sealed_and_never_posted_are_not_said_to_wait_for_dude_s_report() -> None:
+    """Sealed while sending was paused, then resumed: DUDE has never seen them, and owes no report."""
+    found = priorities([], {"SIGNE": 2, "RECU": 4}, unsent=2)
+    assert [(p.title, p.count) for p in found] == [("2 lots signés, pas encore envoyés au DUDE", 2),
+                                                    ("4 lots attendent le compte rendu du DUDE", 4)]
+    assert "exécution en cours, ou la prochaine" in found[0].text and "ne pas les renvoyer" in found[0].text
+    # While paused, the held envelopes say it already: not twice.
+    assert [p.title for p in priorities([], {"SIGNE": 2}, unsent=2, paused=True)] == [
+        "2 lots pas encore remis au DUDE"]
+
+
 def test_cells_a_spreadsheet_would_run_are_defused() -> None:
     assert [safe_cell(v) for v in ("=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "\tx", "69001-3", None, 4)] == \
         ["'=HYPERLINK(\"x\")", "'+1", "'-2", "'@SUM(A1)", "'\tx", "69001-3", "", "4"]
