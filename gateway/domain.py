@@ -12,6 +12,7 @@ send" and a changed content means a new version (brief §3).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, fields, replace
 from operator import attrgetter
 from datetime import date, datetime
@@ -20,6 +21,23 @@ from typing import Any
 import orjson
 
 from gateway.codes import EventType, Operation
+
+#: An export named for one mission locale (brief §3: ``P3_<code_ml>_<AAAAMMJJ>.csv``).
+_EXPORT_NAME_ML = re.compile(r"P3_([0-9]{5})_")
+
+
+def export_prefix(code_ml: str) -> str:
+    """How the name of an export for ``code_ml`` begins (brief §3)."""
+    return f"P3_{code_ml}_"
+
+
+def export_code_ml(name: str) -> str | None:
+    """The mission locale an export's file name is for (``P3_69001_20261128.csv``: 69001), or None (a national
+    file). Whose a line is when its own ``code_ml`` cannot be read (ingest), and who is told of a refused export
+    (the console's run notes, the runs a scoped caller sees)."""
+    found = _EXPORT_NAME_ML.match(name)
+    return found.group(1) if found else None
+
 
 #: Fields that travel to DUDE (with the identity and event type), in the order they are hashed.
 WIRE_FIELDS = (

@@ -19,8 +19,8 @@ import json
 import re
 from typing import Any
 
-#: An export named for one mission locale (brief §3: ``P3_<code_ml>_<AAAAMMJJ>.csv``).
-_NAMED_ML = re.compile(r"P3_([0-9]{5})_")
+from gateway.domain import export_code_ml
+
 #: The code and file name `gateway.errors.GatewayError` puts before its message ("[P3_EMPTY] P3_….csv: …"):
 #: the line already names both.
 _PREFIX = re.compile(r"^\[[A-Z0-9_]+\]\s*")
@@ -77,8 +77,7 @@ def run_notes(counts: str | None, scope: frozenset[str] | None) -> tuple[str, ..
                          + " (envoi au DUDE sous le même IdLot) ; leurs événements comptent dans la ligne de "
                          "l'exécution qui les a lus.")
     for item in summary.get("file_errors") or []:
-        named = _NAMED_ML.match(str(item.get("file", "")))
-        if scope is None or (named and named.group(1) in scope):
+        if scope is None or export_code_ml(str(item.get("file", ""))) in scope:
             notes.append(_file_error(item))
     if summary.get("sending_paused"):
         notes.append("L'envoi au DUDE était suspendu : cette exécution n'a rien envoyé ; ses lots partent à la "

@@ -26,7 +26,6 @@ process during a run; here, for outcomes given as they are, by the API for insta
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from gateway.codes import EventState, Operation, RejectCode
-from gateway.domain import json_digest, stored_form
+from gateway.domain import export_code_ml, json_digest, stored_form
 from gateway.pipeline.reading import Prepared, payload_json, prepare
 from gateway.preflight import Outcome, Rejection, Valid
 from gateway.store.db import BulkInsert
@@ -48,11 +47,6 @@ from gateway.store.models import events_t, history_t
 #: States in which DUDE has, or is about to get, a version of the key: a new version is an ``M``.
 LIVE_STATES = frozenset({EventState.EN_ATTENTE, EventState.ENVOYE, EventState.TRANSMIS,
                          EventState.ACCEPTE, EventState.SANS_REPONSE})
-#: A mission locale's export name (``P3_<code_ml>_<AAAAMMJJ>.csv``, the drop folder's contract): the code of an
-#: invalid line whose own ``code_ml`` cannot be read, so that the mission locale's support staff, the only
-#: ones who can have it corrected, see it (scoped lists and filters go by ``code_ml``).
-_FILE_CODE_ML = re.compile(r"P3_([0-9]{5})_")
-
 #: States a newer version supersedes (they become ``CORRIGE``).
 SUPERSEDABLE = frozenset({EventState.INVALIDE, EventState.REJETE, EventState.SANS_REPONSE})
 
@@ -215,9 +209,10 @@ def _ingest_chunk(conn: Connection, chunk: list[Outcome | Prepared], *, run_id: 
                     field: str | None, fields: dict, file: str, line: int, operation: str) -> None:
         version = ks.version + 1 if ks else 1
         code_ml = fields.get("code_ml", "").strip()
-        if not (code_ml.isdigit() and len(code_ml) == 5):  # unreadable: the export's name may still say whose
-            named = _FILE_CODE_ML.match(Path(file or "").name)
-            code_ml = named.group(1) if named else ""
+        # Unreadable: the export's name may still say whose, so that the mission locale's support staff, the only
+        # ones who can have the line corrected, see it (scoped lists and filters go by ``code_ml``).
+        if not (code_ml.isdigit() and len(code_ml) == 5):
+            code_ml = export_code_ml(Path(file or "").name) or ""
         rows.append((
             key, version, operation if operation in ("C", "M", "A") else "C",
             (fields.get("type_evenement") or "").strip()[:3] or None,

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.codes import AWAITING_RECEIPT, EventState
+from gateway.domain import export_prefix
 from gateway.store.models import (
     documents_t, envelope_history_t, envelopes_t, events_t, history_t, runs_t,
 )
@@ -162,7 +163,7 @@ def _run_visible(scope: frozenset[str] | None) -> list[sa.ColumnElement]:
         return []
     read = sa.exists().where(events_t.c.run_id == runs_t.c.id, *_in_scope(scope))
     sent = sa.exists().where(envelopes_t.c.run_id == runs_t.c.id, *_envelope_visible(scope))
-    named = [runs_t.c.inputs.contains(f"P3_{code}_", autoescape=True) for code in sorted(scope)]
+    named = [runs_t.c.inputs.contains(export_prefix(code), autoescape=True) for code in sorted(scope)]
     return [sa.or_(read, sent, *named)]
 
 
