@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.codes import AWAITING_RECEIPT, EnvelopeState, EventState, Level, RejectCode
+from gateway.console.labels import plural
 from gateway.console.queries import CodeCount
 
 TOP_BUSINESS = 3
@@ -46,10 +47,6 @@ class Undelivered:
 
     count: int
     next_attempt: datetime | None = None  # the soonest, in the console's zone; None: due now (or unknown)
-
-
-def _n(count: int, one: str, many: str) -> str:
-    return f"{count} {one if count == 1 else many}"
 
 
 def priorities(open_rejects: list[CodeCount], waiting: dict[str, int],
@@ -83,7 +80,7 @@ def priorities(open_rejects: list[CodeCount], waiting: dict[str, int],
     held = sum(waiting.get(s, 0) for s in AWAITING_RECEIPT)
     if paused and held:
         pending -= held
-        out.append(Priority("info", f"{_n(held, 'lot pas encore remis', 'lots pas encore remis')} au DUDE",
+        out.append(Priority("info", f"{plural(held, 'lot pas encore remis', 'lots pas encore remis')} au DUDE",
                             "L'envoi au DUDE est suspendu : la passerelle les garde et les envoie, sous le même "
                             "IdLot, dès la reprise de l'envoi. Leurs événements ne sont pas perdus : ne pas les "
                             "renvoyer.", held, {}))
@@ -91,7 +88,7 @@ def priorities(open_rejects: list[CodeCount], waiting: dict[str, int],
         pending -= undelivered.count
         when = (f" ; prochain essai le {undelivered.next_attempt:%d/%m à %H:%M}" if undelivered.next_attempt
                 else " ; prochain essai à la prochaine tournée de la passerelle")
-        out.append(Priority("info", f"{_n(undelivered.count, 'lot pas encore remis', 'lots pas encore remis')} "
+        out.append(Priority("info", f"{plural(undelivered.count, 'lot pas encore remis', 'lots pas encore remis')} "
                             "au DUDE",
                             "La passerelle n'a pas pu les remettre au DUDE à la dernière tentative (DUDE injoignable, "
                             f"ou une erreur de son côté) : elle les renvoie d'elle-même, sous le même IdLot{when}. "
@@ -99,13 +96,13 @@ def priorities(open_rejects: list[CodeCount], waiting: dict[str, int],
                             "nuit, prévenir l'intégrateur.", undelivered.count, {}))
     if unsent and not paused:  # while paused, the held ones above count them
         pending -= unsent
-        out.append(Priority("info", f"{_n(unsent, 'lot signé', 'lots signés')}, pas encore envoyé"
+        out.append(Priority("info", f"{plural(unsent, 'lot signé', 'lots signés')}, pas encore envoyé"
                             f"{'s' if unsent > 1 else ''} au DUDE",
                             "Ils partent avec l'exécution en cours, ou la prochaine (la nuit, ou la prochaine tournée "
                             "de la passerelle), sous leur IdLot. Leurs événements ne sont pas perdus : ne pas les "
                             "renvoyer.", unsent, {}))
     if pending > 0:
-        out.append(Priority("info", f"{_n(pending, 'lot attend', 'lots attendent')} le compte rendu du DUDE",
+        out.append(Priority("info", f"{plural(pending, 'lot attend', 'lots attendent')} le compte rendu du DUDE",
                             "Rien à faire pour l'instant : leurs événements ne sont ni acceptés ni rejetés. "
                             "Ne pas les renvoyer avant le compte rendu.", pending, {}))
     return out

@@ -227,3 +227,13 @@ def _reject(code: str | None) -> RejectCode | None:
 def reject_info(code: str | None) -> RejectCode | None:
     """The catalogue entry of a stored code, or ``None`` (no code, or one the catalogue does not know)."""
     return _reject(code)
+
+
+def number(value: int | None) -> str:
+    """A count as French typography writes it: a narrow no-break space between thousands (``20 000``)."""
+    return "" if value is None else f"{value:,}".replace(",", "\u202f")
+
+
+def plural(count: int, one: str, many: str) -> str:
+    """``count`` and its noun, agreed as French agrees it: 0 and 1 in the singular ("0 événement remis")."""
+    return f"{number(count)} {one if count <= 1 else many}"

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from gateway import support
 from gateway.codes import EventState
-from gateway.console.labels import reject_message
+from gateway.console.labels import plural, reject_message
 from gateway.store.models import audit_t
 
 
@@ -25,11 +25,6 @@ class Message:
     kind: str  # "succes", "info" or "erreur": a CSS class
     text: str
     details: tuple[str, ...] = ()
-
-
-def _n(count: int, one: str, many: str) -> str:
-    """French agrees 0 and 1 in the singular: "0 événement remis"."""
-    return f"{count} {one if count <= 1 else many}"
 
 
 def action_message(conn: Connection, audit_id: str | None, actor: str, *, paused: bool = False) -> Message | None:
@@ -56,10 +51,10 @@ def action_message(conn: Connection, audit_id: str | None, actor: str, *, paused
         matched = detail.get("matched", 0)
         if not matched:
             return Message("info", "Aucun événement à renvoyer : ils ont déjà été renvoyés ou clos.")
-        text = f"{_n(row.count, 'événement remis', 'événements remis')} en attente d'envoi sur " \
-               f"{_n(matched, 'trouvé', 'trouvés')}."
+        text = f"{plural(row.count, 'événement remis', 'événements remis')} en attente d'envoi sur " \
+               f"{plural(matched, 'trouvé', 'trouvés')}."
         if invalid:
-            text += f" {_n(len(invalid), 'reste invalide', 'restent invalides')} : à corriger dans Parcours 3."
+            text += f" {plural(len(invalid), 'reste invalide', 'restent invalides')} : à corriger dans Parcours 3."
         return Message("succes" if row.count else "info", text, invalid[:20])
     if row.action == support.CLOSE:
         if row.count:

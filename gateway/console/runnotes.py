@@ -19,15 +19,12 @@ import json
 import re
 from typing import Any
 
+from gateway.console.labels import plural
 from gateway.domain import export_code_ml
 
 #: The code and file name `gateway.errors.GatewayError` puts before its message ("[P3_EMPTY] P3_….csv: …"):
 #: the line already names both.
 _PREFIX = re.compile(r"^\[[A-Z0-9_]+\]\s*")
-
-
-def _n(count: int, one: str, many: str) -> str:
-    return f"{count:,} {one if count <= 1 else many}".replace(",", "\u202f")
 
 
 def _summary(counts: str | None) -> dict[str, Any]:
@@ -67,13 +64,13 @@ def run_notes(counts: str | None, scope: frozenset[str] | None) -> tuple[str, ..
             left = "laissé" if lots <= 1 else "laissés"
             whose = (f"{left} en attente par une exécution précédente" if not summary.get("envelopes")
                      else f"de cette exécution ou {left} en attente par une précédente")
-            notes.append(f"Comptes rendus du DUDE rapprochés : {_n(lots, 'lot', 'lots')} {whose} — "
-                         f"{_n(reports.get('ACCEPTE', 0), 'événement accepté', 'événements acceptés')}, "
-                         f"{_n(reports.get('REJETE', 0), 'rejeté', 'rejetés')} ; ils comptent dans la ligne de "
+            notes.append(f"Comptes rendus du DUDE rapprochés : {plural(lots, 'lot', 'lots')} {whose} — "
+                         f"{plural(reports.get('ACCEPTE', 0), 'événement accepté', 'événements acceptés')}, "
+                         f"{plural(reports.get('REJETE', 0), 'rejeté', 'rejetés')} ; ils comptent dans la ligne de "
                          "l'exécution qui les a lus.")
         if resent:
             # "repris", the command line's word (`gateway.cli.report`): posted again, not necessarily received.
-            notes.append(_n(resent, "lot d'une exécution précédente repris", "lots d'exécutions précédentes repris")
+            notes.append(plural(resent, "lot d'une exécution précédente repris", "lots d'exécutions précédentes repris")
                          + " (envoi au DUDE sous le même IdLot) ; leurs événements comptent dans la ligne de "
                          "l'exécution qui les a lus.")
     for item in summary.get("file_errors") or []:

@@ -47,10 +47,7 @@ def make_templates(tz: ZoneInfo) -> Jinja2Templates:
     def day(value: date | None) -> str:
         return value.strftime("%d/%m/%Y") if value else ""
 
-    def number(value: int | None) -> str:
-        return "" if value is None else f"{value:,}".replace(",", "\u202f")
-
-    env.filters.update(when=when, day=day, number=number, path=lambda v: quote(str(v), safe=""),
+    env.filters.update(when=when, day=day, number=labels.number, path=lambda v: quote(str(v), safe=""),
                        state_label=lambda s: label_of(EventState, s),
                        envelope_label=lambda s: label_of(EnvelopeState, s),
                        type_label=lambda s: label_of(EventType, s), field_label=labels.field_label,
