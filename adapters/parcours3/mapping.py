@@ -39,7 +39,8 @@ _SHOWN_MAX = 40  # longest bad value quoted in a message
 _BREAKS = re.compile(r"\r\n|[\t\n\r\v\f]")
 #: Characters XML 1.0 cannot carry or a reader would not see: C0/C1 controls, DEL, non-characters.
 CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
-_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+#: What a database refuses (PostgreSQL: NUL), or a console could not show: out of a refused record's kept fields.
+UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _DATE = re.compile(r"[0-9]{2}/[0-9]{2}/[0-9]{4}")
 _TIMESTAMP = re.compile(r"[0-9]{2}/[0-9]{2}/[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 _CODE_ML = re.compile(r"[0-9]{5}")
@@ -218,15 +219,17 @@ def parse_export(path: str | os.PathLike[str], config: PreflightConfig, *,
     return (parse_record(record, config) for record in reader)
 
 
-#: The agency's jobseeker id as `Settings.identifiant_pe_pattern` has it by default, and as support staff read it.
-_DEFAULT_PE = (r"[0-9]{7}[A-Z]", "7 chiffres puis une lettre majuscule, par exemple 9876543Z")
+#: The agency's jobseeker id, as `Settings.identifiant_pe_pattern` has it by default, in words.
+_DEFAULT_PE_WORDS = "7 chiffres puis une lettre majuscule, par exemple 9876543Z"
 
 
 def identifiant_pe_expected(pattern: str) -> str:
     """What an ``identifiant_pe`` should look like, for an ``E09``: "le format d'identifiant France Travail
     configuré" told support staff and partners nothing they could check a value against."""
-    if pattern == _DEFAULT_PE[0]:
-        return _DEFAULT_PE[1]
+    from gateway.settings import Settings  # only for a refusal: the reader's process does not load settings
+
+    if pattern == Settings.model_fields["identifiant_pe_pattern"].default:
+        return _DEFAULT_PE_WORDS
     return f"le format d'identifiant France Travail configuré, {pattern} (GATEWAY_IDENTIFIANT_PE_PATTERN)"
 
 
@@ -326,5 +329,5 @@ def record_key(fields: dict[str, str]) -> str | None:
 def _shown_fields(fields: dict[str, str], config: PreflightConfig) -> dict[str, str]:
     """The raw values kept with a rejection: no ``nir`` (the reader dropped it), no comment
     unless comments may be passed on, and no control character a database would refuse."""
-    return {name: _UNSTORABLE.sub("", value) for name, value in fields.items()
+    return {name: UNSTORABLE.sub("", value) for name, value in fields.items()
             if name != "nir" and (name != "commentaire" or config.send_comments)}

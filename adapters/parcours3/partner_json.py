@@ -20,7 +20,7 @@ the event, ``E09`` naming the field. Pre-flight would remove it from a text with
 with it would be "malformed" anyway; removed, the event was stored and sent to DUDE with a value the
 partner never sent, and nobody was told. Tab, LF and CR are text (in a name or a comment they become
 spaces, as in an export). The refused event keeps its fields without the characters a database
-refuses (`_UNSTORABLE`), as an export line's rejection does.
+refuses (`mapping.UNSTORABLE`), as an export line's rejection does.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from adapters.parcours3.mapping import CONTROL_CHARACTERS as _SILENTLY_DROPPED  # what `clean_text` removes unsaid
-from adapters.parcours3.mapping import parse_record, record_key
+from adapters.parcours3.mapping import UNSTORABLE, parse_record, record_key
 from adapters.parcours3.reader import SourceRecord
 from gateway.codes import RejectCode
 from gateway.preflight import PERSONAL_FIELDS, Outcome, PreflightConfig, Rejection
@@ -46,8 +46,6 @@ DROPPED_FIELDS = frozenset({"nir"})
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _NAIVE_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}")
-#: What a database refuses (PostgreSQL: NUL), or a console could not show: out of a refused event's kept fields.
-_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _zone = lru_cache(maxsize=8)(ZoneInfo)
 #: A day in a pre-flight message (``JJ/MM/AAAA``), and a value a message quotes, « … » (`_iso_days`).
 _P3_DAY = re.compile(r"\b([0-9]{2})/([0-9]{2})/([0-9]{4})\b")
@@ -96,7 +94,7 @@ def _control_rejection(fields: dict[str, str], found: tuple[str, str, int], conf
     value, which may be a name."""
     name, character, place = found
     nth = "1er" if place == 1 else f"{place}e"
-    storable = {k: _UNSTORABLE.sub("", v) for k, v in fields.items()}
+    storable = {k: UNSTORABLE.sub("", v) for k, v in fields.items()}
     return Rejection(code=RejectCode.E09, field=name, source_file=source_file, source_line=source_line,
                      key=record_key(storable), fields=_shown(storable, config),
                      message=f"Champ mal formé : {name} contient un caractère de contrôle (U+{ord(character):04X}, "
