@@ -41,6 +41,15 @@ class Link(httpx.BaseTransport):
         return self.inner.handle_request(request)
 
 
+def refused_night(settings, emu, tmp_path, events: int, **updates):
+    """DUDE refusing every connection, and a night of ``events`` events sent to it in envelopes of 2: the gateway
+    (``updates`` to its settings, ``clock``), the link and the night's summary."""
+    link = Link(mock_transport(emu))
+    link.down = "refused"
+    gw = open_gateway(settings, link, envelope_max_events=2, **updates)
+    return gw, link, run_batch(gw, [export(tmp_path, events)], wait_for_reports=False)
+
+
 def next_attempts(gw) -> Counter:
     with gw.engine.connect() as conn:
         return Counter(conn.execute(sa.select(envelopes_t.c.state, envelopes_t.c.next_attempt_at)).all())
@@ -106,10 +115,7 @@ def test_http_500_is_dude_there_so_every_envelope_is_still_tried(settings, dev_k
 def test_outage_seconds_0_lets_every_envelope_make_all_its_attempts(settings, dev_keys, registry_file,
                                                                     tmp_path) -> None:
     with dude(settings, registry_file) as emu:
-        link = Link(mock_transport(emu))
-        link.down = "refused"
-        gw = open_gateway(settings, link, envelope_max_events=2, send_attempts=2, dude_outage_seconds=0)
-        night = run_batch(gw, [export(tmp_path, 6)], wait_for_reports=False)
+        gw, link, night = refused_night(settings, emu, tmp_path, 6, send_attempts=2, dude_outage_seconds=0)
         assert link.posts == 6 and night.sending["sans_accuse"] == 3 and night.undelivered == 3
     gw.close()
 
@@ -141,10 +147,7 @@ def test_with_several_senders_one_round_probes_the_others_wait_for_it(settings, 
     rounds, and their warnings, to learn what the first had). Until DUDE answers, one envelope's round goes at
     a time; the outage it opens holds the others, unposted."""
     with dude(settings, registry_file) as emu:
-        link = Link(mock_transport(emu))
-        link.down = "refused"
-        gw = open_gateway(settings, link, envelope_max_events=2, send_attempts=3, send_workers=workers)
-        night = run_batch(gw, [export(tmp_path, 20)], wait_for_reports=False)
+        gw, link, night = refused_night(settings, emu, tmp_path, 20, send_attempts=3, send_workers=workers)
         assert link.posts == 3  # one round
         assert night.sending["envoyes"] == 1 and night.sending["non_envoyes"] == 9 and night.undelivered == 10
     gw.close()
@@ -156,11 +159,8 @@ def test_a_tick_past_the_outage_probes_with_one_envelope_then_sends_with_all_its
     still down meant four rounds. It claims one, the probe; once DUDE answers, the others go four at a time."""
     clock = Clock()
     with dude(settings, registry_file) as emu:
-        link = Link(mock_transport(emu))
-        link.down = "refused"
-        gw = open_gateway(settings, link, clock=clock, envelope_max_events=2, send_attempts=2, send_workers=4,
-                          dude_outage_seconds=120)
-        run_batch(gw, [export(tmp_path, 16)], wait_for_reports=False)
+        gw, link, _ = refused_night(settings, emu, tmp_path, 16, clock=clock, send_attempts=2, send_workers=4,
+                                    dude_outage_seconds=120)
         assert link.posts == 2  # the night's probe: 8 envelopes wait
 
         clock.now += timedelta(seconds=121)  # over, DUDE still down
@@ -229,11 +229,8 @@ def test_the_schedulers_ticks_post_nothing_while_dude_is_found_down_then_all_go_
     caplog.set_level(logging.INFO)
     clock = Clock()
     with dude(settings, registry_file) as emu:
-        link = Link(mock_transport(emu))
-        link.down = "refused"
-        gw = open_gateway(settings, link, clock=clock, envelope_max_events=2, send_attempts=2, send_workers=1,
-                          dude_outage_seconds=120)
-        run_batch(gw, [export(tmp_path, 10)], wait_for_reports=False)  # the night: one round, 4 envelopes wait
+        gw, link, _ = refused_night(settings, emu, tmp_path, 10, clock=clock, send_attempts=2, send_workers=1,
+                                    dude_outage_seconds=120)  # the night: one round, 4 envelopes wait
         assert link.posts == 2
 
         clock.now += timedelta(seconds=121)  # the night's outage is over, DUDE still down: a tick probes
