@@ -30,7 +30,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from adapters.dude.client import TEXT_MAX, one_line
+from adapters.dude.client import ACCESS_REFUSED_STATUSES, TEXT_MAX, one_line
 from gateway.certificates import check_certificates, no_dude_certificate, problems
 from gateway.context import Gateway
 from gateway.errors import GatewayError, RemoteServerError, TransportError
@@ -306,7 +306,7 @@ def dude(gw: Gateway) -> Check:
     took = f"{(time.perf_counter() - started) * 1000:.0f} ms"
     if status == 404 and code == "NO_REPORT":
         return Check("dude", label, OK, f"joignable, répond en {took}")
-    if status in (401, 403):
+    if status in ACCESS_REFUSED_STATUSES:
         return Check("dude", label, FAILING, f"refuse la passerelle (HTTP {status}) : voir avec l'agence")
     if 300 <= status < 400 and location:
         return Check("dude", label, FAILING, f"redirige (HTTP {status}) vers {shown_dude_url(location)} : mettre "

@@ -26,6 +26,7 @@ are called (``raise … from exc``): nothing above the adapters catches a foreig
     │   └── ReportInconsistent           REPORT_INCONSISTENT  a report whose counts disagree with its own results
     ├── TransportError                   DUDE_UNREACHABLE  (OSError)     worth retrying
     │   └── RemoteServerError            DUDE_SERVER_ERROR
+    │       └── AccessRefused            DUDE_ACCESS_REFUSED  HTTP 401/403: the gateway itself refused
     ├── SendingPaused                    SENDING_PAUSED
     ├── StoreError                       STORE             (RuntimeError)
     │   └── StoreMissing                 STORE_MISSING     a command that looks or undoes, pointed where no store is
@@ -179,14 +180,24 @@ class TransportError(GatewayError, OSError):
 
 
 class RemoteServerError(TransportError):
-    """DUDE answered with a server error. ``status_code`` tells "this request broke it" (500: counted
-    against the envelope, `gateway.pipeline.quarantine`) from "it is unavailable" (502, 503, 504)."""
+    """DUDE answered, with an error or an answer we did not expect. ``status_code`` tells "this request broke
+    it" (500: counted against the envelope, `gateway.pipeline.quarantine`) from "it is unavailable" (502, 503,
+    504) and from the rest (DUDE there, the envelope kept to go again)."""
 
     code = "DUDE_SERVER_ERROR"
 
     def __init__(self, message: str, *, status_code: int | None = None):
         super().__init__(message)
         self.status_code = status_code
+
+
+class AccessRefused(RemoteServerError):
+    """DUDE, or what stands before it, refused the gateway itself (HTTP 401 or 403): its address is not, or no
+    longer, allowed, or a proxy wants credentials. No envelope is at fault, and posting again
+    changes nothing until someone mends the access: a sending pass stops posting at the first
+    (`gateway.pipeline.dispatch.transmit`), where it used to post every envelope ``send_attempts`` times."""
+
+    code = "DUDE_ACCESS_REFUSED"
 
 
 class SendingPaused(GatewayError):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import httpx
 
 from gateway.codes import Level, RejectCode
-from gateway.errors import EnvelopeRefused, NoReport, RemoteServerError, TransportError
+from gateway.errors import AccessRefused, EnvelopeRefused, NoReport, RemoteServerError, TransportError
 
 XML = "application/xml"
 PROBLEM = "application/problem+json"
@@ -92,9 +92,9 @@ class DudeClient:
         known = _ENVELOPE_CODES.get(code) if isinstance(code, str) else None
         if answer.status_code in (400, 413, 422) and known is not None:
             raise EnvelopeRefused(one_line(problem.get("title"), TITLE_MAX) or known.label, code=known.value)
-        # With its status: a 403 or a 400 is DUDE (or what stands before it) answering, not DUDE unavailable
-        # (`gateway.pipeline.outage.unavailable`: ``None`` means no answer); without it, a lasting 403 held every
-        # envelope as in an outage, and a report poll answered 403 was never counted (overdue envelopes stayed).
+        _refused_access("POST /lots", answer)
+        # With its status: a 400 is DUDE (or what stands before it) answering, not DUDE unavailable
+        # (`gateway.pipeline.outage.unavailable`: ``None`` means no answer).
         raise RemoteServerError(f"POST /lots: unexpected {_said(answer)}", status_code=answer.status_code)
 
     def get_report(self, id_lot: str) -> bytes | None:
@@ -106,6 +106,7 @@ class DudeClient:
             return None
         if answer.status_code == 404:
             raise NoReport(f"DUDE knows no report for envelope {id_lot}")
+        _refused_access(f"GET report {id_lot}", answer)
         raise RemoteServerError(f"GET report {id_lot}: unexpected {_said(answer)}", status_code=answer.status_code)
 
 
@@ -142,6 +143,17 @@ def one_line(value: object, limit: int) -> str | None:
     if len(text) > limit:
         text = text[:limit - 1] + "…"
     return text or None
+
+
+#: The statuses by which DUDE, or what stands before it, refuses the gateway itself rather than one request.
+ACCESS_REFUSED_STATUSES = frozenset({401, 403})
+
+
+def _refused_access(call: str, answer: Answer) -> None:
+    """Raise `AccessRefused` if ``answer`` refuses the gateway itself (401, 403). Not in `_call`: `probe` returns
+    such a status to `gateway check`, which words it."""
+    if answer.status_code in ACCESS_REFUSED_STATUSES:
+        raise AccessRefused(f"{call}: access refused, {_said(answer)}", status_code=answer.status_code)
 
 
 def _said(answer: Answer) -> str:

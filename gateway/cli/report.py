@@ -109,14 +109,22 @@ def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit"
                       f"par une précédente) — événements acceptés : {fr(summary.reports.get('ACCEPTE', 0))}, "
                       f"rejetés : {fr(summary.reports.get('REJETE', 0))}.")
     waiting, quarantined = summary.sending.get("sans_accuse", 0), summary.sending.get("quarantaine", 0)
-    if waiting:
+    refused = summary.sending.get("acces_refuse", 0)  # of those without a receipt, at their first post
+    if waiting := waiting - refused:
         console.print(f"[bold yellow]{fr(waiting)} lot(s) sans accusé de réception du DUDE[/] après toutes les "
                       "tentatives : gardés, ils repartent (même IdLot) à la prochaine exécution ou au prochain "
                       "passage du planificateur.")
+    if refused:
+        console.print(f"[bold red]Le DUDE, ou un filtre devant lui, refuse la passerelle[/] (HTTP 401 ou 403) : "
+                      f"{fr(refused)} lot(s) refusé(s) ainsi, sans faute de leur part. L'adresse de la passerelle "
+                      "n'est pas, ou plus, admise, ou un mandataire HTTP demande une authentification : voir avec "
+                      "l'agence ou le réseau (`gateway check` le redit). Rien n'est perdu : les lots repartent "
+                      "(même IdLot) une fois l'accès rétabli.")
     if unsent := summary.sending.get("non_envoyes", 0):
-        console.print(f"[bold yellow]{fr(unsent)} lot(s) non envoyé(s)[/] : le DUDE était injoignable, ou un lot "
-                      "portant une version précédente de leurs événements attend encore son accusé ; gardés, "
-                      "ils partent (même IdLot) à la prochaine exécution ou au prochain passage du planificateur.")
+        console.print(f"[bold yellow]{fr(unsent)} lot(s) non envoyé(s)[/] : le DUDE était injoignable ou "
+                      "refusait la passerelle, ou un lot portant une version précédente de leurs événements attend "
+                      "encore son accusé ; gardés, ils partent (même IdLot) à la prochaine exécution ou au "
+                      "prochain passage du planificateur.")
     if quarantined:
         console.print(f"[bold yellow]{fr(quarantined)} lot(s) mis en quarantaine[/] : le DUDE les refuse à chaque "
                       "envoi (HTTP 500) ; leurs événements repartent en lots plus petits, et un événement sur "

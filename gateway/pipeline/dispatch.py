@@ -37,7 +37,7 @@ from adapters.dude.signing import serialize
 from gateway.codes import AWAITING_RECEIPT, EnvelopeState, EventState, RejectCode
 from gateway.context import Gateway
 from gateway.errors import (
-    DocumentRejected, EnvelopeRefused, GatewayError, SchemaViolation, SendingPaused, TransportError,
+    AccessRefused, DocumentRejected, EnvelopeRefused, GatewayError, SchemaViolation, SendingPaused, TransportError,
     UnexpectedDocument,
 )
 from gateway.pipeline import pause, quarantine
@@ -60,6 +60,8 @@ class SendResult:
     paused: bool = False
     #: Not posted because DUDE was found unreachable earlier in the pass (`gateway.pipeline.outage`).
     deferred: bool = False
+    #: Posted, and DUDE refused the gateway itself (HTTP 401/403, `AccessRefused`): no attempt more this round.
+    access_refused: bool = False
 
 
 def _sha256(data: bytes) -> str:
@@ -415,6 +417,7 @@ def _round(gw: Gateway, envelope_id: str, *, run_id: int | None, outage: Outage)
     error = None
     statuses: list[int | None] = []  # of the failed attempts: all 500 is a strike (gateway.pipeline.quarantine)
     unreached = 0  # failed attempts that found DUDE unavailable (gateway.pipeline.outage)
+    refused = False  # DUDE refused the gateway itself (401/403): no attempt more (`Outage.refused_access`)
     attempts = gw.settings.send_attempts
     for attempt in range(1, attempts + 1):
         outage.take_turn(envelope_id)  # until DUDE has answered, one envelope's round at a time (the probe)
@@ -455,6 +458,9 @@ def _round(gw: Gateway, envelope_id: str, *, run_id: int | None, outage: Outage)
             outage.reached()
             error = f"accusé de réception refusé : {exc}"
             statuses.append(None)
+        except AccessRefused as exc:  # the gateway refused, not (we think) this envelope: posting again is vain
+            error, refused = str(exc), True
+            statuses.append(exc.status_code)
         except (TransportError, UnexpectedDocument) as exc:
             error = str(exc)
             statuses.append(getattr(exc, "status_code", None))
@@ -470,12 +476,17 @@ def _round(gw: Gateway, envelope_id: str, *, run_id: int | None, outage: Outage)
         with gw.engine.begin() as conn:
             conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(
                 last_error=error[:1000], next_attempt_at=gw.clock() + timedelta(seconds=delay)))
+        if refused:
+            break
         if attempt < attempts:
             gw.sleep(delay)
-    if unreached == attempts and (until := outage.round_failed(error)) is not None:
+    if refused:
+        if (until := outage.refused_access(envelope_id, error)) is not None:
+            hold_waiting_until(gw, until)
+    elif unreached == attempts and (until := outage.round_failed(error)) is not None:
         hold_waiting_until(gw, until)  # this one and every other waiting one: the scheduler's ticks too
-    state = quarantine.after_failed_round(gw, envelope_id, statuses, run_id=run_id)
-    return SendResult(envelope_id, state, attempts, error)
+    state = quarantine.after_failed_round(gw, envelope_id, statuses, run_id=run_id, refused=refused)
+    return SendResult(envelope_id, state, len(statuses), error, access_refused=refused)
 
 
 def apply_answer(gw: Gateway, answer: Acknowledged, *, run_id: int | None = None) -> SendResult:

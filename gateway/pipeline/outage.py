@@ -24,6 +24,11 @@ Not counted as unavailable: an HTTP 500 (DUDE was there and this envelope broke 
 `gateway.pipeline.quarantine` counts against the envelope), a refusal, a receipt that fails our checks. The
 next run, or the next tick of the scheduler, starts with no outage: its first envelope probes.
 
+DUDE refusing the gateway itself (HTTP 401/403 to a post, `gateway.errors.AccessRefused`: its address not
+allowed, a proxy wanting credentials) is not an envelope's fault either: that round stops at its first post,
+and once two envelopes are refused with no answer between (`Outage.refused_access`), the outage opens as for
+DUDE down. Before, each envelope of the night spent its ``send_attempts`` posts on it.
+
 Report polling has its own probe. Once a poll finds DUDE unavailable (`Outage.poll_failed`), the pass asks no
 report for a back-off (``report_poll_interval_seconds``, doubled at each probe that finds DUDE still unavailable,
 up to `PROBE_MAX_SECONDS`), then asks one, the probe, and the others only once DUDE answered it
@@ -74,6 +79,7 @@ class Outage:
         self._probe_at: datetime | None = None  # when the report probe may go (`probe_in`)
         self._reached = False  # DUDE answered since the pass began or the outage last opened: no probe needed
         self._probe: str | None = None  # the envelope whose round is the probe, while there is one
+        self._refused: set[str] = set()  # envelopes DUDE refused the gateway's access at, since it last answered
 
     def until(self) -> datetime | None:
         """The end of the outage if it is on now (envelopes are not posted before), else None."""
@@ -117,6 +123,7 @@ class Outage:
         there, so the senders waiting for the probe go (`take_turn`); an open outage is left to end by itself."""
         with self._lock:
             self._reached = True
+            self._refused.clear()
             self._lock.notify_all()
 
     def defer(self, envelope_id: str) -> datetime | None:
@@ -127,9 +134,10 @@ class Outage:
                      until.isoformat(timespec="seconds"))
         return until
 
-    def round_failed(self, error: str | None) -> datetime | None:
+    def round_failed(self, error: str | None, *, why: str = "DUDE unreachable") -> datetime | None:
         """A round ended with every attempt finding DUDE unavailable (`unavailable`): the outage opens, or
-        goes on from now (a pass whose outage length is 0 never opens one). Returns its end."""
+        goes on from now (a pass whose outage length is 0 never opens one). Returns its end. ``why`` begins
+        the warning."""
         if not self._length:
             return None
         with self._lock:
@@ -139,8 +147,25 @@ class Outage:
             self._reached = False  # when it ends, one envelope probes again
             self._lock.notify_all()  # those waiting for the probe: `defer` now holds them
         if opening:
-            log.warning("DUDE unreachable (%s): the envelopes that follow wait until %s, then one probes; "
-                        "each keeps its IdLot", error, until.isoformat(timespec="seconds"))
+            log.warning("%s (%s): the envelopes that follow wait until %s, then one probes; "
+                        "each keeps its IdLot", why, error, until.isoformat(timespec="seconds"))
+        return until
+
+    def refused_access(self, envelope_id: str, error: str | None) -> datetime | None:
+        """DUDE refused the gateway itself (HTTP 401/403, `gateway.errors.AccessRefused`) at ``envelope_id``'s
+        post. Once a second envelope is refused with no answer between, the refusal is the gateway's, not one
+        envelope's: the outage opens as for DUDE down (`round_failed`), and the others are not posted (a
+        certificate DUDE no longer accepts used to cost every envelope of the night ``send_attempts`` posts and
+        as many warnings). One refusal alone opens nothing: a filter before DUDE may refuse one envelope for its
+        content, and holding the night behind it would then hold it for good (that envelope probes first).
+        Returns the outage's end, or None."""
+        with self._lock:
+            self._refused.add(envelope_id)
+            if len(self._refused) < 2:
+                return None
+        until = self.round_failed(error, why="DUDE refuses the gateway's access")
+        with self._lock:
+            self._refused.clear()  # the probe, once the outage is over, starts the count again
         return until
 
     def poll_failed(self) -> float:
@@ -184,4 +209,5 @@ class Outage:
         with self._lock:
             self._until = None
             self._reached = True
+            self._refused.clear()
             self._lock.notify_all()

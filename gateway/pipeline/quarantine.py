@@ -67,13 +67,16 @@ _CHUNK = 900
 
 
 def after_failed_round(gw: Gateway, envelope_id: str, statuses: Sequence[int | None], *,
-                       run_id: int | None) -> str:
+                       run_id: int | None, refused: bool = False) -> str:
     """Record a sending round that ended without a receipt (``statuses``: the HTTP status of each failed
-    attempt, None when there was none); isolate the envelope when it has struck out. Returns the
-    envelope's state afterwards: ``ENVOYE`` (sent again later, same IdLot) or ``QUARANTAINE``."""
+    attempt, None when there was none; ``refused``: it ended on DUDE refusing the gateway itself, 401/403);
+    isolate the envelope when it has struck out. Returns the envelope's state afterwards: ``ENVOYE`` (sent
+    again later, same IdLot) or ``QUARANTAINE``."""
     strike = bool(statuses) and all(status == 500 for status in statuses)
     now = gw.clock()
     cause = (f"{STRIKE} ({len(statuses)}) : le DUDE ne parvient pas à traiter ce lot" if strike
+             else f"le DUDE refuse l'accès à la passerelle (HTTP {statuses[-1]}) : renvoyé plus tard, même IdLot"
+             if refused
              else f"sans accusé de réception après {len(statuses)} tentative(s) : renvoyé plus tard, même IdLot")
     with gw.engine.begin() as conn:
         conn.execute(envelope_history_t.insert().values(envelope_id=envelope_id, state=EnvelopeState.ENVOYE.value,

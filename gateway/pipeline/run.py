@@ -429,6 +429,8 @@ class _Dispatcher:
         sending["tentatives"] += outcome.attempts
         if outcome.state == EnvelopeState.ENVOYE.value:
             sending["sans_accuse"] += 1
+            if outcome.access_refused:  # of them: DUDE refused the gateway itself (gateway.errors.AccessRefused)
+                sending["acces_refuse"] += 1
         elif outcome.state == EnvelopeState.QUARANTAINE.value:  # gateway.pipeline.quarantine
             sending["quarantaine"] += 1
         elif outcome.state == EnvelopeState.RECU.value:

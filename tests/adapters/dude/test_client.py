@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from adapters.dude.client import DudeClient
-from gateway.errors import EnvelopeRefused, RemoteServerError
+from gateway.errors import AccessRefused, EnvelopeRefused, RemoteServerError
 
 #: What an echo of our envelope carries, plus a NIR-like number a proxy's page could hold.
 PERSONAL = ("Lefèvre", "LEFEVRE", "Zoé", "1234567A", "2004-05-06", "204056912345678")
@@ -61,6 +61,17 @@ def test_an_answer_echoing_what_we_sent_is_told_by_its_status_and_code_never_its
     assert said in str(error) and error.code == "DUDE_SERVER_ERROR"
     assert not [p for p in PERSONAL if p in str(error)], str(error)
     assert not [p for p in PERSONAL if p in caplog.text]  # httpx's own log lines name the URL only
+
+
+@pytest.mark.parametrize("call", ["post", "get"])
+@pytest.mark.parametrize("status", [401, 403])
+def test_401_and_403_refuse_the_gateway_itself_and_are_told_apart_from_other_answers(call, status) -> None:
+    """A refusal of the gateway (its address, a proxy wanting credentials) stops a sending round at once
+    (`gateway.pipeline.outage`): it needs its own code, and keeps its status, the body still unsaid."""
+    error = raised(client(status, ECHO, "text/html"), call)
+    assert isinstance(error, AccessRefused) and error.code == "DUDE_ACCESS_REFUSED" and error.status_code == status
+    assert f"access refused, HTTP {status} (text/html, {len(ECHO)} bytes)" in str(error)
+    assert not [p for p in PERSONAL if p in str(error)]
 
 
 def test_a_problems_code_and_title_come_cut_and_without_control_characters() -> None:

@@ -17,7 +17,7 @@ from adapters.dude.emulator.app import mock_transport
 from gateway.cli.report import render_summary
 from gateway.pipeline import dispatch, reconcile, sending
 from gateway.pipeline.run import run_batch
-from gateway.store.models import envelopes_t
+from gateway.store.models import envelope_history_t, envelopes_t
 from tests.backends import on_both_backends
 from tests.factories import p3_line, write_export
 from tests.gateway.test_gateway_faults import dude, envelope_states, export, open_gateway, states
@@ -316,3 +316,81 @@ def test_until_dude_answers_one_round_at_a_time_then_all_go() -> None:
     off.take_turn("first")
     off.take_turn("second")  # 0: no outage, no probe, every envelope goes
     assert not off.probing()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_dude_refusing_the_gateway_stops_the_night_after_two_posts_and_says_why(settings, dev_keys, registry_file,
+                                                                               tmp_path, caplog, status) -> None:
+    """A 401/403 refuses the gateway, not an envelope (`gateway.errors.AccessRefused`): it used to cost every envelope
+    ``send_attempts`` posts and a warning each, and the night read "sans accusé" as if DUDE had been down."""
+    caplog.set_level(logging.WARNING)
+    clock = Clock()
+    with dude(settings, registry_file) as emu:
+        link = Link(mock_transport(emu))
+        link.down = status
+        gw = open_gateway(settings, link, clock=clock, envelope_max_events=2, send_attempts=3, send_workers=2,
+                          dude_outage_seconds=120)
+        night = run_batch(gw, [export(tmp_path, 10)], wait_for_reports=False)
+
+        assert link.posts == 2  # two envelopes refused, once each: the refusal is the gateway's; the others wait
+        assert night.sending["acces_refuse"] == 2 and night.sending["tentatives"] == 2
+        assert night.undelivered == 5 and night.outcome == "TERMINE_SANS_ACCUSE"
+        assert "quarantaine" not in night.sending
+        back_at = clock.now + timedelta(seconds=120)
+        assert next_attempts(gw) == {("ENVOYE", back_at): 2, ("SIGNE", back_at): 3}
+        with gw.engine.connect() as conn:
+            errors = set(conn.execute(sa.select(envelopes_t.c.last_error).where(envelopes_t.c.state == "ENVOYE"))
+                         .scalars())
+        assert errors == {f"[DUDE_ACCESS_REFUSED] POST /lots: access refused, HTTP {status} (no content type, 0 bytes)"}
+        warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert sum("DUDE refuses the gateway's access" in w for w in warned) == 1, warned
+
+        link.down = None  # the access mended
+        clock.now = back_at + timedelta(seconds=1)
+        again = run_batch(gw, [], wait_for_reports=False)
+        assert again.outcome == "TERMINE" and again.sending["reprises"] == 5
+        reconcile.poll_reports(gw, force=True)
+        assert states(gw) == {"ACCEPTE": 10} and emu.ledger_summary()["events_applied_more_than_once"] == []
+
+    out = Console(record=True, width=300)
+    render_summary(night, out, title="Exécution")
+    text = " ".join(out.export_text().split())
+    assert "Le DUDE, ou un filtre devant lui, refuse la passerelle (HTTP 401 ou 403) : 2 lot(s)" in text
+    assert "Rien n'est perdu" in text and "3 lot(s) non envoyé(s)" in text
+    assert "après toutes les tentatives" not in text  # posted once each, as it says
+    gw.close()
+
+
+class Filter(Link):
+    """A filter before DUDE that refuses one envelope for its content (403), and lets the others through."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        super().__init__(inner)
+        self.refused: bytes | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            self.refused = self.refused or request.content
+            if request.content == self.refused:
+                self.posts += 1
+                return httpx.Response(403, request=request)
+        return super().handle_request(request)
+
+
+def test_one_envelope_refused_403_by_a_filter_holds_back_nothing_else(settings, dev_keys, registry_file,
+                                                                      tmp_path) -> None:
+    """One refusal alone is not the gateway's: holding the night behind it would hold it for good (that envelope
+    is the first to probe again). It is posted once, kept with its IdLot, and the others go."""
+    with dude(settings, registry_file) as emu:
+        link = Filter(mock_transport(emu))
+        gw = open_gateway(settings, link, envelope_max_events=2, send_attempts=3, send_workers=1,
+                          dude_outage_seconds=120)
+        night = run_batch(gw, [export(tmp_path, 10)], wait_for_reports=False)
+        assert link.posts == 5  # the refused one once, the four others once each
+        assert night.sending["acces_refuse"] == 1 and night.undelivered == 1
+        assert envelope_states(gw) == {"RECU": 4, "ENVOYE": 1}
+        with gw.engine.connect() as conn:
+            causes = conn.execute(sa.select(envelope_history_t.c.cause).where(
+                envelope_history_t.c.cause.like("%refuse l'accès%"))).scalars().all()
+        assert causes == ["le DUDE refuse l'accès à la passerelle (HTTP 403) : renvoyé plus tard, même IdLot"]
+    gw.close()
