@@ -134,7 +134,11 @@ def night_job() -> str:
             said.append(", ".join(sorted({w["code"] for w in summary.file_warnings})))
         if summary.undelivered:
             said.append(f"{summary.undelivered} envelope(s) without DUDE's receipt, kept to go again")
-        night_log.info("; ".join(said))
+        if summary.sending_paused:  # the night's one line: a pause someone forgot to lift shows every night
+            said.append(f"sending paused since {summary.sending_paused.get('changed_at')}: nothing posted, "
+                        f"{summary.sending.get('scelles_non_envoyes', 0)} sealed envelope(s) wait for "
+                        "`gateway sending resume`")
+        (night_log.warning if summary.sending_paused else night_log.info)("; ".join(said))
     else:
         night_log.info("night %s: %s (%s)", outcome.night, outcome.status, outcome.detail)
     return outcome.status

@@ -97,7 +97,8 @@ def run(
 
     Exit code: 0 done; 1 an export was refused whole; 2 the run could not go on (an error, said on
     stderr); 3 done, but some envelopes got no receipt from DUDE after every attempt: they are kept and
-    sent again (same IdLot) by the next run or the scheduler."""
+    sent again (same IdLot) by the next run or the scheduler; 4 done, but sending is paused (`gateway
+    sending pause`): the night's envelopes are sealed and go once it is resumed."""
     from sqlalchemy.exc import InterfaceError, OperationalError
 
     from gateway.cli.report import render_summary
@@ -162,3 +163,5 @@ def run(
         raise typer.Exit(code=1)
     if summary.undelivered:  # a night DUDE never saw must not look like a good one to cron or systemd
         raise typer.Exit(code=3)
+    if summary.sending_paused and not summary.dry_run:  # nor one held by a pause someone forgot to lift
+        raise typer.Exit(code=4)

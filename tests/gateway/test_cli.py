@@ -189,6 +189,34 @@ def test_the_commands_that_only_look_leave_an_empty_postgresql_database_empty(tm
         engine.dispose()
 
 
+def test_a_night_while_sending_is_paused_exits_4_and_says_what_waits(settings, dev_keys, tmp_path: Path) -> None:
+    """A pause someone forgot to lift must not end the night like a good one either: it read and sealed, and
+    posted nothing (DUDE's address is nobody's: a post would have made it exit 3)."""
+    from typer.testing import CliRunner
+
+    from datetime import UTC, datetime
+
+    from gateway.cli import app
+    from gateway.pipeline import pause
+    from gateway.store.db import create_schema, make_engine
+    from tests.factories import p3_line, write_export
+
+    engine = make_engine(settings.db_url)
+    create_schema(engine)
+    pause.pause(engine, by="cli:exploitant", reason="maintenance du DUDE", now=datetime.now(UTC))
+    engine.dispose()
+    export = write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement="1")])
+    env = {"GATEWAY_DUDE_URL": "http://127.0.0.1:9/dude/v1", "GATEWAY_DATA_DIR": None, "GATEWAY_DATABASE_URL": None}
+    result = CliRunner(env=env).invoke(app, ["run", "--input", str(export), "--data-dir", str(settings.data_dir),
+                                             "--no-wait"])
+    said = " ".join(result.stdout.split())
+    assert result.exit_code == 4, result.output
+    assert "maintenance du DUDE" in said and "1 lot(s) scellé(s) partiront à la reprise" in said
+    dry = CliRunner(env=env).invoke(app, ["run", "--input", str(export), "--data-dir", str(settings.data_dir),
+                                          "--dry-run"])
+    assert dry.exit_code == 0, dry.output  # a dry run sends nothing anyway: the pause changes nothing it says
+
+
 def test_a_night_dude_never_acknowledged_exits_3_and_keeps_its_envelope(settings, dev_keys, tmp_path: Path) -> None:
     """cron and systemd read the exit code: a night that never reached DUDE must not end like a good one."""
     import sqlalchemy as sa

@@ -19,6 +19,7 @@ from adapters.dude.emulator.app import mock_transport
 from gateway.context import Gateway
 from gateway.errors import ConfigurationError
 from gateway.nightly import run_night
+from gateway.pipeline import pause
 from gateway.scheduler import NIGHT, GatewayScheduler, cron, job_specs
 from gateway.store.models import runs_t
 from tests.backends import on_both_backends
@@ -200,12 +201,17 @@ def test_serve_runs_the_schedule_for_as_long_as_the_api_and_schedule_show_lists_
     assert '"id": "nuit"' in shown.output and '"stored": true' in shown.output and '"stored": false' not in shown.output
 
 
-def test_each_scheduled_night_leaves_one_log_line_saying_what_it_did(settings, emulator, dev_keys, caplog) -> None:
+@pytest.mark.parametrize("paused", [False, True], ids=["sending", "paused"])
+def test_each_scheduled_night_leaves_one_log_line_saying_what_it_did(settings, emulator, dev_keys, caplog,
+                                                                     paused) -> None:
     """Run as a service (`gateway serve`, no ``-v``), a night logged nothing at all: no start, no end, no
-    counts. Now one line, on its own logger (``gateway.night``, which ``serve`` shows), with counts and codes."""
+    counts. Now one line, on its own logger (``gateway.night``, which ``serve`` shows), with counts and codes;
+    a warning while sending is paused, so that a pause someone forgot to lift shows every night."""
     drop_export(settings)
     (settings.runs_input_dir / "P3_69002_20261128.csv").write_text("id_evenement;code_ml\r\n1;69002\r\n")
     gw = instance(settings, emulator)
+    if paused:
+        pause.pause(gw.engine, by="cli:exploitant", reason="maintenance du DUDE", now=gw.clock())
     at = night_in(2, gw)
     sched = GatewayScheduler(gw)
     seen = night_events(sched)
@@ -214,9 +220,14 @@ def test_each_scheduled_night_leaves_one_log_line_saying_what_it_did(settings, e
         wait_until(lambda: any(e.code == EVENT_JOB_EXECUTED for e in seen), what="the night runs")
         sched.shutdown()
     gw.close()
-    [line] = [r.getMessage() for r in caplog.records if r.name == "gateway.night"]
-    assert line.startswith(f"night {at.date()}") and line.endswith(
-        ": run 1 TERMINE_AVEC_ERREURS: ACCEPTE 5; 1 export(s) refused (P3_COLUMN_MISSING)"), line
+    [record] = [r for r in caplog.records if r.name == "gateway.night"]
+    line = record.getMessage()
+    if not paused:
+        assert record.levelno == logging.INFO and line.startswith(f"night {at.date()}") and line.endswith(
+            ": run 1 TERMINE_AVEC_ERREURS: ACCEPTE 5; 1 export(s) refused (P3_COLUMN_MISSING)"), line
+    else:
+        assert record.levelno == logging.WARNING and ": run 1 TERMINE_AVEC_ERREURS: ENVOYE 5; " in line, line
+        assert line.endswith(": nothing posted, 1 sealed envelope(s) wait for `gateway sending resume`"), line
 
 
 def test_schedule_show_gives_the_run_lease_in_the_zone_of_the_jobs(settings, emulator, dev_keys, monkeypatch) -> None:
