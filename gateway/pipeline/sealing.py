@@ -35,6 +35,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from gateway.context import Gateway
+from gateway.keys import key_names
 from gateway.pipeline import dispatch
 from gateway.pipeline.reading import Prepared, start_child
 
@@ -76,7 +77,7 @@ class Sealer:
             self._process = start_child("gateway.pipeline.sealing_child", orders_r, answers_w)
             s = self.gw.settings
             self._orders.send((str(s.gateway_key_file), str(s.gateway_cert_file), s.key_password_bytes(),
-                               s.sender_code, s.recipient_code))
+                               key_names(s), s.sender_code, s.recipient_code))
         except BaseException:
             self.close()
             raise

@@ -69,8 +69,9 @@ def serve() -> None:
     answers = Connection(int(sys.argv[2]), readable=False)
     started = time.process_time()
     try:
-        key_file, cert_file, password, sender, recipient = orders.recv()
-        signer = Signer.from_files(Path(key_file), Path(cert_file), password=password)
+        key_file, cert_file, password, names, sender, recipient = orders.recv()
+        # ``names`` (`gateway.keys.key_names`): a key changed since the run checked it is then said by its setting
+        signer = Signer.from_files(Path(key_file), Path(cert_file), password=password, names=names)
         while (job := orders.recv()) is not None:
             envelope_id, produced_at, items = job
             try:

@@ -149,3 +149,21 @@ def test_the_child_is_gone_once_the_run_is_over(gw, tmp_path: Path, monkeypatch)
     (sealer,), (process,) = started, processes
     assert process is not None and process.poll() is not None  # it left (or was made to) with the run
     assert sealer.stats["peak_rss_mb"] > 0  # and said so first: it left on its own
+
+
+def test_a_key_the_child_cannot_load_is_said_by_its_setting(gw, tmp_path: Path):
+    """The run checked the key; one replaced since (a renewal half done) fails in the child, whose words reach the
+    run's log: they name the setting, as every other way of loading the key does (`gateway.keys.key_names`)."""
+    from datetime import UTC, datetime
+
+    from gateway.pipeline.dispatch import Claim
+    from gateway.pipeline.sealing import SealerGone
+
+    garbage = tmp_path / "gateway.key.pem"
+    garbage.write_text("pas une clé\n")
+    gw.settings = gw.settings.model_copy(update={"key_file": garbage})
+    with Sealer(gw) as sealer, pytest.raises(SealerGone) as gone:
+        claim = Claim("e", datetime.now(UTC), [], frozenset(), [])
+        sealer.submit(claim)
+        sealer.answer(claim, timeout=60)
+    assert "GATEWAY_KEY_FILE" in str(gone.value) and "KEYS" in str(gone.value), gone.value
