@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.console import interrupted
 from gateway.console.deps import CsrfRefused, LoginRequired, session_user
-from gateway.console.routes import dashboard, envelopes, events, rejects, signin
+from gateway.console.routes import dashboard, envelopes, events, rejects, sending, signin
 from gateway.console.session import COOKIE, SessionCodec, base_path, clear_session, load_secret
 from gateway.console.templating import STATIC_DIR, make_templates, render
 from gateway.context import Gateway
@@ -67,7 +67,7 @@ def create_console(gw: Gateway) -> FastAPI:
     app.state.sessions = SessionCodec(load_secret(gw.settings), clock=lambda: gw.clock(),
                                       max_age_seconds=int(gw.settings.console_session_hours * 3600))
     app.state.templates = make_templates(ZoneInfo(gw.settings.timezone))
-    for module in (signin, dashboard, rejects, events, envelopes):
+    for module in (signin, dashboard, rejects, events, envelopes, sending):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _install_handlers(app)

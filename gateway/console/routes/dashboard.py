@@ -1,6 +1,9 @@
 """The dashboard: the last nights at a glance, rejects per night over 30 nights, and what to handle first
 (issue 4). Every figure is within the user's scope: a support user of one mission locale sees its events
 only, and the runs and envelopes that carried them.
+
+It is also where an admin pauses and resumes sending (`gateway.console.routes.sending`), and where those
+actions redirect (``?action=…``) to say what they did.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from gateway.console import queries
 from gateway.console.attention import Undelivered, priorities
 from gateway.console.chart import SERIES, rejects_chart
 from gateway.console.deps import GatewayDep, UserDep
-from gateway.console.paused import paused_state
+from gateway.console.paused import paused_state, switch_message
 from gateway.console.templating import render
 
 router = APIRouter()
@@ -25,7 +28,7 @@ RECENT_RUNS = 7
 
 
 @router.get("/", name="tableau_de_bord")
-def dashboard(request: Request, user: UserDep, gw: GatewayDep) -> Response:
+def dashboard(request: Request, user: UserDep, gw: GatewayDep, action: str | None = None) -> Response:
     tz = ZoneInfo(gw.settings.timezone)
     now = gw.clock().astimezone(tz)
     today = now.date()
@@ -37,6 +40,7 @@ def dashboard(request: Request, user: UserDep, gw: GatewayDep) -> Response:
         unsent = queries.envelopes_unsent(conn, user.scope)
         nights = queries.rejects_per_night(conn, user.scope, today=today, tz=tz)
         paused = paused_state(conn)
+        done = switch_message(conn, action, user.actor, tz)
     by_code = _by_code(open_rejects)
     return render(request, "tableau.html", {
         "user": user, "runs": runs, "by_code": by_code, "paused": paused,
@@ -44,7 +48,7 @@ def dashboard(request: Request, user: UserDep, gw: GatewayDep) -> Response:
             held, soonest.astimezone(tz) if soonest is not None and soonest > now else None), paused=bool(paused),
             unsent=unsent),
         "open_total": sum(i.count for i in open_rejects), "waiting": waiting, "chart": rejects_chart(nights),
-        "nights": nights, "series": SERIES, "generated_at": now})
+        "nights": nights, "series": SERIES, "generated_at": now, "flash": done})
 
 
 def _by_code(open_rejects: list[queries.CodeCount]) -> list[dict]:
