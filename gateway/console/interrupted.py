@@ -30,17 +30,25 @@ from gateway.console.session import SIGNIN_MAX_AGE, SessionCodec, SessionData, b
 
 COOKIE = "p3g_console_action"
 #: The actions whose loss matters, by the path they are posted to (sign-out is not one: the session had ended).
-ACTIONS = {"/actions/clore": "clore", "/actions/renvoyer": "renvoyer", "/actions/renvoyer-filtre": "renvoyer-filtre"}
+ACTIONS = {"/actions/clore": "clore", "/actions/renvoyer": "renvoyer", "/actions/renvoyer-filtre": "renvoyer-filtre",
+           # an admin who believes sending paused for DUDE's maintenance while it is not: the sign-in page says it
+           "/actions/suspendre-envoi": "suspendre-envoi", "/actions/reprendre-envoi": "reprendre-envoi"}
 #: Browsers keep cookies of 4,096 bytes at most: a longer one (a long comment in many accents) would be lost
 #: silently, so it is kept without its comment, and the page says to type it again.
 _MAX_COOKIE = 3800
 _WHAT = {"clore": "La clôture de l'événement", "renvoyer": "Le renvoi de l'événement",
-         "renvoyer-filtre": "Le renvoi des événements du filtre"}
+         "renvoyer-filtre": "Le renvoi des événements du filtre",
+         "suspendre-envoi": "La suspension de l'envoi au DUDE", "reprendre-envoi": "La reprise de l'envoi au DUDE"}
+#: The sending switch's (`gateway.console.routes.sending`): on no event.
+_SWITCH = frozenset({"suspendre-envoi", "reprendre-envoi"})
+#: Said "faite", not "fait".
+_FEMININE = frozenset({"clore", "suspendre-envoi", "reprendre-envoi"})
 
 
 @dataclass(frozen=True, slots=True)
 class Stopped:
-    """What was pressed (``clore``, ``renvoyer``, ``renvoyer-filtre``), on which event, by which API client."""
+    """What was pressed (``clore``, ``renvoyer``, ``renvoyer-filtre``; ``suspendre-envoi`` or ``reprendre-envoi``,
+    said on the sign-in page only), on which event, by which API client."""
 
     client_id: int
     action: str
@@ -51,7 +59,7 @@ class Stopped:
     def notice(self) -> str:
         """What the sign-in page says: what was not done, and to do it again."""
         what = _WHAT[self.action] + (f" {self.key}" if self.key else "")
-        done = "faite" if self.action == "clore" else "fait"
+        done = "faite" if self.action in _FEMININE else "fait"
         return (f"Votre session a pris fin (durée écoulée ou jeton révoqué) : {what[0].lower()}{what[1:]} "
                 f"n'a pas été {done}. Reconnectez-vous, puis recommencez.")
 
@@ -77,7 +85,8 @@ def stopped_by_end(request: Request, form: FormData, ended: SessionData | None) 
     action = ACTIONS.get(request.url.path.removeprefix(base_path(request)))
     if action is None or ended is None or not csrf_ok(request, _text(form, "csrf"), ended.csrf):
         return None
-    return Stopped(ended.client_id, action, _text(form, "cle")[:300] or None, _text(form, "commentaire")[:1000])
+    key = None if action in _SWITCH else _text(form, "cle")[:300] or None
+    return Stopped(ended.client_id, action, key, _text(form, "commentaire")[:1000])
 
 
 def remember(response: Response, request: Request, codec: SessionCodec, stopped: Stopped) -> None:

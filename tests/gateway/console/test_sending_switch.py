@@ -126,3 +126,16 @@ def test_a_switchs_result_is_shown_to_who_made_it_only(signed_in) -> None:
     other = signed_in("support_69001")
     page = words(other.get(done.headers["location"]))
     assert "motif :" not in page and "Envoi au DUDE suspendu depuis le" in page  # the banner, not the result
+
+
+def test_a_pause_pressed_after_the_session_ended_is_said_not_done_at_sign_in(signed_in, gw) -> None:
+    """An admin who believes sending paused for DUDE's maintenance while it is not: the sign-in page said only
+    that the session had ended, not that the pause was not made."""
+    from tests.gateway.console.test_access import press_after_the_end
+
+    admin = signed_in("admin")
+    refused = press_after_the_end(admin, gw, {"motif": REASON}, action="suspendre-envoi")
+    assert refused.status_code == 303 and "fin=1" in refused.headers["location"]
+    said = words(admin.get(refused.headers["location"]))
+    assert "la suspension de l'envoi au DUDE n'a pas été faite. Reconnectez-vous" in said, said
+    assert not current(gw.engine).paused and switches(gw) == []
