@@ -46,6 +46,7 @@ are called (``raise … from exc``): nothing above the adapters catches a foreig
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -285,3 +286,31 @@ class NotReady(GatewayError):
     """The API is up but cannot do its job: database unreachable, keys not loaded."""
 
     code = "NOT_READY"
+
+
+#: Why a file or folder could not be used, by ``errno``, in French for the operator (`os_reason`).
+_OS_REASONS = {
+    errno.ENOENT: "introuvable",
+    errno.EACCES: "permission refusée à l'utilisateur du service (droits de ce chemin, ou d'un dossier au-dessus)",
+    errno.EPERM: "opération interdite à l'utilisateur du service (droits, ou attribut du fichier)",
+    errno.EISDIR: "c'est un dossier, pas un fichier",
+    errno.ENOTDIR: "un élément de son chemin n'est pas un dossier",
+    errno.ENOSPC: "plus de place sur le disque",
+    errno.EROFS: "système de fichiers en lecture seule",
+    errno.EIO: "erreur d'entrée-sortie (disque, ou montage réseau décroché)",
+    errno.EMFILE: "trop de fichiers ouverts par le service",
+    errno.ENFILE: "trop de fichiers ouverts sur la machine",
+}
+
+
+def os_reason(exc: OSError) -> str:
+    """Why ``exc``'s file or folder could not be used, in French: ``strerror`` is English, and an ``Errno`` says
+    nothing to most operators. One wording for the keys, the exports, the drop folder and the data folder, which
+    each had their own, two of them English. An error not foreseen keeps its own words."""
+    return _OS_REASONS.get(exc.errno) or exc.strerror or type(exc).__name__
+
+
+def unreadable(exc: OSError) -> str:
+    """``introuvable``, or ``illisible : <why>`` (`os_reason`): after the name of what could not be read."""
+    reason = os_reason(exc)
+    return reason if exc.errno == errno.ENOENT else f"illisible : {reason}"

@@ -122,7 +122,7 @@ def trust(identity: Identity, cert_file: Path, *, as_name: str) -> Path:
         identity.trust_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cert_file, target)
     except OSError as exc:  # a certificate kept but unreadable (a folder in its place…): said, not a traceback
-        from adapters.dude.signing import unreadable
+        from gateway.errors import unreadable
 
         raise KeyMaterialError(f"certificat {cert_file} à copier dans le dossier de confiance {identity.trust_dir} : "
                                f"{unreadable(exc)}") from exc

@@ -45,7 +45,7 @@ import sqlalchemy as sa
 from adapters.parcours3.reader import open_export
 from gateway import lease
 from gateway.context import Gateway
-from gateway.errors import ExportFileError, RunInProgress
+from gateway.errors import ExportFileError, RunInProgress, unreadable
 from gateway.pipeline.run import RunSummary, printable_name, run_batch
 from gateway.pipeline.sending import release_claims_of
 from gateway.settings import Settings
@@ -180,7 +180,7 @@ def _listing(settings: Settings, *, entries: bool) -> DropFolder:
             code, message = "P3_DROP_FOLDER_MISSING", ("ce n'est pas un dossier mais un fichier"
                                                        if os.path.exists(folder) else "dossier de dépôt introuvable")
         else:
-            code, message = "P3_DROP_FOLDER_UNREADABLE", f"dossier de dépôt illisible ({exc.strerror})"
+            code, message = "P3_DROP_FOLDER_UNREADABLE", f"dossier de dépôt {unreadable(exc)}"
         return DropFolder(folder, problem={"file": str(folder), "code": code,
                                            "message": f"{message} : aucun export lu (vérifier GATEWAY_INPUT_DIR)"})
     return DropFolder(folder, paths)

@@ -273,7 +273,7 @@ class Settings(BaseSettings):
             try:
                 password = path.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                from adapters.dude.signing import unreadable
+                from gateway.errors import unreadable
 
                 problem = unreadable(exc)
             except UnicodeDecodeError:

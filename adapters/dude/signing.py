@@ -41,7 +41,7 @@ from signxml.exceptions import InvalidCertificate, InvalidInput, InvalidSignatur
 
 from adapters.dude import safe_xml
 from adapters.dude.events_xml import DS_NS
-from gateway.errors import CertificateRejected, KeyMaterialError, SignatureInvalid
+from gateway.errors import CertificateRejected, KeyMaterialError, SignatureInvalid, unreadable
 
 # signxml logs every canonicalised document at DEBUG: names and birth dates. Logs name event keys,
 # never people (brief §6), so its debug output is never let through, whatever the root level.
@@ -166,21 +166,6 @@ class KeyNames:
     trust_dir: str = ""
     #: Said after a file or folder that does not exist (``gateway keys init`` for development keys), or nothing.
     when_missing: str = ""
-
-
-def unreadable(exc: OSError) -> str:
-    """Why a file cannot be read, in French for the operator (``strerror`` is English, and an ``Errno`` says
-    nothing to most of them)."""
-    if isinstance(exc, FileNotFoundError):
-        return "introuvable"
-    if isinstance(exc, PermissionError):
-        return "illisible : permission refusée à l'utilisateur du service (droits de ce chemin, ou d'un dossier " \
-               "au-dessus)"
-    if isinstance(exc, IsADirectoryError):
-        return "illisible : c'est un dossier, pas un fichier"
-    if isinstance(exc, NotADirectoryError):
-        return "illisible : un élément de son chemin n'est pas un dossier"
-    return f"illisible ({exc.strerror or type(exc).__name__})"
 
 
 def _refused(what: str, path: Path | None, problem: str, setting: str = "", *, hint: str = "") -> KeyMaterialError:

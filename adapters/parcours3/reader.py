@@ -48,7 +48,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
-from gateway.errors import ExportFileError
+from gateway.errors import ExportFileError, unreadable
 
 log = logging.getLogger(__name__)
 
@@ -461,7 +461,7 @@ def open_export(path: str | os.PathLike[str]) -> BinaryIO:
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(path):  # EMLINK: the BSDs' word for it
             raise ExportFileError(SYMLINK_REFUSED, path=str(path), code="P3_SYMLINK") from exc
-        raise ExportFileError(f"fichier illisible ({exc.strerror}).", path=str(path),
+        raise ExportFileError(f"fichier {unreadable(exc)}.", path=str(path),
                               code="P3_UNREADABLE") from exc
     if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
         stream.close()

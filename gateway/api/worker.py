@@ -39,7 +39,7 @@ from gateway.api.metrics import MULTIPROCESS_DIR_ENV
 from gateway.api.serving import UVICORN_OPTIONS
 from gateway.console.session import load_secret
 from gateway.context import Gateway
-from gateway.errors import ConfigurationError
+from gateway.errors import ConfigurationError, os_reason
 from gateway.gc_tuning import tune_gc
 from gateway.settings import Settings
 
@@ -103,7 +103,7 @@ def serve_workers(settings: Settings, *, scheduler: GatewayScheduler | None) -> 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         counters = tempfile.mkdtemp(prefix="metrics-workers-", dir=settings.data_dir)
     except OSError as exc:
-        raise ConfigurationError(f"dossier de données {settings.data_dir} inutilisable ({exc.strerror}) : les "
+        raise ConfigurationError(f"dossier de données {settings.data_dir} inutilisable ({os_reason(exc)}) : les "
                                  "processus y comptent leurs requêtes ; vérifier GATEWAY_DATA_DIR") from exc
     listener = tcp_listener(config)
     os.environ[MULTIPROCESS_DIR_ENV] = counters

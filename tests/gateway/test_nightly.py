@@ -241,7 +241,9 @@ def test_an_export_or_a_drop_folder_the_gateway_may_not_read_is_said_not_skipped
     gw.settings = gw.settings.model_copy(update={"input_dir": folder, "read_in_subprocess": False})
     outcome = run_night(gw, night=NIGHT_1)
     assert [(e["file"], e["code"]) for e in outcome.summary.file_errors] == [(locked.name, "P3_UNREADABLE")]
-    assert "illisible" in outcome.summary.file_errors[0]["message"]  # and the exit code of gateway run is 1
+    said = outcome.summary.file_errors[0]["message"]  # and the exit code of gateway run is 1
+    assert said.endswith(f"{locked}: fichier illisible : permission refusée à l'utilisateur du service (droits de ce "
+                         "chemin, ou d'un dossier au-dessus)."), said  # in French, as the keys': it was English
     assert outcome.summary.states == {"ACCEPTE": 1}  # the readable export went on
     with gw.engine.connect() as conn:
         imported = conn.execute(sa.select(imported_files_t.c.name)).scalars().all()
@@ -272,4 +274,5 @@ def test_an_export_or_a_drop_folder_the_gateway_may_not_read_is_said_not_skipped
         monkeypatch.setenv("GATEWAY_DATABASE_URL", settings.database_url)
     asked = CliRunner().invoke(app, ["run", "--now", "--data-dir", str(settings.data_dir)])
     said = " ".join(asked.stderr.split())
-    assert asked.exit_code == 2 and "CONFIG" in said and "illisible" in said and str(folder) in said
+    assert asked.exit_code == 2 and "CONFIG" in said and str(folder) in said
+    assert "illisible : permission refusée" in said and "Permission denied" not in said
