@@ -36,6 +36,7 @@ are called (``raise … from exc``): nothing above the adapters catches a foreig
     ├── PermissionDenied                 FORBIDDEN         (PermissionError)
     ├── Conflict                         CONFLICT          (RuntimeError)
     │   ├── RunInProgress                RUN_IN_PROGRESS   a run is already going on (another holds the lease)
+    │   ├── NightServed                  NIGHT_SERVED      gateway run --now: this night is served already
     │   └── LeaseLost                    LEASE_LOST        a run's lease went to another instance mid-run
     ├── RequestRejected                  VALIDATION        (ValueError)  API: a request it cannot take (.errors)
     │   ├── PayloadTooLarge              TOO_LARGE         body over the size limit, refused before it is read
@@ -242,6 +243,12 @@ class Unauthenticated(GatewayError, PermissionError):
 
 class RunInProgress(Conflict):
     code = "RUN_IN_PROGRESS"
+
+
+class NightServed(Conflict):
+    """``gateway run --now`` found the night already served: nothing is running, so not `RunInProgress`."""
+
+    code = "NIGHT_SERVED"
 
 
 class LeaseLost(Conflict):

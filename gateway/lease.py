@@ -148,8 +148,10 @@ def note(engine: Engine, name: str, holder: str, **values) -> None:
         conn.execute(leases_t.update().where(leases_t.c.name == name, leases_t.c.holder == holder).values(**values))
 
 
-def release(engine: Engine, name: str, holder: str, *, done_until: datetime | None = None) -> bool:
-    """Let go of our lease; ``done_until``: the scheduled time now served to the end (kept if later)."""
+def release(engine: Engine, name: str, holder: str, *, done_until: datetime | None = None,
+            replace: bool = False) -> bool:
+    """Let go of our lease; ``done_until``: the scheduled time now served to the end (kept if later, unless
+    ``replace``: the later one was written by a clock that was ahead, `gateway.nightly.clock_was_ahead`)."""
     with engine.begin() as conn:
         at = db_now(conn)
         values: dict = dict(released_at=at, expires_at=at)
@@ -158,7 +160,8 @@ def release(engine: Engine, name: str, holder: str, *, done_until: datetime | No
             # Typed as the column: a bare datetime in CASE … THEN would skip `UTCDateTime`, and SQLite would keep
             # a Europe/Paris night's wall time as if it were UTC (02:00+01:00 read back as 02:00+00:00).
             served = sa.literal(done_until, type_=c.type)
-            values["done_until"] = sa.case((sa.or_(c.is_(None), c < served), served), else_=c)
+            values["done_until"] = served if replace else sa.case((sa.or_(c.is_(None), c < served), served),
+                                                                  else_=c)
         return bool(conn.execute(leases_t.update().where(
             leases_t.c.name == name, leases_t.c.holder == holder).values(**values)).rowcount)
 

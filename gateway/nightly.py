@@ -35,7 +35,7 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 from zoneinfo import ZoneInfo
@@ -55,6 +55,9 @@ log = logging.getLogger("gateway.nightly")
 
 RUN_LEASE = "run"
 INTERRUPTED = "INTERROMPU"
+#: How far ahead of this instance's clock a served night may be noted before it is taken for a clock that was
+#: ahead when it was noted (`clock_was_ahead`): the skew two instances' clocks may have under NTP, and more.
+CLOCK_SLACK = timedelta(minutes=5)
 
 
 class RunLease:
@@ -63,11 +66,12 @@ class RunLease:
     `acquire` raises `RunInProgress` when another holds it. `done` marks the night served (recorded when
     the lease is released, at the end of the ``with``)."""
 
-    def __init__(self, gw: Gateway, *, night: datetime | None = None):
+    def __init__(self, gw: Gateway, *, night: datetime | None = None, correct_mark: bool = False):
         self.gw, self.night = gw, night
         self.acquired: lease.Acquired | None = None
         self._heartbeat: lease.Heartbeat | None = None
         self._done = False
+        self._correct_mark = correct_mark  # the served mark is ahead of the clock: set it back (`clock_was_ahead`)
 
     def acquire(self) -> RunLease:
         gw, seconds = self.gw, self.gw.settings.lease_seconds
@@ -111,7 +115,7 @@ class RunLease:
             self._heartbeat = None
         if self.acquired is not None:
             lease.release(self.gw.engine, RUN_LEASE, self.gw.instance_id,
-                          done_until=self.night if self._done else None)
+                          done_until=self.night if self._done else None, replace=self._correct_mark)
             self.acquired = None
 
     def __enter__(self) -> RunLease:
@@ -299,10 +303,15 @@ def run_night(gw: Gateway, *, night: datetime | None = None, trigger: str = "sch
     ``listing``: the drop folder as the caller listed it (``gateway run --now``), else it is listed here."""
     night = night or gw.clock()
     current = lease.read(gw.engine, RUN_LEASE)
+    ahead = current is not None and clock_was_ahead(gw, current.done_until)
+    if ahead:
+        log.warning("night %s: the run lease notes nights served up to %s, later than this clock: a clock was ahead "
+                    "when it was noted (check NTP on every instance); this night is served, and the mark set back",
+                    night.isoformat(), current.done_until.isoformat())
     if current is not None and _served(gw, current.done_until, night):
         return NightOutcome("DONE", night, detail=f"nuit du {night.isoformat()} déjà servie")
     try:
-        held = RunLease(gw, night=night).acquire()
+        held = RunLease(gw, night=night, correct_mark=ahead).acquire()
     except RunInProgress as exc:
         log.info("night %s: the run lease is held elsewhere (%s)", night.isoformat(), exc.message)
         return NightOutcome("HELD", night, detail=exc.message)
@@ -325,12 +334,22 @@ def run_night(gw: Gateway, *, night: datetime | None = None, trigger: str = "sch
     return NightOutcome("RUN", night, summary)
 
 
+def clock_was_ahead(gw: Gateway, done_until: datetime | None) -> bool:
+    """Whether the run lease notes a night served later than this instance's clock (beyond `CLOCK_SLACK`): only a
+    clock that was ahead when it was noted (a machine started before NTP set it, a virtual machine restored, a
+    test under faketime) or one set back since writes that. Taken as true, it made every night until then
+    "served": skipped, with one INFO line, and ``gateway run --now`` refused, for as long as the clock was ahead.
+    A night served twice costs nothing (exports and events de-duplicate); one skipped is a night not sent."""
+    return done_until is not None and done_until > gw.clock() + CLOCK_SLACK
+
+
 def _served(gw: Gateway, done_until: datetime | None, night: datetime) -> bool:
     """Whether the night scheduled at ``night`` is served already: a night up to ``done_until`` is, and so is one
     at the same local time as ``done_until``. The second rule is for the autumn's repeated hour: on the night
     summer time ends, a night at 02:00 Europe/Paris fires at 02:00+02:00 and again, an hour later, at
-    02:00+01:00 (APScheduler's cron trigger), and that is one night, not two."""
-    if done_until is None:
+    02:00+01:00 (APScheduler's cron trigger), and that is one night, not two. A ``done_until`` ahead of the
+    clock is not believed (`clock_was_ahead`)."""
+    if done_until is None or clock_was_ahead(gw, done_until):
         return False
     if done_until >= night:
         return True

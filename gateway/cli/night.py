@@ -137,9 +137,12 @@ def run(
             with progress_bars(not json_out) as progress:
                 if now:
                     night = run_night(gw, trigger="cli", wait_for_reports=not no_wait, listing=listing)
-                    if night.summary is None:
-                        from gateway.errors import RunInProgress
+                    if night.summary is None:  # HELD: another instance runs; DONE: this night is served already
+                        from gateway.errors import NightServed, RunInProgress
 
+                        if night.status == "DONE":
+                            raise NightServed(f"{night.detail} : rien à faire (`gateway run --input FICHIER` lit "
+                                              "un export précis)")
                         raise RunInProgress(night.detail)
                     summary = night.summary
                 else:

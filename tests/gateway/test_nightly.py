@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime
+import logging
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -60,6 +61,43 @@ def test_a_night_already_served_is_not_run_again(gw) -> None:
     again = run_night(gw, night=NIGHT_1)  # another instance's scheduler, or a restart, firing the same night
     assert again.status == "DONE" and again.summary is None
     assert len(runs(gw)) == 1
+
+
+def test_a_night_noted_served_by_a_clock_that_was_ahead_skips_no_night_after_it(gw, caplog) -> None:
+    """A run made with the clock 8 h ahead (a machine started before NTP set it; faketime in the drill that found
+    it) noted nights served up to then: every night until then was skipped with one INFO line, and
+    ``gateway run --now`` refused as RUN_IN_PROGRESS. Now such a mark is not believed, and is set back."""
+    drop(gw, "P3_69001_20261128.csv", 1)
+    true_clock = gw.clock
+    gw.clock = lambda: true_clock() + timedelta(hours=8)
+    assert run_night(gw).status == "RUN"  # gateway run --now, 8 h ahead
+    gw.clock = true_clock
+    drop(gw, "P3_69001_20261129.csv", 10)
+    tonight = true_clock()
+    with caplog.at_level(logging.WARNING, logger="gateway.nightly"):
+        served = run_night(gw, night=tonight)  # the scheduled night, on the true clock
+    assert served.status == "RUN" and served.summary.states == {"ACCEPTE": 3}
+    assert "later than this clock" in caplog.text and "check NTP" in caplog.text
+    assert lease.read(gw.engine, RUN_LEASE).done_until == tonight  # set back to the night just served
+    assert run_night(gw, night=tonight).status == "DONE"  # and a night is still served once
+
+
+def test_gateway_run_now_on_a_night_served_says_so_not_that_a_run_is_going_on(gw, settings, monkeypatch) -> None:
+    """Another instance whose clock is a minute or two ahead served the night: ``--now`` here has nothing to do,
+    and it said RUN_IN_PROGRESS, though nothing was running."""
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    drop(gw, "P3_69001_20261128.csv", 1)
+    assert run_night(gw, night=utcnow() + timedelta(minutes=2)).status == "RUN"
+    monkeypatch.setenv("GATEWAY_INPUT_DIR", str(gw.settings.runs_input_dir))
+    if settings.database_url:
+        monkeypatch.setenv("GATEWAY_DATABASE_URL", settings.database_url)
+    asked = CliRunner().invoke(app, ["run", "--now", "--data-dir", str(settings.data_dir)])
+    said = " ".join(asked.stderr.split())
+    assert asked.exit_code == 2 and "NIGHT_SERVED" in said and "déjà servie : rien à faire" in said, said
+    assert "RUN_IN_PROGRESS" not in said
 
 
 def test_a_refused_export_is_tried_again_each_night_until_it_is_replaced(gw) -> None:
@@ -208,6 +246,7 @@ def test_gateway_run_now_just_after_the_scheduled_night_runs(gw) -> None:
     from zoneinfo import ZoneInfo
 
     scheduled = datetime(2026, 12, 1, 2, 0, tzinfo=ZoneInfo(gw.settings.timezone))
+    gw.clock = lambda: scheduled + timedelta(minutes=1)  # that night's clock: a mark ahead of it is not believed
     assert run_night(gw, night=scheduled).status == "RUN"
     assert run_night(gw, night=scheduled).status == "DONE"  # the scheduler of another instance, firing too
     assert run_night(gw, night=scheduled.astimezone(UTC) + timedelta(minutes=30)).status == "RUN"
