@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     api_workers: int = Field(1, ge=1, le=64, description="Processes serving the API and the console "
                              "(`gateway serve --workers`): more take in more requests at once, from several "
                              "clients. The schedule runs once, in the supervising process.")
+    api_root_path: str = Field("", description="Path prefix under which a reverse proxy serves the API and the "
+                               "console, and which it strips before passing requests on (nginx: `location "
+                               "/passerelle/ { proxy_pass http://127.0.0.1:8780/; }`): `/passerelle`. The "
+                               "addresses the gateway gives (links, redirects, cookies, Location, /docs) carry it. "
+                               "Default: none, served at the root.")
     input_dir: Path | None = Field(None, description="Where runs started through the API find their "
                                    "Parcours 3 exports. Default: <data_dir>/entrees")
 
@@ -174,6 +179,20 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError("unknown time zone: expected an IANA name such as Europe/Paris "
                              "(case and spelling as in the zoneinfo database)") from None
+        return value
+
+    @field_validator("api_root_path")
+    @classmethod
+    def _url_path_prefix(cls, value: str) -> str:
+        """A path such as ``/passerelle`` (its final ``/``, as nginx's ``location /passerelle/`` writes it, taken
+        off; ``/`` alone is no prefix). Checked here: it goes as it is into every link, redirect, cookie path and
+        ``Location`` the gateway gives, and into the path uvicorn would build (ASCII only); ``passerelle``
+        without its ``/``, a space or a ``?`` made addresses no browser or partner could follow, said nowhere."""
+        value = value.strip().rstrip("/")
+        if value and not re.fullmatch(r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+", value):
+            raise ValueError("expected a URL path such as /passerelle: starting with /, segments of ASCII letters, "
+                             "digits, '-', '_', '.' and '~' (no space, '?', '#', '%' or '//', no segment "
+                             "starting with '.')")
         return value
 
     @field_validator("dude_url")

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.api import openapi, problems
 from gateway.api.docs import ASSETS_PATH, mount_docs
 from gateway.api.metrics import ApiMetrics
-from gateway.api.middleware import ApiMiddleware
+from gateway.api.middleware import ApiMiddleware, RootPath, route_path
 from gateway.api.routes import dude, envelopes, events, health, runs, sending, support
 from gateway.api.runner import RunLauncher
 from gateway.console import PREFIX as CONSOLE_PREFIX
@@ -55,27 +55,31 @@ GZIP_MINIMUM_BYTES = 1024
 
 class ApiGZip:
     """Starlette's `GZipMiddleware` (level 6: nearly level 9's ratio for a fraction of its time on a 5,000-event
-    answer) for every path but the console's."""
+    answer) for every path but the console's (told by `route_path`: behind ``--root-path /passerelle``,
+    ``scope["path"]`` is ``/passerelle/console/…``, and the console's pages went out compressed)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.gzip = GZipMiddleware(app, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=6)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith(CONSOLE_PREFIX):
+        if scope["type"] == "http" and not route_path(scope).startswith(CONSOLE_PREFIX):
             await self.gzip(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
 
 def create_app(gw: Gateway, *, scheduler: GatewayScheduler | None = None, close_gateway: bool = False,
-               body_stall_seconds: float | None = None) -> FastAPI:
+               body_stall_seconds: float | None = None, root_path: str | None = None) -> FastAPI:
     """The API over ``gw``, which the caller opened and closes, unless ``close_gateway`` (a worker of
     ``gateway serve --workers``, `gateway.api.worker`) hands it over to be closed at the app's stop;
     ``scheduler`` (``gateway serve``) runs from the app's start to its stop; ``body_stall_seconds``: how long
-    a request body may go silent (`gateway.api.middleware`; default ``api_body_stall_seconds``)."""
+    a request body may go silent (`gateway.api.middleware`; default ``api_body_stall_seconds``);
+    ``root_path``: the prefix a reverse proxy serves it under and strips (`gateway.api.middleware.RootPath`;
+    default ``api_root_path``, none)."""
     if body_stall_seconds is None:
         body_stall_seconds = gw.settings.api_body_stall_seconds
+    root_path = (gw.settings.api_root_path if root_path is None else root_path).rstrip("/")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,6 +121,8 @@ def create_app(gw: Gateway, *, scheduler: GatewayScheduler | None = None, close_
                        large_paths={dude.CALLBACK_PATH: gw.settings.max_document_bytes},
                        observe=app.state.metrics.observe, body_stall_seconds=body_stall_seconds,
                        cache_exempt=(f"{ASSETS_PATH}/", CONSOLE_PREFIX))
+    if root_path:  # the outermost: every middleware sees the scope uvicorn's --root-path would give
+        app.add_middleware(RootPath, root=root_path)
 
     def openapi_document() -> dict:
         if app.openapi_schema is None:

@@ -26,6 +26,17 @@ console, which sets its own (`gateway.console.app.SecurityHeaders`).
 Access logs name the method, the path without its query string (which may hold a jobseeker id:
 brief §6, "logs carry event keys, never names"), the status and the time.
 
+Behind a reverse proxy serving the gateway under a path (``gateway serve --root-path /passerelle``, the proxy
+stripping ``/passerelle`` before passing the request on), ``scope["root_path"]`` is the prefix and, as uvicorn
+makes it (``httptools_impl``: ``full_path = self.root_path + path``) and Starlette's router and mounts expect
+it (they take ``root_path`` off the front of ``path``), ``scope["path"]`` **starts with it**:
+``/passerelle/api/v1/dude/comptes-rendus``. What this middleware decides by path (the callback's larger body
+limit, the paths kept out of ``no-store``) is decided on `route_path`, the path without the prefix, as the
+router routes it: matched on ``scope["path"]``, the callback took the JSON limit (413 on a large report) and
+the documentation's and the console's static files were marked ``no-store``. The prefix is put there by
+uvicorn's ``--root-path`` or by `RootPath` (the gateway's setting, `gateway.api.main.create_app`). The access
+log and the problems name the whole path, the address the client used, as uvicorn's own access log would.
+
 An unexpected failure (a bug) is answered here, as a 500 problem document, and logged once with its
 traceback. Not by an exception handler for ``Exception``: Starlette runs that one in its outermost
 middleware, which re-raises after answering, and uvicorn then closes the connection, so that a partner's
@@ -80,6 +91,46 @@ class BodyStalled(HTTPException):
         super().__init__(status_code=408, detail=detail)
 
 
+def route_path(scope: Scope) -> str:
+    """The request's path within the application: ``scope["path"]`` without ``scope["root_path"]`` in front.
+
+    The rule of Starlette's router (``starlette._utils.get_route_path``, private, so repeated here), so that
+    what is matched here is what is routed: the prefix is taken off only when the path starts with it as a
+    whole segment; a path without it (a server that leaves the prefix out of ``path``, as Starlette's
+    ``TestClient(root_path=…)`` does) is the route path already."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        if len(path) == len(root):
+            return ""
+        if path[len(root)] == "/":
+            return path[len(root):]
+    return path
+
+
+class RootPath:
+    """Serves the application under ``root``, a path prefix a reverse proxy strips (``/passerelle``): the
+    scope of every request is the one uvicorn's ``--root-path`` gives (``root_path`` the prefix, ``path`` and
+    ``raw_path`` with the prefix in front), from which the API's ``Location`` headers, ``/docs``,
+    ``/openapi.json``'s ``servers`` and the console's links, redirects and cookie paths all take the prefix.
+
+    Done here rather than by uvicorn's option because ``gateway serve --workers N`` has its workers' uvicorn
+    built elsewhere (`gateway.api.worker`), each worker reading the setting anew: the setting applied by the
+    application itself holds for one process and for N alike. A server that already gave a ``root_path``
+    (uvicorn run by hand with ``--root-path``) is left as it is: the prefix is never put twice."""
+
+    def __init__(self, app: ASGIApp, *, root: str) -> None:
+        self.app = app
+        self.root = root
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not scope.get("root_path"):
+            scope = {**scope, "root_path": self.root, "path": self.root + scope["path"]}
+            if scope.get("raw_path") is not None:  # optional in ASGI: left out if the server left it out
+                scope["raw_path"] = self.root.encode("ascii") + scope["raw_path"]
+        await self.app(scope, receive, send)
+
+
 class ApiMiddleware:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, large_paths: dict[str, int],
                  observe: Observer | None = None, body_stall_seconds: float = BODY_STALL_SECONDS,
@@ -98,7 +149,8 @@ class ApiMiddleware:
         started = time.perf_counter()
         rid = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = rid
-        limit = self.large_paths.get(scope["path"], self.max_body_bytes)
+        route = route_path(scope)  # behind a prefix (``--root-path``), the path as routed, without it
+        limit = self.large_paths.get(route, self.max_body_bytes)
         status = 500
         answered = False
         # HEAD is GET without the body (RFC 9110 §9.3.2): FastAPI's routes take GET only, so monitors probing
@@ -106,7 +158,7 @@ class ApiMiddleware:
         head = scope["method"] == "HEAD"
         if head:
             scope = {**scope, "method": "GET"}
-        no_store = not scope["path"].startswith(self.cache_exempt)
+        no_store = not route.startswith(self.cache_exempt)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, answered

@@ -43,10 +43,14 @@ def cannot_listen(host: str, port: int, *, what: str, port_hint: str, host_hint:
 
 @contextlib.contextmanager
 def serve_in_thread(app, *, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 15.0,
-                    name: str = "the gateway API", thread_name: str = "gateway-api-http") -> Iterator[str]:
+                    name: str = "the gateway API", thread_name: str = "gateway-api-http",
+                    root_path: str = "") -> Iterator[str]:
     """Serve the ASGI ``app`` until the block ends (lifespan shutdown included); yields its base URL
-    (``http://host:port``). ``port=0``: a free one. ``name`` says what failed to start, in the error."""
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on", **UVICORN_OPTIONS))
+    (``http://host:port``). ``port=0``: a free one. ``name`` says what failed to start, in the error.
+    ``root_path``: uvicorn's own ``--root-path`` (the tests' check that the gateway takes a prefix given by the
+    server as it takes its own setting, `gateway.api.middleware.RootPath`)."""
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on", root_path=root_path,
+                                           **UVICORN_OPTIONS))
     thread = threading.Thread(target=server.run, name=thread_name, daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout

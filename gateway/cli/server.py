@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -24,6 +25,10 @@ def serve(
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Processes serving requests (default: "
                                                 "GATEWAY_API_WORKERS or 1); the schedule runs once whatever "
                                                 "their number.")] = None,
+    root_path: Annotated[str | None, typer.Option(help="Path prefix a reverse proxy serves the gateway under and "
+                                                  "strips before passing requests on, e.g. /passerelle: links, "
+                                                  "redirects, cookies and Location headers carry it (default: "
+                                                  "GATEWAY_API_ROOT_PATH or none).")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Serve the partner HTTP API (/api/v1, OpenAPI at /openapi.json, docs at /docs) and the console (/console)."""
@@ -35,7 +40,8 @@ def serve(
     from gateway.context import Gateway
     from gateway.scheduler import GatewayScheduler
 
-    settings = load_settings(data_dir=data_dir, api_host=host, api_port=port, api_workers=workers)
+    settings = load_settings(data_dir=data_dir, api_host=host, api_port=port, api_workers=workers,
+                             api_root_path=root_path)
     warn_unsafe_keys(settings)
     logging.getLogger("gateway.night").setLevel(logging.INFO)  # a service says what each night did, even without -v
     problem = cannot_listen(settings.api_host, settings.api_port, what="gateway serve",
@@ -52,6 +58,9 @@ def serve(
                                                 else ""))
     console.print(f"Console support sur http://{settings.api_host}:{settings.api_port}/console/ "
                   f"(connexion avec un jeton support ou admin)")
+    if root := settings.api_root_path:  # the addresses a browser or a partner uses, through the proxy
+        console.print(f"Derrière le proxy, sous le préfixe {root} (qu'il retire avant de transmettre) : {root}/api/v1, "
+                      f"{root}/docs, {root}/console/")
     console.print("Tâches planifiées : " + ("actives (gateway schedule show)" if settings.schedule_enabled
                                             else "désactivées (GATEWAY_SCHEDULE_ENABLED=false)"))
     try:
@@ -62,6 +71,9 @@ def serve(
             uvicorn.run(create_app(gw, scheduler=scheduler), host=settings.api_host, port=settings.api_port,
                         **UVICORN_OPTIONS)
         else:
+            # Each worker reads its settings anew (`gateway.api.worker`) and applies the prefix itself
+            # (`create_app`): --root-path goes to them as the setting, empty meaning none.
+            os.environ["GATEWAY_API_ROOT_PATH"] = settings.api_root_path
             serve_workers(settings, scheduler=scheduler)
     except GatewayError as exc:
         raise fail(exc) from exc
