@@ -114,12 +114,16 @@ def render_summary(summary: RunSummary, console: Console, *, title: str = "Nuit"
         console.print(f"[bold yellow]{fr(waiting)} lot(s) sans accusé de réception du DUDE[/] après toutes les "
                       "tentatives : gardés, ils repartent (même IdLot) à la prochaine exécution ou au prochain "
                       "passage du planificateur.")
-    if refused:
-        console.print(f"[bold red]Le DUDE, ou un filtre devant lui, refuse la passerelle[/] (HTTP 401 ou 403) : "
-                      f"{fr(refused)} lot(s) refusé(s) ainsi, sans faute de leur part. L'adresse de la passerelle "
-                      "n'est pas, ou plus, admise, ou un mandataire HTTP demande une authentification : voir avec "
-                      "l'agence ou le réseau (`gateway check` le redit). Rien n'est perdu : les lots repartent "
-                      "(même IdLot) une fois l'accès rétabli.")
+    polls_refused = summary.reports.get("acces_refuse", 0)
+    if refused or polls_refused:
+        what = " et ".join(part for part in (
+            f"{fr(refused)} lot(s) refusé(s) à l'envoi" if refused else "",
+            f"{fr(polls_refused)} relevé(s) de compte rendu refusé(s)" if polls_refused else "") if part)
+        console.print("[bold red]Le DUDE, ou un filtre devant lui, refuse la passerelle[/] (HTTP 401 ou 403) : "
+                      f"{what}, sans faute de leur part. L'adresse de la passerelle n'est pas, ou plus, admise, ou un "
+                      "mandataire HTTP demande une authentification : voir avec l'agence ou le réseau (`gateway "
+                      "check` le redit). Rien n'est perdu : les lots repartent (même IdLot), les comptes rendus "
+                      "sont relevés de nouveau, une fois l'accès rétabli.")
     if unsent := summary.sending.get("non_envoyes", 0):
         console.print(f"[bold yellow]{fr(unsent)} lot(s) non envoyé(s)[/] : le DUDE était injoignable ou "
                       "refusait la passerelle, ou un lot portant une version précédente de leurs événements attend "

@@ -27,7 +27,9 @@ import sqlalchemy as sa
 from adapters.dude.messages import Report, open_signed, parse_report
 from gateway.codes import EnvelopeState, EventState
 from gateway.context import Gateway
-from gateway.errors import DocumentRejected, NoReport, SchemaViolation, TransportError, UnexpectedDocument
+from gateway.errors import (
+    AccessRefused, DocumentRejected, NoReport, SchemaViolation, TransportError, UnexpectedDocument,
+)
 from gateway.pipeline.outage import Outage, unavailable
 from gateway.pipeline.transitions import move_envelope_events, set_envelope_state, set_event_states
 from gateway.store.models import DOC_REPORT, documents_t, envelope_history_t, envelopes_t, events_t, history_t
@@ -44,6 +46,8 @@ class ReportOutcome(str, Enum):
     APPLIED = "APPLIED"
     DUPLICATE = "DUPLICATE"
     NOT_READY = "NOT_READY"
+    #: DUDE refused the gateway itself (HTTP 401/403) at this poll: no report, and none asked after it in the pass.
+    ACCESS_REFUSED = "ACCESS_REFUSED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +247,10 @@ def poll_reports(gw: Gateway, *, envelope_ids: list[str] | None = None, force: b
             data = gw.client.get_report(envelope_id)
         except NoReport:
             data = None
+        except AccessRefused as exc:  # not this report's doing: the others would be refused alike
+            _refused_access(gw, envelope_id, exc, others=len(due) - position - 1, outage=outage, probe=probing)
+            results.append(AppliedReport(envelope_id, ReportOutcome.ACCESS_REFUSED))
+            break
         except TransportError as exc:
             if unavailable(getattr(exc, "status_code", None)):
                 _found_unavailable(gw, envelope_id, exc, others=len(due) - position - 1, outage=outage,
@@ -280,6 +288,22 @@ def _found_unavailable(gw: Gateway, envelope_id: str, exc: TransportError, *, ot
     log.warning("envelope %s: report poll failed: %s; DUDE unavailable: %d other report(s) due not polled until "
                 "it answers again", envelope_id, exc, others)
     _not_yet(gw, envelope_id, answered=False)
+
+
+def _refused_access(gw: Gateway, envelope_id: str, exc: AccessRefused, *, others: int, outage: Outage | None,
+                    probe: bool) -> None:
+    """A poll DUDE answered by refusing the gateway itself (HTTP 401/403, `AccessRefused`). It counts against the
+    envelope (`_not_yet`: DUDE, or what stands before it, answered; an overdue envelope is given up in time), but
+    the pass asks no other report before a probe after a back-off (`Outage.poll_failed`), as for DUDE
+    unavailable: the others would be refused alike, and a run waiting for its reports asked every one of them
+    every half-second, 720 refused polls in its minute (a drill found it), each a warning."""
+    backoff = outage.poll_failed() if outage is not None else None
+    if probe:
+        log.debug("envelope %s: report probe refused: %s; next probe in %.2f s", envelope_id, exc, backoff)
+    else:
+        log.warning("envelope %s: report poll refused: %s; DUDE refuses the gateway: %d other report(s) due not "
+                    "polled before a probe", envelope_id, exc, others)
+    _not_yet(gw, envelope_id)
 
 
 def _not_yet(gw: Gateway, envelope_id: str, *, answered: bool = True) -> None:

@@ -103,12 +103,16 @@ class RunSummary:
     resumed: Counter = field(default_factory=Counter)
     #: Reports this run polled and applied (``lots``: its own envelopes', and those earlier runs left owed), and
     #: what they said of their events (``ACCEPTE``, ``REJETE``): all a catch-up run has to say of last night's
-    #: owed reports, which its states (the events it read: none) cannot.
+    #: owed reports, which its states (the events it read: none) cannot. ``acces_refuse``: polls DUDE answered by
+    #: refusing the gateway itself (HTTP 401/403), each stopping the pass's polling until a probe.
     reports: Counter = field(default_factory=Counter)
 
     def count_reports(self, results: Sequence[reconcile.AppliedReport]) -> None:
-        """Count the reports among ``results`` that this run applied (not a copy already applied, not "not yet")."""
+        """Count the reports among ``results`` that this run applied (not a copy already applied, not "not yet"),
+        and the polls refused as DUDE refused the gateway itself (``acces_refuse``)."""
         for result in results:
+            if result.outcome is reconcile.ReportOutcome.ACCESS_REFUSED:  # said in red (gateway.cli.report)
+                self.reports["acces_refuse"] += 1
             if result.outcome is reconcile.ReportOutcome.APPLIED:
                 self.reports.update({"lots": 1, EventState.ACCEPTE.value: result.accepted,
                                      EventState.REJETE.value: result.rejected})
@@ -461,7 +465,8 @@ class _Dispatcher:
             self._poll_reports = False
             return
         self.summary.count_reports(results)
-        settled = {r.envelope_id for r in results if r.outcome is not reconcile.ReportOutcome.NOT_READY}
+        settled = {r.envelope_id for r in results
+                   if r.outcome in (reconcile.ReportOutcome.APPLIED, reconcile.ReportOutcome.DUPLICATE)}
         self._acknowledged = [i for i in self._acknowledged if i not in settled]
 
     def wait_for_receipts(self, progress: Progress) -> None:

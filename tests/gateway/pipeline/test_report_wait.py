@@ -251,3 +251,39 @@ def test_a_catch_up_run_says_which_owed_reports_it_reconciled_and_what_they_said
         run = client.get(f"/api/v1/runs/{catch_up.run_id}", headers={"Authorization": f"Bearer {token}"}).json()
     assert run["summary"]["reports"] == {"lots": 3, "ACCEPTE": 5, "REJETE": 1}
     gw.close()
+
+
+def test_dude_refusing_the_gateways_report_polls_backs_off_like_dude_down_and_the_summary_says_so(
+        settings, dev_keys, registry_file, tmp_path, caplog) -> None:
+    """A 403 to every report poll (a filter before DUDE that no longer admits the gateway): a run waiting for its
+    reports asked every one of them every half-second, 720 polls and as many warnings in its minute, ending
+    TERMINE with a summary that said nothing (a drill found it). Now one poll, then probes further and further
+    apart, one warning, and the summary says in red who refuses and what to do."""
+    waits: list[float] = []
+    with dude(settings, registry_file) as emu:
+        link = ReportBlips(mock_transport(emu), status=403)
+        clock = Clock()
+        gw = open_gateway(settings, link, clock=clock, waits=waits, envelope_max_events=2,
+                          report_poll_interval_seconds=0.5, report_wait_seconds=60)
+        run_batch(gw, [export(tmp_path, 6)], wait_for_reports=False)
+        clock.now += timedelta(seconds=1)  # their polls due
+
+        caplog.set_level(logging.INFO)
+        link.down, link.gets = True, 0
+        catch_up = run_batch(gw, [])
+
+        assert waits == [0.5, 1, 2, 4, 8, 16], waits  # 31.5 s: the next probe, 30 s on, would end after the wait
+        assert link.gets == 7  # the first poll, then one probe after each back-off
+        lines = said(caplog, "gateway.reconcile")
+        assert len(lines) == 1 and "DUDE refuses the gateway" in lines[0], lines
+        assert catch_up.reports == {"acces_refuse": 7} and envelope_states(gw) == {"RECU": 3}
+
+        link.down = False  # the access mended: the next pass applies every report
+        clock.now += timedelta(seconds=1)
+        reconcile.poll_reports(gw, force=True)
+        assert envelope_states(gw) == {"TRAITE": 3}
+    out = Console(record=True, width=300)
+    render_summary(catch_up, out, title="Exécution")
+    text = " ".join(out.export_text().split())
+    assert "refuse la passerelle (HTTP 401 ou 403) : 7 relevé(s) de compte rendu refusé(s)" in text, text
+    gw.close()
