@@ -248,6 +248,32 @@ def _imported_exports(gw: Gateway, store: Sequence[Check]) -> set[tuple[str, str
         return None
 
 
+def _refused_post(gw: Gateway, store: Sequence[Check]) -> str | None:
+    """How the last post of an envelope still to send was refused, if DUDE refused the gateway itself there
+    (``DUDE_ACCESS_REFUSED``, `gateway.errors.AccessRefused`): ``a refusé la passerelle au dernier envoi …``."""
+    from gateway.errors import AccessRefused
+    from gateway.codes import AWAITING_RECEIPT
+    from gateway.store.models import envelopes_t
+
+    reached = next((c for c in store if c.name == "database"), None)
+    if reached is None or reached.status != OK:
+        return None
+    e = envelopes_t.c
+    try:
+        if not sa.inspect(gw.engine).has_table(envelopes_t.name):
+            return None
+        with gw.engine.connect() as conn:
+            row = conn.execute(sa.select(e.id, e.last_error).where(
+                e.state.in_(AWAITING_RECEIPT), e.last_error.like(f"[{AccessRefused.code}]%"))
+                .order_by(e.next_attempt_at.desc()).limit(1)).first()
+    except SQLAlchemyError:
+        return None
+    if row is None:
+        return None
+    status = next((s for s in ACCESS_REFUSED_STATUSES if f"HTTP {s}" in row.last_error), None)
+    return f"a refusé la passerelle au dernier envoi du lot {row.id[:8]}…" + (f" (HTTP {status})" if status else "")
+
+
 def shown_dude_url(url: str) -> str:
     """``url`` without what may be a secret: a user and password, a query string."""
     try:
@@ -285,9 +311,11 @@ def _unreachable(gw: Gateway, exc: TransportError) -> Check:
     return Check("dude", label, FAILING, f"injoignable : {hint} ; {then}")
 
 
-def dude(gw: Gateway) -> Check:
+def dude(gw: Gateway, store: Sequence[Check] = ()) -> Check:
     """Asks DUDE for the report of an ``IdLot`` no envelope ever had: only its exchange endpoint answers
-    ``404 NO_REPORT``. Sends nothing; signs nothing."""
+    ``404 NO_REPORT``. Sends nothing; signs nothing. A filter before DUDE may refuse the gateway's posts only:
+    that probe then says "ok" while every night's envelopes are refused, so an envelope still to send whose last
+    post was refused so (`_refused_post`, in the store its check reached) is said too."""
     from adapters.dude.client import DudeClient
 
     label = _dude_label(gw)
@@ -305,6 +333,9 @@ def dude(gw: Gateway) -> Check:
         client.close()
     took = f"{(time.perf_counter() - started) * 1000:.0f} ms"
     if status == 404 and code == "NO_REPORT":
+        if (refused := _refused_post(gw, store)) is not None:
+            return Check("dude", label, FAILING, f"joignable, mais {refused} : voir avec l'agence ou le réseau "
+                         "(un filtre devant le DUDE refuse les envois de la passerelle)")
         return Check("dude", label, OK, f"joignable, répond en {took}")
     if status in ACCESS_REFUSED_STATUSES:
         return Check("dude", label, FAILING, f"refuse la passerelle (HTTP {status}) : voir avec l'agence")
@@ -326,7 +357,7 @@ def installation(gw: Gateway, *, store_exists: bool = True, ask_dude: bool = Tru
                        "(ou gateway db upgrade) la crée ; si la passerelle en a une ailleurs, vérifier --data-dir")]
     own = keys(gw, in_full=True)
     files = [key_files(gw)] if own[0].status == OK else []
-    asked = dude(gw) if ask_dude else Check("dude", _dude_label(gw), SKIPPED,
+    asked = dude(gw, store) if ask_dude else Check("dude", _dude_label(gw), SKIPPED,
                                             "non interrogé (--no-dude)")
     return [*store, *own, *files, drop_folder(gw, store), asked]
 

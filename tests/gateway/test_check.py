@@ -244,3 +244,32 @@ def test_a_database_that_refuses_is_named_with_what_it_said_and_no_password(monk
     assert "does not exist" in said and "vérifier GATEWAY_DATABASE_URL" in said
     password = sa.engine.make_url(server).password
     assert not password or f":{password}@" not in answer.output
+
+
+def test_a_dude_that_refuses_the_gateways_posts_only_fails_the_check(settings, emulator, tmp_path) -> None:
+    """A filter before DUDE that refuses the gateway's posts (403) but lets its GETs through: the check's probe, a
+    GET, said "joignable" and "Prête pour la nuit" while every envelope of the night was refused (a drill)."""
+    from gateway.pipeline.run import run_batch
+    from tests.factories import p3_line, write_export
+
+    class PostsRefused(httpx.BaseTransport):
+        def __init__(self) -> None:
+            self.inner, self.refusing = mock_transport(emulator), True
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.method == "POST" and self.refusing:
+                return httpx.Response(403, request=request)
+            return self.inner.handle_request(request)
+
+    link = PostsRefused()
+    gw = opened(settings, link, send_attempts=1)
+    run_batch(gw, [write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement="1")])],
+              wait_for_reports=False)
+    checks = installation(gw)
+    assert statuses(checks)["dude"] == FAILING
+    assert "joignable, mais a refusé la passerelle au dernier envoi du lot " in detail(checks, "dude")
+    assert "(HTTP 403) : voir avec l'agence ou le réseau" in detail(checks, "dude")
+    link.refusing = False  # the filter mended: the next run delivers, and the check is ok again
+    run_batch(gw, [], wait_for_reports=False)
+    assert statuses(installation(gw))["dude"] == OK
+    gw.close()
