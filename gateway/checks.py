@@ -35,7 +35,7 @@ from gateway.certificates import check_certificates, no_dude_certificate, proble
 from gateway.context import Gateway
 from gateway.errors import GatewayError, RemoteServerError, TransportError
 from gateway.settings import Settings
-from gateway.store.db import driver_says, server_connect_args, shown_url
+from gateway.store.db import driver_says, server_connect_args, shown_url, store_problem
 
 OK, WARNING, FAILING, SKIPPED = "ok", "warning", "failing", "skipped"
 
@@ -75,7 +75,7 @@ def database(gw: Gateway, *, in_full: bool = False) -> Check:
     except SQLAlchemyError as exc:
         if not in_full:
             return Check("database", label, FAILING, f"injoignable : {exc.__class__.__name__}")
-        return Check("database", label, FAILING, f"{where} : {driver_says(exc)} ; vérifier GATEWAY_DATABASE_URL "
+        return Check("database", label, FAILING, f"{where} : {store_problem(exc)} ; vérifier GATEWAY_DATABASE_URL "
                      "(serveur, port, base, utilisateur, mot de passe) ou --data-dir")
     return Check("database", label, OK, where if in_full else "ok")
 

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from gateway.errors import LeaseLost, StoreError
-from gateway.store.db import db_now
+from gateway.store.db import db_now, store_problem
 from gateway.store.models import leases_t
 
 log = logging.getLogger("gateway.lease")
@@ -130,7 +130,7 @@ def acquire(engine: Engine, name: str, holder: str, *, seconds: float,
     except IntegrityError:  # another instance inserted the first row at the same moment: it holds it
         return None
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot take the lease {name}: {exc}") from exc
+        raise StoreError(f"{store_problem(exc)} (en prenant le bail {name})") from exc
 
 
 def renew(engine: Engine, name: str, holder: str, *, seconds: float) -> bool:

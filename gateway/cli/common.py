@@ -174,9 +174,9 @@ def store_lost(exc: BaseException, consequence: str, *, during: str = "la comman
     """The `StoreError` to say for a database lost in the middle of a command (SQLAlchemy's
     ``OperationalError`` or ``InterfaceError``: a server restarted, a network cut, a file gone): the driver's
     first line, never the SQL (it may hold values), then ``consequence``."""
-    from gateway.store.db import driver_says
+    from gateway.store.db import store_problem
 
-    return StoreError(f"base de données perdue pendant {during} ({driver_says(exc)}) ; {consequence}")
+    return StoreError(f"base de données en échec pendant {during} : {store_problem(exc)} ; {consequence}")
 
 
 class GatewayGroup(typer.core.TyperGroup):

@@ -48,7 +48,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         else:
             engine = sa.create_engine(url, echo=echo, pool_pre_ping=True, connect_args=server_connect_args(url))
     except (SQLAlchemyError, ValueError) as exc:
-        raise StoreError(f"cannot open the database {shown_url(url)}: {exc}") from exc
+        raise StoreError(f"base {shown_url(url)} impossible à ouvrir : {store_problem(exc)}") from exc
     except ImportError as exc:  # a driver named in the URL (postgresql+psycopg2://…) that is not installed
         raise StoreError(f"cannot open the database {shown_url(url)}: its driver is not installed ({exc.name}); "
                          "the gateway installs psycopg: postgresql+psycopg://… or postgresql://…") from exc
@@ -65,6 +65,52 @@ def driver_says(exc: BaseException) -> str:
     SQLAlchemy adds (it may hold values)."""
     driver = getattr(exc, "orig", None) or exc
     return f"{type(driver).__name__} : {next(iter(str(driver).strip().splitlines()), '')[:200]}"
+
+
+#: PostgreSQL's SQLSTATEs an operator meets, in French with what to do (`store_problem`).
+_SQLSTATES = {
+    "53100": "disque plein sur le serveur PostgreSQL : y libérer de la place",
+    "57P01": "connexion coupée par le serveur PostgreSQL (arrêté ou redémarré)",
+    "57P02": "connexion coupée par le serveur PostgreSQL (arrêté ou redémarré)",
+    "57P03": "le serveur PostgreSQL démarre ou s'arrête : réessayer dans un instant",
+    "28P01": "mot de passe refusé par PostgreSQL : vérifier GATEWAY_DATABASE_URL",
+    "28000": "connexion refusée par PostgreSQL (utilisateur, ou pg_hba.conf) : vérifier GATEWAY_DATABASE_URL",
+    "3D000": "cette base n'existe pas sur le serveur PostgreSQL : vérifier le nom de base de GATEWAY_DATABASE_URL",
+    "53300": "trop de connexions ouvertes sur le serveur PostgreSQL",
+}
+#: What the drivers say without a SQLSTATE (SQLite; a PostgreSQL server never reached), lowercased, in French.
+_SAID = (
+    ("database or disk is full", "disque plein : libérer de la place sur le disque de la base (GATEWAY_DATA_DIR)"),
+    ("no space left on device", "disque plein : libérer de la place sur le disque de la base"),
+    ("readonly database", "base en lecture seule : l'utilisateur du service doit pouvoir écrire le fichier et son "
+                          "dossier"),
+    ("unable to open database file", "fichier de la base impossible à ouvrir : dossier absent, ou droits "
+                                     "(GATEWAY_DATA_DIR)"),
+    ("database is locked", "base verrouillée trop longtemps par un autre processus"),
+    ("disk i/o error", "erreur d'entrée-sortie sur le disque de la base"),
+    ("connection refused", "serveur de base injoignable (connexion refusée) : PostgreSQL tourne-t-il, à l'adresse "
+                           "et au port de GATEWAY_DATABASE_URL ?"),
+    ("could not translate host name", "nom d'hôte du serveur de base inconnu (DNS) : vérifier GATEWAY_DATABASE_URL"),
+    ("name or service not known", "nom d'hôte du serveur de base inconnu (DNS) : vérifier GATEWAY_DATABASE_URL"),
+    ("timeout expired", "serveur de base muet (délai dépassé) : vérifier GATEWAY_DATABASE_URL et le réseau"),
+    ("server closed the connection", "connexion coupée par le serveur de base (arrêté ou redémarré ?)"),
+    ("terminating connection", "connexion coupée par le serveur de base (arrêté ou redémarré ?)"),
+)
+
+
+def store_problem(exc: BaseException) -> str:
+    """What went wrong with the store, in French with what to do when it is known (a full disk, a server down or
+    restarted, a password refused…), then what the driver said (`driver_says`). The store's errors said
+    SQLAlchemy's English text whole, its documentation link included ("cannot take the lease run:
+    (sqlite3.OperationalError) database or disk is full (Background on this error at: https://sqlalche.me/…)"),
+    and a full disk was said as a database "lost"."""
+    driver = getattr(exc, "orig", None) or exc
+    known = _SQLSTATES.get(getattr(driver, "sqlstate", None) or "")
+    if known is None:
+        text = str(driver).lower()
+        known = next((french for words, french in _SAID if words in text), None)
+    said = driver_says(exc)
+    return f"{known} ({said})" if known else said
 
 
 def shown_url(url: str) -> str:
@@ -91,7 +137,7 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             session.commit()
         except SQLAlchemyError as exc:
             session.rollback()
-            raise StoreError(f"database error: {exc.__class__.__name__}: {exc}") from exc
+            raise StoreError(f"erreur de la base : {store_problem(exc)}") from exc
         except BaseException:
             session.rollback()
             raise

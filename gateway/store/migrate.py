@@ -32,6 +32,7 @@ from sqlmodel.sql.sqltypes import AutoString
 
 from gateway.errors import StoreError
 from gateway.store.models import UTCDateTime
+from gateway.store.db import store_problem
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -107,7 +108,7 @@ def current(engine: Engine) -> str | None:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read the schema revision: {exc}") from exc
+        raise StoreError(f"{store_problem(exc)} (à la lecture de la révision du schéma)") from exc
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
@@ -125,7 +126,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
             command.upgrade(alembic_config(conn), target)
             after = MigrationContext.configure(conn).get_current_revision()
     except (SQLAlchemyError, CommandError) as exc:
-        raise StoreError(f"cannot migrate the schema to {target}: {exc}") from exc
+        raise StoreError(f"{store_problem(exc)} (à la mise à jour du schéma, révision {target})") from exc
     return before, after
 
 

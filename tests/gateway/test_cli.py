@@ -344,7 +344,8 @@ def test_the_database_lost_during_a_run_is_said_not_a_traceback(settings, dev_ke
         app, ["run", "--input", str(export), "--json", "--data-dir", str(settings.data_dir)])
     assert result.exit_code == 2, result.output
     said = " ".join(result.stderr.split())
-    assert "Erreur STORE : base de données perdue pendant l'exécution (Exception : server closed the connection" in said
+    assert ("Erreur STORE : base de données en échec pendant l'exécution : connexion coupée par le serveur de base "
+            "(arrêté ou redémarré ?) (Exception : server closed the connection") in said
     assert "le prochain lancement reprend" in said and "Traceback" not in result.output
     assert json.loads(result.stdout)["error"]["code"] == "STORE"
 

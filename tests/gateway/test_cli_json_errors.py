@@ -112,4 +112,5 @@ def test_the_database_lost_mid_command_is_said_not_a_traceback(command: list[str
     assert "Traceback" not in result.output and "SELECT" not in result.output and "more" not in result.output
     error = json_error(result)
     assert error["code"] == "STORE"
-    assert error["message"].startswith("base de données perdue pendant la commande (Exception : server closed")
+    assert error["message"].startswith("base de données en échec pendant la commande : connexion coupée par le "
+                                       "serveur de base (arrêté ou redémarré ?) (Exception : server closed")

@@ -7,12 +7,15 @@ up after `gateway.store.db.CONNECT_TIMEOUT_SECONDS`, unless the URL says otherwi
 from __future__ import annotations
 
 import socket
+import sqlite3
 import threading
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
 from gateway.store import db
+from gateway.store.db import create_schema, make_engine, store_problem
 
 
 @pytest.fixture
@@ -80,3 +83,58 @@ def test_a_driver_that_is_not_installed_is_a_store_error_naming_the_one_to_use()
     with pytest.raises(StoreError, match=r"its driver is not installed \(psycopg2\).*postgresql\+psycopg://") as err:
         db.make_engine("postgresql+psycopg2://passerelle:secret@127.0.0.1/passerelle")
     assert "secret" not in str(err.value)
+
+
+class _ServerError(Exception):
+    """A psycopg error as the server raises it: with its SQLSTATE."""
+
+    def __init__(self, message: str, sqlstate: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(("driver", "said"), [
+    (sqlite3.OperationalError("database or disk is full"),
+     "disque plein : libérer de la place sur le disque de la base (GATEWAY_DATA_DIR) (OperationalError : database or "
+     "disk is full)"),
+    (sqlite3.OperationalError("attempt to write a readonly database"), "base en lecture seule : l'utilisateur du "
+     "service doit pouvoir écrire le fichier et son dossier (OperationalError : attempt to write a readonly database)"),
+    (Exception('connection failed: connection to server at "127.0.0.1", port 5499 failed: Connection refused\n\tIs '
+               "the server running on that host and accepting TCP/IP connections?"),
+     "serveur de base injoignable (connexion refusée) : PostgreSQL tourne-t-il, à l'adresse et au port de "
+     'GATEWAY_DATABASE_URL ? (Exception : connection failed: connection to server at "127.0.0.1", port 5499 failed: '
+     "Connection refused)"),
+    (_ServerError("could not extend file \"base/16384/16385\": No space left on device", "53100"),
+     "disque plein sur le serveur PostgreSQL : y libérer de la place (_ServerError : could not extend file "
+     '"base/16384/16385": No space left on device)'),
+    (_ServerError("terminating connection due to administrator command", "57P01"),
+     "connexion coupée par le serveur PostgreSQL (arrêté ou redémarré) (_ServerError : terminating connection due "
+     "to administrator command)"),
+    (Exception("something nobody foresaw"), "Exception : something nobody foresaw"),
+])
+def test_a_store_failure_is_said_in_french_with_what_to_do_then_the_drivers_first_line(driver, said) -> None:
+    """A drill's night on a full disk ended "Erreur STORE : cannot take the lease run: (sqlite3.OperationalError)
+    database or disk is full (Background on this error at: https://sqlalche.me/e/20/e3q8)", and a PostgreSQL down
+    "cannot migrate the schema to 0005: …": English, SQLAlchemy's link, nothing of what to do."""
+    exc = sa.exc.OperationalError("UPDATE leases SET holder = 'x' …", {}, driver)
+    assert store_problem(exc) == said
+    assert "sqlalche.me" not in store_problem(exc) and "UPDATE" not in store_problem(exc)
+
+
+def test_a_full_disk_when_the_run_takes_its_lease_is_said_so(tmp_path, monkeypatch) -> None:
+    from gateway import lease
+    from gateway.errors import StoreError
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
+    create_schema(engine)
+
+    def full(*args, **kwargs):
+        raise sa.exc.OperationalError("INSERT INTO leases …", {}, sqlite3.OperationalError("database or disk is full"))
+
+    monkeypatch.setattr(sa.engine.Connection, "execute", full)
+    with pytest.raises(StoreError) as refused:
+        lease.acquire(engine, "run", "moi", seconds=60)
+    assert str(refused.value).startswith("[STORE] disque plein : libérer de la place sur le disque de la base")
+    assert str(refused.value).endswith("(en prenant le bail run)") and "Background" not in str(refused.value)
+    monkeypatch.undo()
+    engine.dispose()
