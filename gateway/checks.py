@@ -20,8 +20,10 @@ switch a SQLite file to WAL, and make its folder).
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,6 +40,12 @@ from gateway.settings import Settings
 from gateway.store.db import driver_says, server_connect_args, shown_url, store_problem
 
 OK, WARNING, FAILING, SKIPPED = "ok", "warning", "failing", "skipped"
+
+#: Free space under which the disk the gateway writes to is a warning, and a failure: a national night of 20,000
+#: events adds some tens of MB to a SQLite store (events, their history, the signed documents kept a year), and
+#: a disk that filled mid-run stopped the night (nothing lost, but nothing sent).
+DISK_WARNING_BYTES = 1 << 30
+DISK_FAILING_BYTES = 256 << 20
 
 #: The probe waits at most this long (a night's posts wait ``GATEWAY_HTTP_TIMEOUT_SECONDS``, 60 s by default).
 PROBE_TIMEOUT_SECONDS = 10.0
@@ -346,6 +354,30 @@ def dude(gw: Gateway, store: Sequence[Check] = ()) -> Check:
                  "mais pas le point d'échange du DUDE : vérifier GATEWAY_DUDE_URL (chemin compris, ex. …/dude/v1)")
 
 
+def disk(gw: Gateway) -> Check:
+    """Free space where the gateway writes: the SQLite store's folder, else (PostgreSQL, whose disk is its
+    server's) the data folder, where the keys, the console's secret and the workers' counters live. A drill
+    filled the disk: the night stopped on it, and ``gateway check`` had said "Prête pour la nuit"."""
+    from gateway.errors import os_reason
+
+    label = "espace disque"
+    url = sa.engine.make_url(gw.settings.db_url)
+    sqlite_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    folder = Path(url.database).parent if sqlite_file else gw.settings.data_dir
+    while not folder.exists() and folder != folder.parent:  # not made yet: the disk it will be made on
+        folder = folder.parent
+    try:
+        usage = shutil.disk_usage(folder)
+    except OSError as exc:
+        return Check("disk", label, WARNING, f"{folder} : {os_reason(exc)}")
+    said = f"{usage.free / 2**30:.1f} Gio libres sur le disque de {folder} ({usage.free * 100 // usage.total} %)"
+    if usage.free < DISK_FAILING_BYTES:
+        return Check("disk", label, FAILING, f"{said} : une nuit pourrait ne pas y tenir ; libérer de la place")
+    if usage.free < DISK_WARNING_BYTES:
+        return Check("disk", label, WARNING, f"{said} : à surveiller, une nuit y écrit quelques dizaines de Mo")
+    return Check("disk", label, OK, said)
+
+
 def installation(gw: Gateway, *, store_exists: bool = True, ask_dude: bool = True) -> list[Check]:
     """``gateway check``'s list. ``store_exists`` False (a SQLite file not made yet): the store's checks say
     so instead of connecting, which would create it."""
@@ -359,5 +391,5 @@ def installation(gw: Gateway, *, store_exists: bool = True, ask_dude: bool = Tru
     files = [key_files(gw)] if own[0].status == OK else []
     asked = dude(gw, store) if ask_dude else Check("dude", _dude_label(gw), SKIPPED,
                                             "non interrogé (--no-dude)")
-    return [*store, *own, *files, drop_folder(gw, store), asked]
+    return [*store, disk(gw), *own, *files, drop_folder(gw, store), asked]
 

@@ -4,7 +4,9 @@ Each check says what is wrong and what to do; nothing is created or sent; exit c
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import timedelta
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -35,12 +37,21 @@ def opened(settings, transport, **updates) -> Gateway:
                         transport=transport)
 
 
-def test_a_ready_installation_passes_every_check_and_dude_is_asked_without_sending(settings, emulator) -> None:
+def plenty_of_room(monkeypatch, free: int = 50 << 30) -> None:
+    """The disk's free space as the test says: the machine's own may be anything."""
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=100 << 30, free=free))
+
+
+def test_a_ready_installation_passes_every_check_and_dude_is_asked_without_sending(settings, emulator,
+                                                                                   monkeypatch) -> None:
+    plenty_of_room(monkeypatch)
     gw = opened(settings, mock_transport(emulator))
     checks = installation(gw)
     gw.close()
-    assert statuses(checks) == {"database": OK, "schema": OK, "sending": OK, "signing_key": OK, "trust_store": OK,
-                                "certificates": OK, "key_files": OK, "drop_folder": OK, "dude": OK}, checks
+    assert statuses(checks) == {"database": OK, "schema": OK, "disk": OK, "sending": OK, "signing_key": OK,
+                                "trust_store": OK, "certificates": OK, "key_files": OK, "drop_folder": OK,
+                                "dude": OK}, checks
+    assert detail(checks, "disk").startswith("50.0 Gio libres sur le disque de ")
     assert detail(checks, "dude").startswith("joignable, répond en ")
     assert "expire le" in detail(checks, "certificates") and "à renouveler" not in detail(checks, "certificates")
     assert emulator.ledger_summary()["lots"] == 0  # nothing was sent
@@ -273,3 +284,17 @@ def test_a_dude_that_refuses_the_gateways_posts_only_fails_the_check(settings, e
     run_batch(gw, [], wait_for_reports=False)
     assert statuses(installation(gw))["dude"] == OK
     gw.close()
+
+
+@pytest.mark.parametrize(("free", "status", "said"), [
+    (100 << 20, FAILING, "0.1 Gio libres sur le disque de "),
+    (600 << 20, WARNING, "à surveiller, une nuit y écrit quelques dizaines de Mo"),
+])
+def test_a_disk_nearly_full_is_said_before_the_night_stops_on_it(settings, emulator, monkeypatch, free, status,
+                                                                  said) -> None:
+    """A drill filled the store's disk: the night stopped on it (nothing lost), and the check had said ready."""
+    plenty_of_room(monkeypatch, free)
+    gw = opened(settings, mock_transport(emulator))
+    checks = installation(gw, ask_dude=False)
+    gw.close()
+    assert statuses(checks)["disk"] == status and said in detail(checks, "disk"), detail(checks, "disk")
