@@ -292,18 +292,20 @@ def _found_unavailable(gw: Gateway, envelope_id: str, exc: TransportError, *, ot
 
 def _refused_access(gw: Gateway, envelope_id: str, exc: AccessRefused, *, others: int, outage: Outage | None,
                     probe: bool) -> None:
-    """A poll DUDE answered by refusing the gateway itself (HTTP 401/403, `AccessRefused`). It counts against the
-    envelope (`_not_yet`: DUDE, or what stands before it, answered; an overdue envelope is given up in time), but
-    the pass asks no other report before a probe after a back-off (`Outage.poll_failed`), as for DUDE
-    unavailable: the others would be refused alike, and a run waiting for its reports asked every one of them
-    every half-second, 720 refused polls in its minute (a drill found it), each a warning."""
+    """A poll DUDE answered by refusing the gateway itself (HTTP 401/403, `AccessRefused`). The pass asks no other
+    report before a probe after a back-off (`Outage.poll_failed`), as for DUDE unavailable: the others would be
+    refused alike, and a run waiting for its reports asked every one of them every half-second, 720 refused polls
+    in its minute (a drill found it), each a warning. A poll of a report that was due counts against its envelope
+    (`_not_yet`: DUDE, or what stands before it, answered; an overdue envelope is given up in time); a probe does
+    not: it asks the oldest report, due or not, every few seconds, and counted, it gave an overdue envelope up
+    (``SANS_REPONSE``) within seconds rather than ``report_max_polls`` spaced polls."""
     backoff = outage.poll_failed() if outage is not None else None
     if probe:
         log.debug("envelope %s: report probe refused: %s; next probe in %.2f s", envelope_id, exc, backoff)
     else:
         log.warning("envelope %s: report poll refused: %s; DUDE refuses the gateway: %d other report(s) due not "
                     "polled before a probe", envelope_id, exc, others)
-    _not_yet(gw, envelope_id)
+    _not_yet(gw, envelope_id, answered=not probe)
 
 
 def _not_yet(gw: Gateway, envelope_id: str, *, answered: bool = True) -> None:

@@ -287,3 +287,26 @@ def test_dude_refusing_the_gateways_report_polls_backs_off_like_dude_down_and_th
     text = " ".join(out.export_text().split())
     assert "refuse la passerelle (HTTP 401 ou 403) : 7 relevé(s) de compte rendu refusé(s)" in text, text
     gw.close()
+
+
+def test_refused_probes_do_not_spend_an_overdue_envelopes_polls(settings, dev_keys, registry_file, tmp_path) -> None:
+    """A probe asks the oldest report every few seconds, due or not: counted, a run waiting behind a refusing filter
+    gave an overdue envelope up (SANS_REPONSE, its events resendable though DUDE had them) within seconds, not after
+    ``report_max_polls`` spaced polls. Only the pass's first poll, of a report that was due, counts."""
+    waits: list[float] = []
+    with dude(settings, registry_file) as emu:
+        link = ReportBlips(mock_transport(emu), status=403)
+        clock = Clock()
+        gw = open_gateway(settings, link, clock=clock, waits=waits, envelope_max_events=2,
+                          report_poll_interval_seconds=0.5, report_wait_seconds=60, report_timeout_seconds=600,
+                          report_max_polls=3)
+        run_batch(gw, [export(tmp_path, 6)], wait_for_reports=False)
+        clock.now += timedelta(seconds=601)  # every report overdue
+        link.down = True
+        run_batch(gw, [])
+        assert link.gets == 7  # the first poll and six probes, as above
+        assert envelope_states(gw) == {"RECU": 3}
+        with gw.engine.connect() as conn:
+            polls = sorted(conn.execute(sa.select(envelopes_t.c.polls)).scalars())
+        assert polls == [0, 0, 1], polls  # the first poll counted, the probes not
+    gw.close()
