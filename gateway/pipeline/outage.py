@@ -26,8 +26,9 @@ next run, or the next tick of the scheduler, starts with no outage: its first en
 
 DUDE refusing the gateway itself (HTTP 401/403 to a post, `gateway.errors.AccessRefused`: its address not
 allowed, a proxy wanting credentials) is not an envelope's fault either: that round stops at its first post,
-and once two envelopes are refused with no answer between (`Outage.refused_access`), the outage opens as for
-DUDE down. Before, each envelope of the night spent its ``send_attempts`` posts on it.
+and once two envelopes are refused before DUDE has answered anything in the pass (`Outage.refused_access`), the
+outage opens as for DUDE down; after an answer, a refusal is taken for that envelope's alone. Before, each
+envelope of the night spent its ``send_attempts`` posts on it.
 
 Report polling has its own probe. Once a poll finds DUDE unavailable (`Outage.poll_failed`), the pass asks no
 report for a back-off (``report_poll_interval_seconds``, doubled at each probe that finds DUDE still unavailable,
@@ -79,7 +80,8 @@ class Outage:
         self._probe_at: datetime | None = None  # when the report probe may go (`probe_in`)
         self._reached = False  # DUDE answered since the pass began or the outage last opened: no probe needed
         self._probe: str | None = None  # the envelope whose round is the probe, while there is one
-        self._refused: set[str] = set()  # envelopes DUDE refused the gateway's access at, since it last answered
+        self._refused: set[str] = set()  # envelopes DUDE refused the gateway's access at, since the outage opened
+        self._answered_in_pass = False  # DUDE answered something in this pass: a refusal is then one envelope's
 
     def until(self) -> datetime | None:
         """The end of the outage if it is on now (envelopes are not posted before), else None."""
@@ -122,8 +124,7 @@ class Outage:
         """DUDE gave an HTTP answer other than "unavailable" (a 500, a receipt that fails our checks): it is
         there, so the senders waiting for the probe go (`take_turn`); an open outage is left to end by itself."""
         with self._lock:
-            self._reached = True
-            self._refused.clear()
+            self._reached = self._answered_in_pass = True
             self._lock.notify_all()
 
     def defer(self, envelope_id: str) -> datetime | None:
@@ -153,13 +154,16 @@ class Outage:
 
     def refused_access(self, envelope_id: str, error: str | None) -> datetime | None:
         """DUDE refused the gateway itself (HTTP 401/403, `gateway.errors.AccessRefused`) at ``envelope_id``'s
-        post. Once a second envelope is refused with no answer between, the refusal is the gateway's, not one
-        envelope's: the outage opens as for DUDE down (`round_failed`), and the others are not posted (a
-        certificate DUDE no longer accepts used to cost every envelope of the night ``send_attempts`` posts and
-        as many warnings). One refusal alone opens nothing: a filter before DUDE may refuse one envelope for its
-        content, and holding the night behind it would then hold it for good (that envelope probes first).
-        Returns the outage's end, or None."""
+        post. Once a second envelope is refused before DUDE has answered anything in this pass, the refusal is
+        the gateway's, not one envelope's: the outage opens as for DUDE down (`round_failed`), and the others are
+        not posted (an address DUDE no longer admits used to cost every envelope of the night ``send_attempts``
+        posts and as many warnings). Once DUDE has answered in the pass (a receipt, even a 500), a refusal is that
+        envelope's (a filter before DUDE refusing it for its content) and opens nothing: holding the night behind
+        such envelopes held it for good, as they were the oldest and so the first to probe each pass (envelopes
+        refused before are now claimed last, `gateway.pipeline.sending`). Returns the outage's end, or None."""
         with self._lock:
+            if self._answered_in_pass:
+                return None
             self._refused.add(envelope_id)
             if len(self._refused) < 2:
                 return None
@@ -208,6 +212,5 @@ class Outage:
         the number of polls of a night depend on how sending and polling interleaved."""
         with self._lock:
             self._until = None
-            self._reached = True
-            self._refused.clear()
+            self._reached = self._answered_in_pass = True
             self._lock.notify_all()

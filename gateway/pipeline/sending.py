@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from gateway.codes import AWAITING_RECEIPT
 from gateway.context import Gateway
+from gateway.errors import AccessRefused
 from gateway.lease import is_dead_here
 from gateway.pipeline import dispatch
 from gateway.pipeline.outage import Outage
@@ -47,10 +48,13 @@ def _claimable(now, exclude: set[str], due_only: bool = False):
         .select_from(mine.join(older, sa.and_(older.c.key == mine.c.key, older.c.id < mine.c.id))
                      .join(other, other.c.id == older.c.envelope_id))
         .where(mine.c.envelope_id == e.c.id, older.c.envelope_id != e.c.id, other.c.state.in_(AWAITING_RECEIPT)))
+    # Those DUDE last refused with a 401/403 last (`gateway.pipeline.outage.Outage.refused_access`): a filter
+    # refusing two envelopes for their content made them the first to probe each pass, and the pass held.
+    refused_before = sa.case((e.c.last_error.like(f"[{AccessRefused.code}]%"), 1), else_=0)
     query = (sa.select(e.c.id)
              .where(e.c.state.in_(AWAITING_RECEIPT), sa.or_(e.c.claimed_until.is_(None), e.c.claimed_until < now),
                     ~earlier_version_unanswered.exists())
-             .order_by(e.c.created_at, e.c.id).limit(1))
+             .order_by(refused_before, e.c.created_at, e.c.id).limit(1))
     if exclude:
         query = query.where(e.c.id.not_in(sorted(exclude)))
     if due_only:

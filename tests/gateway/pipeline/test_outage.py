@@ -394,3 +394,37 @@ def test_one_envelope_refused_403_by_a_filter_holds_back_nothing_else(settings, 
                 envelope_history_t.c.cause.like("%refuse l'accès%"))).scalars().all()
         assert causes == ["le DUDE refuse l'accès à la passerelle (HTTP 403) : renvoyé plus tard, même IdLot"]
     gw.close()
+
+
+def test_two_envelopes_a_filter_refuses_for_their_content_hold_the_others_one_outage_at_most(
+        settings, dev_keys, registry_file, tmp_path) -> None:
+    """Two refusals before any answer open the outage (it cannot be told from the gateway refused). When the two
+    were the oldest envelopes, they were the first to probe each pass, every pass held again, and the others never
+    went (review). Now envelopes refused before are claimed last, and after DUDE's first answer a refusal holds
+    nothing: one outage, then the others go."""
+    clock = Clock()
+    with dude(settings, registry_file) as emu:
+        gw, link, night = refused_night(settings, emu, tmp_path, 10, clock=clock, send_attempts=1, send_workers=1,
+                                        dude_outage_seconds=120)
+        assert night.undelivered == 5 and link.posts == 1  # DUDE down for the night: nothing went
+        with gw.engine.connect() as conn:  # the two first in the order envelopes are claimed in
+            first_two = conn.execute(sa.select(envelopes_t.c.id).order_by(envelopes_t.c.created_at, envelopes_t.c.id)
+                                     .limit(2)).scalars().all()
+        link.down = None
+        inner = link.inner
+
+        class ContentFilter(httpx.BaseTransport):
+            def handle_request(self, request: httpx.Request) -> httpx.Response:
+                if request.method == "POST" and any(i.encode() in request.content for i in first_two):
+                    return httpx.Response(403, request=request)
+                return inner.handle_request(request)
+
+        link.inner = ContentFilter()
+        said = []
+        for _ in range(3):  # the scheduler's ticks, each once the outage and the back-offs are over
+            clock.now += timedelta(minutes=10)
+            said.append(sending.send_waiting(gw, due_only=True).states)
+        assert said == [{"ENVOYE": 2}, {"ENVOYE": 2, "RECU": 3}, {"ENVOYE": 2}], said  # one outage, then all go
+        assert envelope_states(gw) == {"RECU": 3, "ENVOYE": 2}
+        assert emu.ledger_summary()["events_applied_more_than_once"] == []
+    gw.close()
