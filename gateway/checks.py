@@ -257,29 +257,37 @@ def _imported_exports(gw: Gateway, store: Sequence[Check]) -> set[tuple[str, str
 
 
 def _refused_post(gw: Gateway, store: Sequence[Check]) -> str | None:
-    """How the last post of an envelope still to send was refused, if DUDE refused the gateway itself there
-    (``DUDE_ACCESS_REFUSED``, `gateway.errors.AccessRefused`): ``a refusé la passerelle au dernier envoi …``."""
-    from gateway.errors import AccessRefused
+    """If DUDE refused the gateway itself (``DUDE_ACCESS_REFUSED``, `gateway.errors.AccessRefused`) at the last post
+    of an envelope still to send, and has acknowledged no envelope since: how, and when. Not after a receipt
+    came: DUDE then took a post, and the refusal was that envelope's, or is mended."""
     from gateway.codes import AWAITING_RECEIPT
-    from gateway.store.models import envelopes_t
+    from gateway.errors import AccessRefused
+    from gateway.store.models import envelope_history_t, envelopes_t
 
     reached = next((c for c in store if c.name == "database"), None)
     if reached is None or reached.status != OK:
         return None
-    e = envelopes_t.c
+    e, h = envelopes_t.c, envelope_history_t.c
     try:
         if not sa.inspect(gw.engine).has_table(envelopes_t.name):
             return None
         with gw.engine.connect() as conn:
-            row = conn.execute(sa.select(e.id, e.last_error).where(
-                e.state.in_(AWAITING_RECEIPT), e.last_error.like(f"[{AccessRefused.code}]%"))
-                .order_by(e.next_attempt_at.desc()).limit(1)).first()
+            row = conn.execute(sa.select(e.id, e.last_error, sa.func.max(h.at).label("at"))
+                               .join_from(envelopes_t, envelope_history_t, h.envelope_id == e.id)
+                               .where(e.state.in_(AWAITING_RECEIPT), e.last_error.like(f"[{AccessRefused.code}]%"),
+                                      h.cause.like("le DUDE refuse l'accès%"))
+                               .group_by(e.id, e.last_error).order_by(sa.desc("at")).limit(1)).first()
+            if row is None:
+                return None
+            since = conn.execute(sa.select(sa.func.max(e.receipt_at))).scalar()
     except SQLAlchemyError:
         return None
-    if row is None:
+    if since is not None and since >= row.at:
         return None
     status = next((s for s in ACCESS_REFUSED_STATUSES if f"HTTP {s}" in row.last_error), None)
-    return f"a refusé la passerelle au dernier envoi du lot {row.id[:8]}…" + (f" (HTTP {status})" if status else "")
+    when = row.at.astimezone(ZoneInfo(gw.settings.timezone))
+    return (f"a refusé la passerelle au dernier envoi, le {when:%d/%m à %H:%M} (lot {row.id[:8]}…"
+            + (f", HTTP {status}" if status else "") + "), et n'a accusé réception d'aucun lot depuis")
 
 
 def shown_dude_url(url: str) -> str:
@@ -341,9 +349,10 @@ def dude(gw: Gateway, store: Sequence[Check] = ()) -> Check:
         client.close()
     took = f"{(time.perf_counter() - started) * 1000:.0f} ms"
     if status == 404 and code == "NO_REPORT":
-        if (refused := _refused_post(gw, store)) is not None:
-            return Check("dude", label, FAILING, f"joignable, mais {refused} : voir avec l'agence ou le réseau "
-                         "(un filtre devant le DUDE refuse les envois de la passerelle)")
+        if (refused := _refused_post(gw, store)) is not None:  # a warning: the access may be mended since
+            return Check("dude", label, WARNING, f"joignable, mais {refused} : si l'accès n'a pas été rétabli "
+                         "depuis, voir avec l'agence ou le réseau (un filtre devant le DUDE refuse les envois de la "
+                         "passerelle) ; la prochaine nuit le dira")
         return Check("dude", label, OK, f"joignable, répond en {took}")
     if status in ACCESS_REFUSED_STATUSES:
         return Check("dude", label, FAILING, f"refuse la passerelle (HTTP {status}) : voir avec l'agence")
@@ -370,7 +379,8 @@ def disk(gw: Gateway) -> Check:
         usage = shutil.disk_usage(folder)
     except OSError as exc:
         return Check("disk", label, WARNING, f"{folder} : {os_reason(exc)}")
-    said = f"{usage.free / 2**30:.1f} Gio libres sur le disque de {folder} ({usage.free * 100 // usage.total} %)"
+    share = f" ({usage.free * 100 // usage.total} %)" if usage.total else ""  # 0 on some FUSE or network mounts
+    said = f"{usage.free / 2**30:.1f} Gio libres sur le disque de {folder}{share}"
     if usage.free < DISK_FAILING_BYTES:
         return Check("disk", label, FAILING, f"{said} : une nuit pourrait ne pas y tenir ; libérer de la place")
     if usage.free < DISK_WARNING_BYTES:

@@ -4,6 +4,7 @@ Each check says what is wrong and what to do; nothing is created or sent; exit c
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import timedelta
 from types import SimpleNamespace
@@ -257,9 +258,11 @@ def test_a_database_that_refuses_is_named_with_what_it_said_and_no_password(monk
     assert not password or f":{password}@" not in answer.output
 
 
-def test_a_dude_that_refuses_the_gateways_posts_only_fails_the_check(settings, emulator, tmp_path) -> None:
+def test_a_dude_that_refused_the_gateways_last_posts_is_said_until_it_takes_one(settings, emulator, tmp_path) -> None:
     """A filter before DUDE that refuses the gateway's posts (403) but lets its GETs through: the check's probe, a
-    GET, said "joignable" and "Prête pour la nuit" while every envelope of the night was refused (a drill)."""
+    GET, said "joignable" and "Prête pour la nuit" while every envelope of the night was refused (a drill). Said
+    as a warning, with when: the access may have been mended since, which only a post can tell; once DUDE takes
+    a post, or took one after (the refusal was then that envelope's alone), nothing more is said."""
     from gateway.pipeline.run import run_batch
     from tests.factories import p3_line, write_export
 
@@ -277,13 +280,38 @@ def test_a_dude_that_refuses_the_gateways_posts_only_fails_the_check(settings, e
     run_batch(gw, [write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement="1")])],
               wait_for_reports=False)
     checks = installation(gw)
-    assert statuses(checks)["dude"] == FAILING
-    assert "joignable, mais a refusé la passerelle au dernier envoi du lot " in detail(checks, "dude")
-    assert "(HTTP 403) : voir avec l'agence ou le réseau" in detail(checks, "dude")
+    said = detail(checks, "dude")
+    assert statuses(checks)["dude"] == WARNING, said
+    assert re.search(r"joignable, mais a refusé la passerelle au dernier envoi, le \d\d/\d\d à \d\d:\d\d \(lot "
+                     r"[0-9a-f]{8}…, HTTP 403\), et n'a accusé réception d'aucun lot depuis : si l'accès n'a pas été "
+                     r"rétabli depuis, voir avec l'agence ou le réseau", said), said
     link.refusing = False  # the filter mended: the next run delivers, and the check is ok again
     run_batch(gw, [], wait_for_reports=False)
     assert statuses(installation(gw))["dude"] == OK
     gw.close()
+
+
+def test_one_envelope_a_filter_refuses_while_dude_takes_the_others_is_not_said(settings, emulator, tmp_path) -> None:
+    from gateway.pipeline.run import run_batch
+    from tests.factories import p3_line, write_export
+    from tests.gateway.pipeline.test_outage import Filter
+
+    link = Filter(mock_transport(emulator))
+    gw = opened(settings, link, send_attempts=1, envelope_max_events=2, send_workers=1)
+    run_batch(gw, [write_export(tmp_path / "P3_69001_20261128.csv", [p3_line(id_evenement=str(i)) for i in range(6)])],
+              wait_for_reports=False)
+    assert link.posts == 3  # one envelope refused (once), the two others taken
+    assert statuses(installation(gw))["dude"] == OK
+    gw.close()
+
+
+def test_a_mount_that_says_no_size_is_said_without_a_crash(settings, monkeypatch) -> None:
+    """Some FUSE and network mounts give a total of 0 (as /proc does): the share of free space divided by it."""
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=0, free=0))
+    gw = opened(settings, httpx.MockTransport(lambda request: httpx.Response(404)))
+    checks = installation(gw, ask_dude=False)
+    gw.close()
+    assert statuses(checks)["disk"] == FAILING and detail(checks, "disk").startswith("0.0 Gio libres sur le disque")
 
 
 @pytest.mark.parametrize(("free", "status", "said"), [
