@@ -90,6 +90,10 @@ _SAID = (
     ("disk i/o error", "erreur d'entrée-sortie sur le disque de la base"),
     ("connection refused", "serveur de base injoignable (connexion refusée) : PostgreSQL tourne-t-il, à l'adresse "
                            "et au port de GATEWAY_DATABASE_URL ?"),
+    # psycopg gives a connection that failed no SQLSTATE: the server's words, then
+    ("password authentication failed", "mot de passe refusé par PostgreSQL : vérifier GATEWAY_DATABASE_URL"),
+    ("no pg_hba.conf entry", "connexion refusée par PostgreSQL (pg_hba.conf) : vérifier GATEWAY_DATABASE_URL"),
+    ('" does not exist', "base ou utilisateur inconnu du serveur PostgreSQL : vérifier GATEWAY_DATABASE_URL"),
     ("could not translate host name", "nom d'hôte du serveur de base inconnu (DNS) : vérifier GATEWAY_DATABASE_URL"),
     ("name or service not known", "nom d'hôte du serveur de base inconnu (DNS) : vérifier GATEWAY_DATABASE_URL"),
     ("timeout expired", "serveur de base muet (délai dépassé) : vérifier GATEWAY_DATABASE_URL et le réseau"),
@@ -105,8 +109,10 @@ def store_problem(exc: BaseException) -> str:
     (sqlite3.OperationalError) database or disk is full (Background on this error at: https://sqlalche.me/…)"),
     and a full disk was said as a database "lost"."""
     driver = getattr(exc, "orig", None) or exc
-    known = _SQLSTATES.get(getattr(driver, "sqlstate", None) or "")
-    if known is None:
+    sqlstate = getattr(driver, "sqlstate", None)
+    if sqlstate:  # the server's own code: its words are matched only when it gave none (a table missing is not these)
+        known = _SQLSTATES.get(sqlstate)
+    else:
         text = str(driver).lower()
         known = next((french for words, french in _SAID if words in text), None)
     said = driver_says(exc)

@@ -138,3 +138,30 @@ def test_a_full_disk_when_the_run_takes_its_lease_is_said_so(tmp_path, monkeypat
     assert str(refused.value).endswith("(en prenant le bail run)") and "Background" not in str(refused.value)
     monkeypatch.undo()
     engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("change", "said"), [
+    ({"password": "pas-le-bon"}, "mot de passe refusé par PostgreSQL : vérifier GATEWAY_DATABASE_URL ("),
+    ({"database": "gateway_inexistante"}, "base ou utilisateur inconnu du serveur PostgreSQL : vérifier "
+                                          "GATEWAY_DATABASE_URL ("),
+])
+def test_a_real_postgresql_refusing_the_gateway_is_said_in_french(change, said) -> None:
+    """psycopg gives a connection that failed no SQLSTATE: the server's words are matched (review: a wrong password
+    and an unknown database were said in the driver's English only, the unit test faking a SQLSTATE)."""
+    from tests.backends import postgres_url
+
+    url = sa.engine.make_url(postgres_url()).set(**change)
+    engine = sa.create_engine(url)
+    with pytest.raises(sa.exc.OperationalError) as refused:
+        engine.connect().close()
+    engine.dispose()
+    assert store_problem(refused.value).startswith(said), store_problem(refused.value)
+    assert "pas-le-bon" not in store_problem(refused.value)
+
+
+def test_a_table_missing_is_not_taken_for_a_database_missing() -> None:
+    """The words are matched only when the server gave no SQLSTATE: a relation that "does not exist" (42P01) is
+    not a database or a user unknown."""
+    exc = sa.exc.ProgrammingError("SELECT 1 FROM events", {}, _ServerError('relation "events" does not exist', "42P01"))
+    assert store_problem(exc) == '_ServerError : relation "events" does not exist'
