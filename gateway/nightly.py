@@ -306,7 +306,7 @@ def run_night(gw: Gateway, *, night: datetime | None = None, trigger: str = "sch
     ahead = current is not None and clock_was_ahead(gw, current.done_until)
     if ahead:
         log.warning("night %s: the run lease notes nights served up to %s, later than this clock: a clock was ahead "
-                    "when it was noted (check NTP on every instance); this night is served, and the mark set back",
+                    "when it was noted (check NTP on every instance); this night will be served, and the mark set back",
                     night.isoformat(), current.done_until.isoformat())
     if current is not None and _served(gw, current.done_until, night):
         return NightOutcome("DONE", night, detail=f"nuit du {night.isoformat()} déjà servie")

@@ -505,8 +505,9 @@ def _wait_for_reports(gw: Gateway, summary: RunSummary, progress: Progress, outa
         backoff = outage.probe_in()
         now = max(time.monotonic(), slept_to)
         if outage.polling_stopped() or (backoff is not None and now + backoff > deadline):
-            log.warning("run %d: DUDE unavailable: %d envelope(s) received by DUDE still without their report, "
-                        "not awaited; polled later by the scheduler or the next run", summary.run_id, left)
+            log.warning("run %d: DUDE unavailable or refusing the gateway: %d envelope(s) received by DUDE still "
+                        "without their report, not awaited; polled later by the scheduler or the next run",
+                        summary.run_id, left)
             break
         if backoff is not None:
             slept_to = now + backoff

@@ -209,8 +209,9 @@ def test_dude_gone_before_its_reports_the_run_probes_one_report_at_a_time_and_sa
                  if r.name == "gateway.reconcile" and r.levelno == logging.WARNING]
         assert len(polls) == 1 and "DUDE unavailable" in polls[0] and "not polled" in polls[0], polls
         said = [r.getMessage() for r in caplog.records if r.name == "gateway.run" and "not awaited" in r.getMessage()]
-        assert said == [f"run {night.run_id}: DUDE unavailable: 5 envelope(s) received by DUDE still without their "
-                        "report, not awaited; polled later by the scheduler or the next run"], said
+        assert said == [f"run {night.run_id}: DUDE unavailable or refusing the gateway: 5 envelope(s) received by "
+                        "DUDE still without their report, not awaited; polled later by the scheduler or the next "
+                        "run"], said
 
         link.gone = False  # DUDE back: the reports come
         reconcile.poll_reports(gw, force=True)

@@ -112,8 +112,8 @@ def test_a_dude_that_stays_unavailable_ends_the_wait_before_its_deadline_in_few_
         lines = said(caplog, "gateway.reconcile")
         assert len(lines) == 1 and "DUDE unavailable" in lines[0], lines
         assert said(caplog, "gateway.run") == [
-            f"run {catch_up.run_id}: DUDE unavailable: 3 envelope(s) received by DUDE still without their report, "
-            "not awaited; polled later by the scheduler or the next run"]
+            f"run {catch_up.run_id}: DUDE unavailable or refusing the gateway: 3 envelope(s) received by DUDE still "
+            "without their report, not awaited; polled later by the scheduler or the next run"]
         assert catch_up.outcome == "TERMINE" and envelope_states(gw) == {"RECU": 3}
         assert catch_up.reports == {}
     gw.close()
