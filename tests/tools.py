@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -33,3 +34,14 @@ def xmlsec1_verifies(path: Path, cert: Path) -> tuple[bool, str]:
     proc = subprocess.run([need("xmlsec1"), "--verify", "--trusted-pem", str(cert), str(path)],
                           capture_output=True, text=True)
     return proc.returncode == 0, proc.stderr
+
+
+def stop_server(server: subprocess.Popen, *, timeout: float = 30) -> None:
+    """Stop a ``gateway serve`` the test started as a service manager would (SIGTERM), killing it if it does not
+    stop within ``timeout``, which the test then fails on."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        raise

@@ -17,7 +17,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -39,6 +38,7 @@ from gateway.api.serving import serve_in_thread
 from gateway.demo import free_port
 from tests.factories import json_event
 from tests.gateway.api.conftest import bearer
+from tests.tools import stop_server
 
 PREFIX = "/passerelle"
 #: A small JSON body limit for the served gateway: DUDE's callback must take more (``max_document_bytes``).
@@ -124,12 +124,7 @@ def gateway_serve(data_dir: Path, log: Path, *args: str, env: dict[str, str] | N
             time.sleep(0.1)
         yield base
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            raise
+        stop_server(server)
 
 
 @dataclass

@@ -31,6 +31,7 @@ from gateway.procstats import process_tree
 from gateway.store.models import events_t, utcnow
 from tests.backends import BACKENDS
 from tests.factories import json_event
+from tests.tools import stop_server
 
 ROOT = Path(__file__).resolve().parents[3]
 #: Eight connections at once: which worker accepts each is the kernel's race, and with eight both take
@@ -161,12 +162,7 @@ def test_two_workers_share_the_port_and_the_store_and_stop_on_sigterm(settings, 
         scrape = httpx.get(f"{base}/metrics", headers=headers, timeout=10).text
         assert float(bulk.search(scrape).group(1)) == 2 * total + 1  # the dead worker's counts are kept
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            raise
+        stop_server(server)
     stderr = log.read_text()
     assert server.returncode == 0, stderr
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
