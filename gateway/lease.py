@@ -35,6 +35,19 @@ from gateway.errors import LeaseLost, StoreError
 from gateway.store.db import db_now, store_problem
 from gateway.store.models import leases_t
 
+#: How far apart two clocks of the gateway may be (instances under NTP; the database server's) before a time one of
+#: them wrote is taken for a clock that was ahead: a night noted served (`gateway.nightly.clock_was_ahead`), a next
+#: poll or attempt further ahead than any back-off sets (`gateway.pipeline.sending`, `gateway.pipeline.reconcile`).
+CLOCK_SLACK = timedelta(minutes=5)
+
+
+def ahead_of_the_clock(column: sa.ColumnElement, now: datetime, longest: timedelta) -> sa.ColumnElement:
+    """``column`` (a next attempt or poll, a claim's end) later than any back-off, spacing or claim sets from ``now``
+    (``longest``, plus `CLOCK_SLACK`): written by a clock that was ahead (a run made while it was). Taken as it
+    is, it held an envelope, or its report, for as long as the clock had been ahead (8 hours, in a drill),
+    without a word; it is taken as past."""
+    return column > now + longest + CLOCK_SLACK
+
 log = logging.getLogger("gateway.lease")
 
 

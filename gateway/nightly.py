@@ -35,7 +35,7 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 from zoneinfo import ZoneInfo
@@ -55,9 +55,6 @@ log = logging.getLogger("gateway.nightly")
 
 RUN_LEASE = "run"
 INTERRUPTED = "INTERROMPU"
-#: How far ahead of this instance's clock a served night may be noted before it is taken for a clock that was
-#: ahead when it was noted (`clock_was_ahead`): the skew two instances' clocks may have under NTP, and more.
-CLOCK_SLACK = timedelta(minutes=5)
 
 
 class RunLease:
@@ -335,12 +332,12 @@ def run_night(gw: Gateway, *, night: datetime | None = None, trigger: str = "sch
 
 
 def clock_was_ahead(gw: Gateway, done_until: datetime | None) -> bool:
-    """Whether the run lease notes a night served later than this instance's clock (beyond `CLOCK_SLACK`): only a
+    """Whether the run lease notes a night served later than this instance's clock (beyond `lease.CLOCK_SLACK`): only a
     clock that was ahead when it was noted (a machine started before NTP set it, a virtual machine restored, a
     test under faketime) or one set back since writes that. Taken as true, it made every night until then
     "served": skipped, with one INFO line, and ``gateway run --now`` refused, for as long as the clock was ahead.
     A night served twice costs nothing (exports and events de-duplicate); one skipped is a night not sent."""
-    return done_until is not None and done_until > gw.clock() + CLOCK_SLACK
+    return done_until is not None and done_until > gw.clock() + lease.CLOCK_SLACK
 
 
 def _served(gw: Gateway, done_until: datetime | None, night: datetime) -> bool:

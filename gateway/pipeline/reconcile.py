@@ -30,8 +30,10 @@ from gateway.context import Gateway
 from gateway.errors import (
     AccessRefused, DocumentRejected, NoReport, SchemaViolation, TransportError, UnexpectedDocument,
 )
+from gateway.lease import ahead_of_the_clock
 from gateway.pipeline.outage import Outage, unavailable
 from gateway.pipeline.transitions import move_envelope_events, set_envelope_state, set_event_states
+from gateway.settings import Settings
 from gateway.store.models import DOC_REPORT, documents_t, envelope_history_t, envelopes_t, events_t, history_t
 
 log = logging.getLogger("gateway.reconcile")
@@ -234,8 +236,11 @@ def poll_reports(gw: Gateway, *, envelope_ids: list[str] | None = None, force: b
     awaited = sa.select(envelopes_t.c.id).where(envelopes_t.c.state.in_(AWAITING_REPORT))
     if envelope_ids is not None:
         awaited = awaited.where(envelopes_t.c.id.in_(envelope_ids))
-    query = awaited if force else awaited.where(sa.or_(envelopes_t.c.next_poll_at.is_(None),
-                                                       envelopes_t.c.next_poll_at <= now))
+    next_poll = envelopes_t.c.next_poll_at
+    query = awaited if force else awaited.where(sa.or_(
+        next_poll.is_(None), next_poll <= now,
+        # set by a clock that was ahead (a run made while it was): past, not hours of silence (a drill)
+        ahead_of_the_clock(next_poll, now, timedelta(seconds=poll_spacing(gw.settings)))))
     with gw.engine.connect() as conn:
         due = list(conn.execute(query.order_by(envelopes_t.c.receipt_at, envelopes_t.c.id)).scalars())
         if probing:
@@ -308,6 +313,13 @@ def _refused_access(gw: Gateway, envelope_id: str, exc: AccessRefused, *, others
     _not_yet(gw, envelope_id, answered=not probe)
 
 
+def poll_spacing(settings: Settings) -> float:
+    """Seconds between two polls of an overdue report (its ``report_max_polls`` spread over a quarter of the
+    time-out): the longest any poll is put off."""
+    return max(settings.report_poll_interval_seconds,
+               settings.report_timeout_seconds / (4 * settings.report_max_polls))
+
+
 def _not_yet(gw: Gateway, envelope_id: str, *, answered: bool = True) -> None:
     """No report for ``envelope_id`` this time: its next poll is set, and past ``report_timeout_seconds`` the poll
     is counted, ``report_max_polls`` of them making it ``SANS_REPONSE``. Not ``answered`` (DUDE unavailable: no
@@ -324,7 +336,7 @@ def _not_yet(gw: Gateway, envelope_id: str, *, answered: bool = True) -> None:
                 next_poll_at=now + timedelta(seconds=s.report_poll_interval_seconds)))
             return
         polls = env.polls + 1
-        spacing = max(s.report_poll_interval_seconds, s.report_timeout_seconds / (4 * s.report_max_polls))
+        spacing = poll_spacing(s)
         if not answered:
             conn.execute(envelopes_t.update().where(envelopes_t.c.id == envelope_id).values(
                 next_poll_at=now + timedelta(seconds=spacing)))

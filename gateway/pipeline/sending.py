@@ -24,23 +24,32 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from gateway.codes import AWAITING_RECEIPT
 from gateway.context import Gateway
 from gateway.errors import AccessRefused
-from gateway.lease import is_dead_here
+from gateway.lease import ahead_of_the_clock, is_dead_here
 from gateway.pipeline import dispatch
 from gateway.pipeline.outage import Outage
+from gateway.settings import Settings
 from gateway.store.models import envelopes_t, events_t
 
 log = logging.getLogger("gateway.sending")
 
 
-def _claimable(now, exclude: set[str], due_only: bool = False):
+def longest_wait(settings: Settings) -> timedelta:
+    """The longest an envelope is made to wait before its next attempt: a back-off, or DUDE's outage."""
+    return timedelta(seconds=max(settings.retry_backoff_max_seconds, settings.dude_outage_seconds))
+
+
+def _claimable(now, exclude: set[str], due_only: bool = False, *, settings: Settings):
     e = envelopes_t
+    claim = timedelta(seconds=settings.send_claim_seconds)
+    free = sa.or_(e.c.claimed_until.is_(None), e.c.claimed_until < now,
+                  ahead_of_the_clock(e.c.claimed_until, now, claim))
     mine, older = events_t.alias("mine"), events_t.alias("older")
     other = envelopes_t.alias("other")
     earlier_version_unanswered = (
@@ -52,14 +61,19 @@ def _claimable(now, exclude: set[str], due_only: bool = False):
     # refusing two envelopes for their content made them the first to probe each pass, and the pass held.
     refused_before = sa.case((e.c.last_error.like(f"[{AccessRefused.code}]%"), 1), else_=0)
     query = (sa.select(e.c.id)
-             .where(e.c.state.in_(AWAITING_RECEIPT), sa.or_(e.c.claimed_until.is_(None), e.c.claimed_until < now),
-                    ~earlier_version_unanswered.exists())
+             .where(e.c.state.in_(AWAITING_RECEIPT), free, ~earlier_version_unanswered.exists())
              .order_by(refused_before, e.c.created_at, e.c.id).limit(1))
     if exclude:
         query = query.where(e.c.id.not_in(sorted(exclude)))
     if due_only:
-        query = query.where(sa.or_(e.c.next_attempt_at.is_(None), e.c.next_attempt_at <= now))
+        query = query.where(_due(now, settings))
     return query
+
+
+def _due(now: datetime, settings: Settings) -> sa.ColumnElement:
+    e = envelopes_t.c
+    return sa.or_(e.next_attempt_at.is_(None), e.next_attempt_at <= now,
+                  ahead_of_the_clock(e.next_attempt_at, now, longest_wait(settings)))
 
 
 def due_for_sending(gw: Gateway) -> bool:
@@ -68,8 +82,10 @@ def due_for_sending(gw: Gateway) -> bool:
     e = envelopes_t
     with gw.engine.connect() as conn:
         return conn.execute(sa.select(sa.literal(1)).where(
-            e.c.state.in_(AWAITING_RECEIPT), sa.or_(e.c.next_attempt_at.is_(None), e.c.next_attempt_at <= now),
-            sa.or_(e.c.claimed_until.is_(None), e.c.claimed_until < now)).limit(1)).first() is not None
+            e.c.state.in_(AWAITING_RECEIPT), _due(now, gw.settings),
+            sa.or_(e.c.claimed_until.is_(None), e.c.claimed_until < now,
+                   ahead_of_the_clock(e.c.claimed_until, now, timedelta(seconds=gw.settings.send_claim_seconds))))
+            .limit(1)).first() is not None
 
 
 def claim_next(gw: Gateway, *, holder: str | None = None,
@@ -79,7 +95,7 @@ def claim_next(gw: Gateway, *, holder: str | None = None,
     holder = holder or gw.instance_id
     now = gw.clock()
     with gw.engine.begin() as conn:
-        candidate = _claimable(now, set(exclude), due_only)
+        candidate = _claimable(now, set(exclude), due_only, settings=gw.settings)
         if conn.dialect.name == "postgresql":
             candidate = candidate.with_for_update(skip_locked=True, of=envelopes_t)
         return conn.execute(
