@@ -26,6 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import FieldError, RequestRejected
 from gateway.store.models import audit_t, controls_t
@@ -87,39 +88,72 @@ def is_paused(engine: Engine) -> bool:
     return current(engine).paused
 
 
-def pause(engine: Engine, *, by: str, reason: str, now: datetime, client_id: int | None = None) -> SendingState:
-    """Pause all sending (a reason is required: whoever finds it paused must know why)."""
+def pause(engine: Engine, *, by: str, reason: str, now: datetime, client_id: int | None = None,
+          only_if_flipped: bool = False) -> SendingState | None:
+    """Pause all sending (a reason is required: whoever finds it paused must know why). ``only_if_flipped``:
+    only if sending is active, in the same statement as the change; else nothing is written, and None returned
+    (the console's press: two admins pressing at once both paused, the second reason replacing the first; the
+    CLI and the API may pause again, to give a new reason)."""
     reason = (reason or "").strip()
     if not reason:
         raise RequestRejected("un motif est obligatoire pour suspendre l'envoi",
                               errors=[FieldError("reason", "motif obligatoire", "missing")])
-    return _switch(engine, paused=True, by=by, reason=reason, now=now, client_id=client_id)
+    return _switch(engine, paused=True, by=by, reason=reason, now=now, client_id=client_id,
+                   only_if_flipped=only_if_flipped)
 
 
 def resume(engine: Engine, *, by: str, now: datetime, reason: str | None = None,
-           client_id: int | None = None) -> SendingState:
-    """Resume sending: the next run, or the scheduler's next round, sends what waited."""
-    return _switch(engine, paused=False, by=by, reason=(reason or "").strip() or None, now=now, client_id=client_id)
+           client_id: int | None = None, only_if_flipped: bool = False) -> SendingState | None:
+    """Resume sending: the next run, or the scheduler's next round, sends what waited. ``only_if_flipped``: as
+    for `pause`."""
+    return _switch(engine, paused=False, by=by, reason=(reason or "").strip() or None, now=now, client_id=client_id,
+                   only_if_flipped=only_if_flipped)
 
 
 def _switch(engine: Engine, *, paused: bool, by: str, reason: str | None, now: datetime,
-            client_id: int | None) -> SendingState:
+            client_id: int | None, only_if_flipped: bool = False) -> SendingState | None:
     if reason is not None and len(reason) > REASON_MAX:
         raise RequestRejected(f"motif trop long (au plus {REASON_MAX} caractères)",
                               errors=[FieldError("reason", f"au plus {REASON_MAX} caractères", "string_too_long")])
-    values = {"value": json.dumps({"paused": paused}), "updated_at": now, "updated_by": by[:120], "reason": reason}
-    with engine.begin() as conn:
-        before = current(conn)
-        moved = conn.execute(controls_t.update().where(controls_t.c.name == CONTROL).values(**values)).rowcount
-        if not moved:
-            conn.execute(controls_t.insert().values(name=CONTROL, **values))
-        conn.execute(audit_t.insert().values(
-            at=now, actor=by[:120], client_id=client_id, action="SENDING_PAUSE" if paused else "SENDING_RESUME",
-            target=CONTROL, count=1, comment=reason,
-            detail=json.dumps({"was_paused": before.paused}, ensure_ascii=False)))
+    wanted = json.dumps({"paused": paused})
+    values = {"value": wanted, "updated_at": now, "updated_by": by[:120], "reason": reason}
+    try:
+        before = _write(engine, values, paused=paused, only_if_flipped=only_if_flipped, audit={
+            "at": now, "actor": by[:120], "client_id": client_id, "comment": reason,
+            "action": "SENDING_PAUSE" if paused else "SENDING_RESUME"})
+    except IntegrityError:  # the row made at the same instant by another press: it flipped the switch
+        if not only_if_flipped:
+            raise
+        return None
+    if before is None:
+        return None
     state = SendingState(paused, now, by[:120], reason)
     if paused:
         log.warning("SENDING_PAUSED by %s: %s (nothing is posted to DUDE until it is resumed)", by, reason)
     else:
         log.warning("sending resumed by %s%s", by, f": {reason}" if reason else "")
     return state
+
+
+def _write(engine: Engine, values: dict, *, paused: bool, only_if_flipped: bool, audit: dict) -> SendingState | None:
+    """The switch's row and its audit row, in one transaction; returns the switch as it was, or None when
+    ``only_if_flipped`` found it already as asked (nothing written)."""
+    with engine.begin() as conn:
+        if only_if_flipped:  # the write first: it waits for a concurrent one, then sees what that one wrote
+            flip = controls_t.update().where(controls_t.c.name == CONTROL, controls_t.c.value != values["value"])
+            if conn.execute(flip.values(**values)).rowcount:
+                before = SendingState(not paused)
+            elif paused and conn.execute(sa.select(controls_t.c.name).where(controls_t.c.name == CONTROL)).first() \
+                    is None:  # never paused yet: the row is made
+                before = SendingState(False)
+                conn.execute(controls_t.insert().values(name=CONTROL, **values))
+            else:
+                return None  # already as asked (resuming a switch never paused: nothing to resume)
+        else:
+            before = current(conn)
+            moved = conn.execute(controls_t.update().where(controls_t.c.name == CONTROL).values(**values)).rowcount
+            if not moved:
+                conn.execute(controls_t.insert().values(name=CONTROL, **values))
+        conn.execute(audit_t.insert().values(**audit, target=CONTROL, count=1,
+                                             detail=json.dumps({"was_paused": before.paused}, ensure_ascii=False)))
+    return before

@@ -231,3 +231,34 @@ def test_when_sending_was_paused_is_said_in_the_gateway_s_zone_as_every_other_ti
     render_summary(summary, shown, tz=ZoneInfo("Europe/Paris"))
     text = shown.export_text()
     assert "depuis le 30/11/2026 17:00 CET" in text and "2026-11-30T16:00" not in text, text
+
+
+@pytest.mark.parametrize("first_ever", [True, False], ids=["no-row-yet", "row-there"])
+def test_two_admins_pressing_pause_at_once_pause_once(gw, first_ever) -> None:
+    """The console's press (`only_if_flipped`): checked, then paused, in two transactions, two admins at once both
+    paused, and the second reason replaced the first. Now one pause, one audit row; the other press is told
+    "déjà suspendu" (None)."""
+    if not first_ever:
+        pause.pause(gw.engine, by="cli:a", reason="essai", now=gw.clock())
+        pause.resume(gw.engine, by="cli:a", now=gw.clock())
+    start = threading.Barrier(2)
+    results: list = []
+
+    def press(who: str) -> None:
+        start.wait(10)
+        results.append(pause.pause(gw.engine, by=f"console:{who}", reason=f"maintenance ({who})", now=gw.clock(),
+                                   only_if_flipped=True))
+
+    threads = [threading.Thread(target=press, args=(who,)) for who in ("alice", "bruno")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 2 and sum(r is not None for r in results) == 1, results
+    [done] = [r for r in results if r is not None]
+    assert pause.current(gw.engine).reason == done.reason  # the reason kept is the one of the press that paused
+    with gw.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(audit_t).where(
+            audit_t.c.action == "SENDING_PAUSE", audit_t.c.actor.like("console:%"))).scalar_one() == 1
+    assert pause.resume(gw.engine, by="console:alice", now=gw.clock(), only_if_flipped=True) is not None
+    assert pause.resume(gw.engine, by="console:bruno", now=gw.clock(), only_if_flipped=True) is None

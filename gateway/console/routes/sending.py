@@ -81,9 +81,9 @@ async def pause_sending(request: Request, user: CheckedUserDep, gw: GatewayDep,
         return refused
 
     def switch() -> str | int | None:
-        if pause.current(gw.engine).paused:
+        if pause.pause(gw.engine, by=user.actor, reason=motif, now=gw.clock(), client_id=user.principal.client_id,
+                       only_if_flipped=True) is None:  # in the same statement: two admins at once pause once
             return ALREADY_PAUSED
-        pause.pause(gw.engine, by=user.actor, reason=motif, now=gw.clock(), client_id=user.principal.client_id)
         with gw.engine.connect() as conn:
             return last_switch_by(conn, user.actor, PAUSED)
 
@@ -101,9 +101,9 @@ async def resume_sending(request: Request, user: CheckedUserDep, gw: GatewayDep)
         return refused
 
     def switch() -> str | int | None:
-        if not pause.current(gw.engine).paused:
+        if pause.resume(gw.engine, by=user.actor, now=gw.clock(), client_id=user.principal.client_id,
+                        only_if_flipped=True) is None:
             return ALREADY_ACTIVE
-        pause.resume(gw.engine, by=user.actor, now=gw.clock(), client_id=user.principal.client_id)
         with gw.engine.connect() as conn:
             return last_switch_by(conn, user.actor, RESUMED)
 
