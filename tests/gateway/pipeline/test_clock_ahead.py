@@ -33,7 +33,8 @@ def test_envelopes_held_by_a_clock_that_was_ahead_go_at_the_next_tick(settings, 
                                         dude_outage_seconds=120)
         assert night.undelivered == 3
         link.down = None
-        # as a run made 8 hours ahead left them: held until then, and one claimed until then by a run of another machine that died
+        # as a run made 8 hours ahead left them: held until then, and one claimed until then by a run of another
+        # machine that died
         set_all(gw, next_attempt_at=clock.now + timedelta(hours=8))
         with gw.engine.begin() as conn:
             first = conn.execute(sa.select(envelopes_t.c.id).limit(1)).scalar_one()
