@@ -310,14 +310,25 @@ _OS_REASONS = {
 }
 
 
+#: The ``errno`` of an `OSError` subclass raised without one (``FileNotFoundError("…")``).
+_ERRNO_OF = ((FileNotFoundError, errno.ENOENT), (PermissionError, errno.EACCES), (IsADirectoryError, errno.EISDIR),
+             (NotADirectoryError, errno.ENOTDIR))
+
+
+def _errno(exc: OSError) -> int | None:
+    if exc.errno is not None:
+        return exc.errno
+    return next((number for kind, number in _ERRNO_OF if isinstance(exc, kind)), None)
+
+
 def os_reason(exc: OSError) -> str:
     """Why ``exc``'s file or folder could not be used, in French: ``strerror`` is English, and an ``Errno`` says
     nothing to most operators. One wording for the keys, the exports, the drop folder and the data folder, which
     each had their own, two of them English. An error not foreseen keeps its own words."""
-    return _OS_REASONS.get(exc.errno) or exc.strerror or type(exc).__name__
+    return _OS_REASONS.get(_errno(exc)) or exc.strerror or type(exc).__name__
 
 
 def unreadable(exc: OSError) -> str:
     """``introuvable``, or ``illisible : <why>`` (`os_reason`): after the name of what could not be read."""
     reason = os_reason(exc)
-    return reason if exc.errno == errno.ENOENT else f"illisible : {reason}"
+    return reason if _errno(exc) == errno.ENOENT else f"illisible : {reason}"
