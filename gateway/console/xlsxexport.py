@@ -18,8 +18,8 @@ formula or a number.
 from __future__ import annotations
 
 import tempfile
-from copy import copy
 from collections.abc import Iterable, Iterator
+from copy import copy
 from datetime import date
 from typing import IO
 
