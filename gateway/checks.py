@@ -35,9 +35,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from adapters.dude.client import ACCESS_REFUSED_STATUSES, TEXT_MAX, one_line
 from gateway.certificates import check_certificates, no_dude_certificate, problems
 from gateway.context import Gateway
-from gateway.errors import GatewayError, RemoteServerError, TransportError
+from gateway.errors import AccessRefused, GatewayError, RemoteServerError, TransportError, os_reason
 from gateway.settings import Settings
-from gateway.store.db import driver_says, server_connect_args, shown_url, store_problem
+from gateway.store.db import server_connect_args, shown_url, store_problem
 
 OK, WARNING, FAILING, SKIPPED = "ok", "warning", "failing", "skipped"
 
@@ -179,7 +179,7 @@ def _store(gw: Gateway) -> list[Check]:
     try:
         state = sending_state(gw.engine)
     except SQLAlchemyError as exc:
-        return [reached, schema, Check("sending", "envoi au DUDE", FAILING, f"illisible : {driver_says(exc)}")]
+        return [reached, schema, Check("sending", "envoi au DUDE", FAILING, f"illisible : {store_problem(exc)}")]
     if state.paused:
         said = state.describe(ZoneInfo(gw.settings.timezone))
         switch = Check("sending", "envoi au DUDE", WARNING, f"{said} ; gateway sending resume le reprend")
@@ -261,7 +261,6 @@ def _refused_post(gw: Gateway, store: Sequence[Check]) -> str | None:
     of an envelope still to send, and has acknowledged no envelope since: how, and when. Not after a receipt
     came: DUDE then took a post, and the refusal was that envelope's, or is mended."""
     from gateway.codes import AWAITING_RECEIPT
-    from gateway.errors import AccessRefused
     from gateway.store.models import envelope_history_t, envelopes_t
 
     reached = next((c for c in store if c.name == "database"), None)
@@ -367,8 +366,6 @@ def disk(gw: Gateway) -> Check:
     """Free space where the gateway writes: the SQLite store's folder, else (PostgreSQL, whose disk is its
     server's) the data folder, where the keys, the console's secret and the workers' counters live. A drill
     filled the disk: the night stopped on it, and ``gateway check`` had said "Prête pour la nuit"."""
-    from gateway.errors import os_reason
-
     label = "espace disque"
     url = sa.engine.make_url(gw.settings.db_url)
     sqlite_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")

@@ -47,9 +47,6 @@ def longest_wait(settings: Settings) -> timedelta:
 
 def _claimable(now, exclude: set[str], due_only: bool = False, *, settings: Settings):
     e = envelopes_t
-    claim = timedelta(seconds=settings.send_claim_seconds)
-    free = sa.or_(e.c.claimed_until.is_(None), e.c.claimed_until < now,
-                  ahead_of_the_clock(e.c.claimed_until, now, claim))
     mine, older = events_t.alias("mine"), events_t.alias("older")
     other = envelopes_t.alias("other")
     earlier_version_unanswered = (
@@ -61,7 +58,7 @@ def _claimable(now, exclude: set[str], due_only: bool = False, *, settings: Sett
     # refusing two envelopes for their content made them the first to probe each pass, and the pass held.
     refused_before = sa.case((e.c.last_error.like(f"[{AccessRefused.code}]%"), 1), else_=0)
     query = (sa.select(e.c.id)
-             .where(e.c.state.in_(AWAITING_RECEIPT), free, ~earlier_version_unanswered.exists())
+             .where(e.c.state.in_(AWAITING_RECEIPT), _unclaimed(now, settings), ~earlier_version_unanswered.exists())
              .order_by(refused_before, e.c.created_at, e.c.id).limit(1))
     if exclude:
         query = query.where(e.c.id.not_in(sorted(exclude)))
@@ -71,9 +68,17 @@ def _claimable(now, exclude: set[str], due_only: bool = False, *, settings: Sett
 
 
 def _due(now: datetime, settings: Settings) -> sa.ColumnElement:
+    """Past its back-off or DUDE's outage (``next_attempt_at``), or held by a clock that was ahead."""
     e = envelopes_t.c
     return sa.or_(e.next_attempt_at.is_(None), e.next_attempt_at <= now,
                   ahead_of_the_clock(e.next_attempt_at, now, longest_wait(settings)))
+
+
+def _unclaimed(now: datetime, settings: Settings) -> sa.ColumnElement:
+    """Nobody holds it: no claim, one run out, or one written by a clock that was ahead."""
+    e = envelopes_t.c
+    return sa.or_(e.claimed_until.is_(None), e.claimed_until < now,
+                  ahead_of_the_clock(e.claimed_until, now, timedelta(seconds=settings.send_claim_seconds)))
 
 
 def due_for_sending(gw: Gateway) -> bool:
@@ -82,9 +87,7 @@ def due_for_sending(gw: Gateway) -> bool:
     e = envelopes_t
     with gw.engine.connect() as conn:
         return conn.execute(sa.select(sa.literal(1)).where(
-            e.c.state.in_(AWAITING_RECEIPT), _due(now, gw.settings),
-            sa.or_(e.c.claimed_until.is_(None), e.c.claimed_until < now,
-                   ahead_of_the_clock(e.c.claimed_until, now, timedelta(seconds=gw.settings.send_claim_seconds))))
+            e.c.state.in_(AWAITING_RECEIPT), _due(now, gw.settings), _unclaimed(now, gw.settings))
             .limit(1)).first() is not None
 
 
