@@ -5,6 +5,7 @@ reconciled (summary, JSON, the stored run the API shows)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -55,6 +56,28 @@ def open_gateway(settings, transport, *, clock, waits: list[float], **updates) -
                         transport=transport, sleep=waits.append, clock=clock)
 
 
+@contextlib.contextmanager
+def catch_up_behind(settings, registry_file, tmp_path, *, status: int, later: float, caplog=None, **updates):
+    """Last night's 3 envelopes received by DUDE, their reports owed; ``later`` seconds on, a catch-up run while
+    every report poll is answered ``status``. Yields the gateway (its clock: ``gw.clock.now``), the link (report
+    polls counted from the catch-up), the back-offs waited and the catch-up's summary. ``caplog`` records from
+    the catch-up on."""
+    waits: list[float] = []
+    with dude(settings, registry_file) as emu:
+        link = ReportBlips(mock_transport(emu), status=status)
+        gw = open_gateway(settings, link, clock=Clock(), waits=waits, envelope_max_events=2,
+                          report_poll_interval_seconds=0.5, **updates)
+        try:
+            run_batch(gw, [export(tmp_path, 6)], wait_for_reports=False)
+            gw.clock.now += timedelta(seconds=later)
+            if caplog is not None:
+                caplog.set_level(logging.INFO)
+            link.down, link.gets = True, 0
+            yield gw, link, waits, run_batch(gw, [])
+        finally:
+            gw.close()
+
+
 def said(caplog, logger: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == logger and r.levelno >= logging.WARNING]
 
@@ -94,19 +117,8 @@ def test_a_dude_that_stays_unavailable_ends_the_wait_before_its_deadline_in_few_
     """DUDE gone for the whole wait: the probes come further and further apart (each back-off twice the last, up
     to 30 s), the wait ends when the next would come after its deadline, and the log holds one line for DUDE
     found unavailable and one for the reports left to the scheduler: no line per probe."""
-    waits: list[float] = []
-    with dude(settings, registry_file) as emu:
-        link = ReportBlips(mock_transport(emu))
-        clock = Clock()
-        gw = open_gateway(settings, link, clock=clock, waits=waits, envelope_max_events=2,
-                          report_poll_interval_seconds=0.5, report_wait_seconds=100)
-        run_batch(gw, [export(tmp_path, 6)], wait_for_reports=False)
-        clock.now += timedelta(seconds=1)  # their polls due
-
-        caplog.set_level(logging.INFO)
-        link.down, link.gets = True, 0
-        catch_up = run_batch(gw, [])
-
+    with catch_up_behind(settings, registry_file, tmp_path, status=503, later=1, caplog=caplog,
+                         report_wait_seconds=100) as (gw, link, waits, catch_up):  # 1 s: their polls due
         assert waits == [0.5, 1, 2, 4, 8, 16, 30, 30]  # 91.5 s: a ninth probe would come after the 100 s
         assert link.gets == 1 + len(waits)
         lines = said(caplog, "gateway.reconcile")
@@ -116,33 +128,23 @@ def test_a_dude_that_stays_unavailable_ends_the_wait_before_its_deadline_in_few_
             "without their report, not awaited; polled later by the scheduler or the next run"]
         assert catch_up.outcome == "TERMINE" and envelope_states(gw) == {"RECU": 3}
         assert catch_up.reports == {}
-    gw.close()
 
 
 def test_probes_that_find_dude_still_unavailable_do_not_give_up_an_overdue_envelope(
         settings, dev_keys, registry_file, tmp_path) -> None:
     """An envelope past ``report_timeout_seconds`` has ``report_max_polls`` polls left before SANS_REPONSE. A probe
     asks about DUDE, not about that report: eight probes through an outage must not spend them."""
-    clock = Clock()
-    with dude(settings, registry_file) as emu:
-        link = ReportBlips(mock_transport(emu))
-        gw = open_gateway(settings, link, clock=clock, waits=[], envelope_max_events=2, report_timeout_seconds=60,
-                          report_max_polls=3, report_poll_interval_seconds=0.5, report_wait_seconds=100)
-        run_batch(gw, [export(tmp_path, 6)], wait_for_reports=False)
-        clock.now += timedelta(seconds=61)  # every report overdue
-
-        link.down = True
-        run_batch(gw, [])
+    with catch_up_behind(settings, registry_file, tmp_path, status=503, later=61, report_timeout_seconds=60,
+                         report_max_polls=3, report_wait_seconds=100) as (gw, link, _, _):  # 61 s: every report overdue
         assert link.gets == 9  # the failed poll and eight probes
         assert envelope_states(gw) == {"RECU": 3}  # none given up
         with gw.engine.connect() as conn:
             assert sorted(conn.execute(sa.select(envelopes_t.c.polls)).scalars()) == [0, 0, 0]  # not one counted
 
         link.down = False  # DUDE back: the next run, once the first one's next poll is due, has them all
-        clock.now += timedelta(seconds=10)
+        gw.clock.now += timedelta(seconds=10)
         assert run_batch(gw, []).reports["lots"] == 3
         assert states(gw) == {"ACCEPTE": 6}
-    gw.close()
 
 
 def test_passes_of_the_scheduler_through_a_long_outage_do_not_give_up_an_overdue_envelope(
@@ -259,19 +261,8 @@ def test_dude_refusing_the_gateways_report_polls_backs_off_like_dude_down_and_th
     reports asked every one of them every half-second, 720 polls and as many warnings in its minute, ending
     TERMINE with a summary that said nothing (a drill found it). Now one poll, then probes further and further
     apart, one warning, and the summary says in red who refuses and what to do."""
-    waits: list[float] = []
-    with dude(settings, registry_file) as emu:
-        link = ReportBlips(mock_transport(emu), status=403)
-        clock = Clock()
-        gw = open_gateway(settings, link, clock=clock, waits=waits, envelope_max_events=2,
-                          report_poll_interval_seconds=0.5, report_wait_seconds=60)
-        run_batch(gw, [export(tmp_path, 6)], wait_for_reports=False)
-        clock.now += timedelta(seconds=1)  # their polls due
-
-        caplog.set_level(logging.INFO)
-        link.down, link.gets = True, 0
-        catch_up = run_batch(gw, [])
-
+    with catch_up_behind(settings, registry_file, tmp_path, status=403, later=1, caplog=caplog,
+                         report_wait_seconds=60) as (gw, link, waits, catch_up):  # 1 s: their polls due
         assert waits == [0.5, 1, 2, 4, 8, 16], waits  # 31.5 s: the next probe, 30 s on, would end after the wait
         assert link.gets == 7  # the first poll, then one probe after each back-off
         lines = said(caplog, "gateway.reconcile")
@@ -279,34 +270,23 @@ def test_dude_refusing_the_gateways_report_polls_backs_off_like_dude_down_and_th
         assert catch_up.reports == {"acces_refuse": 7} and envelope_states(gw) == {"RECU": 3}
 
         link.down = False  # the access mended: the next pass applies every report
-        clock.now += timedelta(seconds=1)
+        gw.clock.now += timedelta(seconds=1)
         reconcile.poll_reports(gw, force=True)
         assert envelope_states(gw) == {"TRAITE": 3}
     out = Console(record=True, width=300)
     render_summary(catch_up, out, title="Exécution")
     text = " ".join(out.export_text().split())
     assert "refuse la passerelle (HTTP 401 ou 403) : 7 relevé(s) de compte rendu refusé(s)" in text, text
-    gw.close()
 
 
 def test_refused_probes_do_not_spend_an_overdue_envelopes_polls(settings, dev_keys, registry_file, tmp_path) -> None:
     """A probe asks the oldest report every few seconds, due or not: counted, a run waiting behind a refusing filter
     gave an overdue envelope up (SANS_REPONSE, its events resendable though DUDE had them) within seconds, not after
     ``report_max_polls`` spaced polls. Only the pass's first poll, of a report that was due, counts."""
-    waits: list[float] = []
-    with dude(settings, registry_file) as emu:
-        link = ReportBlips(mock_transport(emu), status=403)
-        clock = Clock()
-        gw = open_gateway(settings, link, clock=clock, waits=waits, envelope_max_events=2,
-                          report_poll_interval_seconds=0.5, report_wait_seconds=60, report_timeout_seconds=600,
-                          report_max_polls=3)
-        run_batch(gw, [export(tmp_path, 6)], wait_for_reports=False)
-        clock.now += timedelta(seconds=601)  # every report overdue
-        link.down = True
-        run_batch(gw, [])
+    with catch_up_behind(settings, registry_file, tmp_path, status=403, later=601, report_wait_seconds=60,
+                         report_timeout_seconds=600, report_max_polls=3) as (gw, link, _, _):  # every report overdue
         assert link.gets == 7  # the first poll and six probes, as above
         assert envelope_states(gw) == {"RECU": 3}
         with gw.engine.connect() as conn:
             polls = sorted(conn.execute(sa.select(envelopes_t.c.polls)).scalars())
         assert polls == [0, 0, 1], polls  # the first poll counted, the probes not
-    gw.close()
